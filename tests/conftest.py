@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny analytic discriminators and a deterministic, CPU-only torch."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch import nn
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+# one thread: tiny nets run fastest single-threaded, and OpenMP spin-waits make 2 threads
+# up to 30x slower when another process (an xdist worker) shares the 2 cores
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+class LinearD(nn.Module):
+    """``D(x) = <w, x> + b`` per sample: FGSM has a closed form on it."""
+
+    def __init__(self, shape=(1, 4, 4), seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.w = nn.Parameter(torch.randn(shape, generator=g))
+        self.b = nn.Parameter(torch.tensor(0.1))
+
+    def forward(self, x):  # (N, *shape) -> (N,)
+        return (x * self.w).flatten(1).sum(1) + self.b
+
+
+class BNConvD(nn.Module):
+    """A small DCGAN-like D with BatchNorm (and optional spectral norm)."""
+
+    def __init__(self, channels=1, width=8, spectral=False):
+        super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
+        self.net = nn.Sequential(
+            sn(nn.Conv2d(channels, width, 4, 2, 1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(width, 2 * width, 4, 2, 1)), nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2), nn.Flatten(), sn(nn.Linear(2 * width * 4 * 4, 1)))
+
+    def forward(self, x):  # (N, C, 16, 16) -> (N,)
+        return self.net(x).flatten()
+
+
+@pytest.fixture
+def linear_d():
+    return LinearD()
+
+
+@pytest.fixture
+def bn_d():
+    torch.manual_seed(0)
+    return BNConvD()
+
+
+@pytest.fixture
+def images():
+    """(8, 1, 16, 16) in [-1, 1]."""
+    return torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1

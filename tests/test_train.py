@@ -1,0 +1,164 @@
+"""The training loop: D steps, AS-GAN's one extra pass, resume, and an honest ring8 smoke check."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from probes.attacks import fgsm
+from tests.conftest import BNConvD
+from trainers import load_checkpoint, make_config, train
+from trainers.checkpoint import list_snapshots
+from trainers.steps import D_STEPS, eps_in_force
+
+
+class Counter:
+    """Counts D forward calls (and keeps their inputs) and backward passes into D."""
+
+    def __init__(self, D):
+        self.inputs, self.backwards = [], 0
+        D.register_forward_pre_hook(lambda m, args: self.inputs.append(args[0].detach().clone()))
+        first = next(D.parameters())
+        first.register_hook(self._on_grad)
+
+    def _on_grad(self, g):
+        self.backwards += 1
+        return g
+
+
+def _one_d_step(trainer, **overrides):
+    cfg = make_config("smoke", dict(trainer=trainer, **overrides))
+    torch.manual_seed(0)
+    D = BNConvD()
+    opt = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    count = Counter(D)
+    g = torch.Generator().manual_seed(0)
+    x_real = torch.rand(8, 1, 16, 16, generator=g) * 2 - 1
+    x_fake = torch.rand(8, 1, 16, 16, generator=g) * 2 - 1
+    D_before = copy.deepcopy(D)
+    eps = eps_in_force(cfg, step=10**6, batch_in_epoch=10**6)
+    D_STEPS[trainer](D, opt, x_real, x_fake, cfg=cfg, eps=eps, pixel_range=(-1.0, 1.0),
+                     generator=torch.Generator().manual_seed(1))
+    return count, x_real, D_before, cfg
+
+
+@pytest.mark.parametrize("second_step,extra_forwards", [("real+fake", 2), ("real", 1)],
+                         ids=["real+fake", "real"])
+def test_asgan_costs_exactly_one_extra_d_pass(second_step, extra_forwards):
+    base, _, _, _ = _one_d_step("baseline")
+    adv, _, _, _ = _one_d_step("asgan", second_step=second_step)
+    assert base.backwards == 1 and len(base.inputs) == 2  # reals, fakes
+    # one more forward/backward pass: the second D step only; the perturbation gradient
+    # came from the first backward (no extra forward for it)
+    assert adv.backwards == base.backwards + 1
+    assert len(adv.inputs) == len(base.inputs) + extra_forwards
+
+
+def test_training_fgsm_is_the_probe_fgsm_at_pre_update_weights():
+    count, x_real, D_before, cfg = _one_d_step("asgan", eps=4 / 255)
+    x_adv_train = count.inputs[2]
+    # SPEC 2.3 literally: x + eps*(hi-lo)*sign(grad_x L_D) at the pre-update weights, batch stats
+    x = x_real.clone().requires_grad_(True)
+    D_before.train()
+    (grad,) = torch.autograd.grad(torch.nn.functional.softplus(-D_before(x)).mean(), x)
+    expected = (x_real + 2 * 4 / 255 * grad.sign()).clamp(-1, 1)
+    assert torch.allclose(x_adv_train, expected)
+    # and it is the probes' fgsm given that gradient (one function for both)
+    assert torch.equal(x_adv_train, fgsm(D_before, x_real, eps=4 / 255, grad=-grad))
+    assert (x_adv_train - x_real).abs().max() <= 2 * 4 / 255 + 1e-6
+    assert not torch.equal(x_adv_train, x_real)
+
+
+def test_perturbation_none_updates_d_twice_on_clean_reals():
+    count, x_real, _, _ = _one_d_step("asgan", perturbation="none")
+    assert count.backwards == 2
+    assert torch.equal(count.inputs[2], x_real)  # second step sees the clean reals
+
+
+def test_gaussian_perturbation_is_sign_noise_not_gradient():
+    count, x_real, D_before, _ = _one_d_step("asgan", perturbation="gaussian", eps=4 / 255)
+    delta = count.inputs[2] - x_real
+    inside = (x_real.abs() < 1 - 2 * 4 / 255)
+    assert torch.allclose(delta[inside].abs(), torch.full_like(delta[inside], 8 / 255))
+    grad_dir = fgsm(D_before, x_real, eps=4 / 255, mode="batch") - x_real
+    agree = (delta.sign() == grad_dir.sign())[inside].float().mean()
+    assert 0.3 < agree < 0.7  # random signs agree with the gradient's about half the time
+
+
+def test_attack_mode_eval_spends_one_extra_pass():
+    count, _, _, _ = _one_d_step("asgan", attack_mode="eval")
+    assert len(count.inputs) == 5  # reals, fakes, eval-mode attack, adv reals, fakes
+
+
+@pytest.mark.parametrize("kw,step,pos,expected", [
+    (dict(trainer="baseline"), 100, 100, 0.0),
+    (dict(trainer="asgan"), 100, 100, 1 / 255),
+    (dict(trainer="asgan", eps_warmup=200), 100, 100, 0.0),
+    (dict(trainer="asgan", eps_epoch_off=300), 10_000, 299, 0.0),
+    (dict(trainer="asgan", eps_epoch_off=300), 10_000, 300, 1 / 255),
+    (dict(trainer="asgan", perturbation="none"), 100, 100, 0.0),
+], ids=["baseline", "asgan", "warmup", "epoch-off-in", "epoch-off-out", "none"])
+def test_eps_in_force(kw, step, pos, expected):
+    assert eps_in_force(make_config(None, dict(kw, eps=1 / 255)), step, pos) == expected
+
+
+def test_r1_penalty_reaches_the_loss(tmp_path):
+    cfg = make_config("smoke", {"r1_gamma": 10.0, "steps": 5, "log_every": 5})
+    train(cfg, tmp_path / "r1", progress=False)
+    row = json.loads((tmp_path / "r1" / "stats.jsonl").read_text().splitlines()[-1])
+    assert row["r1"] > 0
+
+
+@pytest.mark.parametrize("trainer", ["baseline", "asgan"])
+def test_smoke_preset_writes_a_loadable_checkpoint(tmp_path, trainer):
+    last = train(make_config("smoke", {"trainer": trainer}), tmp_path / trainer, progress=False)
+    G, D, meta = load_checkpoint(last)
+    assert meta["step"] == 20 and meta["config"]["trainer"] == trainer
+    x = G(torch.randn(5, meta["g_spec"]["kwargs"]["z_dim"]))
+    assert x.shape == (5, 1, 28, 28) and x.min() >= -1 and x.max() <= 1
+    assert D(x).shape == (5,)
+    run = tmp_path / trainer
+    assert (run / "config.json").exists() and (run / "samples" / "step-000020.png").exists()
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [5, 10, 15, 20]
+    keys = {"loss_d", "loss_g", "logits_real", "logits_fake", "eps", "images_per_s"}
+    assert keys <= rows[-1].keys()
+    if trainer == "asgan":
+        assert {"loss_d_adv", "logits_adv"} <= rows[-1].keys() and rows[-1]["eps"] > 0
+
+
+def _weights(path):
+    G, D, _ = load_checkpoint(path)
+    return {**{"G." + k: v for k, v in G.state_dict().items()},
+            **{"D." + k: v for k, v in D.state_dict().items()}}
+
+
+def test_resume_gives_the_same_weights_as_one_run(tmp_path):
+    over = {"trainer": "asgan", "steps": 12, "snapshot_every": 6, "sample_every": 0,
+            "log_every": 3, "eps_epoch_off": 2}
+    full = train(make_config("smoke", over), tmp_path / "full", progress=False)
+    part = tmp_path / "part"
+    train(make_config("smoke", dict(over, steps=6)), part, progress=False)
+    resumed = train(make_config("smoke", over), part, resume=True, progress=False)
+    a, b = _weights(full), _weights(resumed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [p.name for p in list_snapshots(part)] == ["ckpt-000006.safetensors",
+                                                      "ckpt-000012.safetensors"]
+    assert (tmp_path / "full" / "stats.jsonl").read_text().count("\n") == \
+        (part / "stats.jsonl").read_text().count("\n")
+
+
+def test_ring8_mlp_puts_samples_on_the_ring(tmp_path):
+    """An honest check of the whole loop: a few thousand steps of the ring8 preset on CPU."""
+    cfg = make_config("ring8-mlp", {"steps": 2000, "tensorboard": False, "sample_every": 0})
+    G, _, meta = load_checkpoint(train(cfg, tmp_path / "ring", progress=False))
+    with torch.no_grad():
+        x = G(torch.randn(2000, meta["g_spec"]["kwargs"]["z_dim"],
+                          generator=torch.Generator().manual_seed(0)))
+    radius = x.norm(dim=1)
+    near = ((radius - 1).abs() < 0.1).float().mean()
+    assert near > 0.8, f"only {near:.2f} of samples within 0.1 of the unit ring"

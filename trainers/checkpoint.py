@@ -1,0 +1,250 @@
+"""Self-describing, safe checkpoints (SPEC section 5).
+
+One ``.safetensors`` file per snapshot. Tensors are named ``G.<param>``, ``D.<param>`` and,
+for resumable snapshots, ``opt_G.<i>.<key>`` / ``opt_D.<i>.<key>``; everything else (the
+architecture specs, the full config, the step, the pixel range, optimizer hyper-parameters, a
+SHA-256 of the tensors) is one JSON object in the safetensors header. safetensors has no code
+path that runs code from a file, so a crafted checkpoint cannot execute anything; a truncated,
+edited or foreign file gives a :class:`UserError` naming the problem.
+
+Writes are atomic: a temp file in the same folder, fsync, ``os.replace``. A crash leaves the
+previous snapshot and at most a ``.tmp-*`` file that readers ignore.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainers.errors import UserError
+
+FORMAT = "asgan-probe-checkpoint"
+VERSION = 1
+SUFFIX = ".safetensors"
+MAX_HEADER = 50 * 2**20  # bytes; real headers are a few kB
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of ``tensors``, in sorted name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _optim_tensors(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Split an optimizer state_dict into tensors and a JSON-able remainder."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"{prefix}.{idx}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{key}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _optim_state(prefix: str, tensors: dict, info: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix + "."):
+            idx, key = name[len(prefix) + 1:].split(".", 1)
+            state.setdefault(int(idx), {})[key] = value
+    for name, value in info.get("scalars", {}).items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    return {"state": state, "param_groups": info["param_groups"]}
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via temp file + fsync + rename; UserError on I/O failure."""
+    path = Path(path)
+    fd, tmp = None, None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            fd = None
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        why = {errno.ENOSPC: "the disk is full", errno.EROFS: "the folder is read-only",
+               errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"}
+        reason = why.get(e.errno, e.strerror or str(e))
+        raise UserError(f"cannot write {path}: {reason}; free space or choose another --out "
+                        "(earlier snapshots are untouched)") from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_checkpoint(path: str | Path, *, G: nn.Module, D: nn.Module, meta: dict[str, Any],
+                    opt_G: torch.optim.Optimizer | None = None,
+                    opt_D: torch.optim.Optimizer | None = None) -> Path:
+    """Write one snapshot atomically. ``meta`` must be JSON-able and hold ``g_spec``/``d_spec``.
+
+    Returns the path written.
+    """
+    from safetensors.torch import save
+
+    tensors = {f"G.{k}": v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
+    tensors.update({f"D.{k}": v.detach().cpu().contiguous() for k, v in D.state_dict().items()})
+    meta = dict(meta)
+    meta.update(format=FORMAT, version=VERSION)
+    for prefix, opt in (("opt_G", opt_G), ("opt_D", opt_D)):
+        if opt is not None:
+            t, info = _optim_tensors(prefix, opt)
+            tensors.update(t)
+            meta[prefix] = info
+    meta["sha256"] = tensor_digest(tensors)
+    data = save(tensors, metadata={"asgan_probe": json.dumps(meta, sort_keys=True)})
+    atomic_write_bytes(path, data)
+    return Path(path)
+
+
+def _sniff(path: Path) -> None:
+    """Reject what is plainly not one of our files before any parser sees it."""
+    if not path.exists():
+        raise UserError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; pass a ckpt-<step>{SUFFIX} file inside it")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9:
+        raise UserError(f"{path} is not a checkpoint: only {size} bytes (truncated?)")
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        raise UserError(f"{path} is a torch.save/pickle file, not an asgan-probe checkpoint; "
+                        "for a foreign discriminator use asgan-probe's --format option")
+    header_len = int.from_bytes(head[:8], "little")
+    if head[8:9] != b"{" or header_len > MAX_HEADER:
+        raise UserError(f"{path} is not an asgan-probe checkpoint (no safetensors header)")
+    if 8 + header_len > size:
+        raise UserError(f"{path} is truncated: header says {header_len} bytes, file has {size}")
+
+
+def read_checkpoint(path: str | Path, *, verify: bool = True
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Low-level reader: all tensors (CPU) and the meta dict. Never unpickles anything."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = Path(path)
+    _sniff(path)
+    try:
+        tensors = load(path.read_bytes())
+    except (SafetensorError, ValueError, RuntimeError, OverflowError, MemoryError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{path} is corrupt or truncated ({first[:120]})") from None
+    meta = _read_meta(path)
+    if verify and meta.get("sha256") != tensor_digest(tensors):
+        raise UserError(f"{path} failed its checksum: the tensors were changed or damaged "
+                        "after writing; use an earlier snapshot")
+    return tensors, meta
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("asgan_probe")
+    except Exception as e:  # the header was already parsed once: any failure means corrupt
+        raise UserError(f"{path} has an unreadable header ({type(e).__name__})") from None
+    if raw is None:
+        raise UserError(f"{path} is a safetensors file but not an asgan-probe checkpoint "
+                        "(no asgan_probe metadata); for a plain state_dict use --format")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise UserError(f"{path} has corrupt metadata (invalid JSON)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise UserError(f"{path} is not an asgan-probe checkpoint (format tag missing)")
+    if meta.get("version") != VERSION:
+        raise UserError(f"{path} has format version {meta.get('version')}; this asgan-probe "
+                        f"reads version {VERSION}: upgrade asgan-probe")
+    for key in ("g_spec", "d_spec", "step"):
+        if key not in meta:
+            raise UserError(f"{path} metadata lacks {key!r}: not a complete checkpoint")
+    return meta
+
+
+def _split(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def _load_module(spec: dict, state: dict[str, torch.Tensor], path: Path, role: str) -> nn.Module:
+    from trainers.nets import build_net
+
+    if not isinstance(spec, dict):
+        raise UserError(f"{path}: {role} spec is not an object")
+    net = build_net(spec)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise UserError(f"{path}: {role} weights do not fit its architecture ({first[:120]})"
+                        ) from None
+    return net
+
+
+def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu"
+                    ) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """The one reader: ``(G, D, meta)`` from a snapshot, both nets in eval mode on ``device``.
+
+    ``meta`` holds ``config`` (the full training config), ``step``, ``pixel_range``,
+    ``data`` (name and per-sample shape), ``g_spec``/``d_spec``, ``sha256`` and run facts.
+
+    Examples:
+        >>> G, D, meta = load_checkpoint("runs/a1/ckpt-002000.safetensors")
+        >>> logits = D(x)  # (N,) raw logits
+    """
+    path = Path(path)
+    tensors, meta = read_checkpoint(path)
+    G = _load_module(meta["g_spec"], _split(tensors, "G"), path, "G")
+    D = _load_module(meta["d_spec"], _split(tensors, "D"), path, "D")
+    return G.to(device).eval(), D.to(device).eval(), meta
+
+
+def load_optimizer_states(path: str | Path) -> dict[str, dict]:
+    """``{"opt_G": state_dict, "opt_D": state_dict}`` from a resumable snapshot."""
+    tensors, meta = read_checkpoint(path)
+    out = {}
+    for prefix in ("opt_G", "opt_D"):
+        if prefix not in meta:
+            raise UserError(f"{path} holds no optimizer state; it cannot be resumed")
+        out[prefix] = _optim_state(prefix, tensors, meta[prefix])
+    return out
+
+
+def snapshot_name(step: int) -> str:
+    return f"ckpt-{step:06d}{SUFFIX}"
+
+
+def list_snapshots(run_dir: str | Path) -> list[Path]:
+    """Complete snapshots of a run, oldest first (temp files of interrupted writes excluded)."""
+    run_dir = Path(run_dir)
+    found = [p for p in run_dir.glob(f"ckpt-*{SUFFIX}") if p.stem[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.stem[5:]))

@@ -1,0 +1,87 @@
+"""``asgan-train``: parse, resolve the config, call :func:`trainers.loop.train`.
+
+Every config field is an option (``--eps 1/255``, ``--second-step real``), generated from
+:class:`trainers.config.TrainConfig`, so the CLI cannot drift from the config.
+User errors print one line and exit 2; JSON (run directory, last snapshot) goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from trainers.config import PRESETS, config_fields, make_config, save_config
+from trainers.errors import UserError
+
+EXAMPLES = """examples:
+  asgan-train --preset smoke --trainer asgan --out runs/smoke
+  asgan-train --data mnist10k --arch dcgan --trainer asgan --steps 2000 --out runs/a1 --seed 0
+  asgan-train --resume runs/a1 --steps 4000
+  asgan-train --preset paper-cifar10 --data-root ~/data/cifar10 --device cuda --out runs/paper
+  asgan-train --preset ring8-mlp --trainer asgan --eps 2/255 --dry-run
+"""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (exit 2), without the usage dump."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="asgan-train", description="Train baseline or AS-GAN models.",
+                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), help="named starting config")
+    p.add_argument("--out", help="run directory (created; snapshots, stats, samples)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="processes for distributed data-parallel training (wraps torchrun)")
+    group = p.add_argument_group("config fields (override the preset)")
+    for name in config_fields():
+        group.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
+                           metavar="V")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {k: v for k in config_fields() if (v := getattr(args, k)) is not None}
+    try:
+        if args.nproc != 1:
+            from trainers.distributed import launch
+
+            return launch(argv if argv is not None else sys.argv[1:], args.nproc)
+        if args.resume:
+            if args.preset:
+                raise UserError("--resume takes its config from the run; drop --preset")
+            from trainers.loop import resume_config
+
+            cfg = resume_config(args.resume, overrides)
+            out = args.resume
+        else:
+            if not args.out and not args.dry_run:
+                raise UserError("--out DIR is required (the run directory to create)")
+            cfg = make_config(args.preset, overrides)
+            out = args.out
+        if args.dry_run:
+            print(save_config(cfg))
+            return 0
+        from trainers.loop import train
+
+        last = train(cfg, out, resume=bool(args.resume), progress=not args.no_progress)
+        print(json.dumps({"run_dir": str(out), "checkpoint": str(last), "steps": cfg.steps}))
+        return 0
+    except UserError as e:
+        print(f"asgan-train: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("asgan-train: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

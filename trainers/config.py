@@ -1,0 +1,207 @@
+"""Training configuration: one frozen dataclass, named presets, validated overrides.
+
+Every field reaches the code (a test checks that each is read in ``trainers/``). ``eps`` is in
+[0, 1] pixel units (SPEC section 1). The paper's "eps = 1/255" was applied by the authors'
+script in [-1, 1] space, i.e. 0.5/255 in our units: the ``paper-cifar10`` preset uses 0.5/255.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from fractions import Fraction
+from typing import Any
+
+from trainers.errors import UserError
+
+TRAINERS = ("baseline", "asgan")
+PERTURBATIONS = ("fgsm", "gaussian", "none")
+SECOND_STEPS = ("real+fake", "real")
+ATTACK_MODES = ("train", "eval")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # data and nets
+    data: str = "mnist10k"
+    data_root: str | None = None  # folder for user data (cifar10, celeba, lsun, imagefolder)
+    resolution: int | None = None  # px; None = the dataset's native size
+    arch: str = "dcgan"  # dcgan | resnet | mlp
+    width: int | None = None  # base channel / hidden width; None = the arch default
+    z_dim: int = 100
+    d_spectral_norm: bool = False  # spectral norm on every D weight (Miyato et al. 2018)
+    # optimisation (Adam 2e-4, beta1 0.5: Radford et al.)
+    steps: int = 2000  # total G updates (iterations)
+    batch_size: int = 64
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    r1_gamma: float = 0.0  # R1 penalty weight on reals (Mescheder et al. 2018); 0 = off
+    # AS-GAN (SPEC section 2)
+    trainer: str = "baseline"  # baseline | asgan: differ only in the D step
+    eps: float = 1 / 255  # FGSM step on reals, [0, 1] pixel units
+    eps_warmup: int = 0  # iterations with eps = 0 at the start
+    eps_epoch_off: int = 0  # batches with eps = 0 at each epoch start (authors' script: 300)
+    perturbation: str = "fgsm"  # fgsm | gaussian (sign of N(0, I)) | none (D updated twice)
+    second_step: str = "real+fake"  # real+fake (paper Eq. 9) | real (authors' script)
+    attack_mode: str = "train"  # train: gradient of the D step itself; eval: running BN stats
+    # bookkeeping
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    log_every: int = 50  # iterations between stats.jsonl lines
+    sample_every: int = 500  # iterations between sample grids (0 = only at the end)
+    snapshot_every: int = 1000  # iterations between ckpt-<step> snapshots (and at the end)
+    keep_snapshots: int = 0  # keep only the newest k snapshots (0 = keep all)
+    tensorboard: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # seconds on a laptop CPU: the loop end to end, tiny nets
+    "smoke": dict(data="mnist10k", arch="dcgan", width=8, z_dim=16, steps=20, batch_size=16,
+                  log_every=5, sample_every=10, snapshot_every=10, tensorboard=False),
+    # the embedded default: minutes on 2 CPU cores
+    "mnist10k-dcgan": dict(data="mnist10k", arch="dcgan", resolution=32, width=32, z_dim=64,
+                           steps=2000, batch_size=64, eps=1 / 255, log_every=50,
+                           sample_every=500, snapshot_every=500),
+    "ring8-mlp": dict(data="ring8", arch="mlp", width=128, z_dim=2, steps=3000, batch_size=256,
+                      lr_g=1e-3, lr_d=1e-3, eps=2 / 255, log_every=100, sample_every=1000,
+                      snapshot_every=1000),
+    "grid25-mlp": dict(data="grid25", arch="mlp", width=256, z_dim=2, steps=4000,
+                       batch_size=256, lr_g=1e-3, lr_d=1e-3, eps=1 / 255, log_every=100,
+                       sample_every=1000, snapshot_every=1000),
+    "cifar10-dcgan": dict(data="cifar10", arch="dcgan", resolution=32, width=64, z_dim=100,
+                          steps=100_000, batch_size=64, eps=1 / 255, log_every=100,
+                          sample_every=2000, snapshot_every=5000),
+    # the paper's setting (Appendix F / authors' script): their 1/255 in [-1, 1] space is
+    # 0.5/255 in our pixel units; eps off for the first 300 batches of every epoch;
+    # second step on reals only, as in their script.
+    "paper-cifar10": dict(data="cifar10", arch="dcgan", resolution=32, width=64, z_dim=100,
+                          steps=78_200, batch_size=64, trainer="asgan", eps=0.5 / 255,
+                          eps_epoch_off=300, second_step="real", log_every=100,
+                          sample_every=2000, snapshot_every=7820),
+}
+
+_CHOICES = {
+    "trainer": TRAINERS,
+    "perturbation": PERTURBATIONS,
+    "second_step": SECOND_STEPS,
+    "attack_mode": ATTACK_MODES,
+    "device": DEVICES,
+}
+
+
+def parse_eps(text: str | float) -> float:
+    """``"1/255"``, ``"0.5/255"``, ``"0.004"`` or a float -> float in [0, 1] pixel units."""
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        s = str(text).strip()
+        try:
+            if "/" in s:
+                num, den = s.split("/", 1)
+                value = float(Fraction(num.strip()) / Fraction(den.strip()))
+            else:
+                value = float(s)
+        except (ValueError, ZeroDivisionError):
+            raise UserError(f"bad eps {s!r}: write a number or a fraction such as 1/255") from None
+    if not 0.0 <= value <= 1.0 or value != value:
+        raise UserError(f"eps {text} is outside [0, 1]: eps is in pixel units (1/255 = one grey "
+                        "level)")
+    return value
+
+
+def field_types() -> dict[str, Any]:
+    return {f.name: f.type for f in fields(TrainConfig)}
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Turn a CLI string or JSON value into the field's type, or raise UserError."""
+    kind = field_types()[name]
+    if value is None:
+        if "None" in str(kind):
+            return None
+        raise UserError(f"{name} cannot be empty")
+    if name == "eps":
+        return parse_eps(value)
+    try:
+        if str(kind).startswith("bool"):
+            if isinstance(value, bool):
+                return value
+            low = str(value).lower()
+            if low not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return low in ("true", "1", "yes")
+        if str(kind).startswith("int"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if str(kind).startswith("float"):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"bad value for {name}: {value!r} (expected {kind})") from None
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Raise UserError for values no run can use; return ``cfg`` unchanged otherwise."""
+    for name, choices in _CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            raise UserError(f"{name} must be one of {', '.join(choices)}; got "
+                            f"{getattr(cfg, name)!r}")
+    positive = ("steps", "batch_size", "z_dim", "log_every")
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            raise UserError(f"{name} must be > 0, got {getattr(cfg, name)}")
+    nonneg = ("eps_warmup", "eps_epoch_off", "sample_every", "snapshot_every", "keep_snapshots",
+              "r1_gamma", "seed")
+    for name in nonneg:
+        if getattr(cfg, name) < 0:
+            raise UserError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    for name in ("lr_g", "lr_d"):
+        if not getattr(cfg, name) > 0:
+            raise UserError(f"{name} must be > 0, got {getattr(cfg, name)}")
+    for name in ("beta1", "beta2"):
+        if not 0 <= getattr(cfg, name) < 1:
+            raise UserError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
+    parse_eps(cfg.eps)
+    if cfg.width is not None and cfg.width <= 0:
+        raise UserError(f"width must be > 0, got {cfg.width}")
+    return cfg
+
+
+def make_config(preset: str | None = None, overrides: dict[str, Any] | None = None
+                ) -> TrainConfig:
+    """Defaults <- preset <- overrides; unknown keys and bad values raise UserError."""
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+        values.update(PRESETS[preset])
+    known = field_types()
+    for key, value in (overrides or {}).items():
+        if key not in known:
+            raise UserError(f"unknown config key {key!r}; valid keys: {', '.join(known)}")
+        values[key] = coerce(key, value)
+    return validate(TrainConfig(**values))
+
+
+def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    """Rebuild a config stored in a checkpoint or ``config.json`` (unknown keys rejected)."""
+    if not isinstance(d, dict):
+        raise UserError("stored config is not a JSON object")
+    return make_config(None, d)
+
+
+def save_config(cfg: TrainConfig) -> str:
+    return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
+
+
+def config_fields() -> list[str]:
+    return [f.name for f in fields(TrainConfig)]
+
