@@ -1,0 +1,62 @@
+"""``asgan-probe <verb> ...``: one CLI over the probe library.
+
+Each verb lives in its own module in :mod:`probes.commands` and defines ``NAME``, ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``; this file only collects them into the
+``VERBS`` registry and turns user errors into one line on stderr with exit status 2.
+JSON goes to ``--out`` or stdout, human logs to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import probes.commands
+from trainers.errors import UserError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (exit 2), without the usage dump."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _verbs() -> dict:
+    mods = (importlib.import_module(f"probes.commands.{m.name}")
+            for m in pkgutil.iter_modules(probes.commands.__path__) if not m.name.startswith("_"))
+    return {mod.NAME: mod for mod in sorted(mods, key=lambda m: m.NAME)}
+
+
+VERBS = _verbs()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="asgan-probe", description="Probe GAN discriminators: attacks, "
+                      "input gradients, saliency, coverage, quality, reports.")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB",
+                           parser_class=OneLineParser)
+    for name, mod in VERBS.items():
+        sp = sub.add_parser(name, help=mod.HELP, description=mod.HELP,
+                            epilog=getattr(mod, "EXAMPLES", None),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(sp)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(VERBS[args.verb].run(args) or 0)
+    except UserError as e:
+        print(f"asgan-probe {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("asgan-probe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

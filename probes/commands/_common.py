@@ -1,0 +1,50 @@
+"""Helpers shared by the ``asgan-probe`` verbs: common options, eps lists, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from trainers.errors import UserError
+
+
+def add_common(p, *, out_help: str = "write JSON here (default: stdout)") -> None:
+    p.add_argument("--seed", type=int, default=0, help="seed for sample choice and latents")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out", default=None, help=out_help)
+
+
+def parse_eps_list(text: str) -> list[float]:
+    """``"0,0.5/255,1/255"`` -> floats in [0, 1] pixel units (UserError on a bad entry)."""
+    from trainers.config import parse_eps
+
+    items = [s for s in text.split(",") if s.strip()]
+    if not items:
+        raise UserError(f"empty eps list {text!r}; write e.g. --eps 0,1/255,2/255")
+    return [parse_eps(s) for s in items]
+
+
+def write_json(obj: Any, out: str | None) -> None:
+    """Pretty JSON to ``out`` (atomically) or to stdout."""
+    text = json.dumps(obj, indent=2, default=_jsonable) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+        return
+    from trainers.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(Path(out), text.encode())
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def _jsonable(x: Any):
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not JSON-able: {type(x).__name__}")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)

@@ -1,0 +1,71 @@
+"""Where probe inputs come from: checkpoints, real samples and generated samples.
+
+This is an *edge* module (it imports ``trainers`` to rebuild nets and load data); the probe
+primitives themselves take plain tensors. The CLI and the notebooks both call these, so a
+notebook sees exactly the inputs the CLI sees for the same seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainers.errors import UserError
+
+
+def load(path: str | Path, *, device: str | torch.device = "cpu"
+         ) -> tuple[nn.Module | None, nn.Module, dict[str, Any]]:
+    """``(G, D, meta)`` for an asgan-probe checkpoint; nets in eval mode on ``device``."""
+    from trainers.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, device=device)
+
+
+def dataset_for(meta: dict[str, Any], *, data: str | None = None, data_root: str | None = None):
+    """The dataset a checkpoint was trained on (or ``data``/``data_root`` when given)."""
+    from trainers.data import load_dataset
+
+    cfg = meta.get("config", {})
+    name = data or cfg.get("data")
+    if name is None:
+        raise UserError("this checkpoint does not name its dataset; pass --data")
+    root = data_root if data_root is not None else cfg.get("data_root")
+    resolution = cfg.get("resolution")
+    shape = meta.get("data", {}).get("shape")
+    if resolution is None and shape and len(shape) == 3:
+        resolution = shape[-1]
+    return load_dataset(name, root=root, resolution=resolution, seed=cfg.get("seed", 0))
+
+
+def reals(meta: dict[str, Any], n: int, *, seed: int = 0, data: str | None = None,
+          data_root: str | None = None) -> torch.Tensor:
+    """``n`` real samples ``(n, *shape)`` in the data's pixel range, chosen by ``seed``
+    (a seeded permutation, so the same seed gives the same images whatever the batch size)."""
+    ds = dataset_for(meta, data=data, data_root=data_root)
+    if n > ds.n:
+        raise UserError(f"asked for {n} real samples but {ds.name} has {ds.n}; lower --n")
+    idx = torch.randperm(ds.n, generator=torch.Generator().manual_seed(seed))[:n]
+    return ds.get(idx)
+
+
+@torch.no_grad()
+def fakes(G: nn.Module, meta: dict[str, Any], n: int, *, seed: int = 0, batch_size: int = 256,
+          device: str | torch.device = "cpu") -> torch.Tensor:
+    """``n`` generated samples ``G(z)`` on CPU; ``z`` is drawn per sample from ``seed`` on the
+    CPU, so the samples do not depend on ``batch_size`` or the device's RNG."""
+    z_dim = meta["g_spec"]["kwargs"]["z_dim"]
+    z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+    was_training = G.training
+    G.eval()
+    out = [G(z[i:i + batch_size].to(device)).cpu() for i in range(0, n, batch_size)]
+    G.train(was_training)
+    return torch.cat(out)
+
+
+def resolve_device(name: str) -> torch.device:
+    from trainers.loop import resolve_device as _resolve
+
+    return _resolve(name)

@@ -1,0 +1,110 @@
+"""CLIs: bad input gives one line and exit 2, never a traceback; good input writes JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from probes.cli import main as probe_main
+from trainers.cli import main as train_main
+
+
+def _run(main, argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+BAD_TRAIN = [
+    (["--data", "nope", "--out", "{tmp}/r"], "unknown"),
+    (["--data", "cifar10", "--data-root", "{tmp}/missing", "--out", "{tmp}/r"], "cifar-10"),
+    (["--preset", "smoke", "--eps", "-1/255", "--out", "{tmp}/r"], "eps"),
+    (["--preset", "smoke", "--steps", "0", "--out", "{tmp}/r"], "steps"),
+    (["--preset", "smoke", "--steps", "-5", "--out", "{tmp}/r"], "steps"),
+    (["--preset", "smoke", "--trainer", "wgan", "--out", "{tmp}/r"], "trainer"),
+    (["--preset", "nope", "--out", "{tmp}/r"], "preset"),
+    (["--preset", "smoke"], "--out"),
+    (["--resume", "{tmp}/missing"], "no such run"),
+    (["--preset", "smoke", "--bogus", "1", "--out", "{tmp}/r"], "unrecognized"),
+    (["--preset", "smoke", "--arch", "vit", "--out", "{tmp}/r"], "arch"),
+]
+
+
+@pytest.mark.parametrize("argv,word", BAD_TRAIN, ids=[f"train-{i}" for i in range(len(BAD_TRAIN))])
+def test_bad_train_invocations(tmp_path, capsys, argv, word):
+    code, _, err = _run(train_main, [a.format(tmp=tmp_path) for a in argv], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert word.lower() in err.lower()
+
+
+def test_bad_checkpoints_for_probe(tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint\n")
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps(_Payload(marker)))
+    for path in (text, evil, tmp_path / "missing.safetensors"):
+        code, _, err = _run(probe_main, ["info", str(path)], capsys)
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not marker.exists()
+
+
+def test_dry_run_prints_resolved_config(capsys):
+    code, out, _ = _run(train_main, ["--preset", "ring8-mlp", "--trainer", "asgan",
+                                     "--eps", "2/255", "--dry-run"], capsys)
+    cfg = json.loads(out)
+    assert code == 0 and cfg["eps"] == pytest.approx(2 / 255) and cfg["data"] == "ring8"
+
+
+def test_train_resume_and_info_through_the_console_scripts(tmp_path):
+    """The installed entry points, as a user runs them (subprocess, no traceback)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    bindir = Path(sys.executable).parent
+    run = tmp_path / "run"
+    base = [str(bindir / "asgan-train"), "--no-progress"]
+    subprocess.run(base + ["--preset", "smoke", "--steps", "10", "--out", str(run)], check=True,
+                   env=env, capture_output=True)
+    res = subprocess.run(base + ["--resume", str(run), "--steps", "20"], check=True, env=env,
+                         capture_output=True, text=True)
+    assert json.loads(res.stdout)["checkpoint"].endswith("ckpt-000020.safetensors")
+    res = subprocess.run([str(bindir / "asgan-probe"), "info",
+                          str(run / "ckpt-000020.safetensors")],
+                         check=True, env=env, capture_output=True, text=True)
+    assert json.loads(res.stdout)["step"] == 20
+    bad = subprocess.run(base + ["--resume", str(run), "--eps", "3/255"], env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "cannot change eps" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_report_writes_markdown_and_figures(tmp_path, capsys):
+    runs = []
+    for trainer in ("baseline", "asgan"):
+        run = tmp_path / trainer
+        assert train_main(["--preset", "smoke", "--trainer", trainer, "--out", str(run),
+                           "--no-progress"]) == 0
+        runs.append(str(run))
+    capsys.readouterr()
+    assert probe_main(["report", *runs, "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| asgan | asgan | 1 |" in md and "| baseline | baseline | - |" in md
+    for png in ("training-curves.png", "samples.png"):
+        assert (tmp_path / "rep" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
