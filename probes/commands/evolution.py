@@ -1,0 +1,61 @@
+"""``asgan-probe evolution RUN_DIR [RUN_DIR ...]``: D's input gradient over training (Fig. 5b)."""
+
+from __future__ import annotations
+
+from probes.commands._common import add_common, log, write_json
+from trainers.errors import UserError
+
+NAME = "evolution"
+HELP = ("L1 norm and sparsity of D's input gradient at every snapshot of one or more runs, "
+        "on fixed seeded inputs (paper Fig. 5b); --plot draws the curves")
+EXAMPLES = """examples:
+  asgan-probe evolution runs/demo/baseline runs/demo/asgan --out evo.json --plot evo.png
+  asgan-probe evolution runs/a1 --population fake --wrt g_loss --n 256
+
+Every snapshot and every run is measured on the same real images (seeded), or with
+--population fake on each snapshot's G at the same seeded latents.
+"""
+
+
+def add_arguments(p) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="asgan-train run directories")
+    p.add_argument("--population", choices=("real", "fake"), default="real")
+    p.add_argument("--n", type=int, default=128, help="samples per snapshot (default 128)")
+    p.add_argument("--wrt", choices=("logit", "g_loss", "d_loss"), default="logit")
+    p.add_argument("--mode", choices=("auto", "eval", "batch"), default="auto",
+                   help="BatchNorm statistics: auto = batch for BN discriminators (SPEC 1)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="probe batch (default: D's training batch in batch mode, else 256)")
+    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (0 = no CI)")
+    p.add_argument("--no-structure", action="store_true",
+                   help="sparsity only (skip the structure measures)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="write the curves here")
+    add_common(p)
+
+
+def run(args) -> int:
+    from probes.evolution import evolutions
+    from probes.sources import resolve_device
+    from probes.sparsity import DEFINITIONS as SPARSITY_DEFS
+    from probes.structure import DEFINITIONS as STRUCTURE_DEFS
+
+    if args.n < 1 or args.boot < 0:
+        raise UserError("--n must be >= 1 and --boot >= 0")
+    evos = evolutions(args.runs, n=args.n, population=args.population, wrt=args.wrt,
+                      mode=args.mode, seed=args.seed, batch_size=args.batch_size,
+                      n_boot=args.boot, with_structure=not args.no_structure,
+                      device=resolve_device(args.device))
+    for evo in evos:
+        for s in evo["snapshots"]:
+            m = s["measures"]
+            log(f"{evo['label']:<40} step {s['step']:>7}  L1 {m['l1']['mean']:.4g}  hoyer "
+                f"{m['hoyer']['mean']:.3f}  gini_hr {m['gini_hr']['mean']:.3f}")
+    write_json({"probe": "evolution", "population": args.population, "wrt": args.wrt,
+                "n": args.n, "seed": args.seed, "n_boot": args.boot, "ci_level": 0.95,
+                "definitions": {**SPARSITY_DEFS, **STRUCTURE_DEFS}, "runs": evos}, args.out)
+    if args.plot:
+        from probes.viz_gradients import plot_evolution
+
+        plot_evolution(evos, args.plot)
+        log(f"wrote {args.plot}")
+    return 0
