@@ -15,13 +15,47 @@ from torch import nn
 
 from trainers.errors import UserError
 
+FORMATS = ("asgan", "state-dict", "authors-dcgan", "mimicry")
 
-def load(path: str | Path, *, device: str | torch.device = "cpu"
+
+def load(path: str | Path, *, device: str | torch.device = "cpu", format: str = "asgan",
+         arch: str | None = None, arch_kwargs: dict[str, Any] | None = None,
+         pixel_range: tuple[float, float] | None = None
          ) -> tuple[nn.Module | None, nn.Module, dict[str, Any]]:
-    """``(G, D, meta)`` for an asgan-probe checkpoint; nets in eval mode on ``device``."""
-    from trainers.checkpoint import load_checkpoint
+    """``(G, D, meta)``; nets in eval mode on ``device``.
 
-    return load_checkpoint(path, device=device)
+    Args:
+        path: the file.
+        device: where the nets go.
+        format: ``"asgan"`` (default): an asgan-probe checkpoint (:func:`load_checkpoint`);
+            ``"state-dict"``, ``"authors-dcgan"``, ``"mimicry"``: a foreign discriminator
+            (:mod:`probes.foreign`; G is None and ``meta`` names no dataset).
+        arch, arch_kwargs: for ``state-dict``, our architecture and its kwargs (else inferred).
+        pixel_range: for foreign files, the input range D expects (default (-1, 1)).
+    """
+    if format not in FORMATS:
+        raise UserError(f"unknown format {format!r}; valid: {', '.join(FORMATS)}")
+    if format == "asgan":
+        if arch is not None or arch_kwargs or pixel_range is not None:
+            raise UserError("--arch, --arch-kwargs and --pixel-range apply to foreign formats "
+                            "only: an asgan-probe checkpoint describes itself")
+        from trainers.checkpoint import load_checkpoint
+
+        return load_checkpoint(path, device=device)
+    from probes.foreign import load_foreign
+
+    return load_foreign(path, format=format, arch=arch, arch_kwargs=arch_kwargs,
+                        pixel_range=pixel_range, device=device)
+
+
+def to_pixel_range(x: torch.Tensor, src: tuple[float, float], dst: tuple[float, float]
+                   ) -> torch.Tensor:
+    """Map samples linearly from range ``src`` to ``dst`` (e.g. [-1, 1] data for a D trained on
+    [0, 1]); returns ``x`` itself when the ranges agree."""
+    (a, b), (c, d) = (float(v) for v in src), (float(v) for v in dst)
+    if (a, b) == (c, d):
+        return x
+    return (x - a) * ((d - c) / (b - a)) + c
 
 
 def dataset_for(meta: dict[str, Any], *, data: str | None = None, data_root: str | None = None):

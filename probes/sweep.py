@@ -1,0 +1,444 @@
+"""Robustness curves of a GAN discriminator: attack sweeps over eps, minimal flipping eps, transfer.
+
+For one population (reals, attacked toward "fake"; or generated samples, attacked toward
+"real") and a list of eps in [0, 1] pixel units, :func:`attack_sweep` crafts FGSM / BIM (or any
+crafter, e.g. a foolbox attack) perturbations on D and reports, per eps:
+
+- ``clean_accuracy``: share of samples on the right side of logit 0 before the attack
+  (reals: ``D(x) > 0``; fakes: ``D(x) < 0``);
+- ``flip_rate``: of the samples D got right, the share the attack pushes across logit 0
+  (``None`` when D got none right);
+- ``mean_logit_shift`` / ``median_logit_shift``: ``D(x) - D(x_adv)`` for reals and
+  ``D(x_adv) - D(x)`` for fakes, i.e. **positive = moved in the attacked direction**. A
+  difference, hence offset-free: comparable across checkpoints whose logits sit at different
+  levels;
+- ``mean_loss_increase``: increase of the population's own loss term, ``softplus(-D(x))`` for
+  reals and ``softplus(D(x))`` for fakes (the terms of ``L_D``, SPEC section 1);
+- ``mean_linf`` / ``mean_l2``: the perturbation's norms in pixel units (``/ (hi - lo)``);
+- ``mode``: the probe mode in force (SPEC section 1), and a ``warning`` when the clean accuracy
+  is below 0.5 (the flip rate then describes a minority of the samples).
+
+With ``transfer_to``, the same perturbations are also scored on other discriminators (the
+baseline-vs-AS-GAN transfer the paper implies). :func:`min_flip_eps` bisects, per sample, the
+smallest eps that flips D's decision.
+
+Batch-size independence: in ``eval`` mode every sample is scored on its own, so ``batch_size``
+only sets memory use. In ``batch`` mode BatchNorm normalises with the statistics of the batch,
+so samples are processed in fixed groups of about ``bn_group`` (the training batch size is the
+natural choice), whatever ``batch_size`` is. Results are gathered on the device and copied to
+the host once at the end.
+
+Torch and numpy only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from probes.attacks import (
+    _per_sample,
+    bim_loop,
+    default_step_size,
+    direction,
+    eps_to_abs,
+    logit_grad,
+    probe_mode,
+    resolve_mode,
+)
+
+# population -> (attack direction, label sign s): D is right on a sample when s * D(x) > 0
+POPULATIONS = {"real": ("fake", 1.0), "fake": ("real", -1.0)}
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+Crafter = Callable[..., tuple[torch.Tensor | None, list[torch.Tensor]]]
+
+
+# ----------------------------------------------------------------------------- crafters
+def craft_fgsm(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: str,
+               pixel_range: tuple[float, float], **_: Any
+               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """FGSM at every eps from **one** gradient (the sign does not depend on eps).
+
+    Returns ``(clean logits (N,), [x_adv per eps])``; equal to :func:`probes.attacks.fgsm`.
+    """
+    lo, hi = pixel_range
+    logits, g = logit_grad(D, x)
+    sign = g.sign_().mul_(direction(toward))
+    return logits, [x if e == 0 else (x + eps_to_abs(e, pixel_range) * sign).clamp_(lo, hi)
+                    for e in eps]
+
+
+def craft_bim(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: str,
+              pixel_range: tuple[float, float], steps: int = 10,
+              step_size: float | None = None, noise: torch.Tensor | None = None,
+              stack: bool = False, **_: Any
+              ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+    """BIM at every eps. With ``stack`` (eval mode only) all eps run as one batch of
+    ``len(eps) * N`` samples with per-sample radii: one forward/backward per step instead of
+    one per eps and step.
+
+    Args:
+        noise: uniform noise in [-1, 1], shape of ``x``, for a random start (scaled by each
+            eps, so every eps starts from the same relative point); None = start at ``x``.
+
+    Returns:
+        ``(clean logits (N,) or None (random start), [x_adv per eps])``; equal to
+        :func:`probes.attacks.bim`.
+    """
+    lo, hi = pixel_range
+    todo = [i for i, e in enumerate(eps) if e > 0]
+    out = [x] * len(eps)
+    if not todo:
+        return None, out
+    radii = [eps_to_abs(eps[i], pixel_range) for i in todo]
+    alphas = [eps_to_abs(default_step_size(eps[i], steps) if step_size is None else step_size,
+                         pixel_range) for i in todo]
+    if stack and len(todo) > 1:
+        n, k = x.shape[0], len(todo)
+        x0 = x.repeat(k, *([1] * (x.dim() - 1)))  # (k * N, ...): eps-major
+        radius = _per_sample(torch.tensor(radii).repeat_interleave(n), x0)
+        alpha = _per_sample(torch.tensor(alphas).repeat_interleave(n), x0)
+        start = x0 if noise is None else (x0 + radius * noise.repeat(k, *([1] * (x.dim() - 1)))
+                                          ).clamp_(lo, hi)
+        adv, logits = bim_loop(D, x0, start, radius=radius, alpha=alpha, steps=steps,
+                               toward=toward, pixel_range=pixel_range)
+        for j, i in enumerate(todo):
+            out[i] = adv[j * n:(j + 1) * n]
+        return (None if noise is not None else logits[:n]), out
+    clean = None
+    for i, r, a in zip(todo, radii, alphas):
+        start = x if noise is None else (x + r * noise).clamp_(lo, hi)
+        out[i], logits = bim_loop(D, x, start, radius=r, alpha=a, steps=steps, toward=toward,
+                                  pixel_range=pixel_range)
+        clean = logits if clean is None and noise is None else clean
+    return clean, out
+
+
+CRAFTERS: dict[str, Crafter] = {"fgsm": craft_fgsm, "bim": craft_bim}
+
+
+def _crafter(method: str | Crafter) -> tuple[Crafter, str]:
+    if callable(method):
+        return method, getattr(method, "method", getattr(method, "__name__", "custom"))
+    if method not in CRAFTERS:
+        raise ValueError(f"unknown method {method!r}: choose one of {sorted(CRAFTERS)} or pass "
+                         "a crafter (e.g. probes.foolbox_adapter.foolbox_crafter)")
+    return CRAFTERS[method], method
+
+
+# ----------------------------------------------------------------------------- helpers
+def groups(n: int, size: int) -> list[slice]:
+    """``ceil(n / size)`` contiguous slices of nearly equal length (they differ by at most one):
+    no tiny last group, whose batch statistics would be meaningless in ``batch`` mode."""
+    if size < 1:
+        raise ValueError(f"group/batch size must be >= 1, got {size}")
+    k = max(1, math.ceil(n / size))
+    bounds = np.linspace(0, n, k + 1).round().astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def _population(population: str) -> tuple[str, float]:
+    if population not in POPULATIONS:
+        raise ValueError(f"population must be one of {sorted(POPULATIONS)}, got {population!r}")
+    return POPULATIONS[population]
+
+
+def _device(D: nn.Module) -> torch.device:
+    p = next(iter(D.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _unique(modules: Mapping[str, nn.Module]) -> list[nn.Module]:
+    seen: dict[int, nn.Module] = {}
+    for m in modules.values():
+        seen.setdefault(id(m), m)
+    return list(seen.values())
+
+
+def _score(T: nn.Module, xs: list[torch.Tensor], eps: Sequence[float], clean: torch.Tensor,
+           batch_mode: bool) -> torch.Tensor:
+    """Logits of T on every x_adv: ``(len(eps), N)``. eps = 0 copies the clean logits; in eval
+    mode all eps go through one forward (the samples do not interact)."""
+    out = clean.new_empty(len(eps), clean.shape[0])
+    todo = [i for i, e in enumerate(eps) if e > 0]
+    for i, e in enumerate(eps):
+        if e == 0:
+            out[i] = clean
+    if not todo:
+        return out
+    if batch_mode:
+        for i in todo:
+            out[i] = T(xs[i])
+    else:
+        out[todo] = T(torch.cat([xs[i] for i in todo])).view(len(todo), -1)
+    return out
+
+
+def _warning(acc: float, population: str, mode: str) -> str | None:
+    if acc >= 0.5:
+        return None
+    hint = "; BatchNorm D: try mode 'batch'" if mode == "eval" else ""
+    return (f"clean accuracy {acc:.2f} < 0.5 on {population}s in {mode} mode: the flip rate "
+            f"covers only the minority D gets right{hint}")
+
+
+def _summaries(clean: np.ndarray, adv: np.ndarray, linf: np.ndarray, l2: np.ndarray,
+               eps: Sequence[float], sign: float) -> list[dict[str, Any]]:
+    """Per-eps statistics from per-sample logits (float64 on the host)."""
+    correct = sign * clean > 0
+    n, n_correct = clean.shape[0], int(correct.sum())
+    loss_clean = np.logaddexp(0.0, -sign * clean)  # softplus: the population's loss term
+    rows = []
+    for i, e in enumerate(eps):
+        a = adv[i]
+        flipped = correct & (sign * a <= 0)
+        shift = sign * (clean - a)
+        rows.append({
+            "eps": float(e), "eps_255": float(e) * 255, "n": n,
+            "clean_accuracy": n_correct / n if n else None,
+            "adv_accuracy": float((sign * a > 0).mean()) if n else None,
+            "n_correct": n_correct,
+            "flip_rate": float(flipped.sum()) / n_correct if n_correct else None,
+            "mean_logit_shift": float(shift.mean()) if n else None,
+            "median_logit_shift": float(np.median(shift)) if n else None,
+            "mean_loss_increase": float((np.logaddexp(0.0, -sign * a) - loss_clean).mean())
+            if n else None,
+            "mean_linf": float(linf[i].mean()) if n else None,
+            "mean_l2": float(l2[i].mean()) if n else None,
+        })
+    return rows
+
+
+# ----------------------------------------------------------------------------- the sweep
+def attack_sweep(
+    D: nn.Module,
+    x: torch.Tensor,
+    *,
+    eps: Sequence[float],
+    population: str = "real",
+    method: str | Crafter = "fgsm",
+    steps: int = 10,
+    step_size: float | None = None,
+    random_start: bool = False,
+    seed: int = 0,
+    mode: str = "auto",
+    pixel_range: tuple[float, float] = (-1.0, 1.0),
+    batch_size: int = 256,
+    bn_group: int = 64,
+    transfer_to: Mapping[str, nn.Module] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Attack ``x`` at every eps and score the result on D (and on ``transfer_to``).
+
+    Args:
+        D: discriminator, ``D(x)`` -> raw logits ``(N,)``; left exactly as it was.
+        x: samples ``(N, ...)`` of one population, in ``pixel_range`` (any device; moved to
+            D's device one group at a time); not modified.
+        eps: perturbation sizes in [0, 1] pixel units (``1/255`` = one grey level); 0 allowed.
+        population: ``"real"`` (attacked toward "fake") or ``"fake"`` (toward "real").
+        method: ``"fgsm"``, ``"bim"`` or a crafter ``f(D, x, eps, *, toward, pixel_range,
+            steps, step_size, noise, stack) -> (clean logits or None, [x_adv per eps])``
+            such as :func:`probes.foolbox_adapter.foolbox_crafter`.
+        steps, step_size: BIM iterations and step (pixel units; default
+            :func:`probes.attacks.default_step_size` of each eps).
+        random_start: BIM from a uniform point of the eps ball, drawn per sample from
+            ``seed`` on the CPU (the same relative point for every eps).
+        seed: seed of the random start.
+        mode: ``"auto" | "eval" | "batch"`` (SPEC section 1), resolved per discriminator.
+        pixel_range: ``(lo, hi)`` of the data.
+        batch_size: samples per pass in eval mode (memory only; results do not depend on it).
+        bn_group: samples per BatchNorm batch when any discriminator runs in ``batch`` mode.
+        transfer_to: ``{name: D2}``: score the perturbations crafted on D on these too.
+        progress: called with the number of samples finished after each group.
+
+    Returns:
+        One record per (evaluated discriminator, eps), D's own first: ``evaluated_on``
+        (``"self"`` or the ``transfer_to`` name), ``population, method, eps, eps_255, n, mode,
+        craft_mode, clean_accuracy, adv_accuracy, n_correct, flip_rate, mean_logit_shift,
+        median_logit_shift, mean_loss_increase, mean_linf, mean_l2, steps, step_size,
+        random_start, seed, bn_group, pixel_range, warning`` (module docstring for meanings).
+
+    Examples:
+        >>> recs = attack_sweep(D, x_real, eps=[0, 1 / 255, 2 / 255, 4 / 255])
+        >>> [r["flip_rate"] for r in recs]
+    """
+    eps = [float(e) for e in eps]
+    if x.shape[0] == 0 or not eps:
+        raise ValueError("attack_sweep needs at least one sample and one eps")
+    for e in eps:
+        eps_to_abs(e, pixel_range)  # validates units and range
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    toward, sign = _population(population)
+    craft, method_name = _crafter(method)
+    targets = {"self": D, **dict(transfer_to or {})}
+    modes = {name: resolve_mode(T, mode) for name, T in targets.items()}
+    any_batch = "batch" in modes.values()
+    n, dev = x.shape[0], _device(D)
+    lo, hi = pixel_range
+    noise = None
+    if random_start:
+        g = torch.Generator().manual_seed(seed)
+        noise = torch.rand(x.shape, generator=g, dtype=x.dtype) * 2 - 1  # per sample, CPU
+    clean = {k: torch.empty(n, device=dev) for k in targets}
+    adv = {k: torch.empty(len(eps), n, device=dev) for k in targets}
+    linf = torch.empty(len(eps), n, device=dev)
+    l2 = torch.empty(len(eps), n, device=dev)
+    with contextlib.ExitStack() as stack:
+        for T in _unique(targets):
+            stack.enter_context(probe_mode(T, mode))
+        for sl in groups(n, bn_group if any_batch else batch_size):
+            xc = x[sl].to(dev, non_blocking=True)
+            logits0, xs = craft(D, xc, eps, toward=toward, pixel_range=pixel_range, steps=steps,
+                                step_size=step_size, stack=modes["self"] == "eval",
+                                noise=None if noise is None else noise[sl].to(dev))
+            with torch.no_grad():
+                for name, T in targets.items():
+                    c = logits0 if name == "self" and logits0 is not None else T(xc)
+                    clean[name][sl] = c
+                    adv[name][:, sl] = _score(T, xs, eps, c, modes[name] == "batch")
+                d = torch.stack(xs).sub_(xc).flatten(2).div_(hi - lo)  # (E, B, D) pixel units
+                linf[:, sl] = d.abs().amax(2)
+                l2[:, sl] = d.norm(dim=2)
+            if progress is not None:
+                progress(sl.stop - sl.start)
+    # one device -> host copy for everything
+    host = {k: (clean[k].double().cpu().numpy(), adv[k].double().cpu().numpy()) for k in targets}
+    linf_h, l2_h = linf.double().cpu().numpy(), l2.double().cpu().numpy()
+    records = []
+    for name in targets:
+        for e, row in zip(eps, _summaries(*host[name], linf_h, l2_h, eps, sign)):
+            step = None
+            if method_name == "bim":
+                step = default_step_size(e, steps) if step_size is None else step_size
+            records.append({
+                "evaluated_on": name, "population": population, "method": method_name,
+                **row, "mode": modes[name], "craft_mode": modes["self"],
+                "steps": steps if method_name == "bim" else (1 if method_name == "fgsm" else None),
+                "step_size": step, "random_start": bool(random_start and method_name == "bim"),
+                "seed": seed, "bn_group": bn_group if any_batch else None,
+                "pixel_range": [float(lo), float(hi)],
+                "warning": _warning(row["clean_accuracy"] or 0.0, population, modes[name]),
+            })
+    return records
+
+
+# ----------------------------------------------------------------------------- min eps
+def _flip_fn(D: nn.Module, x: torch.Tensor, method: str, *, toward: str, sign: float,
+             steps: int, step_size: float | None, pixel_range: tuple[float, float]):
+    """``(clean logits, f)`` where ``f(eps (N,)) -> bool (N,)``: does the attack at each
+    sample's eps put it on the wrong side of logit 0? FGSM reuses one gradient."""
+    lo, hi = pixel_range
+    if method == "fgsm":
+        logits0, g = logit_grad(D, x)
+        s = g.sign_().mul_(direction(toward))
+
+        def flips(e: torch.Tensor) -> torch.Tensor:
+            return sign * D((x + _per_sample(e * (hi - lo), x) * s).clamp_(lo, hi)) <= 0
+        return logits0, flips
+    if method != "bim":
+        raise ValueError(f"min_flip_eps supports methods fgsm and bim, not {method!r}")
+    with torch.no_grad():
+        logits0 = D(x)
+
+    def flips(e: torch.Tensor) -> torch.Tensor:
+        a = e * default_step_size(1.0, steps) if step_size is None else torch.full_like(
+            e, step_size)
+        xa, _ = bim_loop(D, x, x, radius=_per_sample(e * (hi - lo), x),
+                         alpha=_per_sample(a * (hi - lo), x), steps=steps, toward=toward,
+                         pixel_range=pixel_range)
+        return sign * D(xa) <= 0
+    return logits0, flips
+
+
+def min_flip_eps(
+    D: nn.Module,
+    x: torch.Tensor,
+    *,
+    population: str = "real",
+    method: str = "fgsm",
+    eps_max: float = 16 / 255,
+    iters: int = 10,
+    steps: int = 10,
+    step_size: float | None = None,
+    mode: str = "auto",
+    pixel_range: tuple[float, float] = (-1.0, 1.0),
+    batch_size: int = 256,
+    bn_group: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Per sample, the smallest eps that flips D's decision, by bisection on [0, eps_max].
+
+    The answer is an eps that flips the sample, within ``eps_max / 2**iters`` of the smallest
+    one when flipping is monotone in eps (bisection assumes it). FGSM costs one gradient and
+    ``iters + 1`` forwards per group; BIM ``iters + 1`` full attacks (its step is
+    ``default_step_size`` of each sample's eps, or ``step_size`` when given).
+
+    Args:
+        D, x, population, mode, pixel_range, batch_size, bn_group, progress: as in
+            :func:`attack_sweep`.
+        method: ``"fgsm"`` or ``"bim"``.
+        eps_max: upper end of the search, pixel units.
+        iters: bisection steps.
+        steps, step_size: BIM settings.
+
+    Returns:
+        ``per_sample``: float64 array ``(N,)`` in pixel units, NaN where D is wrong on the clean
+        sample, inf where eps_max does not flip it; and a JSON-able summary: ``population,
+        method, mode, eps_max, iters, resolution, n, n_correct, flipped_share`` (of the correct
+        ones, flipped within eps_max), ``median`` and ``quantiles`` (over the correct samples,
+        unflipped counted as infinite; ``None`` = beyond eps_max).
+
+    Examples:
+        >>> out = min_flip_eps(D, x_real, eps_max=8 / 255)
+        >>> out["median"] * 255   # grey levels
+    """
+    eps_to_abs(eps_max, pixel_range)
+    if iters < 0:
+        raise ValueError(f"iters must be >= 0, got {iters}")
+    toward, sign = _population(population)
+    n, dev = x.shape[0], _device(D)
+    result = torch.empty(n, dtype=torch.float64, device=dev)
+    with probe_mode(D, mode) as resolved:
+        for sl in groups(n, bn_group if resolved == "batch" else batch_size):
+            xc = x[sl].to(dev, non_blocking=True)
+            logits0, flips = _flip_fn(D, xc, method, toward=toward, sign=sign, steps=steps,
+                                      step_size=step_size, pixel_range=pixel_range)
+            with torch.no_grad():
+                hi_eps = torch.full((xc.shape[0],), float(eps_max), device=dev)
+                lo_eps = torch.zeros_like(hi_eps)
+                ok = (sign * logits0 > 0) & flips(hi_eps)
+                for _ in range(iters):
+                    mid = (lo_eps + hi_eps) / 2
+                    f = flips(mid)
+                    hi_eps = torch.where(f, mid, hi_eps)
+                    lo_eps = torch.where(f, lo_eps, mid)
+                r = torch.where(ok, hi_eps.double(), torch.full_like(hi_eps, math.inf).double())
+                result[sl] = torch.where(sign * logits0 > 0, r, torch.full_like(r, math.nan))
+            if progress is not None:
+                progress(sl.stop - sl.start)
+    per = result.cpu().numpy()
+    valid = per[~np.isnan(per)]
+    qs = (np.quantile(valid, QUANTILES, method="inverted_cdf") if valid.size
+          else [math.nan] * len(QUANTILES))
+
+    def _json(v: float) -> float | None:
+        return float(v) if np.isfinite(v) else None
+
+    return {
+        "per_sample": per, "population": population, "method": method, "mode": resolved,
+        "eps_max": float(eps_max), "iters": iters, "resolution": float(eps_max) / 2 ** iters,
+        "steps": steps if method == "bim" else 1, "n": n, "n_correct": int(valid.size),
+        "flipped_share": float(np.isfinite(valid).mean()) if valid.size else None,
+        "median": _json(qs[QUANTILES.index(0.5)]),
+        "quantiles": {str(q): _json(v) for q, v in zip(QUANTILES, qs)},
+        "bn_group": bn_group if resolved == "batch" else None,
+        "pixel_range": [float(pixel_range[0]), float(pixel_range[1])],
+    }

@@ -1,0 +1,96 @@
+"""Figure for ``asgan-probe attack``: flip rate against eps, one line per checkpoint.
+
+One panel per population (reals attacked toward "fake", fakes toward "real"); colour = the
+checkpoint (or the source -> target pair of a transfer), line style = the method. Points whose
+clean accuracy is below 0.5 are drawn as crosses: their flip rate covers a minority of the
+samples. matplotlib (Agg) is imported lazily.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from probes.report import PALETTE
+
+TITLES = {"real": "reals pushed toward \"fake\"", "fake": "fakes pushed toward \"real\""}
+STYLES = ("-", "--", ":", "-.")
+
+
+def _series(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict]]:
+    out: dict[tuple[str, str, str], list[dict]] = {}
+    for r in records:
+        source = r.get("label", r.get("checkpoint", "D"))
+        target = r.get("evaluated_on_label", source)
+        out.setdefault((source, target, r["method"]), []).append(r)
+    return out
+
+
+def plot_flip_curves(records: list[dict[str, Any]], out: str | Path, *,
+                     title: str | None = None) -> Path:
+    """Write the flip-rate-vs-eps figure of sweep records to ``out`` (PNG/PDF/SVG).
+
+    Args:
+        records: records of :func:`probes.sweep.attack_sweep`, with ``label`` (and, for
+            transfers, ``evaluated_on_label``) added by the caller, as the CLI does.
+        out: figure path; parent folders are created.
+        title: optional suptitle.
+
+    Returns:
+        The path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pops = [p for p in ("real", "fake") if any(r["population"] == p for r in records)]
+    series = _series(records)
+    pairs = list(dict.fromkeys((s, t) for s, t, _ in series))
+    methods = list(dict.fromkeys(m for _, _, m in series))
+    fig, axes = plt.subplots(1, len(pops), figsize=(4.6 * len(pops), 3.6), squeeze=False,
+                             sharey=True)
+    warned = False
+    for ax, pop in zip(axes[0], pops):
+        for (source, target, method), rows in series.items():
+            rows = sorted((r for r in rows if r["population"] == pop), key=lambda r: r["eps"])
+            if not rows:
+                continue
+            color = PALETTE[pairs.index((source, target)) % len(PALETTE)]
+            style = STYLES[methods.index(method) % len(STYLES)]
+            xs = [r["eps"] * 255 for r in rows]
+            ys = [float("nan") if r["flip_rate"] is None else r["flip_rate"] for r in rows]
+            name = source if source == target else f"{source} \u2192 {target}"
+            ax.plot(xs, ys, style, color=color, marker="o", ms=4, lw=1.6,
+                    label=f"{name} \u00b7 {method}")
+            bad = [(x, y) for x, y, r in zip(xs, ys, rows) if r.get("warning")]
+            if bad:
+                warned = True
+                ax.plot(*zip(*bad), "x", color="black", ms=8, mew=1.6, zorder=5)
+        ax.set_title(TITLES[pop], fontsize=10)
+        ax.set_xlabel("eps (grey levels: eps \u00d7 255)")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("flip rate (of samples D got right)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        h, lab = ax.get_legend_handles_labels()
+        for hh, ll in zip(h, lab):
+            if ll not in labels:
+                handles.append(hh)
+                labels.append(ll)
+    if warned:
+        handles.append(plt.Line2D([], [], ls="", marker="x", color="black", ms=8, mew=1.6))
+        labels.append("clean accuracy < 0.5")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    # the legend goes below the panels; bbox_inches="tight" grows the canvas to hold it
+    ncol = 1 if max(map(len, labels)) > 45 else min(2 if len(pops) == 1 else 3, len(labels))
+    fig.legend(handles, labels, loc="upper center", ncol=ncol, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return out
