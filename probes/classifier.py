@@ -1,0 +1,274 @@
+"""A small CNN digit classifier: stacked-MNIST mode counting and the feature space for quality.
+
+Trained by our own code (``scripts/train_classifier.py``) on ``mnist10k`` with a fixed, seeded
+train / held-out split (:func:`heldout_split`: 9,000 / 1,000), shipped as one safetensors file
+(``checkpoints/shipped/classifier/mnist10k-cnn.safetensors``) whose JSON header records the
+architecture, the split, the held-out accuracy and the command that made it; the file is listed
+in ``checkpoints/MANIFEST.json`` and verified by SHA-256 when loaded.
+
+Inputs are grey digits ``(N, 1, H, W)`` in [-1, 1] (SPEC section 1); 32 px images are resized
+to 28 px (bilinear, antialiased) first, exactly as the reals are, so both sides of a comparison
+see the same pipeline. The feature space of Frechet distance / KID / PRDC is the penultimate
+layer (``FEATURE_DIM`` = 128 ReLU units). There is no BatchNorm or dropout: eval-mode outputs
+depend on each image alone, so they do not depend on the batch size.
+
+Only torch (and numpy) are imported here; :func:`load_classifier` reaches for
+``trainers.manifest`` lazily to find and verify the shipped file.
+
+Examples:
+    >>> net, meta = load_classifier()                 # the shipped, manifest-verified file
+    >>> digits = predict(net, x)                      # x (N, 1, 28|32, 28|32) in [-1, 1]
+    >>> f = features(net, x)                          # (N, 128) float32
+    >>> meta["heldout_accuracy"]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SHIPPED = "checkpoints/shipped/classifier/mnist10k-cnn.safetensors"
+FORMAT = "asgan-probe-classifier"
+VERSION = 1
+FEATURE_DIM = 128
+INPUT_SIZE = 28
+SPLIT = {"n": 10_000, "n_heldout": 1_000, "seed": 0}
+
+
+class DigitCNN(nn.Module):
+    """Three 3x3 conv + ReLU + 2x2 max-pool stages (28 -> 14 -> 7 -> 3), a 128-unit ReLU layer
+    (the feature space) and a linear 10-way head. ~130k parameters (about 0.5 MB in float32).
+    """
+
+    def __init__(self, width: int = 32, feature_dim: int = FEATURE_DIM):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(1, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),           # (N, w, 14, 14)
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),       # (N, 2w, 7, 7)
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # (N, 2w, 3, 3)
+            nn.Flatten(), nn.Linear(2 * w * 9, feature_dim), nn.ReLU())          # (N, feature_dim)
+        self.head = nn.Linear(feature_dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 28, 28) in [-1, 1] -> class logits (N, 10)."""
+        return self.head(self.body(x))
+
+
+def build_classifier(**kwargs: Any) -> DigitCNN:
+    """A freshly initialised :class:`DigitCNN` (kwargs: ``width``, ``feature_dim``)."""
+    return DigitCNN(**kwargs)
+
+
+def heldout_split(n: int = SPLIT["n"], n_heldout: int = SPLIT["n_heldout"],
+                  seed: int = SPLIT["seed"]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed split: ``perm = torch.randperm(n, generator=manual_seed(seed))``;
+    train = ``perm[:n - n_heldout]``, held out = ``perm[n - n_heldout:]`` (int64 indices).
+    """
+    if not 0 < n_heldout < n:
+        raise ValueError(f"need 0 < n_heldout < n, got n_heldout={n_heldout}, n={n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[:n - n_heldout], perm[n - n_heldout:]
+
+
+def to_input(x: torch.Tensor) -> torch.Tensor:
+    """Grey images ``(N, 1, H, W)`` in [-1, 1] -> float32 ``(N, 1, 28, 28)`` (resized when H or W
+    differs from 28: bilinear, antialiased). A new tensor; ``x`` is not modified."""
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise ValueError(f"the digit classifier takes grey images (N, 1, H, W); got "
+                         f"{tuple(x.shape)}")
+    x = x.float()
+    if tuple(x.shape[-2:]) != (INPUT_SIZE, INPUT_SIZE):
+        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
+                          align_corners=False, antialias=True)
+    return x
+
+
+@torch.no_grad()
+def _batched(net: nn.Module, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+             batch_size: int) -> torch.Tensor:
+    # eval mode, no BN/dropout: each output depends on its own image only
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    try:
+        out = [fn(to_input(x[i:i + batch_size]).to(device)).cpu()
+               for i in range(0, len(x), batch_size)]
+    finally:
+        net.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def features(net: DigitCNN, x: torch.Tensor, *, batch_size: int = 500) -> torch.Tensor:
+    """Penultimate-layer features.
+
+    Args:
+        net: the classifier (its train/eval flag is restored afterwards).
+        x: grey images ``(N, 1, H, W)`` in [-1, 1]; H = W = 28 or resized to 28.
+        batch_size: images per forward pass (does not change the result).
+
+    Returns:
+        float32 ``(N, FEATURE_DIM)`` on the CPU, non-negative (ReLU outputs).
+    """
+    return _batched(net, net.body, x, batch_size)
+
+
+def logits(net: DigitCNN, x: torch.Tensor, *, batch_size: int = 500) -> torch.Tensor:
+    """Class logits float32 ``(N, 10)`` for grey images ``(N, 1, H, W)`` in [-1, 1]."""
+    return _batched(net, net, x, batch_size)
+
+
+def predict(net: DigitCNN, x: torch.Tensor, *, batch_size: int = 500) -> torch.Tensor:
+    """Predicted digits int64 ``(N,)`` in 0..9 for grey images ``(N, 1, H, W)`` in [-1, 1]."""
+    return logits(net, x, batch_size=batch_size).argmax(dim=1)
+
+
+def predict_channels(net: DigitCNN, x: torch.Tensor, *, batch_size: int = 500) -> torch.Tensor:
+    """Classify every channel of ``x`` (N, C, H, W) in [-1, 1] as a grey digit: int64 (N, C).
+
+    Stacked MNIST (C = 3): the mode of a sample is ``100 * d[:, 0] + 10 * d[:, 1] + d[:, 2]``.
+    """
+    n, c = x.shape[:2]
+    flat = x.reshape(n * c, 1, *x.shape[-2:])  # channel-major within each sample
+    return predict(net, flat, batch_size=batch_size).reshape(n, c)
+
+
+def accuracy(net: DigitCNN, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of ``x`` (N, 1, H, W) whose predicted digit equals ``y`` (N,) (exact: count / N)."""
+    return int((predict(net, x) == y.long()).sum()) / len(y)
+
+
+def _shifted(x: torch.Tensor, shift: int, g: torch.Generator) -> torch.Tensor:
+    """Each image translated by a random integer offset in [-shift, shift]^2 (background -1)."""
+    if shift == 0:
+        return x
+    pad = F.pad(x, (shift,) * 4, value=-1.0)
+    dy, dx = torch.randint(0, 2 * shift + 1, (2, len(x)), generator=g).tolist()
+    h, w = x.shape[-2:]
+    return torch.stack([pad[i, :, a:a + h, b:b + w] for i, (a, b) in enumerate(zip(dy, dx))])
+
+
+def train_classifier(x: torch.Tensor, y: torch.Tensor, *, epochs: int = 12,
+                     batch_size: int = 64, lr: float = 1e-3, shift: int = 2, seed: int = 0,
+                     width: int = 32,
+                     log: Callable[[str], None] | None = None) -> DigitCNN:
+    """Train a :class:`DigitCNN` with Adam and a cosine learning-rate decay.
+
+    Args:
+        x: float32 ``(N, 1, 28, 28)`` in [-1, 1] (the training images only).
+        y: int64 ``(N,)`` digits 0..9.
+        epochs: passes over ``x`` (shuffled each epoch from ``seed``).
+        batch_size: images per step.
+        lr: Adam's initial learning rate (decays to 0 along a cosine).
+        shift: random translation of each training image by up to ``shift`` px (augmentation).
+        seed: initialisation, shuffling and shifts all derive from it.
+        width: channels of the first conv (the others are 2 * width).
+        log: called with one line per epoch (loss, training accuracy), or None.
+
+    Returns:
+        The trained net, in eval mode.
+    """
+    torch.manual_seed(seed)
+    net = build_classifier(width=width)
+    g = torch.Generator().manual_seed(seed + 1)
+    steps = epochs * (len(x) // batch_size)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+    net.train()
+    for epoch in range(epochs):
+        perm = torch.randperm(len(x), generator=g)
+        total, correct, seen = 0.0, 0, 0
+        for i in range(0, len(x) - batch_size + 1, batch_size):
+            idx = perm[i:i + batch_size]
+            xb, yb = _shifted(x[idx], shift, g), y[idx]
+            out = net(xb)
+            loss = F.cross_entropy(out, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+            correct += int((out.argmax(1) == yb).sum())
+            seen += len(idx)
+        if log is not None:
+            log(f"epoch {epoch + 1}/{epochs}: loss {total / seen:.4f}, "
+                f"train accuracy (augmented) {correct / seen:.4f}")
+    return net.eval()
+
+
+def save_classifier(path: str | Path, net: DigitCNN, meta: dict[str, Any]) -> Path:
+    """Write ``net`` and ``meta`` (JSON-able) to one safetensors file, atomically."""
+    from safetensors.torch import save
+
+    from trainers.checkpoint import atomic_write_bytes  # the one atomic writer
+
+    body = {"format": FORMAT, "version": VERSION, **meta}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    atomic_write_bytes(path, save(tensors, metadata={FORMAT: json.dumps(body, sort_keys=True)}))
+    return Path(path)
+
+
+def read_classifier(path: str | Path, *, device: str | torch.device = "cpu"
+                    ) -> tuple[DigitCNN, dict[str, Any]]:
+    """``(net, meta)`` from a classifier file (safetensors: no code runs on load); net in eval.
+
+    Raises:
+        ValueError: not a classifier file, or weights that do not fit the architecture.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(FORMAT)
+        tensors = load_file(str(path))
+    except Exception as e:  # safetensors raises several types for foreign/corrupt files
+        raise ValueError(f"{path} is not a readable safetensors file ({type(e).__name__})"
+                         ) from None
+    if raw is None:
+        raise ValueError(f"{path} is not an asgan-probe classifier (no {FORMAT} metadata)")
+    meta = json.loads(raw)
+    if meta.get("version") != VERSION:
+        raise ValueError(f"{path}: classifier format version {meta.get('version')}, "
+                         f"expected {VERSION}")
+    net = build_classifier(**meta["arch"]["kwargs"])
+    try:
+        net.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit the classifier "
+                         f"({str(e).splitlines()[0][:120]})") from None
+    return net.to(device).eval(), meta
+
+
+def load_classifier(path: str | Path | None = None, *, device: str | torch.device = "cpu"
+                    ) -> tuple[DigitCNN, dict[str, Any]]:
+    """The shipped classifier (``path`` None: verified against ``checkpoints/MANIFEST.json``)
+    or the file at ``path``. Returns ``(net, meta)``; ``meta["heldout_accuracy"]`` is the
+    held-out accuracy measured when it was trained, ``meta["split"]`` the split.
+
+    Raises:
+        trainers.errors.UserError: the shipped file is missing or differs from the manifest.
+    """
+    if path is None:
+        from trainers.manifest import shipped
+
+        path = shipped(SHIPPED)
+    net, meta = read_classifier(path, device=device)
+    meta = dict(meta, file=str(path))
+    return net, meta
+
+
+def classifier_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    """What every count or score made with the classifier reports next to it."""
+    return {"file": SHIPPED if meta.get("file", "").endswith(SHIPPED) else meta.get("file"),
+            "heldout_accuracy": meta.get("heldout_accuracy"),
+            "heldout": f"{meta['split']['n_heldout']} of {meta['split']['n']} mnist10k digits "
+                       f"(seeded permutation, seed {meta['split']['seed']})",
+            "feature_dim": meta.get("feature_dim")}

@@ -1,0 +1,115 @@
+"""Train and ship the digit classifier used by ``asgan-probe coverage`` and ``quality``.
+
+What it does: trains :class:`probes.classifier.DigitCNN` on ``mnist10k`` (the embedded first
+10,000 MNIST training digits) with a fixed split: ``perm = torch.randperm(10000,
+generator=torch.Generator().manual_seed(0))``; the first 9,000 indices train, the last 1,000
+are held out and never seen in training. It reports the held-out accuracy, refuses to ship a
+classifier below 97 %, writes ``checkpoints/shipped/classifier/mnist10k-cnn.safetensors``
+(weights + a JSON header with the architecture, split, accuracies and this command) and records
+it in ``checkpoints/MANIFEST.json`` (``trainers.manifest.record``).
+
+Usage (a few minutes on one CPU core)::
+
+    OMP_NUM_THREADS=1 python scripts/train_classifier.py            # the shipped file
+    python scripts/train_classifier.py --out /tmp/cnn.safetensors --no-record --epochs 1
+
+Bit-identical weights need the same torch version and thread count; the accuracy is what the
+test (tests/test_classifier.py) re-measures and compares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from probes.classifier import (  # noqa: E402
+    FEATURE_DIM,
+    SHIPPED,
+    SPLIT,
+    accuracy,
+    heldout_split,
+    save_classifier,
+    train_classifier,
+)
+from trainers.data import MNIST10K_SHA256, read_mnist10k  # noqa: E402
+
+MIN_ACCURACY = 0.97
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--shift", type=int, default=2, help="random translation augmentation, px")
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0, help="initialisation, shuffles and shifts")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--out", default=str(ROOT / SHIPPED))
+    p.add_argument("--no-record", action="store_true", help="do not touch MANIFEST.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    images, labels = read_mnist10k()  # uint8 (10000, 28, 28), SHA-256 checked
+    x = torch.from_numpy(images).float().div(127.5).sub(1.0).unsqueeze(1)  # [-1, 1]
+    y = torch.from_numpy(labels).long()
+    train_idx, held_idx = heldout_split()  # the fixed split (seed 0): 9,000 / 1,000
+    t0 = time.perf_counter()
+    net = train_classifier(x[train_idx], y[train_idx], epochs=args.epochs,
+                           batch_size=args.batch_size, lr=args.lr, shift=args.shift,
+                           seed=args.seed, width=args.width,
+                           log=lambda s: print(s, file=sys.stderr, flush=True))
+    wall = time.perf_counter() - t0
+    held_acc = accuracy(net, x[held_idx], y[held_idx])
+    train_acc = accuracy(net, x[train_idx], y[train_idx])
+    print(f"held-out accuracy {held_acc:.4f} ({len(held_idx)} digits), "
+          f"train accuracy {train_acc:.4f}, {wall:.0f} s", file=sys.stderr)
+    if held_acc < MIN_ACCURACY:
+        print(f"error: held-out accuracy {held_acc:.4f} < {MIN_ACCURACY}; not shipped "
+              "(train longer: --epochs)", file=sys.stderr)
+        return 1
+
+    command = " ".join(["OMP_NUM_THREADS=1 python scripts/train_classifier.py",
+                        *map(shlex.quote, argv)])
+    meta = {
+        "arch": {"name": "DigitCNN", "kwargs": {"width": args.width,
+                                                "feature_dim": FEATURE_DIM}},
+        "input": {"shape": [1, 28, 28], "pixel_range": [-1.0, 1.0],
+                  "resize": "other sizes: bilinear, antialiased, to 28 px"},
+        "feature_dim": FEATURE_DIM,
+        "feature_layer": "penultimate: 128 ReLU units after the last linear of the body",
+        "data": {"name": "mnist10k", "sha256": MNIST10K_SHA256},
+        "split": dict(SPLIT, rule="perm = torch.randperm(n, generator=torch.Generator()"
+                                  ".manual_seed(seed)); train = perm[:n - n_heldout], "
+                                  "heldout = perm[n - n_heldout:]"),
+        "heldout_accuracy": held_acc,
+        "train_accuracy": train_acc,
+        "training": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                     "optimizer": "Adam, cosine decay to 0", "shift_px": args.shift,
+                     "seed": args.seed, "threads": args.threads, "wall_time_s": round(wall, 1)},
+        "command": command,
+        "torch": torch.__version__,
+    }
+    out = save_classifier(args.out, net, meta)
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} kB)", file=sys.stderr)
+    if not args.no_record:
+        from trainers.manifest import record
+
+        entry = record(out, command=command, seed=args.seed, heldout_accuracy=held_acc,
+                       train_accuracy=train_acc, split=meta["split"], data="mnist10k",
+                       epochs=args.epochs, wall_time_s=round(wall, 1), torch=torch.__version__)
+        print(f"recorded {entry['path']} in checkpoints/MANIFEST.json", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
