@@ -117,3 +117,46 @@ def test_unwritable_target_is_a_user_error_and_keeps_the_old_file(tmp_path, ckpt
         save_checkpoint(blocker / "c.safetensors", G=G, D=D,
                         meta={"g_spec": g_spec, "d_spec": d_spec, "step": 0})
     load_checkpoint(ckpt)  # the earlier snapshot is untouched
+
+
+def test_header_length_with_a_pickle_like_first_byte_is_still_read(tmp_path):
+    """Regression: a safetensors header of 128 + 256k bytes starts with 0x80, a pickle's first
+    byte; such (perfectly valid) snapshots, about 1 in 256, used to be refused."""
+    G, D, g_spec, d_spec = _nets()
+    for pad in range(300):
+        path = save_checkpoint(tmp_path / "c.safetensors", G=G, D=D,
+                               meta={"g_spec": g_spec, "d_spec": d_spec, "step": 1,
+                                     "note": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    assert load_checkpoint(path)[2]["note"] == "x" * pad
+
+
+def test_a_spec_asking_for_a_huge_net_is_refused_before_allocating(tmp_path):
+    """An attacker re-signs a file whose spec says width 2**20 (a 10**13-parameter net): the
+    reader compares against a meta-device build and refuses without allocating."""
+    import json
+
+    from safetensors.torch import save
+
+    from trainers.checkpoint import tensor_digest
+
+    G, D, g_spec, d_spec = _nets()
+    path = save_checkpoint(tmp_path / "c.safetensors", G=G, D=D,
+                           meta={"g_spec": g_spec, "d_spec": d_spec, "step": 1})
+    tensors, meta = read_checkpoint(path)
+    for width, word in ((2**20, "more than its"), (16, "do not fit")):
+        meta["d_spec"]["kwargs"]["width"] = width
+        meta["sha256"] = tensor_digest(tensors)
+        path.write_bytes(save(tensors, metadata={"asgan_probe": json.dumps(meta)}))
+        with pytest.raises(UserError, match=word):
+            load_checkpoint(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_is_refused_instead_of_blocking(tmp_path):
+    fifo = tmp_path / "ckpt.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(UserError, match="not a regular file"):
+        load_checkpoint(fifo)

@@ -14,8 +14,10 @@ previous snapshot and at most a ``.tmp-*`` file that readers ignore.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -30,6 +32,8 @@ FORMAT = "asgan-probe-checkpoint"
 VERSION = 1
 SUFFIX = ".safetensors"
 MAX_HEADER = 50 * 2**20  # bytes; real headers are a few kB
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: os.umask can only be read by setting it
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -74,6 +78,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are ordinary files
         with os.fdopen(fd, "wb") as f:
             fd = None
             f.write(data)
@@ -129,16 +134,19 @@ def _sniff(path: Path) -> None:
         raise UserError(f"checkpoint not found: {path}")
     if path.is_dir():
         raise UserError(f"{path} is a folder; pass a ckpt-<step>{SUFFIX} file inside it")
+    if not path.is_file():  # a FIFO would block the read forever, /dev/zero never ends
+        raise UserError(f"{path} is not a regular file (a pipe or device?); pass a checkpoint")
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(9)
     if len(head) < 9:
         raise UserError(f"{path} is not a checkpoint: only {size} bytes (truncated?)")
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
-        raise UserError(f"{path} is a torch.save/pickle file, not an asgan-probe checkpoint; "
-                        "for a foreign discriminator use asgan-probe's --format option")
     header_len = int.from_bytes(head[:8], "little")
+    # safetensors first: its 8-byte length may well start with 0x80, a pickle's first byte
     if head[8:9] != b"{" or header_len > MAX_HEADER:
+        if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+            raise UserError(f"{path} is a torch.save/pickle file, not an asgan-probe checkpoint;"
+                            " for a foreign discriminator use asgan-probe's --format option")
         raise UserError(f"{path} is not an asgan-probe checkpoint (no safetensors header)")
     if 8 + header_len > size:
         raise UserError(f"{path} is truncated: header says {header_len} bytes, file has {size}")
@@ -147,14 +155,13 @@ def _sniff(path: Path) -> None:
 def read_checkpoint(path: str | Path, *, verify: bool = True
                     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Low-level reader: all tensors (CPU) and the meta dict. Never unpickles anything."""
-    from safetensors import SafetensorError
     from safetensors.torch import load
 
     path = Path(path)
     _sniff(path)
     try:
         tensors = load(path.read_bytes())
-    except (SafetensorError, ValueError, RuntimeError, OverflowError, MemoryError) as e:
+    except Exception as e:  # any failure of the parser on an untrusted file is the file's fault
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"{path} is corrupt or truncated ({first[:120]})") from None
     meta = _read_meta(path)
@@ -177,17 +184,47 @@ def _read_meta(path: Path) -> dict[str, Any]:
                         "(no asgan_probe metadata); for a plain state_dict use --format")
     try:
         meta = json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise UserError(f"{path} has corrupt metadata (invalid JSON)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{path} is not an asgan-probe checkpoint (format tag missing)")
     if meta.get("version") != VERSION:
-        raise UserError(f"{path} has format version {meta.get('version')}; this asgan-probe "
-                        f"reads version {VERSION}: upgrade asgan-probe")
+        raise UserError(f"{path} has format version {str(meta.get('version'))[:20]}; this "
+                        f"asgan-probe reads version {VERSION}: upgrade asgan-probe")
     for key in ("g_spec", "d_spec", "step"):
         if key not in meta:
             raise UserError(f"{path} metadata lacks {key!r}: not a complete checkpoint")
+    _check_meta_types(meta, path)
     return meta
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_meta_types(meta: dict[str, Any], path: Path) -> None:
+    """The fields readers use have the types they expect (an edited header may say anything)."""
+    problems = []
+    if not isinstance(meta["step"], int) or isinstance(meta["step"], bool) or meta["step"] < 0:
+        problems.append("step is not a non-negative integer")
+    for key in ("g_spec", "d_spec"):
+        spec = meta[key]
+        if not (isinstance(spec, dict) and isinstance(spec.get("kwargs"), dict)
+                and isinstance(spec.get("arch"), str) and isinstance(spec.get("role"), str)):
+            problems.append(f"{key} is not an architecture spec")
+    pr = meta.get("pixel_range", [-1.0, 1.0])
+    if not (isinstance(pr, list) and len(pr) == 2 and all(map(_is_number, pr)) and pr[0] < pr[1]):
+        problems.append("pixel_range is not [lo, hi] with lo < hi")
+    for key in ("config", "data"):
+        if not isinstance(meta.get(key, {}), dict):
+            problems.append(f"{key} is not an object")
+    data = meta.get("data", {})
+    shape = data.get("shape", [1]) if isinstance(data, dict) else [1]
+    if not (isinstance(shape, list) and all(isinstance(n, int) and 0 < n < 2**16 for n in shape)):
+        problems.append("data.shape is not a list of sizes")
+    if problems:
+        raise UserError(f"{path} has inconsistent metadata ({'; '.join(problems)}): edited or "
+                        "damaged; use another snapshot")
 
 
 def _split(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -196,10 +233,26 @@ def _split(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
 
 
 def _load_module(spec: dict, state: dict[str, torch.Tensor], path: Path, role: str) -> nn.Module:
+    """Build the net ``spec`` names and load ``state`` into it, allocating nothing the file
+    does not justify: the spec is first built on the meta device (no memory) and its tensor
+    names, shapes and dtypes must match the file's exactly."""
     from trainers.nets import build_net
 
     if not isinstance(spec, dict):
         raise UserError(f"{path}: {role} spec is not an object")
+    _check_sizes(spec, state, path, role)
+    try:
+        expected = _expected_tensors(json.dumps(spec, sort_keys=True))
+    except UserError as e:
+        raise UserError(f"{path}: {role} spec: {e}") from None
+    except Exception as e:  # a hostile spec may make a constructor fail in any way
+        raise UserError(f"{path}: {role} spec {str(spec)[:80]} cannot be built "
+                        f"({type(e).__name__})") from None
+    found = {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
+    if expected != found:
+        diff = sorted(set(expected.items()) ^ set(found.items()), key=str)[0]
+        raise UserError(f"{path}: {role} weights do not fit its architecture (first mismatch: "
+                        f"{diff[0]} {diff[1][0]} {str(diff[1][1]).replace('torch.', '')})")
     net = build_net(spec)
     try:
         net.load_state_dict(state, strict=True)
@@ -208,6 +261,31 @@ def _load_module(spec: dict, state: dict[str, torch.Tensor], path: Path, role: s
         raise UserError(f"{path}: {role} weights do not fit its architecture ({first[:120]})"
                         ) from None
     return net
+
+
+@functools.lru_cache(maxsize=64)
+def _expected_tensors(spec_json: str) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """``{name: (shape, dtype)}`` of the state dict the spec builds, from a build on the meta
+    device (no memory; cached: spectral norm's power iterations are slow on meta tensors)."""
+    from trainers.nets import build_net
+
+    with torch.device("meta"):
+        skeleton = build_net(json.loads(spec_json))
+    return {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
+
+
+def _check_sizes(spec: dict, state: dict[str, torch.Tensor], path: Path, role: str) -> None:
+    """Integer kwargs (widths, depth...) can be no larger than the weights in the file imply:
+    a net with width w has at least w parameters, one with depth d at least d tensors. This
+    bounds the time and memory of even the meta-device build."""
+    numel = sum(t.numel() for t in state.values())
+    for key, value in spec.get("kwargs", {}).items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            limit = len(state) if key == "depth" else max(numel, 1)
+            if value > limit:
+                raise UserError(f"{path}: {role} spec says {key}={value}, more than its "
+                                f"{len(state)} tensors ({numel} values) can hold: edited or "
+                                "damaged")
 
 
 def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu"
@@ -231,12 +309,39 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu"
 def load_optimizer_states(path: str | Path) -> dict[str, dict]:
     """``{"opt_G": state_dict, "opt_D": state_dict}`` from a resumable snapshot."""
     tensors, meta = read_checkpoint(path)
+    return optimizer_states(tensors, meta, path)
+
+
+def optimizer_states(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path
+                     ) -> dict[str, dict]:
+    """The optimizer state dicts from what :func:`read_checkpoint` returned."""
     out = {}
     for prefix in ("opt_G", "opt_D"):
         if prefix not in meta:
             raise UserError(f"{path} holds no optimizer state; it cannot be resumed")
-        out[prefix] = _optim_state(prefix, tensors, meta[prefix])
+        try:
+            out[prefix] = _optim_state(prefix, tensors, meta[prefix])
+            _check_param_groups(out[prefix]["param_groups"])
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise UserError(f"{path}: malformed {prefix} optimizer state") from None
     return out
+
+
+def _check_param_groups(groups: Any) -> None:
+    """ValueError unless ``groups`` looks like Adam's: a list of dicts with integer ``params``
+    and numeric hyper-parameters (an optimizer would only fail later, mid-training)."""
+    if not isinstance(groups, list) or not groups:
+        raise ValueError("param_groups")
+    for g in groups:
+        if not (isinstance(g, dict) and isinstance(g.get("params"), list)
+                and all(isinstance(i, int) for i in g["params"])):
+            raise ValueError("params")
+        for key in ("lr", "eps", "weight_decay"):
+            if key in g and not _is_number(g[key]):
+                raise ValueError(key)
+        if "betas" in g and not (isinstance(g["betas"], list) and len(g["betas"]) == 2
+                                 and all(map(_is_number, g["betas"]))):
+            raise ValueError("betas")
 
 
 def snapshot_name(step: int) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 
 from trainers.config import PRESETS, config_fields, make_config, save_config
@@ -48,39 +50,76 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``asgan-train``; returns the exit status (0 ok, 2 user error, 130/143 signal).
+
+    SIGINT (Ctrl-C) or SIGTERM: the current iteration finishes, a snapshot of that step is
+    written, and the exit status is 128 + the signal number (130 / 143), as a shell reports a
+    process killed by it; ``--resume`` continues from there.
+    """
     args = build_parser().parse_args(argv)
     overrides = {k: v for k in config_fields() if (v := getattr(args, k)) is not None}
+    from trainers.distributed import env_world
+
+    world = env_world()
+    tag = f" (rank {os.environ.get('RANK', '?')})" if world > 1 else ""
     try:
-        if args.nproc != 1:
-            from trainers.distributed import launch
-
-            return launch(argv if argv is not None else sys.argv[1:], args.nproc)
-        if args.resume:
-            if args.preset:
-                raise UserError("--resume takes its config from the run; drop --preset")
-            from trainers.loop import resume_config
-
-            cfg = resume_config(args.resume, overrides)
-            out = args.resume
-        else:
-            if not args.out and not args.dry_run:
-                raise UserError("--out DIR is required (the run directory to create)")
-            cfg = make_config(args.preset, overrides)
-            out = args.out
-        if args.dry_run:
-            print(save_config(cfg))
-            return 0
-        from trainers.loop import train
-
-        last = train(cfg, out, resume=bool(args.resume), progress=not args.no_progress)
-        print(json.dumps({"run_dir": str(out), "checkpoint": str(last), "steps": cfg.steps}))
-        return 0
+        code = _main(args, overrides, argv, world)
     except UserError as e:
-        print(f"asgan-train: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("asgan-train: interrupted", file=sys.stderr)
-        return 130
+        print(f"asgan-train: error{tag}: {e}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt as e:  # trainers.faults.Interrupted: a snapshot is on disk
+        signum = getattr(e, "signum", signal.SIGINT)
+        where = f" at step {e.step}; snapshot {e.snapshot}" if hasattr(e, "step") else ""
+        if world <= 1 or os.environ.get("RANK") == "0":
+            print(f"asgan-train: interrupted by {signal.Signals(signum).name}{where}; continue "
+                  "with asgan-train --resume RUN_DIR", file=sys.stderr)
+        code = 128 + signum
+    if world > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return code
+
+
+def _main(args, overrides: dict, argv: list[str] | None, world: int) -> int:
+    if args.nproc < 1:
+        raise UserError(f"--nproc must be >= 1, got {args.nproc}")
+    if world > 1 and args.nproc not in (1, world):
+        raise UserError(f"--nproc {args.nproc} inside a torchrun job of {world} processes: "
+                        "use either torchrun or --nproc, not both")
+    if args.resume:
+        if args.preset:
+            raise UserError("--resume takes its config from the run; drop --preset")
+        from trainers.loop import resume_config
+
+        cfg = resume_config(args.resume, overrides)
+        out = args.resume
+    else:
+        if not args.out and not args.dry_run:
+            raise UserError("--out DIR is required (the run directory to create)")
+        cfg = make_config(args.preset, overrides)
+        out = args.out
+    if args.dry_run:
+        print(save_config(cfg))
+        return 0
+    if args.nproc > 1 and world == 1:
+        if cfg.batch_size % args.nproc:
+            raise UserError(f"batch_size {cfg.batch_size} is not divisible by --nproc "
+                            f"{args.nproc}: the global batch is split evenly")
+        from trainers.distributed import launch
+        from trainers.loop import preflight
+
+        preflight(cfg)  # start-up mistakes: one line here, not one per worker + torchrun's
+
+        return launch(argv if argv is not None else sys.argv[1:], args.nproc)
+    from trainers.loop import train
+
+    last = train(cfg, out, resume=bool(args.resume), progress=not args.no_progress)
+    if world <= 1 or os.environ.get("RANK") == "0":
+        print(json.dumps({"run_dir": str(out), "checkpoint": str(last),
+                          "steps": cfg.steps}))
+    return 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, fields
 from fractions import Fraction
 from typing import Any
@@ -20,6 +21,7 @@ PERTURBATIONS = ("fgsm", "gaussian", "none")
 SECOND_STEPS = ("real+fake", "real")
 ATTACK_MODES = ("train", "eval")
 DEVICES = ("auto", "cpu", "cuda")
+ON_NONFINITE = ("stop", "skip")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class TrainConfig:
     # bookkeeping
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    sync_bn: bool = False  # multi-process runs: BatchNorm statistics over the global batch
+    on_nonfinite: str = "stop"  # stop: error naming the last good snapshot | skip: skip the step
     log_every: int = 50  # iterations between stats.jsonl lines
     sample_every: int = 500  # iterations between sample grids (0 = only at the end)
     snapshot_every: int = 1000  # iterations between ckpt-<step> snapshots (and at the end)
@@ -93,7 +97,13 @@ _CHOICES = {
     "second_step": SECOND_STEPS,
     "attack_mode": ATTACK_MODES,
     "device": DEVICES,
+    "on_nonfinite": ON_NONFINITE,
 }
+
+
+# sanity ceilings: a typo like --width 64000000 should be an error, not a 10^15-byte tensor
+_LIMITS = {"width": 2**16, "z_dim": 2**16, "resolution": 2**12, "batch_size": 2**24,
+           "seed": 2**63 - 1}
 
 
 def parse_eps(text: str | float) -> float:
@@ -163,6 +173,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in nonneg:
         if getattr(cfg, name) < 0:
             raise UserError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    for f in fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{f.name} must be a finite number, got {value}")
     for name in ("lr_g", "lr_d"):
         if not getattr(cfg, name) > 0:
             raise UserError(f"{name} must be > 0, got {getattr(cfg, name)}")
@@ -172,6 +186,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     parse_eps(cfg.eps)
     if cfg.width is not None and cfg.width <= 0:
         raise UserError(f"width must be > 0, got {cfg.width}")
+    if cfg.resolution is not None and cfg.resolution <= 0:
+        raise UserError(f"resolution must be > 0, got {cfg.resolution}")
+    for name, top in _LIMITS.items():
+        value = getattr(cfg, name)
+        if value is not None and value > top:
+            raise UserError(f"{name}={value} is beyond what any run can use (max {top})")
     return cfg
 
 

@@ -3,7 +3,10 @@
 All randomness of an iteration (its batch order, latents, gaussian noise) is derived from
 ``(seed, step)``, never from a global RNG that advances, so a run resumed from any snapshot
 replays exactly the iterations an uninterrupted run would have made: on CPU the final weights
-are bit-identical.
+are bit-identical. The same function is one rank of a multi-process run under torchrun
+(:mod:`trainers.distributed`: every rank takes its slice of the same global batch and
+latents); what it does on signals, non-finite values and leftovers of a killed process is in
+:mod:`trainers.faults`.
 
 Run directory (``--out``):
 ``config.json`` (the resolved config), ``stats.jsonl`` (one line per log window), TensorBoard
@@ -12,9 +15,11 @@ events, ``samples/step-XXXXXX.png`` and snapshots ``ckpt-XXXXXX.safetensors``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -25,14 +30,24 @@ import torch
 from trainers.checkpoint import (
     atomic_write_bytes,
     list_snapshots,
-    load_optimizer_states,
+    optimizer_states,
     read_checkpoint,
     save_checkpoint,
     snapshot_name,
 )
 from trainers.config import TrainConfig, config_from_dict
 from trainers.data import Dataset, load_dataset
+from trainers.distributed import Dist, setup, unwrap, wrap
 from trainers.errors import UserError
+from trainers.faults import (
+    SKIP_LIMIT,
+    Interrupted,
+    SkipNonFinite,
+    StopSignals,
+    all_buffers,
+    nonfinite_names,
+    remove_partial_files,
+)
 from trainers.nets import build_net, net_specs
 from trainers.steps import D_STEPS, eps_in_force, frozen, g_loss
 
@@ -103,8 +118,24 @@ def _stats_upto(path: Path, step: int) -> list[dict]:
     """Lines of ``stats.jsonl`` up to ``step`` (a resumed run drops the lost tail)."""
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r.get("step", 0) <= step]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a hand-edited file: keep what parses
+            continue
+    return [r for r in rows if isinstance(r, dict) and r.get("step", 0) <= step]
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """Raise the UserErrors a run would hit at start-up (device, data, architecture, batch
+    size) without training: the ``--nproc`` launcher calls it, so a mistake is one line
+    before any worker starts rather than one per worker plus torchrun's failure report."""
+    resolve_device(cfg.device)
+    data = load_dataset(cfg.data, root=cfg.data_root, resolution=cfg.resolution, seed=cfg.seed)
+    net_specs(cfg.arch, shape=data.shape, z_dim=cfg.z_dim, width=cfg.width,
+              d_spectral_norm=cfg.d_spectral_norm)
+    BatchOrder(data.n, cfg.batch_size, cfg.seed)
 
 
 def build_models(cfg: TrainConfig, data: Dataset, device: torch.device):
@@ -122,101 +153,282 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
           ) -> Path:
     """Train G and D with ``cfg``; write the run directory ``out``. Returns the last snapshot.
 
-    With ``resume=True`` the newest complete snapshot in ``out`` is loaded (weights,
-    optimizer state) and training continues to ``cfg.steps``.
+    With ``resume=True`` the newest complete snapshot in ``out`` that passes its checksum is
+    loaded (weights, optimizer state; the step fixes data order and every random draw) and
+    training continues to ``cfg.steps``; a run with no snapshot yet starts from step 0.
+    Under torchrun (``WORLD_SIZE`` > 1) this is one rank of a data-parallel run
+    (:mod:`trainers.distributed`): only rank 0 writes files.
+
+    Raises:
+        UserError: bad data or config, unwritable output, or divergence (non-finite values
+            with ``on_nonfinite=stop``); the message names the last good snapshot.
+        trainers.faults.Interrupted: after SIGINT/SIGTERM, once a snapshot of the current
+            step is on disk.
 
     Examples:
         >>> from trainers import make_config, train
         >>> train(make_config("smoke", {"trainer": "asgan"}), "runs/smoke")
     """
     out = Path(out)
-    device = resolve_device(cfg.device)
+    ctx = setup(resolve_device(cfg.device), cfg.batch_size)
+    device = ctx.device
     data = load_dataset(cfg.data, root=cfg.data_root, resolution=cfg.resolution, seed=cfg.seed)
     G, D, opt_G, opt_D, g_spec, d_spec = build_models(cfg, data, device)
     start, wall_before = 0, 0.0
+    if ctx.main:
+        remove_partial_files(out)  # debris of a process killed mid-write
     if resume:
-        last = list_snapshots(out)[-1]
-        tensors, meta = read_checkpoint(last)
-        G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
-        D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
-        states = load_optimizer_states(last)
-        opt_G.load_state_dict(states["opt_G"])
-        opt_D.load_state_dict(states["opt_D"])
-        start, wall_before = meta["step"], meta.get("wall_time_s", 0.0)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "config.json", json.dumps(cfg.to_dict(), indent=2).encode())
+        # rank 0 chooses, every rank loads the same file: all ranks agree on the step
+        last = ctx.broadcast(_newest_good_snapshot(out) if ctx.main else None)
+        if last is None:
+            _log(ctx, f"no complete snapshot in {out} yet: starting from step 0")
+        else:
+            start, wall_before = _restore(Path(last), G, D, opt_G, opt_D)
+    rows: list[dict] = []
     stats_path = out / "stats.jsonl"
-    rows = _stats_upto(stats_path, start)
-    _write_jsonl(stats_path, rows)
-    writer = _tensorboard(cfg, out)
+    if ctx.main:
+        _make_dir(out)
+        atomic_write_bytes(out / "config.json", json.dumps(cfg.to_dict(), indent=2).encode())
+        rows = _stats_upto(stats_path, start)
+        _write_jsonl(stats_path, rows)
+    writer = _tensorboard(cfg, out, start) if ctx.main else None
 
+    G, D = wrap(G, ctx, sync_bn=cfg.sync_bn), wrap(D, ctx, sync_bn=cfg.sync_bn)
+    skip = cfg.on_nonfinite == "skip"
+    # skip: optimizers that refuse non-finite gradients; stop: the plain ones (no extra sync)
+    step_G, step_D = (SkipNonFinite(opt_G), SkipNonFinite(opt_D)) if skip else (opt_G, opt_D)
+    buffers = all_buffers(G, D) if skip else []
     d_step = D_STEPS[cfg.trainer]
     order = BatchOrder(data.n, cfg.batch_size, cfg.seed)
     z_fixed = latents(cfg, 64, "samples").to(device)
     meta_base = {"config": cfg.to_dict(), "g_spec": g_spec, "d_spec": d_spec,
                  "pixel_range": list(data.pixel_range),
                  "data": {"name": data.name, "shape": list(data.shape)},
-                 "torch": torch.__version__}
+                 "torch": torch.__version__, "world_size": ctx.world}
     window: dict[str, list[torch.Tensor]] = {}
+    window_start, skipped_window, skipped_in_a_row = start, 0, 0
     t_window, t_start = time.perf_counter(), time.perf_counter()
-    last_snapshot = None
-    bar = _progress(progress, start, cfg.steps)
+    last_snapshot, last_snapshot_step = None, None
+    bar = _progress(progress and ctx.main, start, cfg.steps)
     G.train()
     D.train()
-    for step in range(start, cfg.steps):
-        idx, pos = order(step)
-        x_real = data.get(idx).to(device, non_blocking=True)  # (B, *shape) in pixel_range
-        z = latents(cfg, cfg.batch_size, step).to(device)  # (B, z_dim)
-        x_fake = G(z)
-        eps = eps_in_force(cfg, step, pos)
-        stats = d_step(D, opt_D, x_real, x_fake, cfg=cfg, eps=eps,
-                       pixel_range=data.pixel_range, generator=rng(cfg.seed, "noise", step))
 
-        opt_G.zero_grad(set_to_none=True)
-        with frozen(D):
-            loss_g, _ = g_loss(D, x_fake)
-            loss_g.backward()
-        opt_G.step()
-
-        stats["loss_g"] = loss_g.detach()
-        for key, value in stats.items():
-            window.setdefault(key, []).append(value)
-        done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            elapsed = time.perf_counter() - t_window
-            row = {"step": done, "eps": eps, "eps_255": round(eps * 255, 4)}
-            row.update({k: float(torch.stack(v).float().mean()) for k, v in window.items()})
-            row["images_per_s"] = len(window["loss_g"]) * cfg.batch_size / max(elapsed, 1e-9)
-            _check_finite(row, out)
-            rows.append(row)
-            _write_jsonl(stats_path, rows)
-            if writer is not None:
-                for k, v in row.items():
-                    if k != "step":
-                        writer.add_scalar(k, v, done)
-            window, t_window = {}, time.perf_counter()
-        if (cfg.sample_every and done % cfg.sample_every == 0) or done == cfg.steps:
-            save_samples(G, z_fixed, data, out / "samples" / f"step-{done:06d}.png")
-        if (cfg.snapshot_every and done % cfg.snapshot_every == 0) or done == cfg.steps:
+    def snapshot(done: int) -> Path:
+        # never write non-finite state: the previous snapshot stays the last good one
+        _check_state(ctx, out, done, window, window_start, unwrap(G), unwrap(D),
+                     losses=not skip)
+        path = out / snapshot_name(done)
+        if ctx.main:
             meta = dict(meta_base, step=done,
                         wall_time_s=wall_before + time.perf_counter() - t_start)
-            last_snapshot = save_checkpoint(out / snapshot_name(done), G=G, D=D, meta=meta,
-                                            opt_G=opt_G, opt_D=opt_D)
+            save_checkpoint(path, G=unwrap(G), D=unwrap(D), meta=meta, opt_G=opt_G,
+                            opt_D=opt_D)
             _prune(out, cfg.keep_snapshots)
-        bar.update(1)
-    bar.close()
-    if writer is not None:
-        writer.close()
+        return path
+
+    with StopSignals() as stop, _closing(bar, writer):
+        for step in range(start, cfg.steps):
+            idx, pos = order(step)
+            # every rank draws the global batch and latents and takes its slice: the data
+            # order and the noise are the single-process ones
+            x_real = data.get(ctx.shard(idx)).to(device, non_blocking=True)  # (B/W, *shape)
+            z = ctx.shard(latents(cfg, cfg.batch_size, step)).to(device)  # (B/W, z_dim)
+            saved = [b.clone() for b in buffers]
+            x_fake = G(z)
+            eps = eps_in_force(cfg, step, pos)
+            stats = d_step(D, step_D, x_real, x_fake, cfg=cfg, eps=eps,
+                           pixel_range=data.pixel_range, generator=rng(cfg.seed, "noise", step),
+                           shard=(ctx.rank, ctx.world))
+
+            step_G.zero_grad(set_to_none=True)
+            with frozen(D):
+                # the plain D: under DDP a forward whose backward gives D no gradients
+                # would leave its reducer waiting; G's gradients are reduced by G's wrapper
+                loss_g, _ = g_loss(unwrap(D), x_fake)
+                loss_g.backward()
+            step_G.step()
+
+            stats["loss_g"] = loss_g.detach()
+            for key, value in stats.items():
+                window.setdefault(key, []).append(value)
+            if skip:
+                skipped = step_G.skipped + step_D.skipped
+                step_G.skipped = step_D.skipped = 0
+                skipped_window += skipped
+                skipped_in_a_row = skipped_in_a_row + 1 if skipped else 0
+                if skipped:  # BatchNorm stats of a non-finite forward are not kept either
+                    with torch.no_grad():
+                        for buf, old in zip(buffers, saved):
+                            buf.copy_(old)
+                if skipped_in_a_row >= SKIP_LIMIT:
+                    raise UserError(f"training diverged: {SKIP_LIMIT} iterations in a row had "
+                                    f"non-finite gradients up to step {step + 1}; last good "
+                                    f"snapshot: {_last_name(out)} (lower the learning rates "
+                                    "or eps)")
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                elapsed = time.perf_counter() - t_window
+                row = {"step": done, "eps": eps, "eps_255": round(eps * 255, 4)}
+                row.update(ctx.mean({k: _window_mean(v, finite_only=skip)
+                                     for k, v in window.items()}))
+                row["images_per_s"] = (len(window["loss_g"]) * cfg.batch_size
+                                       / max(elapsed, 1e-9))
+                if skip:
+                    row["skipped"] = skipped_window
+                    row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                           for k, v in row.items()}
+                else:
+                    _check_finite(row, out, window, window_start)
+                if ctx.main:
+                    rows.append(row)
+                    _write_jsonl(stats_path, rows)
+                    if writer is not None:
+                        for k, v in row.items():
+                            if k != "step" and v is not None:
+                                writer.add_scalar(k, v, done)
+                window, window_start, skipped_window = {}, done, 0
+                t_window = time.perf_counter()
+            if ctx.main and ((cfg.sample_every and done % cfg.sample_every == 0)
+                             or done == cfg.steps):
+                save_samples(unwrap(G), z_fixed, data, out / "samples" / f"step-{done:06d}.png")
+            if (cfg.snapshot_every and done % cfg.snapshot_every == 0) or done == cfg.steps:
+                last_snapshot, last_snapshot_step = snapshot(done), done
+            bar.update(1)
+            # all ranks stop at the same step; a signal during the last step changes nothing
+            if ctx.any(stop.signum is not None) and done < cfg.steps:
+                if last_snapshot_step != done:
+                    last_snapshot = snapshot(done)
+                ctx.barrier()  # rank 0's snapshot is on disk before anyone exits
+                raise Interrupted(stop.signum or signal.SIGTERM, done, last_snapshot)
     return last_snapshot or list_snapshots(out)[-1]
 
 
-def _check_finite(row: dict, out: Path) -> None:
+@contextlib.contextmanager
+def _closing(bar, writer):
+    """Close the progress bar and flush TensorBoard however the loop ends."""
+    try:
+        yield
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+
+
+def _log(ctx: Dist, msg: str) -> None:
+    if ctx.main:
+        print(f"asgan-train: {msg}", file=sys.stderr, flush=True)
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the run directory {path}: {e.strerror or e}; choose "
+                        "another --out") from None
+
+
+def _newest_good_snapshot(out: Path) -> str | None:
+    """The newest snapshot in ``out`` that passes its checksum and holds optimizer state."""
+    for path in reversed(list_snapshots(out)):
+        try:
+            _, meta = read_checkpoint(path)
+            if "opt_G" in meta and "opt_D" in meta:
+                return str(path)
+            print(f"asgan-train: warning: {path.name} holds no optimizer state; skipped",
+                  file=sys.stderr)
+        except UserError as e:
+            print(f"asgan-train: warning: skipping {path.name}: {e}", file=sys.stderr)
+    return None
+
+
+def _restore(path: Path, G, D, opt_G, opt_D) -> tuple[int, float]:
+    """Load weights and optimizer state from ``path``; return (step, wall time so far)."""
+    tensors, meta = read_checkpoint(path)
+    states = optimizer_states(tensors, meta, path)
+    try:
+        G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
+        D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
+        opt_G.load_state_dict(states["opt_G"])
+        opt_D.load_state_dict(states["opt_D"])
+        _check_adam_state(opt_G)
+        _check_adam_state(opt_D)
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{path} does not fit this run's nets or optimizers ({first[:120]}); "
+                        "resume with the config it was written with") from None
+    return int(meta["step"]), float(meta.get("wall_time_s", 0.0))
+
+
+def _check_adam_state(opt: torch.optim.Optimizer) -> None:
+    """ValueError unless every restored Adam state has its moments shaped like the parameter
+    (``load_state_dict`` checks none of it: a bad file would crash the first ``step()``)."""
+    for group in opt.param_groups:
+        moments = {"exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if group.get("amsgrad")
+                                               else set())
+        for p in group["params"]:
+            state = opt.state.get(p)
+            if not state:
+                continue  # no state yet: Adam initialises it on the first step
+            if set(state) != moments | {"step"}:
+                raise ValueError(f"Adam state has keys {sorted(state)}")
+            for key in moments:
+                if not (torch.is_tensor(state[key]) and state[key].shape == p.shape):
+                    raise ValueError(f"Adam {key} does not match its parameter's shape")
+            step = state["step"]
+            value = float(step) if torch.is_tensor(step) and step.numel() == 1 else step
+            if not isinstance(value, (int, float)) or not 0 <= value < 2**53:
+                raise ValueError("Adam step is not a count")
+
+
+def _window_mean(values: list[torch.Tensor], *, finite_only: bool) -> float:
+    v = torch.stack(values).float()
+    if finite_only:
+        v = v[v.isfinite()]
+        return float(v.mean()) if v.numel() else math.nan
+    return float(v.mean())
+
+
+def _first_bad(window: dict[str, list[torch.Tensor]], window_start: int) -> tuple[int, list]:
+    """(iteration, names) of the first non-finite value in the window; (0, []) if none."""
+    if not window:
+        return 0, []
+    bad = {k: (~torch.stack(v).float().isfinite()).nonzero().flatten().tolist()
+           for k, v in window.items()}
+    bad = {k: i for k, i in bad.items() if i}
+    if not bad:
+        return 0, []
+    first = min(i[0] for i in bad.values())
+    return window_start + first + 1, sorted(k for k, i in bad.items() if first in i)
+
+
+def _last_name(out: Path) -> str:
+    snaps = list_snapshots(out)
+    return str(snaps[-1]) if snaps else "none yet"
+
+
+def _check_finite(row: dict, out: Path, window: dict, window_start: int) -> None:
     bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
-        snaps = list_snapshots(out)
-        keep = snaps[-1].name if snaps else "none yet"
-        raise UserError(f"training diverged at step {row['step']}: non-finite {', '.join(bad)};"
-                        f" last good snapshot: {keep} (lower the learning rates or eps)")
+        at, names = _first_bad(window, window_start)
+        where = f"step {at} ({', '.join(names)})" if at else f"the window ending at step " \
+            f"{row['step']} ({', '.join(bad)})"
+        raise UserError(f"training diverged: non-finite values at {where}; last good snapshot: "
+                        f"{_last_name(out)} (lower the learning rates or eps, or pass "
+                        "--on-nonfinite skip)")
+
+
+def _check_state(ctx: Dist, out: Path, done: int, window: dict, window_start: int, G, D, *,
+                 losses: bool) -> None:
+    """Before a snapshot: losses (``losses=True``) and every weight and buffer finite on all
+    ranks, or a UserError naming the last good snapshot."""
+    at, names = _first_bad(window, window_start) if losses else (0, [])
+    tensors = nonfinite_names(G=G, D=D)
+    if ctx.any(bool(names or tensors)):
+        what = f"non-finite {', '.join(names)} at step {at}" if names else \
+            f"non-finite {', '.join(tensors[:3]) or 'values on another rank'} at step {done}"
+        raise UserError(f"training diverged: {what}; not saving step {done}; last good "
+                        f"snapshot: {_last_name(out)} (lower the learning rates or eps, or "
+                        "pass --on-nonfinite skip)")
 
 
 def _prune(out: Path, keep: int) -> None:
@@ -225,7 +437,7 @@ def _prune(out: Path, keep: int) -> None:
             old.unlink(missing_ok=True)
 
 
-def _tensorboard(cfg: TrainConfig, out: Path):
+def _tensorboard(cfg: TrainConfig, out: Path, start: int = 0):
     if not cfg.tensorboard:
         return None
     try:
@@ -233,7 +445,8 @@ def _tensorboard(cfg: TrainConfig, out: Path):
     except ImportError:  # tensorboard is a dependency, but a broken install should not stop
         print("warning: tensorboard not importable; no events written", file=sys.stderr)
         return None
-    return SummaryWriter(log_dir=str(out / "tb"))
+    # purge_step: events a killed run logged after its last snapshot are dropped on resume
+    return SummaryWriter(log_dir=str(out / "tb"), purge_step=start or None)
 
 
 def _progress(enabled: bool, start: int, total: int):
@@ -248,12 +461,16 @@ def resume_config(out: str | Path, overrides: dict[str, Any]) -> TrainConfig:
     out = Path(out)
     if not out.is_dir():
         raise UserError(f"--resume {out}: no such run directory")
-    if not list_snapshots(out):
-        raise UserError(f"--resume {out}: no complete snapshot (ckpt-*.safetensors) to resume")
     try:
         stored = json.loads((out / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        _, meta = read_checkpoint(list_snapshots(out)[-1])
+        if not isinstance(stored, dict):
+            raise ValueError
+    except (OSError, ValueError):  # config.json is written first; fall back to a snapshot
+        last = _newest_good_snapshot(out)
+        if last is None:
+            raise UserError(f"--resume {out}: neither a readable config.json nor a complete "
+                            "snapshot (ckpt-*.safetensors): start a new run with --out") from None
+        _, meta = read_checkpoint(last)
         stored = meta["config"]
     allowed = {"steps", "device", "log_every", "sample_every", "snapshot_every",
                "keep_snapshots", "tensorboard"}

@@ -75,7 +75,7 @@ def _first_step(D, opt_D, x_real, x_fake, cfg: TrainConfig, want_input_grad: boo
 
 
 def d_step_baseline(D, opt_D, x_real, x_fake, *, cfg: TrainConfig, eps: float,
-                    pixel_range, generator) -> dict[str, torch.Tensor]:
+                    pixel_range, generator, shard=(0, 1)) -> dict[str, torch.Tensor]:
     """One standard D update on ``x_real`` and ``x_fake.detach()``."""
     stats, _ = _first_step(D, opt_D, x_real, x_fake, cfg, want_input_grad=False)
     opt_D.step()
@@ -83,20 +83,24 @@ def d_step_baseline(D, opt_D, x_real, x_fake, *, cfg: TrainConfig, eps: float,
 
 
 def perturb_reals(D, x_real, *, cfg: TrainConfig, eps: float, pixel_range, generator,
-                  grad_loss: torch.Tensor | None) -> torch.Tensor:
+                  grad_loss: torch.Tensor | None, shard=(0, 1)) -> torch.Tensor:
     """``x_adv`` for AS-GAN's second D step.
 
     ``fgsm``: the probes' FGSM toward "fake" with ``sign(dL_D/dx_real)`` from the D step's
     own backward (``attack_mode=train``: batch statistics, pre-update weights, SPEC 2.3) or
     with a fresh eval-mode logit gradient (``attack_mode=eval``, one extra pass).
     ``gaussian``: the sign of N(0, I) noise (the paper's ablation). ``none`` or
-    ``eps == 0``: the clean reals.
+    ``eps == 0``: the clean reals. ``shard = (rank, world)``: ``x_real`` is slice ``rank``
+    of a global batch ``world`` times larger; the gaussian noise is drawn for the global batch
+    and sliced the same way, so a multi-process run perturbs exactly as a single process.
     """
     x = x_real.detach()
     if eps == 0 or cfg.perturbation == "none":
         return x
     if cfg.perturbation == "gaussian":
-        noise = torch.randn(x.shape, generator=generator).to(x.device)
+        rank, world = shard
+        noise = torch.randn((x.shape[0] * world, *x.shape[1:]), generator=generator)
+        noise = noise[rank * x.shape[0]:(rank + 1) * x.shape[0]].to(x.device)
         return fgsm(D, x, eps=eps, toward="real", pixel_range=pixel_range, grad=noise)
     if cfg.attack_mode == "eval":
         return fgsm(D, x, eps=eps, toward="fake", pixel_range=pixel_range, mode="eval")
@@ -104,13 +108,13 @@ def perturb_reals(D, x_real, *, cfg: TrainConfig, eps: float, pixel_range, gener
 
 
 def d_step_asgan(D, opt_D, x_real, x_fake, *, cfg: TrainConfig, eps: float,
-                 pixel_range, generator) -> dict[str, torch.Tensor]:
+                 pixel_range, generator, shard=(0, 1)) -> dict[str, torch.Tensor]:
     """AS-GAN: the standard D update, then a second update on adversarial reals."""
     use_step_grad = (cfg.perturbation == "fgsm" and cfg.attack_mode == "train" and eps > 0)
     stats, x_req = _first_step(D, opt_D, x_real, x_fake, cfg, want_input_grad=use_step_grad)
     # the perturbation uses the pre-update weights (SPEC 2.3): build it before opt_D.step()
     x_adv = perturb_reals(D, x_req, cfg=cfg, eps=eps, pixel_range=pixel_range,
-                          generator=generator, grad_loss=x_req.grad)
+                          generator=generator, grad_loss=x_req.grad, shard=shard)
     opt_D.step()
 
     opt_D.zero_grad(set_to_none=True)

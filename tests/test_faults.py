@@ -1,0 +1,382 @@
+"""Faults: kills at random moments, signals, full or read-only disks, divergence.
+
+The kill trials run the CLI in child processes and SIGKILL them at seeded random moments
+(some mid-snapshot-write), resume, and require the final weights and Adam state of an
+uninterrupted run *bit for bit*, and no partial file left. Forked children (cheap: torch is
+already imported) are throttled to at most 500 iterations/s so a kill always lands mid-run;
+the throttle sleeps and changes no number. SIGTERM/SIGINT use the real console script.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import trainers.loop as loop
+from trainers import load_checkpoint, make_config, train
+from trainers.checkpoint import list_snapshots, read_checkpoint
+from trainers.cli import main as train_main
+from trainers.errors import UserError
+from trainers.faults import SkipNonFinite, nonfinite_names
+
+BIN = Path(sys.executable).parent
+R = 60  # iterations of a forked kill trial (throttled: a kill lands by step ~40)
+R_CONSOLE = 150  # iterations of a console-script trial (not throttled: more room)
+FAULT_CFG = dict(data="ring8", arch="mlp", width=8, z_dim=2, batch_size=32, steps=R,
+                 trainer="asgan", eps=2 / 255, lr_g=1e-3, lr_d=1e-3, log_every=4,
+                 sample_every=0, snapshot_every=2, keep_snapshots=3, tensorboard=False)
+
+
+def _argv(over: dict) -> list[str]:
+    return [a for k, v in over.items() for a in ("--" + k.replace("_", "-"), str(v))]
+
+
+def _newest(run: Path) -> int:
+    snaps = list_snapshots(run)
+    return int(snaps[-1].stem[5:]) if snaps else 0
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)[0]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """``reference(steps)``: the uninterrupted run's final tensors (weights + Adam state)
+    and its stats steps (cached per length)."""
+    cache = {}
+
+    def get(steps: int) -> tuple[dict, list[int]]:
+        if steps not in cache:
+            run = tmp_path_factory.mktemp("reference") / "run"
+            last = train(make_config(None, dict(FAULT_CFG, steps=steps, snapshot_every=50)), run,
+                         progress=False)
+            rows = [json.loads(line)["step"] for line in (run / "stats.jsonl").open()]
+            cache[steps] = _tensors(last), rows
+        return cache[steps]
+
+    return get
+
+
+def _child(argv: list[str], stall_at_write: int = 0, marker: str = "",
+           stderr: str = os.devnull) -> None:
+    """Forked child: the CLI, throttled; optionally stalls inside the n-th snapshot write
+    after truncating the temp file to half (a write cut off mid-way)."""
+    # the parent's sys.stdout/err may be pytest's in-memory capture: use real files
+    sys.stdout, sys.stderr = open(os.devnull, "w"), open(stderr, "w", buffering=1)  # noqa: SIM115
+    real_latents, real_fsync, writes = loop.latents, os.fsync, [0]
+
+    def slow_latents(cfg, n, *keys):
+        time.sleep(0.004)  # <= 250 it/s whatever the machine: kills land before step R
+        return real_latents(cfg, n, *keys)
+
+    def stalling_fsync(fd):
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if ".tmp-" in name and name.endswith(".safetensors"):
+            writes[0] += 1
+            if writes[0] == stall_at_write:
+                os.ftruncate(fd, os.fstat(fd).st_size // 2)
+                Path(marker).touch()
+                time.sleep(600)
+        real_fsync(fd)
+
+    loop.latents = slow_latents
+    if stall_at_write:
+        os.fsync = stalling_fsync
+    code = train_main(argv)
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run_and_kill(argv: list[str], ready, delay: float, *, stall_at_write: int = 0,
+                  marker: str = "") -> int | None:
+    """Fork the CLI, wait until ``ready()``, sleep ``delay`` s, SIGKILL. Returns the exit code
+    (``-9`` when killed, 0 when it finished first)."""
+    proc = multiprocessing.get_context("fork").Process(
+        target=_child, args=(argv, stall_at_write, marker))
+    proc.start()
+    deadline = time.monotonic() + 120
+    while proc.is_alive() and not ready() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    time.sleep(delay)
+    if proc.is_alive():
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    return proc.exitcode
+
+
+def _resume_and_check(run: Path, reference, capsys, steps: int = R) -> None:
+    """Resume in-process through the CLI; the final state must equal the reference."""
+    assert train_main(["--resume", str(run), "--no-progress", "--snapshot-every", "50"]) == 0
+    capsys.readouterr()
+    ref_tensors, ref_steps = reference(steps)
+    final = _tensors(run / f"ckpt-{steps:06d}.safetensors")
+    assert final.keys() == ref_tensors.keys()
+    unequal = [k for k in final if not torch.equal(final[k], ref_tensors[k])]
+    assert unequal == [], f"resumed run differs from the uninterrupted one in {unequal[:5]}"
+    assert not list(run.glob(".tmp-*")), "partial files left after resume"
+    steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").open()]
+    assert steps == ref_steps  # rows logged after the last snapshot were dropped, then redone
+
+
+# seed -> number of consecutive kills before the final resume
+KILL_TRIALS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 3}
+
+
+@pytest.mark.parametrize("seed", sorted(KILL_TRIALS), ids=[f"seed{s}" for s in KILL_TRIALS])
+def test_sigkill_at_random_moments_then_resume_is_exact(tmp_path, reference, capsys, seed):
+    rnd = random.Random(seed)
+    run = tmp_path / "run"
+    argv = ["--no-progress", "--out", str(run), *_argv(FAULT_CFG)]
+    history = []
+    for _ in range(KILL_TRIALS[seed]):
+        before = _newest(run)
+        code = _run_and_kill(argv, lambda before=before: _newest(run) > before,
+                             delay=rnd.uniform(0, 0.25))
+        history.append((code, _newest(run), len(list(run.glob(".tmp-*")))))
+        # whatever the moment, every file named like a snapshot is a complete one
+        for snap in list_snapshots(run):
+            load_checkpoint(snap)
+        argv = ["--no-progress", "--resume", str(run)]
+    assert any(code == -signal.SIGKILL for code, _, _ in history)
+    _resume_and_check(run, reference, capsys)
+    print(f"seed {seed}: (exit code, newest snapshot, .tmp files) after each kill: {history}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
+def test_sigkill_during_a_snapshot_write_leaves_only_complete_snapshots(tmp_path, reference,
+                                                                       capsys):
+    run, marker = tmp_path / "run", tmp_path / "stalled"
+    code = _run_and_kill(["--no-progress", "--out", str(run), *_argv(FAULT_CFG)],
+                         marker.exists, 0.0, stall_at_write=3, marker=str(marker))
+    assert code == -signal.SIGKILL
+    partial = list(run.glob(".tmp-*.safetensors"))
+    assert len(partial) == 1, "the kill should have cut a snapshot write in half"
+    with pytest.raises(UserError):  # the half-written file is not a checkpoint ...
+        load_checkpoint(partial[0])
+    assert [p.name for p in list_snapshots(run)] == ["ckpt-000002.safetensors",
+                                                     "ckpt-000004.safetensors"]  # ... nor listed
+    _resume_and_check(run, reference, capsys)  # start-up removes it
+
+
+@pytest.mark.parametrize("sig,how", [(signal.SIGTERM, "console-script"),
+                                     (signal.SIGINT, "forked")], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_and_sigint_write_a_final_snapshot_and_exit_cleanly(tmp_path, reference, capsys,
+                                                                    sig, how):
+    """The signal lands at a seeded point; the run finishes its iteration, writes a snapshot
+    of that step (not necessarily a multiple of snapshot_every), says so in one line and exits
+    128 + signum. SIGTERM goes to the real console script (a fresh interpreter)."""
+    run, errfile = tmp_path / "run", tmp_path / "stderr"
+    target = random.Random(int(sig)).randrange(2, 12)
+    if how == "console-script":
+        steps = R_CONSOLE
+        proc = subprocess.Popen([str(BIN / "asgan-train"), "--no-progress", "--out", str(run),
+                                 *_argv(dict(FAULT_CFG, steps=steps))],
+                                env=dict(os.environ, OMP_NUM_THREADS="1"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        alive = lambda: proc.poll() is None  # noqa: E731
+    else:
+        steps = R
+        proc = multiprocessing.get_context("fork").Process(
+            target=_child, args=(["--no-progress", "--out", str(run), *_argv(FAULT_CFG)],),
+            kwargs={"stderr": str(errfile)})
+        proc.start()
+        alive = proc.is_alive
+    deadline = time.monotonic() + 120
+    while alive() and _newest(run) < target and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.kill(proc.pid, sig)
+    if how == "console-script":
+        out, err = proc.communicate(timeout=120)
+        code = proc.returncode
+        assert out == ""
+    else:
+        proc.join(120)
+        code, err = proc.exitcode, errfile.read_text()
+    assert code == 128 + sig, err[-2000:]
+    assert err.count("\n") == 1 and "Traceback" not in err
+    step = _newest(run)
+    assert f"interrupted by {sig.name} at step {step};" in err and "--resume" in err
+    assert load_checkpoint(run / f"ckpt-{step:06d}.safetensors")[2]["step"] == step
+    assert not list(run.glob(".tmp-*"))
+    _resume_and_check(run, reference, capsys, steps=steps)
+
+
+# ---------------------------------------------------------------- full or read-only disks
+
+SMALL = dict(FAULT_CFG, steps=6, keep_snapshots=0)
+
+
+def _fail_on(monkeypatch, errno_: int, *, after: int, name: str = "os.fsync") -> None:
+    """Make the ``after``-th and later snapshot writes fail with ``errno_``."""
+    seen = [0]
+    if name == "os.fsync":
+        real = os.fsync
+
+        def fsync(fd):
+            path = os.readlink(f"/proc/self/fd/{fd}") if Path("/proc/self/fd").is_dir() else ""
+            if path.endswith(".safetensors"):
+                seen[0] += 1
+                if seen[0] >= after:
+                    raise OSError(errno_, os.strerror(errno_))
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+    else:
+        real = tempfile.mkstemp
+
+        def mkstemp(*args, **kwargs):
+            if kwargs.get("suffix") == ".safetensors":
+                seen[0] += 1
+                if seen[0] >= after:
+                    raise OSError(errno_, os.strerror(errno_))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
+@pytest.mark.parametrize("errno_,where,word", [
+    (errno.ENOSPC, "os.fsync", "disk is full"),
+    (errno.EDQUOT, "os.fsync", "quota"),
+    (errno.EROFS, "tempfile.mkstemp", "read-only"),
+    (errno.EIO, "os.fsync", "Input/output error"),
+], ids=["ENOSPC", "EDQUOT", "EROFS", "EIO"])
+def test_failed_snapshot_write_is_one_line_and_keeps_the_previous(tmp_path, capsys, monkeypatch,
+                                                                  errno_, where, word):
+    run = tmp_path / "run"
+    _fail_on(monkeypatch, errno_, after=2, name=where)
+    code = train_main(["--no-progress", "--out", str(run), *_argv(SMALL)])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and word in err, err
+    assert "ckpt-000004.safetensors" in err and "earlier snapshots are untouched" in err
+    assert [p.name for p in list_snapshots(run)] == ["ckpt-000002.safetensors"]
+    load_checkpoint(run / "ckpt-000002.safetensors")
+    assert not list(run.glob(".tmp-*"))
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    path.mkdir()
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="tmpfs mounts are Linux-only")
+def test_real_full_and_read_only_tmpfs(tmp_path, capsys):
+    """Where this process may mount (root in a container): a 48 kB tmpfs fills up for real,
+    then is remounted read-only; both give one line, exit 2, and keep every snapshot."""
+    mnt = tmp_path / "mnt"
+    if not _mount_tmpfs(mnt, "48k"):
+        pytest.skip("cannot mount a tmpfs here (not root or no CAP_SYS_ADMIN)")
+    try:
+        run = mnt / "run"
+        code = train_main(["--no-progress", "--out", str(run),
+                           *_argv(dict(FAULT_CFG, steps=40, keep_snapshots=0))])
+        _, err = capsys.readouterr()
+        assert code == 2 and err.count("\n") == 1 and "disk is full" in err, err
+        snaps = list_snapshots(run)
+        assert snaps and all(load_checkpoint(s) for s in snaps)
+        assert not list(run.glob(".tmp-*"))
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        code = train_main(["--no-progress", "--resume", str(run), "--steps", "60"])
+        _, err = capsys.readouterr()
+        assert code == 2 and err.count("\n") == 1 and "read-only" in err, err
+        assert list_snapshots(run) == snaps
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_unwritable_out_is_a_user_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the run directory should be")
+    code = train_main(["--no-progress", "--out", str(blocker), *_argv(SMALL)])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "run directory" in err
+
+
+# ---------------------------------------------------------------- divergence guard
+
+TINY_BN = dict(data="mnist10k", arch="dcgan", width=4, z_dim=8, batch_size=8, steps=7,
+               trainer="asgan", log_every=2, sample_every=0, snapshot_every=1,
+               tensorboard=False)
+
+
+def _poison_latents(monkeypatch, at_step: int) -> None:
+    """Latents of iteration ``at_step`` become NaN: G(z), D's fake logits and every loss
+    and gradient of that iteration are NaN (a test hook for a divergence)."""
+    real = loop.latents
+
+    def latents(cfg, n, *keys):
+        z = real(cfg, n, *keys)
+        return z * float("nan") if keys == (at_step,) else z
+
+    monkeypatch.setattr(loop, "latents", latents)
+
+
+def test_stop_names_the_last_good_snapshot_and_writes_no_bad_one(tmp_path, monkeypatch):
+    _poison_latents(monkeypatch, at_step=4)  # the 5th iteration
+    with pytest.raises(UserError) as e:
+        train(make_config(None, TINY_BN), tmp_path / "run", progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "diverged" in msg and "at step 5" in msg
+    assert "ckpt-000004.safetensors" in msg and "--on-nonfinite skip" in msg
+    snaps = list_snapshots(tmp_path / "run")
+    assert snaps[-1].name == "ckpt-000004.safetensors"
+    G, D, _ = load_checkpoint(snaps[-1])
+    assert nonfinite_names(G=G, D=D) == []
+
+
+def test_stop_on_a_huge_learning_rate(tmp_path, capsys):
+    code = train_main(["--no-progress", "--out", str(tmp_path / "run"),
+                       *_argv(dict(FAULT_CFG, steps=12, lr_d=1e30, snapshot_every=4))])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "diverged" in err and "none yet" in err
+
+
+def test_skip_leaves_the_iteration_without_trace(tmp_path, monkeypatch):
+    """on_nonfinite=skip: the poisoned iteration changes no weight, Adam state or BatchNorm
+    buffer; the run goes on, logs how many steps it skipped, and ends finite."""
+    _poison_latents(monkeypatch, at_step=4)
+    run = tmp_path / "run"
+    last = train(make_config(None, dict(TINY_BN, on_nonfinite="skip")), run, progress=False)
+    before = _tensors(run / "ckpt-000004.safetensors")
+    after = _tensors(run / "ckpt-000005.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not all(torch.equal(after[k], _tensors(last)[k]) for k in after)  # then it trains on
+    rows = [json.loads(line) for line in (run / "stats.jsonl").open()]
+    assert [r["skipped"] for r in rows] == [0, 0, 3, 0]  # D step 1, D step 2, G step
+    assert all(r["loss_g"] is not None for r in rows)  # means over the finite iterations
+    G, D, _ = load_checkpoint(last)
+    assert nonfinite_names(G=G, D=D) == []
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), None], ids=["nan", "inf", "finite"])
+def test_skip_non_finite_optimizer(bad):
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = SkipNonFinite(torch.optim.SGD([w], lr=1.0))
+    w.grad = torch.tensor([1.0, 1.0, 1.0 if bad is None else bad])
+    opt.step()
+    assert opt.skipped == (0 if bad is None else 1)
+    assert torch.equal(w.detach(), torch.zeros(3) if bad is None else torch.ones(3))
+
+
+def test_skip_gives_up_after_a_run_of_bad_iterations(tmp_path, monkeypatch):
+    real = loop.latents
+    monkeypatch.setattr(loop, "latents",
+                        lambda cfg, n, *keys: real(cfg, n, *keys) * float("nan"))
+    monkeypatch.setattr(loop, "SKIP_LIMIT", 3)
+    with pytest.raises(UserError, match="3 iterations in a row"):
+        train(make_config(None, dict(TINY_BN, on_nonfinite="skip", steps=10)),
+              tmp_path / "run", progress=False)
