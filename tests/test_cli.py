@@ -89,6 +89,9 @@ def test_train_resume_and_info_through_the_console_scripts(tmp_path):
                           str(run / "ckpt-000020.safetensors")],
                          check=True, env=env, capture_output=True, text=True)
     assert json.loads(res.stdout)["step"] == 20
+    again = subprocess.run(base + ["--preset", "smoke", "--out", str(run)], env=env,
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "--resume" in again.stderr  # never overwrite a run
     bad = subprocess.run(base + ["--resume", str(run), "--eps", "3/255"], env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "cannot change eps" in bad.stderr
