@@ -73,6 +73,11 @@ def read_object(path: str | Path) -> Any:
         except (SafetensorError, ValueError, RuntimeError, OverflowError, MemoryError) as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(f"{path} is a corrupt safetensors file ({first[:120]})") from None
+        except KeyError as e:
+            # the format parser knows more dtypes (F8_E8M0, F4, F6_*) than the torch bridge
+            # maps to a torch.dtype; its lookup table is what raises KeyError
+            raise UserError(f"{path} holds a tensor of safetensors dtype {str(e)[:40]}, which "
+                            "torch cannot represent; re-save the weights as float32") from None
     if head[:2] != b"PK" and head[:1] != b"\x80":  # neither a torch.save zip nor a pickle
         raise UserError(f"{path} is not a readable torch.save or safetensors file")
     if head[:2] == b"PK":

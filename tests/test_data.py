@@ -14,6 +14,7 @@ import os
 import pickle
 import shutil
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -253,6 +254,55 @@ def test_fashion_mnist_corrupt_idx_is_refused(tmp_path, corruption):
     user_error(lambda: load_dataset("fashion-mnist", root=tmp_path), "replace the file")
 
 
+def _idx_head(*dims: int) -> bytes:
+    return bytes([0, 0, 0x08, len(dims)]) + np.asarray(dims, dtype=">u4").tobytes()
+
+
+IDX_BAD = [  # id, train-images file content (plain unless it starts with the gzip magic), needles
+    ("trailing-byte", lambda img: img + b"\0", ["longer than its header declares"]),
+    ("header-only", lambda img: img[:16], ["truncated IDX data", "0 found"]),
+    ("short-header", lambda img: img[:9], ["truncated IDX header"]),
+    ("declares-2**36-bytes", lambda img: _idx_head(2**12, 2**12, 2**12), ["more than the"]),
+    ("declares-822MB-holds-none", lambda img: _idx_head(2**20, 28, 28), ["truncated IDX data"]),
+    ("not-28x28", lambda img: _idx_head(6, 7, 112) + img[16:], ["28x28", "(6, 7, 112)"]),
+    ("zero-images", lambda img: _idx_head(0, 28, 28), ["N >= 1"]),
+    ("gzip-trailing", lambda img: gzip.compress(img + b"\0"), ["longer than"]),
+    ("gzip-corrupt-deflate", lambda img: gzip.compress(img)[:10] + b"\xff" * 40, ["cannot read"]),
+]
+
+
+@pytest.mark.parametrize("content,needles", [r[1:] for r in IDX_BAD], ids=[r[0] for r in IDX_BAD])
+def test_idx_size_and_shape_are_checked_against_the_header(tmp_path, content, needles):
+    fashion_root(tmp_path, layout="flat", test_split=False, gz=False)
+    path = tmp_path / "train-images-idx3-ubyte"
+    raw = content(path.read_bytes())
+    if raw[:2] == b"\x1f\x8b":
+        path.unlink()
+        path = path.with_name(path.name + ".gz")
+    path.write_bytes(raw)
+    user_error(lambda: load_dataset("fashion-mnist", root=tmp_path), path.name, "replace the file",
+               *needles)
+
+
+@pytest.mark.parametrize("which", ["images", "labels"])
+def test_idx_gzip_bomb_stops_at_the_declared_size(tmp_path, which):
+    """A valid IDX gzip member followed by 64 MB of zeros in more members: the reader inflates
+    the declared size plus one byte, then refuses; it never holds the 64 MB."""
+    import tracemalloc
+
+    fashion_root(tmp_path, layout="flat", test_split=False, gz=True)
+    path = tmp_path / f"train-{which}-idx{3 if which == 'images' else 1}-ubyte.gz"
+    member = gzip.compress(bytes(2**24), compresslevel=1)  # 16 MB of zeros, ~16 kB
+    path.write_bytes(path.read_bytes() + member * 4)
+    tracemalloc.start()
+    try:
+        user_error(lambda: load_dataset("fashion-mnist", root=tmp_path), "longer than")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MB while reading a 64 MB bomb"
+
+
 # ----------------------------------------------------------------------------- CIFAR-10
 
 
@@ -281,6 +331,56 @@ def test_cifar10_from_pickled_batches(tmp_path, inner):
     assert ds.labels.tolist() == labels.tolist()
     assert load_dataset("cifar10", root=root, resolution=16, n=4).get(
         torch.arange(4)).shape == (4, 3, 16, 16)
+
+
+CIFAR_LABELS_BAD = [  # id, labels of a 3-row batch
+    ("str", "abc"), ("huge", [10**30] * 3), ("int", 5), ("none", None), ("dict", {1: 2}),
+    ("ten", [10] * 3), ("negative", [-1] * 3), ("floats", [0.5] * 3), ("bools", [True] * 3),
+    ("bytes", b"\x00\x01\x02"), ("nested", [[1]] * 3), ("short", [1]),
+    ("float-array", np.zeros(3, np.float32)), ("uint64-huge", np.full(3, 2**64 - 1, np.uint64)),
+    ("2-d-array", np.zeros((3, 1), np.int64)), ("array-ten", np.full(3, 10, np.int64)),
+]
+
+
+@pytest.mark.parametrize("labels", [r[1] for r in CIFAR_LABELS_BAD],
+                         ids=[r[0] for r in CIFAR_LABELS_BAD])
+def test_cifar10_bad_labels_are_one_line_errors(tmp_path, labels):
+    cifar_root(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    batch = {b"data": np.zeros((3, 3072), np.uint8), b"labels": labels}
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+    user_error(lambda: load_dataset("cifar10", root=tmp_path), "data_batch_2", "'labels' must be",
+               "0..9")
+
+
+CIFAR_DATA_BAD = [
+    ("float", np.zeros((3, 3072), np.float32)), ("wide", np.zeros((3, 3073), np.uint8)),
+    ("1-d", np.zeros(3072, np.uint8)), ("3-d", np.zeros((3, 3072, 1), np.uint8)),
+    ("empty", np.zeros((0, 3072), np.uint8)), ("bytes", bytes(3072 * 3)),
+    ("objects", np.array([None] * 3, dtype=object)),
+]
+
+
+@pytest.mark.parametrize("array", [r[1] for r in CIFAR_DATA_BAD],
+                         ids=[r[0] for r in CIFAR_DATA_BAD])
+def test_cifar10_bad_data_is_a_one_line_error(tmp_path, array):
+    cifar_root(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_5"
+    n = len(array) if isinstance(array, np.ndarray) and array.ndim >= 2 else 3
+    path.write_bytes(pickle.dumps({b"data": array, b"labels": [0] * n}, protocol=4))
+    user_error(lambda: load_dataset("cifar10", root=tmp_path), "data_batch_5",
+               "uint8 (N, 3072)")
+
+
+@pytest.mark.parametrize("labels", [(1, 2, 3), np.array([1, 2, 3], np.uint8),
+                                    np.array([1, 2, 3], np.int16), [1, 2, 3]],
+                         ids=["tuple", "uint8-array", "int16-array", "list"])
+def test_cifar10_accepts_integer_label_containers(tmp_path, labels):
+    path = tmp_path / "batch"
+    path.write_bytes(pickle.dumps({"data": np.zeros((3, 3072), np.uint8), "labels": labels}))
+    images, out = data.read_cifar_batch(path)
+    assert images.shape == (3, 3, 32, 32) and out.dtype == np.int64
+    assert out.tolist() == [1, 2, 3]
 
 
 class _Exploit:
@@ -350,12 +450,55 @@ def test_celeba_crops_140_then_resizes(tmp_path):
     assert load_dataset("celeba", root=tmp_path / "img_align_celeba", resolution=32).n == 1
 
 
-def test_corrupt_image_names_the_file(tmp_path):
+def _png(size=(6, 5)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color=1).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return (len(payload).to_bytes(4, "big") + kind + payload
+            + zlib.crc32(kind + payload).to_bytes(4, "big"))
+
+
+def _png_broken_chunk() -> bytes:
+    """Half the IDAT data, then a chunk with an invalid type: Pillow's decoder reads on into
+    it and raises SyntaxError("broken PNG file"), not an OSError."""
+    png = _png()
+    at = png.index(b"IDAT") - 4
+    n = int.from_bytes(png[at:at + 4], "big")
+    return (png[:at] + _png_chunk(b"IDAT", png[at + 8:at + 8 + n // 2])
+            + _png_chunk(b"H\xc8/\xb3", b"") + png[at + 12 + n:])
+
+
+def _png_declaring(w: int, h: int) -> bytes:
+    """A 1x1 PNG whose IHDR (CRC fixed) claims w x h pixels: a decompression bomb's header."""
+    png = bytearray(_png((1, 1)))
+    at = png.index(b"IHDR")
+    png[at + 4:at + 12] = w.to_bytes(4, "big") + h.to_bytes(4, "big")
+    png[at + 17:at + 21] = zlib.crc32(bytes(png[at:at + 17])).to_bytes(4, "big")
+    return bytes(png)
+
+
+BAD_IMAGES = [  # id, file content, needles
+    ("garbage", lambda: b"\x89PNG\r\n\x1a\n garbage", []),
+    ("empty", lambda: b"", []),
+    ("truncated", lambda: _png((40, 40))[:-30], []),
+    ("broken-chunk", _png_broken_chunk, ["broken PNG file"]),
+    # Pillow only warns between MAX_IMAGE_PIXELS (~89M) and twice that, then decodes
+    ("bomb-1e8-px", lambda: _png_declaring(10_000, 10_000), ["decompression bomb"]),
+    ("bomb-4e9-px", lambda: _png_declaring(2**16, 2**16), ["decompression bomb"]),
+]
+
+
+@pytest.mark.parametrize("content,needles", [r[1:] for r in BAD_IMAGES],
+                         ids=[r[0] for r in BAD_IMAGES])
+def test_corrupt_image_names_the_file(tmp_path, content, needles):
     write_image(tmp_path / "good.png", (8, 8), 0)
-    (tmp_path / "zz-bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (tmp_path / "zz-bad.png").write_bytes(content())
     ds = load_dataset("imagefolder", root=tmp_path, resolution=8)
     assert ds.get(torch.tensor([0])).shape == (1, 3, 8, 8)
-    user_error(lambda: ds.get(torch.tensor([0, 1])), "zz-bad.png", "cannot decode")
+    user_error(lambda: ds.get(torch.tensor([0, 1])), "zz-bad.png", "cannot decode", *needles)
 
 
 # ----------------------------------------------------------------------------- user mistakes

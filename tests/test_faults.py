@@ -380,3 +380,81 @@ def test_skip_gives_up_after_a_run_of_bad_iterations(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="3 iterations in a row"):
         train(make_config(None, dict(TINY_BN, on_nonfinite="skip", steps=10)),
               tmp_path / "run", progress=False)
+
+
+# ---------------------------------------------------------------- stats.jsonl: append-only
+
+STATS_CFG = dict(FAULT_CFG, steps=10, log_every=2, snapshot_every=4, keep_snapshots=0)
+VOLATILE = {"images_per_s"}  # wall-clock: the only column two identical runs may differ in
+
+
+def _stats(run: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k not in VOLATILE}
+            for line in (run / "stats.jsonl").read_text().splitlines()]
+
+
+TRUNCATE = [  # id, file content, step, kept lines (indices into LINES)
+    ("fresh-run", "a b c", 0, ""),
+    ("keeps-up-to-step", "a b c", 4, "a b"),
+    ("torn-last-line", "a b c torn", 6, "a b c"),
+    ("garbage-line", "a junk b", 6, "a b"),
+    ("not-a-row", "a list nostep boolstep b", 6, "a b"),
+    ("missing-file", None, 6, ""),
+]
+LINES = {"a": '{"step": 2, "loss_d": 1.5}\n', "b": '{"step": 4, "loss_d": 1.25}\n',
+         "c": '{"step": 6, "loss_d": 1.0}\n', "torn": '{"step": 8, "loss',
+         "junk": "}{\n", "list": "[1, 2]\n", "nostep": '{"loss_d": 1}\n',
+         "boolstep": '{"step": true}\n'}
+
+
+@pytest.mark.parametrize("content,step,kept", [r[1:] for r in TRUNCATE],
+                         ids=[r[0] for r in TRUNCATE])
+def test_truncate_stats_keeps_complete_rows_up_to_the_step(tmp_path, content, step, kept):
+    path = tmp_path / "stats.jsonl"
+    if content is not None:
+        path.write_text("".join(LINES[k] for k in content.split()))
+    loop._truncate_stats(path, step)
+    assert path.read_text() == "".join(LINES[k] for k in kept.split())
+
+
+def test_stats_are_appended_not_rewritten(tmp_path, monkeypatch):
+    """One atomic rewrite at start-up, then one appended line per log window: the cost of a
+    log line does not grow with the run (it used to rewrite the whole file every time)."""
+    rewrites, real = [], loop.atomic_write_bytes
+    monkeypatch.setattr(loop, "atomic_write_bytes",
+                        lambda path, data: (rewrites.append(Path(path).name), real(path, data)))
+    run = tmp_path / "run"
+    train(make_config(None, STATS_CFG), run, progress=False)
+    assert rewrites.count("stats.jsonl") == 1
+    assert [r["step"] for r in _stats(run)] == [2, 4, 6, 8, 10]
+
+
+def test_resume_after_a_torn_stats_line_matches_an_uninterrupted_run(tmp_path):
+    """SIGKILL mid-append leaves a last line without its newline, and rows logged after the
+    last snapshot: the resume drops both and logs them again, exactly."""
+    full = tmp_path / "full"
+    train(make_config(None, dict(STATS_CFG, steps=12)), full, progress=False)
+    run = tmp_path / "run"
+    train(make_config(None, STATS_CFG), run, progress=False)
+    (run / "ckpt-000010.safetensors").unlink()  # as if killed before the step-10 snapshot
+    with (run / "stats.jsonl").open("a") as f:
+        f.write('{"step": 12, "eps": 0.0078, "loss_d": 1.3')  # torn by the kill
+    assert [p.name for p in list_snapshots(run)][-1] == "ckpt-000008.safetensors"
+    train(make_config(None, dict(STATS_CFG, steps=12)), run, resume=True, progress=False)
+    assert _stats(run) == _stats(full)
+    assert (run / "stats.jsonl").read_text().endswith("}\n")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
+def test_failed_stats_append_is_one_line(tmp_path, capsys, monkeypatch):
+    real = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("stats.jsonl"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    code = train_main(["--no-progress", "--out", str(tmp_path / "run"), *_argv(SMALL)])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "stats.jsonl" in err and "disk is full" in err

@@ -300,3 +300,32 @@ def test_compressed_zips_and_special_files_are_refused(tmp_path):
         os.mkfifo(tmp_path / "fifo.pt")
         with pytest.raises(UserError, match="regular file"):
             load(tmp_path / "fifo.pt", format="state-dict")
+
+
+def _relabel_safetensors(data: bytes, dtype: str, per_float: int) -> bytes:
+    """The first float32 tensor of a safetensors file relabelled ``dtype`` with
+    ``per_float`` elements per float32 (same bytes): the format parser accepts it."""
+    import json
+
+    n = int.from_bytes(data[:8], "little")
+    header, body = json.loads(data[8:8 + n]), data[8 + n:]
+    name = next(k for k, v in header.items() if k != "__metadata__" and v["dtype"] == "F32")
+    numel = int(torch.tensor(header[name]["shape"]).prod())
+    header[name].update(dtype=dtype, shape=[numel * per_float])
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return len(raw).to_bytes(8, "little") + raw + body
+
+
+@pytest.mark.parametrize("dtype,per_float", [("F8_E8M0", 4), ("F4", 8)], ids=["F8_E8M0", "F4"])
+@pytest.mark.parametrize("fmt", ["state-dict", "authors-dcgan", "mimicry"])
+def test_safetensors_dtype_torch_lacks_is_a_user_error(tmp_path, dtype, per_float, fmt):
+    from safetensors.torch import save
+
+    sd = build_net(net_specs("dcgan", shape=(1, 28, 28), z_dim=8, width=4)[1]).state_dict()
+    path = tmp_path / "netD.safetensors"
+    path.write_bytes(_relabel_safetensors(save(dict(sd)), dtype, per_float))
+    with pytest.raises(UserError) as err:
+        load_foreign(path, format=fmt)
+    msg = str(err.value)
+    assert "\n" not in msg and dtype in msg and "torch cannot represent" in msg

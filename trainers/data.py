@@ -28,6 +28,9 @@ import math
 import numbers
 import os
 import pickle
+import struct
+import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -319,30 +322,63 @@ FASHION_LAYOUT = ("ROOT/FashionMNIST/raw/train-images-idx3-ubyte[.gz] and train-
                   "[.gz] (torchvision layout; t10k-* optional), or ROOT holding those files")
 
 
+MAX_IDX_BYTES = 2**30  # 1 GiB of pixels: 20x Fashion-MNIST's train set, far from any limit
+_CHUNK = 1 << 20
+
+
 def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
     """Parse an IDX file (plain or gzip) holding unsigned bytes; UserError if it is not one.
 
     IDX: 2 zero bytes, a type code (0x08 = uint8), the number of dims, then each dim as a
-    big-endian uint32, then the data.
+    big-endian uint32, then the data. The header is read and checked first (dims multiply to
+    at most ``MAX_IDX_BYTES``); then at most the declared size plus one byte is read, so a
+    gzip bomb (a small file inflating to gigabytes) stops at the declared size.
+
+    Returns:
+        uint8 array with the declared dims (read-only, backed by the file's bytes).
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError) as err:
-        raise UserError(f"{path}: cannot read it ({err}); replace the file") from None
-    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08 or raw[3] != ndim:
-        raise UserError(f"{path}: not an IDX file of {ndim}-D unsigned bytes "
-                        f"(header {raw[:4].hex()}); replace the file")
     header = 4 + 4 * ndim
-    dims = tuple(int(d) for d in np.frombuffer(raw[4:header], dtype=">u4")) \
-        if len(raw) >= header else ()
-    if len(dims) != ndim or len(raw) - header != math.prod(dims):
-        raise UserError(f"{path}: truncated or corrupt IDX data (dims {dims}, "
-                        f"{len(raw) - header} data bytes); replace the file")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    try:
+        with open(path, "rb") as raw:
+            gz = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            f = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+            head = _read_upto(f, header)
+            if len(head) < 4 or head[:2] != b"\0\0" or head[2] != 0x08 or head[3] != ndim:
+                raise UserError(f"{path}: not an IDX file of {ndim}-D unsigned bytes "
+                                f"(header {head[:4].hex()}); replace the file")
+            dims = tuple(int(d) for d in np.frombuffer(head[4:], dtype=">u4")) \
+                if len(head) == header else ()
+            if len(dims) != ndim:
+                raise UserError(f"{path}: truncated IDX header; replace the file")
+            size = math.prod(dims)
+            if size > MAX_IDX_BYTES:
+                raise UserError(f"{path}: IDX header declares dims {dims} = {size} bytes, more "
+                                f"than the {MAX_IDX_BYTES} this reader accepts (corrupt?); "
+                                "replace the file")
+            body = _read_upto(f, size + 1)  # one byte more: trailing data is an error too
+    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+        detail = " ".join(str(err).split())[:120] or type(err).__name__
+        raise UserError(f"{path}: cannot read it ({detail}); replace the file") from None
+    if len(body) != size:
+        what = "truncated" if len(body) < size else "longer than its header declares"
+        raise UserError(f"{path}: {what} IDX data (dims {dims}, {size} bytes declared, "
+                        f"{'more' if len(body) > size else len(body)} found); replace the file")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def _read_upto(f, n: int) -> bytes:
+    """At most ``n`` bytes of ``f``, fewer at its end. Read in 1 MiB chunks: memory follows
+    the bytes actually there, not ``n`` (a buffered ``read(n)`` allocates ``n`` up front)."""
+    chunks = []
+    while n > 0:
+        chunk = f.read(min(n, _CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
 
 
 def _idx_file(folder: Path, stem: str) -> Path | None:
@@ -359,7 +395,10 @@ def _read_idx_split(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray] 
     if images is None or labels is None:
         return None
     x, y = read_idx(images, 3), read_idx(labels, 1)
-    if len(x) != len(y) or (len(y) and y.max() > 9):
+    if x.shape[1:] != (28, 28) or not len(x):
+        raise UserError(f"{images}: holds images of shape {tuple(x.shape)}; Fashion-MNIST "
+                        "has N >= 1 images of 28x28; replace the file")
+    if len(x) != len(y) or y.max() > 9:
         raise UserError(f"{folder}: {prefix} images ({len(x)}) and labels ({len(y)}) do not "
                         "match or labels exceed 9; replace the files")
     return x, y
@@ -445,25 +484,49 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR-10 python batch file -> (images uint8 (N, 3, 32, 32), labels int64 (N,))."""
+    """One CIFAR-10 python batch file -> (images uint8 (N, 3, 32, 32), labels int64 (N,)).
+
+    The file is untrusted: it is unpickled with numpy arrays as the only allowed globals, and
+    ``data`` (uint8 (N, 3072), N >= 1) and ``labels`` (N ints in 0..9, a list or an integer
+    array) are checked before anything is converted.
+    """
     path = Path(path)
     try:
         with open(path, "rb") as f:
             batch = _ArrayUnpickler(f, encoding="bytes").load()
     except pickle.UnpicklingError as err:
         raise UserError(f"{path}: {err} (not a CIFAR-10 batch); replace the file") from None
-    except (OSError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
-        raise UserError(f"{path}: cannot read it as a CIFAR-10 batch ({err}); "
+    except (OSError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            RecursionError) as err:
+        detail = " ".join(str(err).split())[:120] or type(err).__name__
+        raise UserError(f"{path}: cannot read it as a CIFAR-10 batch ({detail}); "
                         "replace the file") from None
     if isinstance(batch, dict):  # keys are bytes (Python 2 pickles) or str
         batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     data = batch.get("data") if isinstance(batch, dict) else None
-    labels = batch.get("labels") if isinstance(batch, dict) else None
     if (not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2
-            or data.shape[1] != 3072 or labels is None or len(labels) != len(data)):
-        raise UserError(f"{path}: expected a dict with 'data' uint8 (N, 3072) and N 'labels'; "
-                        "replace the file (the CIFAR-10 python version)")
-    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+            or data.shape[1] != 3072 or len(data) == 0):
+        raise UserError(f"{path}: expected a dict with 'data' uint8 (N, 3072), N >= 1, and N "
+                        "'labels'; replace the file (the CIFAR-10 python version)")
+    labels = _cifar_labels(batch.get("labels"), len(data))
+    if labels is None:
+        raise UserError(f"{path}: 'labels' must be {len(data)} integers in 0..9 (one per row of "
+                        "'data'); replace the file (the CIFAR-10 python version)")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _cifar_labels(labels, n: int) -> np.ndarray | None:
+    """int64 ``(n,)`` from a list/tuple of ints or a 1-D integer array, all in 0..9; None if
+    ``labels`` is anything else (checked as Python ints first: no overflow, no str parsing)."""
+    if isinstance(labels, np.ndarray):
+        if labels.dtype.kind not in "iu" or labels.shape != (n,):
+            return None
+        labels = labels.tolist()
+    if not isinstance(labels, (list, tuple)) or len(labels) != n:
+        return None
+    if not all(_is_int(v) and 0 <= v <= 9 for v in labels):
+        return None
+    return np.array([int(v) for v in labels], dtype=np.int64)
 
 
 def load_cifar10(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
@@ -500,18 +563,45 @@ def _list_images(name: str, folder: Path, layout: str, *, recursive: bool) -> li
     return files
 
 
+def _decode_errors(Image) -> tuple[type[BaseException], ...]:
+    """What Pillow's decoders raise on a malformed file. Besides OSError (unidentified or
+    truncated images) its plugins signal bad structure with SyntaxError ("broken PNG file"),
+    ValueError/TypeError (bad header fields), EOFError/struct.error (short reads) and
+    IndexError/KeyError (palette, mode or tag lookups); the bomb guard raises
+    DecompressionBombError, or DecompressionBombWarning, which ``decode_image`` makes an error."""
+    return (OSError, SyntaxError, ValueError, TypeError, EOFError, struct.error, IndexError,
+            KeyError, Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+
+def decode_image(path: str | os.PathLike):
+    """Decode one image file in full as an RGB ``PIL.Image``; UserError naming the file if it
+    is not a readable image or declares more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``.
+
+    Pillow itself only *warns* between 1x and 2x that limit (~89M pixels) and then decodes
+    the lot; here the warning is an error, raised by ``Image.open`` from the header, before
+    any pixel is decoded (raise ``Image.MAX_IMAGE_PIXELS`` for legitimately huge photos).
+    """
+    from PIL import Image  # lazy: only folder sets need it
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # reads the header only
+                return im.convert("RGB")  # forces a full decode: truncated files fail here
+    except _decode_errors(Image) as err:
+        detail = " ".join(str(err).split())[:160] or type(err).__name__
+        raise UserError(f"{path}: cannot decode the image ({detail}); remove or replace it") \
+            from None
+
+
 def _folder_getter(files: list[Path], resolution: int, crop: int | None):
     """Batch getter decoding files on demand: center crop (``crop`` px, or the largest square),
     bilinear resize to ``resolution`` (Pillow antialiases when shrinking), RGB, [-1, 1]."""
     from PIL import Image  # lazy: only folder sets need it
 
     def load(path: Path) -> torch.Tensor:
-        try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")  # forces a full decode: truncated files fail here
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            raise UserError(f"{path}: cannot decode the image ({err}); remove or replace it") \
-                from None
+        im = decode_image(path)
         w, h = im.size
         side = min(w, h) if crop is None else min(crop, w, h)
         left, top = (w - side) // 2, (h - side) // 2

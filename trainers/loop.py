@@ -9,16 +9,19 @@ latents); what it does on signals, non-finite values and leftovers of a killed p
 :mod:`trainers.faults`.
 
 Run directory (``--out``):
-``config.json`` (the resolved config), ``stats.jsonl`` (one line per log window), TensorBoard
-events, ``samples/step-XXXXXX.png`` and snapshots ``ckpt-XXXXXX.safetensors``.
+``config.json`` (the resolved config), ``stats.jsonl`` (one line per log window, appended and
+fsynced; a restart cuts it back to the resumed step), TensorBoard events,
+``samples/step-XXXXXX.png`` and snapshots ``ckpt-XXXXXX.safetensors``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -110,21 +113,42 @@ def save_samples(G: torch.nn.Module, z: torch.Tensor, data: Dataset, path: Path)
     atomic_write_bytes(path, png)
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+def _append_jsonl(path: Path, row: dict) -> None:
+    """Append one line to ``path`` and make it durable (flush + fsync): each log window costs
+    one small write, not a rewrite of the whole file. A kill mid-write can only tear this
+    last line, which :func:`_truncate_stats` drops at the next start."""
+    line = (json.dumps(row) + "\n").encode()
+    try:
+        with open(path, "ab") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        why = {errno.ENOSPC: "the disk is full", errno.EROFS: "the folder is read-only",
+               errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"}
+        raise UserError(f"cannot write {path}: {why.get(e.errno, e.strerror or str(e))}; free "
+                        "space or choose another --out (earlier snapshots are untouched)"
+                        ) from None
 
 
-def _stats_upto(path: Path, step: int) -> list[dict]:
-    """Lines of ``stats.jsonl`` up to ``step`` (a resumed run drops the lost tail)."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a hand-edited file: keep what parses
-            continue
-    return [r for r in rows if isinstance(r, dict) and r.get("step", 0) <= step]
+def _truncate_stats(path: Path, step: int) -> None:
+    """Rewrite ``stats.jsonl`` (atomically, once per start) keeping only its complete lines
+    with ``"step" <= step``: rows a resumed run will log again, and a last line torn by a
+    kill mid-append, are dropped. A fresh run (``step`` 0) starts an empty file."""
+    kept = []
+    if step > 0 and path.exists():
+        with open(path, "rb") as f:
+            for line in f:  # one line at a time: no parsed copy of the whole history
+                if not line.endswith(b"\n"):
+                    continue  # torn: the process died while appending it
+                try:
+                    row = json.loads(line)
+                except (ValueError, RecursionError):  # torn mid-file, or hand-edited
+                    continue
+                if isinstance(row, dict) and type(row.get("step")) is int \
+                        and row["step"] <= step:
+                    kept.append(line)
+    atomic_write_bytes(path, b"".join(kept))
 
 
 def preflight(cfg: TrainConfig) -> None:
@@ -184,13 +208,11 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
             _log(ctx, f"no complete snapshot in {out} yet: starting from step 0")
         else:
             start, wall_before = _restore(Path(last), G, D, opt_G, opt_D)
-    rows: list[dict] = []
     stats_path = out / "stats.jsonl"
     if ctx.main:
         _make_dir(out)
         atomic_write_bytes(out / "config.json", json.dumps(cfg.to_dict(), indent=2).encode())
-        rows = _stats_upto(stats_path, start)
-        _write_jsonl(stats_path, rows)
+        _truncate_stats(stats_path, start)
     writer = _tensorboard(cfg, out, start) if ctx.main else None
 
     G, D = wrap(G, ctx, sync_bn=cfg.sync_bn), wrap(D, ctx, sync_bn=cfg.sync_bn)
@@ -280,8 +302,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
                 else:
                     _check_finite(row, out, window, window_start)
                 if ctx.main:
-                    rows.append(row)
-                    _write_jsonl(stats_path, rows)
+                    _append_jsonl(stats_path, row)
                     if writer is not None:
                         for k, v in row.items():
                             if k != "step" and v is not None:
