@@ -71,6 +71,17 @@ def _optim_state(prefix: str, tensors: dict, info: dict) -> dict:
     return {"state": state, "param_groups": info["param_groups"]}
 
 
+_WRITE_ERRORS = {errno.ENOSPC: "the disk is full", errno.EROFS: "the folder is read-only",
+                 errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"}
+
+
+def write_error(path: str | Path, e: OSError) -> UserError:
+    """The one-line error for a failed write of ``path`` (disk full, read-only, ...)."""
+    reason = _WRITE_ERRORS.get(e.errno, e.strerror or str(e))
+    return UserError(f"cannot write {path}: {reason}; free space or choose another --out "
+                     "(earlier snapshots are untouched)")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via temp file + fsync + rename; UserError on I/O failure."""
     path = Path(path)
@@ -92,11 +103,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         finally:
             os.close(dir_fd)
     except OSError as e:
-        why = {errno.ENOSPC: "the disk is full", errno.EROFS: "the folder is read-only",
-               errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"}
-        reason = why.get(e.errno, e.strerror or str(e))
-        raise UserError(f"cannot write {path}: {reason}; free space or choose another --out "
-                        "(earlier snapshots are untouched)") from None
+        raise write_error(path, e) from None
     finally:
         if fd is not None:
             os.close(fd)

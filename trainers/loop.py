@@ -17,7 +17,6 @@ fsynced; a restart cuts it back to the resumed step), TensorBoard events,
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import math
@@ -37,6 +36,7 @@ from trainers.checkpoint import (
     read_checkpoint,
     save_checkpoint,
     snapshot_name,
+    write_error,
 )
 from trainers.config import TrainConfig, config_from_dict
 from trainers.data import Dataset, load_dataset
@@ -124,11 +124,7 @@ def _append_jsonl(path: Path, row: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        why = {errno.ENOSPC: "the disk is full", errno.EROFS: "the folder is read-only",
-               errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"}
-        raise UserError(f"cannot write {path}: {why.get(e.errno, e.strerror or str(e))}; free "
-                        "space or choose another --out (earlier snapshots are untouched)"
-                        ) from None
+        raise write_error(path, e) from None
 
 
 def _truncate_stats(path: Path, step: int) -> None:
