@@ -6,7 +6,7 @@ shipped copy of each final snapshot (and of every snapshot of the evolution pair
 checkpoint with its optimizer state dropped, to keep the folder small. Arms are paired by
 seed: same initialisation, data order and latents (all derived from the seed).
 
-Usage: python scripts/make_checkpoints.py [--jobs 2] [--only mnist10k,ring8,grid25]
+Usage: python scripts/make_checkpoints.py [--jobs 2] [--only mnist10k,ring8,grid25,stacked-mnist]
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ GROUPS = {
     "ring8": dict(preset="ring8-mlp", arms=RING_ARMS,
                   common={"steps": "2000", "snapshot-every": "2000", "sample-every": "2000",
                           "tensorboard": "false"}),
+    # stacked MNIST (1000 modes): the mode-collapse claim on images; main arms only
+    "stacked-mnist": dict(preset="mnist10k-dcgan",
+                          arms={k: IMAGE_ARMS[k] for k in ("baseline", "asgan-eps0.5")},
+                          common={"data": "stacked-mnist", "width": "16", "steps": "1400",
+                                  "snapshot-every": "1400", "sample-every": "700",
+                                  "log-every": "50", "tensorboard": "false"}),
     "grid25": dict(preset="grid25-mlp", arms=SWEEP_ARMS,
                    common={"width": "128", "steps": "2500", "snapshot-every": "2500",
                            "sample-every": "2500", "tensorboard": "false"}),

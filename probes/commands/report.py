@@ -1,24 +1,38 @@
-"""``asgan-probe report RUN_DIR [RUN_DIR ...] --out DIR``."""
+"""``asgan-probe report [RUN_DIR ...] --out DIR``."""
 
 from __future__ import annotations
 
 from probes.commands._common import log
 
 NAME = "report"
-HELP = "write report.md with training curves and sample grids for one or more run directories"
+HELP = ("the study report from the shipped checkpoints (no RUN_DIR), or training curves and "
+        "samples of your own run directories")
 EXAMPLES = """examples:
+  asgan-probe report --out runs/report                      # the study: claims table, figures
   asgan-probe report runs/demo/baseline runs/demo/asgan --out runs/demo/report
 """
 
 
 def add_arguments(p) -> None:
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories of asgan-train")
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR",
+                   help="asgan-train run directories (none: the shipped study checkpoints)")
     p.add_argument("--out", required=True, help="folder for report.md and figures")
+    p.add_argument("--n-quality", type=int, default=2000,
+                   help="samples per checkpoint for FD/KID/PRDC (study report)")
+    p.add_argument("--n-stacked", type=int, default=26_000,
+                   help="samples per stacked-MNIST checkpoint (protocol: 26,000)")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def run(args) -> int:
-    from probes.report import write_report
+    if args.runs:
+        from probes.report import write_report
 
-    md = write_report(args.runs, args.out)
+        md = write_report(args.runs, args.out)
+    else:
+        from probes.study_report import write_study_report
+
+        md = write_study_report(args.out, n_quality=args.n_quality, n_stacked=args.n_stacked,
+                                seed=args.seed)
     log(f"wrote {md}")
     return 0
