@@ -91,10 +91,15 @@ def logit_grad(D: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     Parameter ``.grad`` is never touched.
     """
     with torch.enable_grad():  # works inside a caller's no_grad block too
-        x = x.detach().requires_grad_(True)
+        x = x.detach()
+        if x.dim() == 4 and x.device.type == "cpu":
+            # NHWC runs oneDNN's faster conv kernels on CPU: FGSM 1.15-1.3x, BIM-10 1.2-1.4x
+            # (bench/attack_throughput.py); D itself is not touched
+            x = x.contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(True)
         logits = D(x)
         (g,) = torch.autograd.grad(logits.sum(), x)
-    return logits.detach(), g
+    return logits.detach(), g.contiguous()
 
 
 Eps = float | torch.Tensor  # one eps for the batch, or per-sample eps (N,)

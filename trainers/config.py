@@ -60,6 +60,7 @@ class TrainConfig:
     snapshot_every: int = 1000  # iterations between ckpt-<step> snapshots (and at the end)
     keep_snapshots: int = 0  # keep only the newest k snapshots (0 = keep all)
     tensorboard: bool = True
+    channels_last: bool = False  # NHWC nets and reals: 0.73-0.92x the CPU time (bench/)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -158,12 +158,20 @@ def preflight(cfg: TrainConfig) -> None:
     BatchOrder(data.n, cfg.batch_size, cfg.seed)
 
 
+def _nhwc(cfg: TrainConfig, data: Dataset) -> bool:
+    """channels_last applies to image data only (2-D mixtures have no channels)."""
+    return cfg.channels_last and len(data.shape) == 3
+
+
 def build_models(cfg: TrainConfig, data: Dataset, device: torch.device):
     """Seeded G, D and their Adam optimizers for ``cfg`` on ``data``."""
     g_spec, d_spec = net_specs(cfg.arch, shape=data.shape, z_dim=cfg.z_dim, width=cfg.width,
                                d_spectral_norm=cfg.d_spectral_norm)
     torch.manual_seed(cfg.seed)
     G, D = build_net(g_spec).to(device), build_net(d_spec).to(device)
+    if _nhwc(cfg, data):  # in place, before the optimizers see the parameters
+        G.to(memory_format=torch.channels_last)
+        D.to(memory_format=torch.channels_last)
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
     return G, D, opt_G, opt_D, g_spec, d_spec
@@ -217,6 +225,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     step_G, step_D = (SkipNonFinite(opt_G), SkipNonFinite(opt_D)) if skip else (opt_G, opt_D)
     buffers = all_buffers(G, D) if skip else []
     d_step = D_STEPS[cfg.trainer]
+    nhwc = _nhwc(cfg, data)
     order = BatchOrder(data.n, cfg.batch_size, cfg.seed)
     z_fixed = latents(cfg, 64, "samples").to(device)
     meta_base = {"config": cfg.to_dict(), "g_spec": g_spec, "d_spec": d_spec,
@@ -250,6 +259,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
             # every rank draws the global batch and latents and takes its slice: the data
             # order and the noise are the single-process ones
             x_real = data.get(ctx.shard(idx)).to(device, non_blocking=True)  # (B/W, *shape)
+            if nhwc:
+                x_real = x_real.contiguous(memory_format=torch.channels_last)
             z = ctx.shard(latents(cfg, cfg.batch_size, step)).to(device)  # (B/W, z_dim)
             saved = [b.clone() for b in buffers]
             x_fake = G(z)
