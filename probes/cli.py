@@ -46,21 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _return_freed_memory() -> None:
-    """Ask glibc to serve large blocks with mmap, so freed per-batch buffers go back to the
-    OS: streaming probes then stay flat in RSS as n grows (bench/probe_memory.py: +222 MiB
-    -> +3 MiB from n=1,000 to 10,000). A no-op where there is no glibc."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(-3, 65536)  # M_MMAP_THRESHOLD = -3
-    except (OSError, AttributeError):
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _return_freed_memory()
     try:
         return int(VERBS[args.verb].run(args) or 0)
     except UserError as e:

@@ -28,6 +28,8 @@ images cost O(N) scalars. Imports only torch (plus :mod:`probes.attacks`, :mod:`
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -196,6 +198,7 @@ def input_gradients(
             kept_g.append(b["grad"][:room].cpu())
             kept_x.append(b["x"][:room].detach().cpu())
         del b  # drop this batch's gradients before the next one is computed
+        _trim_heap()
     if resolved is None:
         raise ValueError("no samples: x gave no batches")
     out = {"mode": resolved, "wrt": wrt, "population": population, "n": n,
@@ -205,6 +208,23 @@ def input_gradients(
     if keep and kept_g:
         out["grad"], out["x"] = torch.cat(kept_g), torch.cat(kept_x)
     return out
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+def _trim_heap() -> None:
+    """Give freed per-batch buffers back to the OS. glibc keeps them in the heap, behind
+    small long-lived tensors, so RSS would grow with n although nothing is held
+    (bench/probe_memory.py: 1.19x at 10x the images without this, 1.00x with it)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _as_list(f: Reducer | Sequence[Reducer] | None) -> list[Reducer]:
