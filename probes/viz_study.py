@@ -73,7 +73,7 @@ def plot_eps_sweep(panels: Sequence[tuple[str, str, Mapping[str, Mapping[int, Ma
         ax.legend(fontsize=7, loc="best")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.94) if title else None)
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
