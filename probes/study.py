@@ -209,8 +209,9 @@ def claims_table(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, flo
     rows = []
     for claim, group, metric, a, b, expect in CLAIMS:
         t = tables.get(group, {})
-        if a not in t or b not in t:
-            continue
+        if a not in t or b not in t or not all(metric in m for arm in (a, b)
+                                               for m in t[arm].values()):
+            continue  # that group, arm or metric was not measured
         va = {s: m[metric] for s, m in t[a].items()}
         vb = {s: m[metric] for s, m in t[b].items()}
         d = paired(va, vb)
