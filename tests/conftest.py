@@ -58,3 +58,13 @@ def bn_d():
 def images():
     """(8, 1, 16, 16) in [-1, 1]."""
     return torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+def run_cli(main, argv, capsys) -> tuple[int, str, str]:
+    """``(exit code, stdout, stderr)`` of a CLI ``main(argv)``, argparse's exits included."""
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -3,6 +3,7 @@ stderr table, transfer, minimal eps, foolbox methods, foreign files, seeds; one-
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -13,7 +14,10 @@ import pytest
 import torch
 
 from probes.cli import main as probe_main
+from tests.conftest import run_cli
 from trainers import load_checkpoint, make_config, train
+
+_run = functools.partial(run_cli, probe_main)  # (code, stdout, stderr) of one call
 
 FIELDS = {"checkpoint", "population", "method", "eps", "n", "flip_rate", "mean_logit_shift",
           "median_logit_shift", "mean_loss_increase", "clean_accuracy", "mode", "warning",
@@ -26,15 +30,6 @@ def ckpts(tmp_path_factory):
     root = tmp_path_factory.mktemp("attack-runs")
     return [str(train(make_config("smoke", {"trainer": t, "steps": 20}), root / t,
                       progress=False)) for t in ("baseline", "asgan")]
-
-
-def _run(argv, capsys):
-    try:
-        code = probe_main(argv)
-    except SystemExit as e:  # argparse
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _attack(capsys, *argv):

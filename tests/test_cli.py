@@ -12,16 +12,8 @@ from pathlib import Path
 import pytest
 
 from probes.cli import main as probe_main
+from tests.conftest import run_cli
 from trainers.cli import main as train_main
-
-
-def _run(main, argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 class _Payload:
@@ -49,7 +41,7 @@ BAD_TRAIN = [
 
 @pytest.mark.parametrize("argv,word", BAD_TRAIN, ids=[f"train-{i}" for i in range(len(BAD_TRAIN))])
 def test_bad_train_invocations(tmp_path, capsys, argv, word):
-    code, _, err = _run(train_main, [a.format(tmp=tmp_path) for a in argv], capsys)
+    code, _, err = run_cli(train_main, [a.format(tmp=tmp_path) for a in argv], capsys)
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err
     assert word.lower() in err.lower()
@@ -62,13 +54,13 @@ def test_bad_checkpoints_for_probe(tmp_path, capsys):
     evil = tmp_path / "evil.pt"
     evil.write_bytes(pickle.dumps(_Payload(marker)))
     for path in (text, evil, tmp_path / "missing.safetensors"):
-        code, _, err = _run(probe_main, ["info", str(path)], capsys)
+        code, _, err = run_cli(probe_main, ["info", str(path)], capsys)
         assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert not marker.exists()
 
 
 def test_dry_run_prints_resolved_config(capsys):
-    code, out, _ = _run(train_main, ["--preset", "ring8-mlp", "--trainer", "asgan",
+    code, out, _ = run_cli(train_main, ["--preset", "ring8-mlp", "--trainer", "asgan",
                                      "--eps", "2/255", "--dry-run"], capsys)
     cfg = json.loads(out)
     assert code == 0 and cfg["eps"] == pytest.approx(2 / 255) and cfg["data"] == "ring8"

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from probes.cli import main as probe_main
+from tests.conftest import run_cli
 from trainers import make_config, train
 from trainers.cli import main as train_main
 
@@ -119,18 +120,9 @@ def no_exec(monkeypatch):
     monkeypatch.setattr(os, "execv", refuse)
 
 
-def _call(main, argv, capsys) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _check(main, argv, word, places, capsys):
     argv = [a.format(**places) for a in argv]
-    code, _, err = _call(main, argv, capsys)
+    code, _, err = run_cli(main, argv, capsys)
     assert code == 2, (argv, code, err[-500:])
     assert err.count("\n") == 1 and "Traceback" not in err, err[-1000:]
     assert word.lower() in err.lower(), err

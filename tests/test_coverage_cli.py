@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
 import torch
 
 from probes.cli import main
+from tests.conftest import run_cli
 from trainers import make_config, train
+
+_run = functools.partial(run_cli, main)  # (code, stdout, stderr) of one call
 
 FAST = {"tensorboard": False, "sample_every": 0, "log_every": 100}
 
@@ -26,15 +30,6 @@ def ckpts(tmp_path_factory):
         cfg = make_config("smoke", {"data": data, "steps": 4, "snapshot_every": 4, **FAST})
         out[data] = train(cfg, root / data, progress=False)
     return {k: str(v) for k, v in out.items()}
-
-
-def _run(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_ring8_baseline_and_asgan_coverage_json_and_figure(ckpts, tmp_path, capsys):
