@@ -177,3 +177,15 @@ def test_channels_last_trains_and_resumes_exactly(tmp_path):
                           tmp_path / "nchw", progress=False))
     # same maths in another memory layout: equal up to float summation order
     assert all(torch.allclose(a[k].float(), nchw[k].float(), atol=1e-3) for k in a)
+
+
+def test_spectral_norm_arm_reaches_the_trained_d(tmp_path):
+    """``d_spectral_norm`` (a comparison arm of the study) builds, trains and reloads a D whose
+    weights are spectrally normalised: its largest singular value stays near 1."""
+    cfg = make_config("smoke", {"d_spectral_norm": True, "steps": 6, "sample_every": 0})
+    _, D, meta = load_checkpoint(train(cfg, tmp_path / "sn", progress=False))
+    assert meta["d_spec"]["kwargs"]["spectral_norm"] is True
+    convs = [m for m in D.modules() if hasattr(m, "parametrizations")]
+    assert convs, "no spectral-norm parametrization in the trained D"
+    w = convs[0].weight.detach().flatten(1)  # the normalised weight
+    assert torch.linalg.matrix_norm(w, ord=2) == pytest.approx(1.0, abs=0.1)
