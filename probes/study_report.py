@@ -189,7 +189,7 @@ def write_study_report(out: str | Path, *, n_quality: int = 2000, n_stacked: int
                                       seed=seed, **kw)
     claims = study.claims_table(tables)
     mn = study.shipped_runs("mnist10k")
-    pair = [("baseline", mn["baseline"][0]), (f"AS-GAN {MAIN[5:]}", mn[MAIN][0])]
+    pair = [("baseline", mn["baseline"][0]), ("AS-GAN 0.5/255", mn[MAIN][0])]
     _log("figures ...")
     fig_gradient_maps(pair, out / "fig1-maps-real.png", population="real")
     fig_gradient_maps(pair, out / "fig1-maps-fake.png", population="fake")
