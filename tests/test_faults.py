@@ -33,7 +33,7 @@ from trainers.faults import SkipNonFinite, nonfinite_names
 
 BIN = Path(sys.executable).parent
 R = 60  # iterations of a forked kill trial (throttled: a kill lands by step ~40)
-R_CONSOLE = 150  # iterations of a console-script trial (not throttled: more room)
+R_CONSOLE = 600  # iterations of a console-script trial (not throttled: room for a slow poll)
 FAULT_CFG = dict(data="ring8", arch="mlp", width=8, z_dim=2, batch_size=32, steps=R,
                  trainer="asgan", eps=2 / 255, lr_g=1e-3, lr_d=1e-3, log_every=4,
                  sample_every=0, snapshot_every=2, keep_snapshots=3, tensorboard=False)
@@ -71,15 +71,19 @@ def reference(tmp_path_factory):
 
 
 def _child(argv: list[str], stall_at_write: int = 0, marker: str = "",
-           stderr: str = os.devnull) -> None:
+           stderr: str = os.devnull, signal_at: tuple[int, int] | None = None) -> None:
     """Forked child: the CLI, throttled; optionally stalls inside the n-th snapshot write
-    after truncating the temp file to half (a write cut off mid-way)."""
+    after truncating the temp file to half (a write cut off mid-way), or sends itself signal
+    ``sig`` while drawing the latents of iteration ``step`` (``signal_at=(step, sig)``): a
+    signal that lands mid-iteration at a known point, however starved the parent is."""
     # the parent's sys.stdout/err may be pytest's in-memory capture: use real files
     sys.stdout, sys.stderr = open(os.devnull, "w"), open(stderr, "w", buffering=1)  # noqa: SIM115
     real_latents, real_fsync, writes = loop.latents, os.fsync, [0]
 
     def slow_latents(cfg, n, *keys):
         time.sleep(0.004)  # <= 250 it/s whatever the machine: kills land before step R
+        if signal_at is not None and keys == (signal_at[0],):
+            os.kill(os.getpid(), signal_at[1])
         return real_latents(cfg, n, *keys)
 
     def stalling_fsync(fd):
@@ -191,14 +195,13 @@ def test_sigterm_and_sigint_write_a_final_snapshot_and_exit_cleanly(tmp_path, re
         steps = R
         proc = multiprocessing.get_context("fork").Process(
             target=_child, args=(["--no-progress", "--out", str(run), *_argv(FAULT_CFG)],),
-            kwargs={"stderr": str(errfile)})
+            kwargs={"stderr": str(errfile), "signal_at": (target, sig)})
         proc.start()
-        alive = proc.is_alive
-    deadline = time.monotonic() + 120
-    while alive() and _newest(run) < target and time.monotonic() < deadline:
-        time.sleep(0.002)
-    os.kill(proc.pid, sig)
-    if how == "console-script":
+    if how == "console-script":  # the parent signals a fresh interpreter from outside
+        deadline = time.monotonic() + 120
+        while alive() and _newest(run) < target and time.monotonic() < deadline:
+            time.sleep(0.002)
+        os.kill(proc.pid, sig)
         out, err = proc.communicate(timeout=120)
         code = proc.returncode
         assert out == ""
@@ -208,6 +211,8 @@ def test_sigterm_and_sigint_write_a_final_snapshot_and_exit_cleanly(tmp_path, re
     assert code == 128 + sig, err[-2000:]
     assert err.count("\n") == 1 and "Traceback" not in err
     step = _newest(run)
+    if how == "forked":  # signalled while drawing iteration `target`'s latents: it completes
+        assert step == target + 1
     assert f"interrupted by {sig.name} at step {step};" in err and "--resume" in err
     assert load_checkpoint(run / f"ckpt-{step:06d}.safetensors")[2]["step"] == step
     assert not list(run.glob(".tmp-*"))
