@@ -45,7 +45,8 @@ def describe(meta: dict[str, Any], path: str | Path) -> dict[str, Any]:
     return {"checkpoint": str(path), "step": meta.get("step"), "trainer": cfg.get("trainer"),
             "eps": cfg.get("eps") if cfg.get("trainer") == "asgan" else None,
             "perturbation": cfg.get("perturbation") if cfg.get("trainer") == "asgan" else None,
-            "data": meta.get("data", {}).get("name"), "d_arch": meta.get("d_spec", {}).get("arch")}
+            "data": meta.get("data", {}).get("name", cfg.get("data")),
+            "d_arch": meta.get("d_spec", {}).get("arch")}
 
 
 def label(info: dict[str, Any]) -> str:

@@ -58,11 +58,10 @@ def label(path: str | Path, meta: dict[str, Any]) -> str:
 
 
 def checkpoint_facts(path, meta: dict[str, Any]) -> dict[str, Any]:
-    cfg = meta.get("config", {})
-    return {"checkpoint": str(path), "label": label(path, meta), "step": meta.get("step"),
-            "trainer": cfg.get("trainer"),
-            "eps": cfg.get("eps") if cfg.get("trainer") == "asgan" else None,
-            "data": meta.get("data", {}).get("name", cfg.get("data"))}
+    """:func:`probes.evolution.describe` (the facts every probe records) plus a label."""
+    from probes.evolution import describe
+
+    return {**describe(meta, path), "label": label(path, meta)}
 
 
 def load_digit_classifier(path: str | None, device) -> tuple[Any, dict[str, Any]]:
