@@ -22,7 +22,7 @@ from torch import nn
 
 from trainers import load_checkpoint, make_config, train
 from trainers.checkpoint import list_snapshots, read_checkpoint
-from trainers.distributed import Dist, SyncBatchNorm, launch, strip_nproc
+from trainers.distributed import Dist, SyncBatchNorm, exit_worker, launch, strip_nproc
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -129,6 +129,31 @@ def test_launch_execs_torch_distributed_run(monkeypatch):
     launch(["--preset", "smoke", "--nproc", "3", "--out", "r"], 3)
     assert calls == [[sys.executable, "-m", "torch.distributed.run", "--standalone",
                       "--nproc-per-node=3", "-m", "trainers", "--preset", "smoke", "--out", "r"]]
+
+
+EXIT_SCRIPT = """
+import atexit, sys
+import torch.distributed as dist
+from trainers.distributed import exit_worker
+
+dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+real_destroy = dist.destroy_process_group
+dist.destroy_process_group = lambda: (print("left the group;", end=""), real_destroy())
+atexit.register(lambda: print("finalized", flush=True))
+print("result;", end="")  # block-buffered on a pipe: lost unless exit_worker flushes
+exit_worker(3, agreed=True)
+print("returned")
+"""
+
+
+def test_exit_worker_leaves_the_group_flushes_and_skips_finalization(tmp_path):
+    """A worker's exit: barrier, destroy the group, flush, exit with the code, and no
+    interpreter finalization (where gloo's teardown can abort a finished run)."""
+    env = {k: v for k, v in _env().items() if k != "PYTHONUNBUFFERED"}  # stdout buffered
+    proc = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(tmp_path / "store")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert proc.stdout == "result;left the group;"
 
 
 # ---------------------------------------------------------------- two real processes (gloo)
@@ -266,7 +291,6 @@ def _poison(monkeypatch, rank: int) -> None:
 def _worker(root: Path) -> None:
     """Under torchrun: train every variant (and a resumed run) in one process group, then the
     fault cases; each rank records how its fault runs ended."""
-    import torch.distributed as dist
 
     import trainers.loop as loop
     from trainers.errors import UserError
@@ -306,7 +330,7 @@ def _worker(root: Path) -> None:
     (root / f"sigterm.rank{rank}.json").write_text(json.dumps(result))
     loop.latents = real
     train(make_config(None, FAULT), root / "sigterm", resume=True, progress=False)
-    dist.destroy_process_group()
+    exit_worker(0, agreed=True)
 
 
 if __name__ == "__main__":

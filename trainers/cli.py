@@ -62,23 +62,23 @@ def main(argv: list[str] | None = None) -> int:
 
     world = env_world()
     tag = f" (rank {os.environ.get('RANK', '?')})" if world > 1 else ""
+    agreed = True  # every rank ends here together (see exit_worker)
     try:
         code = _main(args, overrides, argv, world)
     except UserError as e:
         print(f"asgan-train: error{tag}: {e}", file=sys.stderr)
-        code = 2
+        code, agreed = 2, False
     except KeyboardInterrupt as e:  # trainers.faults.Interrupted: a snapshot is on disk
         signum = getattr(e, "signum", signal.SIGINT)
         where = f" at step {e.step}; snapshot {e.snapshot}" if hasattr(e, "step") else ""
         if world <= 1 or os.environ.get("RANK") == "0":
             print(f"asgan-train: interrupted by {signal.Signals(signum).name}{where}; continue "
                   "with asgan-train --resume RUN_DIR", file=sys.stderr)
-        code = 128 + signum
-    if world > 1:
-        import torch.distributed as dist
+        code, agreed = 128 + signum, hasattr(e, "step")  # the loop stopped all ranks at once
+    if world > 1:  # a torchrun worker: never returns
+        from trainers.distributed import exit_worker
 
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        exit_worker(code, agreed=agreed)
     return code
 
 
