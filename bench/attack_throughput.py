@@ -19,7 +19,7 @@ toward "fake" at ``eps`` (pixel units, default 2/255). How the libraries see the
 BIM-10: 10 steps of ``min(eps, 2.5 eps / 10)`` (our default step size), projection to the eps
 ball then to the pixel range, no random start, in all three. ``ours channels_last`` runs our
 unchanged functions on the same D with the inputs in NHWC (``x.contiguous(memory_format=
-torch.channels_last)``; D itself untouched): what an NHWC fast path inside ``probes.attacks``
+torch.channels_last)``; D itself untouched): what an NHWC fast path inside ``probes.core.attacks``
 would do. Agreement: every batch of adversarial images is compared with ours element by
 element (in [-1, 1]), and by the mean logit shift it causes. A gradient element within
 rounding of zero can take either sign depending on the summation order (NHWC vs NCHW, the
@@ -52,7 +52,7 @@ from bench._common import (
     setup_threads,
     verdict,
 )
-from probes.attacks import bim, fgsm
+from probes.core.attacks import bim, fgsm
 from trainers import make_config
 from trainers.loop import build_models
 

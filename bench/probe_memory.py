@@ -38,7 +38,7 @@ VERB = "gradients"
 
 
 def verb_available() -> bool:
-    """True when ``asgan-probe`` has the ``gradients`` verb (probes/commands/gradients.py)."""
+    """True when ``asgan-probe`` has the ``gradients`` verb (probes/cli/gradients.py)."""
     from probes.cli import VERBS
 
     return VERB in VERBS
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                            f"{args.verb_args}".strip()}
 
     if not verb_available():
-        reason = (f"asgan-probe has no '{VERB}' verb yet (probes/commands/{VERB}.py is "
+        reason = (f"asgan-probe has no '{VERB}' verb yet (probes/cli/{VERB}.py is "
                   "missing): nothing measured; rerun once it lands")
         log(f"[probe_memory] {reason}")
         emit("probe_memory", {"status": "unavailable", "reason": reason, "settings": settings,

@@ -1,6 +1,7 @@
 """Train and ship the digit classifier used by ``asgan-probe coverage`` and ``quality``.
 
-What it does: trains :class:`probes.classifier.DigitCNN` on ``mnist10k`` (the embedded first
+What it does: trains :class:`probes.adapters.classifier.DigitCNN` on ``mnist10k`` (the embedded
+first
 10,000 MNIST training digits) with a fixed split: ``perm = torch.randperm(10000,
 generator=torch.Generator().manual_seed(0))``; the first 9,000 indices train, the last 1,000
 are held out and never seen in training. It reports the held-out accuracy, refuses to ship a
@@ -30,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from probes.classifier import (  # noqa: E402
+from probes.adapters.classifier import (  # noqa: E402
     FEATURE_DIM,
     SHIPPED,
     SPLIT,

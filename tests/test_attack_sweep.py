@@ -1,4 +1,4 @@
-"""probes.sweep: closed forms on a linear D, agreement with fgsm/bim and foolbox, batch-size
+"""probes.core.sweep: closed forms on a linear D, agreement with fgsm/bim and foolbox, batch-size
 independence, seeds, warnings, transfer, BatchNorm running stats skewed as after GAN training,
 and the minimal flipping eps."""
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from probes.attacks import bim, default_step_size, fgsm, probe_mode
-from probes.sweep import attack_sweep, groups, min_flip_eps
+from probes.core.attacks import bim, default_step_size, fgsm, probe_mode
+from probes.core.sweep import attack_sweep, groups, min_flip_eps
 from tests.conftest import BNConvD, LinearD
 
 EPS = [0.0, 1 / 255, 2 / 255, 8 / 255]
@@ -104,8 +104,8 @@ def test_sweep_scores_what_fgsm_and_bim_produce(bn_trained, method, mode):
 
 def test_sweep_with_a_foolbox_crafter_matches_bim(bn_trained):
     pytest.importorskip("foolbox")
-    from probes.attacks import eps_to_abs
-    from probes.foolbox_adapter import foolbox_crafter
+    from probes.adapters.foolbox import foolbox_crafter
+    from probes.core.attacks import eps_to_abs
 
     D, x = bn_trained, _uniform((16, 1, 16, 16), seed=3)
     eps = [0.0, 2 / 255, 4 / 255]

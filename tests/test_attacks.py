@@ -1,4 +1,5 @@
-"""probes.attacks: closed forms on a linear D, BIM(1) = FGSM, the eps ball and range (property),
+"""probes.core.attacks: closed forms on a linear D, BIM(1) = FGSM, the eps ball and range
+(property),
 foolbox as the oracle, and the no-trace contract for BatchNorm and spectral-norm discriminators."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from probes.attacks import (
+from probes.core.attacks import (
     TOWARD,
     bim,
     default_step_size,
@@ -20,7 +21,7 @@ from probes.attacks import (
     logit_grad,
     probe_mode,
 )
-from probes.sweep import attack_sweep, craft_bim, craft_fgsm, min_flip_eps
+from probes.core.sweep import attack_sweep, craft_bim, craft_fgsm, min_flip_eps
 from tests.conftest import BNConvD, LinearD
 from trainers.nets import dcgan_D
 
@@ -167,7 +168,7 @@ def test_every_output_stays_in_the_eps_ball_and_the_range(eps, lo, width, steps,
 
 # ------------------------------------------------------------------------- oracle: foolbox
 class _TwoLogitsOracle(nn.Module):
-    """[0, d] written independently of probes.foolbox_adapter."""
+    """[0, d] written independently of probes.adapters.foolbox."""
 
     def __init__(self, D):
         super().__init__()
@@ -220,7 +221,7 @@ def test_foolbox_fgsm_and_bim_agree_with_ours(dcgan_bn, toward, eps):
 
 def test_foolbox_adapter_matches_and_leaves_no_grads(dcgan_bn):
     fb = pytest.importorskip("foolbox")
-    from probes.foolbox_adapter import foolbox_attack, two_logits
+    from probes.adapters.foolbox import foolbox_attack, two_logits
 
     D = dcgan_bn
     x = _uniform((8, 1, 28, 28), (-1, 1), seed=4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probes import classifier as C
+from probes.adapters import classifier as C
 from trainers.data import load_dataset, read_mnist10k
 from trainers.manifest import ROOT, read_manifest
 

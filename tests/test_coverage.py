@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from probes import coverage, references
-from probes.coverage import (
+from probes.core import coverage
+from probes.core.coverage import (
     HQ_TRUE_MIXTURE,
     mixture_coverage,
     mode_kl,
@@ -18,6 +18,7 @@ from probes.coverage import (
     stacked_coverage,
     stacked_modes,
 )
+from probes.study import references
 from trainers.data import grid25_modes, load_dataset, ring8_modes
 
 MIXTURES = {"ring8": (ring8_modes, 0.01), "grid25": (grid25_modes, 0.05)}

@@ -1,4 +1,5 @@
-"""probes.foreign / probes.sources.load(format=...): plain state_dicts of our nets (arch inferred
+"""probes.io.foreign / probes.io.sources.load(format=...): plain state_dicts of our nets (arch
+inferred
 or named), the pytorch/examples-style DCGAN netD of the AS-GAN authors' script, torch-mimicry
 checkpoints; and clear errors, never code execution, for everything else."""
 
@@ -13,8 +14,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from probes.foreign import infer_spec, load_foreign
-from probes.sources import load
+from probes.io.foreign import infer_spec, load_foreign
+from probes.io.sources import load
 from trainers.errors import UserError
 from trainers.nets import build_net, net_specs
 

@@ -2,7 +2,7 @@
 
 Readers fuzzed (in one child process, so a crash, a hang or a runaway allocation cannot take
 pytest down with it): the checkpoint reader (``trainers.checkpoint``: load_checkpoint and the
-resume path), the foreign-weights reader (``probes.foreign``) and the data roots
+resume path), the foreign-weights reader (``probes.io.foreign``) and the data roots
 (``trainers.data``). Cases come from a seeded mutator (truncations, bit flips, edited
 headers, huge declared sizes, wrong dtypes and shapes, re-signed tampering that passes the
 checksum, pickles with a code payload, zip/gzip bombs, pipes and devices). Every case must end
@@ -515,10 +515,10 @@ def _foreign_bases(work: Path) -> dict[str, bytes]:
 
 
 def foreign_suite(work: Path, marker: Path) -> dict:
-    """``probes.foreign.load_foreign`` (torch.load weights_only=True) under every format."""
+    """``probes.io.foreign.load_foreign`` (torch.load weights_only=True) under every format."""
     suite = Suite("foreign", marker)
     try:
-        from probes.foreign import FORMATS, load_foreign
+        from probes.io.foreign import FORMATS, load_foreign
     except ImportError:
         return {**suite.report(), "absent": True}
     bases = _foreign_bases(work)
@@ -859,7 +859,7 @@ def test_data_roots_fuzz(fuzz_report):
 def test_foreign_reader_fuzz(fuzz_report):
     rep = fuzz_report["foreign"]
     if rep.get("absent"):
-        pytest.skip("probes.foreign is not there")
+        pytest.skip("probes.io.foreign is not there")
     print(_summary("foreign reader", rep))
     assert rep["tried"] >= N_FOREIGN
     assert rep["failures"] == [], json.dumps(rep["failures"][:10], indent=1)

@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from probes.attacks import logit_grad
-from probes.gradients import (
+from probes.core.attacks import logit_grad
+from probes.core.gradients import (
     gradient_map,
     histogram_edges,
     histogram_reducer,
@@ -73,7 +73,7 @@ def test_g_loss_is_the_generator_gradient_times_batch_size():
 @pytest.mark.parametrize("mode", ["eval", "batch"])
 def test_logit_gradient_matches_the_attacks(bn_d, mode):
     x = _x()
-    from probes.attacks import probe_mode
+    from probes.core.attacks import probe_mode
 
     with probe_mode(bn_d, mode):
         _, want = logit_grad(bn_d, x)
@@ -274,7 +274,7 @@ def test_gradient_map_recipe():
 def test_scale_invariant_measures_agree_across_wrt_in_eval_mode(bn_d):
     """The loss gradients are the logit gradient times a per-image factor, so in eval mode
     every scale-invariant measure is the same for logit, g_loss and d_loss (docs/gradients.md)."""
-    from probes.sparsity import SCALE_INVARIANT
+    from probes.core.sparsity import SCALE_INVARIANT
 
     x = _x(6)
     outs = [input_gradients(bn_d, x, wrt=w, mode="eval")["per_image"] for w in WRTS]

@@ -12,8 +12,7 @@ import scipy.linalg
 import torch
 from scipy.spatial.distance import cdist
 
-from probes import quality
-from probes.inception import (
+from probes.adapters.inception import (
     ENV_VAR,
     build_fid_inception,
     detect_format,
@@ -22,6 +21,7 @@ from probes.inception import (
     load_inception,
     weights_path,
 )
+from probes.core import quality
 from trainers.errors import UserError
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from probes.attacks import probe_mode
-from probes.saliency import METHODS, attribute
+from probes.adapters.captum import METHODS, attribute
+from probes.core.attacks import probe_mode
 from tests.conftest import BNConvD, LinearD
 
 

@@ -9,7 +9,7 @@ import pytest
 import scipy.stats
 import torch
 
-from probes.sparsity import SCALE_INVARIANT, compare, sparsity, summarize
+from probes.core.sparsity import SCALE_INVARIANT, compare, sparsity, summarize
 
 N = 64  # entries per vector in the analytic cases
 
@@ -89,7 +89,7 @@ def test_sparser_vectors_score_sparser():
 
 # ------------------------------------------------------------------------- oracles
 def _numpy_reference(v: np.ndarray) -> dict[str, float]:
-    """Textbook formulas, written independently of probes.sparsity."""
+    """Textbook formulas, written independently of probes.core.sparsity."""
     n, c = v.size, np.abs(v)
     l1, l2 = c.sum(), np.sqrt((v ** 2).sum())
     # Hurley & Rickard (2009) eq. for the Gini index, sorted ascending, 1-based k

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from probes.stats import mean_ci, paired, verdict
+from probes.core.stats import mean_ci, paired, verdict
 
 
 def test_mean_ci_matches_scipy_t_interval():

@@ -10,7 +10,7 @@ import pytest
 import torch
 from skimage.filters import sobel
 
-from probes.structure import (
+from probes.core.structure import (
     CONFOUND_CHECKS,
     DEFINITIONS,
     EVIDENCE,

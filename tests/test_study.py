@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from probes import study
-from probes.study import CLAIMS, MAIN, claims_table
+from probes.study import arms as study
+from probes.study.arms import CLAIMS, MAIN, claims_table
 from trainers.manifest import read_manifest, verify
 
 

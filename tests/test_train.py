@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from probes.attacks import fgsm
+from probes.core.attacks import fgsm
 from tests.conftest import BNConvD
 from trainers import load_checkpoint, make_config, train
 from trainers.checkpoint import list_snapshots

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from probes.attacks import fgsm
+from probes.core.attacks import fgsm
 from trainers.config import TrainConfig
 
 

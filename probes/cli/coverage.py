@@ -1,7 +1,7 @@
 """``asgan-probe coverage CKPT [CKPT2 ...]``: mode coverage beside the published tables.
 
 ring8 / grid25 checkpoints: modes captured, high-quality share and reverse KL from ``--n``
-(default 2,500) generated points (PacGAN's protocol, :mod:`probes.coverage`). stacked-mnist
+(default 2,500) generated points (PacGAN's protocol, :mod:`probes.core.coverage`). stacked-mnist
 checkpoints: modes (of 1000) and KL(p_gen || uniform) from ``--n`` (default 26,000) samples,
 each channel read by the shipped digit classifier, whose held-out accuracy is written next to
 every count. The real data get the same treatment as a reference row. JSON to ``--out`` or
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from probes.commands._common import add_common, log, write_json
+from probes.cli._common import add_common, log, write_json
 from trainers.errors import UserError
 
 NAME = "coverage"
@@ -58,15 +58,15 @@ def label(path: str | Path, meta: dict[str, Any]) -> str:
 
 
 def checkpoint_facts(path, meta: dict[str, Any]) -> dict[str, Any]:
-    """:func:`probes.evolution.describe` (the facts every probe records) plus a label."""
-    from probes.evolution import describe
+    """:func:`probes.measures.evolution.describe` (the facts every probe records) plus a label."""
+    from probes.measures.evolution import describe
 
     return {**describe(meta, path), "label": label(path, meta)}
 
 
 def load_digit_classifier(path: str | None, device) -> tuple[Any, dict[str, Any]]:
     """``(net, summary)`` of the digit classifier (the shipped one when ``path`` is None)."""
-    from probes.classifier import classifier_summary, load_classifier
+    from probes.adapters.classifier import classifier_summary, load_classifier
 
     try:
         net, meta = load_classifier(path, device=device)
@@ -91,8 +91,10 @@ def measure(paths: list[str], *, n: int | None = None, seed: int = 0, device: st
     """
     import torch
 
-    from probes import coverage, references, sources
-    from probes.classifier import predict_channels
+    from probes.adapters.classifier import predict_channels
+    from probes.core import coverage
+    from probes.io import sources
+    from probes.study import references
 
     _check_n(n)
     dev = sources.resolve_device(device)
@@ -161,7 +163,7 @@ def measure(paths: list[str], *, n: int | None = None, seed: int = 0, device: st
 
 def tables(result: dict[str, Any]) -> str:
     """The markdown side-by-side tables, one per dataset."""
-    from probes.references import side_by_side
+    from probes.study.references import side_by_side
 
     parts = []
     for data in result["published"]:
@@ -182,7 +184,7 @@ def run(args) -> int:
     if args.markdown:
         atomic_write_bytes(Path(args.markdown), md.encode())
     if args.plot:
-        from probes.viz_coverage import plot_mixtures, plot_stacked
+        from probes.viz.coverage import plot_mixtures, plot_stacked
 
         out = Path(args.plot)
         if plots["mixture"]:

@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from probes.gradients import gradient_map
+from probes.core.gradients import gradient_map
 
 EVIDENCE = ("fg_share", "fg_lift", "hf_share", "alignment", "ssim")
 CONFOUND_CHECKS = ("edge_corr", "fg_area")
@@ -174,6 +174,6 @@ def structure(g: torch.Tensor, x: torch.Tensor, *, pixel_range: tuple[float, flo
 
 
 def structure_reducer(*, pixel_range: tuple[float, float] = (-1.0, 1.0), **kwargs):
-    """An :func:`probes.gradients.input_gradients` ``reduce`` function computing
+    """An :func:`probes.core.gradients.input_gradients` ``reduce`` function computing
     :func:`structure` per batch (``kwargs`` as there)."""
     return lambda batch: structure(batch["grad"], batch["x"], pixel_range=pixel_range, **kwargs)

@@ -12,7 +12,7 @@ batch, so a value never shrinks with the batch size:
 - ``d_loss``: D's own loss on one population, ``softplus(-d_i)`` for reals and
   ``softplus(d_i)`` for fakes (the gradient AS-GAN's FGSM step follows on reals).
 
-Batches run inside :func:`probes.attacks.probe_mode`, one batch at a time, so D is left as it
+Batches run inside :func:`probes.core.attacks.probe_mode`, one batch at a time, so D is left as it
 was even if a consumer stops early, and with the same ``mode`` semantics as the attacks:
 ``eval`` (running BatchNorm statistics: each gradient depends on its own sample only, so
 results do not depend on the batch size), ``batch`` (statistics of the one-population batch,
@@ -23,7 +23,8 @@ every result.
 
 Memory: :func:`input_gradients` keeps per-image scalars (``reduce``) and running sums
 (``accumulate``), never the gradients themselves unless ``keep`` asks for them, so 10k or 1M
-images cost O(N) scalars. Imports only torch (plus :mod:`probes.attacks`, :mod:`probes.sparsity`).
+images cost O(N) scalars. Imports only torch (plus :mod:`probes.core.attacks`,
+:mod:`probes.core.sparsity`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from probes.attacks import probe_mode
+from probes.core.attacks import probe_mode
 
 WRT = ("logit", "g_loss", "d_loss")
 POPULATIONS = ("real", "fake")
@@ -122,8 +123,8 @@ def iter_gradients(D: nn.Module, x: Source, *, wrt: str = "logit", population: s
 
 
 def grad_sparsity(batch: Batch) -> dict[str, torch.Tensor]:
-    """Default reducer: :func:`probes.sparsity.sparsity` of each image's gradient."""
-    from probes.sparsity import sparsity
+    """Default reducer: :func:`probes.core.sparsity.sparsity` of each image's gradient."""
+    from probes.core.sparsity import sparsity
 
     return sparsity(batch["grad"])
 

@@ -1,7 +1,7 @@
 """``asgan-probe attack CKPT [CKPT ...]``: FGSM/BIM (or any foolbox attack) robustness of D.
 
-Parse, load, draw samples, call :func:`probes.sweep.attack_sweep` (and
-:func:`probes.sweep.min_flip_eps`), write JSON; a table on stderr, a figure on request.
+Parse, load, draw samples, call :func:`probes.core.sweep.attack_sweep` (and
+:func:`probes.core.sweep.min_flip_eps`), write JSON; a table on stderr, a figure on request.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from probes.commands._common import add_common, log, parse_eps_list, write_json
+from probes.cli._common import add_common, log, parse_eps_list, write_json
 from trainers.errors import UserError
 
 NAME = "attack"
@@ -65,10 +65,10 @@ def add_arguments(p) -> None:
     p.add_argument("--bisect-steps", type=int, default=10, help="bisection iterations")
     p.add_argument("--data", default=None, help="dataset for reals (default: the checkpoint's)")
     p.add_argument("--data-root", default=None, help="folder of user data")
-    from probes.sources import FORMATS
+    from probes.io.sources import FORMATS
 
     p.add_argument("--format", choices=FORMATS, default="asgan",
-                   help="file format of every CKPT/CKPT2 (foreign: see probes/foreign.py)")
+                   help="file format of every CKPT/CKPT2 (foreign: see probes/io/foreign.py)")
     p.add_argument("--arch", default=None, help="state-dict format: dcgan, resnet or mlp")
     p.add_argument("--arch-kwargs", default=None, help="state-dict format: JSON kwargs")
     p.add_argument("--pixel-range", default=None, help="foreign formats: LO,HI (default -1,1)")
@@ -97,7 +97,7 @@ def _methods(text: str) -> list[str]:
         raise UserError("empty --method; use fgsm, bim or foolbox:<AttackName>")
     for m in methods:
         if m.startswith("foolbox:"):
-            from probes.foolbox_adapter import attack_names
+            from probes.adapters.foolbox import attack_names
 
             name = m[len("foolbox:"):]
             if name not in attack_names():
@@ -147,7 +147,7 @@ def labels_for(paths: list[str]) -> list[str]:
 
 # ----------------------------------------------------------------------------- running
 def _samples(G, meta, population: str, args, pixel_range, device):
-    from probes.sources import fakes, reals, to_pixel_range
+    from probes.io.sources import fakes, reals, to_pixel_range
 
     if population == "real":
         x = reals(meta, args.n, seed=args.seed, data=args.data, data_root=args.data_root)
@@ -166,7 +166,7 @@ def _samples(G, meta, population: str, args, pixel_range, device):
 
 
 def _dataset_range(meta, args) -> tuple[float, float]:
-    from probes.sources import dataset_for
+    from probes.io.sources import dataset_for
 
     return tuple(dataset_for(meta, data=args.data, data_root=args.data_root).pixel_range)
 
@@ -174,7 +174,7 @@ def _dataset_range(meta, args) -> tuple[float, float]:
 def _crafter(method: str, args, fb_kwargs: dict):
     if method in OWN:
         return method
-    from probes.foolbox_adapter import accepts, foolbox_crafter
+    from probes.adapters.foolbox import accepts, foolbox_crafter
 
     name = method[len("foolbox:"):]
     kwargs = dict(fb_kwargs)
@@ -211,8 +211,8 @@ def _table(records: list[dict]) -> None:
 
 
 def run(args) -> int:
-    from probes.sources import load, resolve_device
-    from probes.sweep import attack_sweep, min_flip_eps
+    from probes.core.sweep import attack_sweep, min_flip_eps
+    from probes.io.sources import load, resolve_device
 
     _check_ints(args)
     eps = parse_eps_list(args.eps)
@@ -300,7 +300,7 @@ def run(args) -> int:
         result["min_eps"] = min_eps
     write_json(result, args.out)
     if args.plot:
-        from probes.viz_attack import plot_flip_curves
+        from probes.viz.attack import plot_flip_curves
 
         log(f"wrote {plot_flip_curves(records, args.plot)}")
     return 0

@@ -29,7 +29,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu", format: str = 
         device: where the nets go.
         format: ``"asgan"`` (default): an asgan-probe checkpoint (:func:`load_checkpoint`);
             ``"state-dict"``, ``"authors-dcgan"``, ``"mimicry"``: a foreign discriminator
-            (:mod:`probes.foreign`; G is None and ``meta`` names no dataset).
+            (:mod:`probes.io.foreign`; G is None and ``meta`` names no dataset).
         arch, arch_kwargs: for ``state-dict``, our architecture and its kwargs (else inferred).
         pixel_range: for foreign files, the input range D expects (default (-1, 1)).
     """
@@ -42,7 +42,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu", format: str = 
         from trainers.checkpoint import load_checkpoint
 
         return load_checkpoint(path, device=device)
-    from probes.foreign import load_foreign
+    from probes.io.foreign import load_foreign
 
     return load_foreign(path, format=format, arch=arch, arch_kwargs=arch_kwargs,
                         pixel_range=pixel_range, device=device)

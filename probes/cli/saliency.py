@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes.commands._common import log, write_json
+from probes.cli._common import log, write_json
 from trainers.errors import UserError
 
 NAME = "saliency"
@@ -41,7 +41,7 @@ def add_arguments(p) -> None:
 
 
 def _methods(text: str) -> list[str]:
-    from probes.saliency import METHODS
+    from probes.adapters.captum import METHODS
 
     names = list(METHODS) if text.strip() == "all" else [s.strip() for s in text.split(",")
                                                          if s.strip()]
@@ -53,11 +53,11 @@ def _methods(text: str) -> list[str]:
 
 
 def run(args) -> int:
-    from probes.evolution import describe, inputs_for, is_image, label
-    from probes.saliency import attribute
-    from probes.sources import load, resolve_device
-    from probes.sparsity import sparsity, summarize
-    from probes.viz_gradients import plot_saliency
+    from probes.adapters.captum import attribute
+    from probes.core.sparsity import sparsity, summarize
+    from probes.io.sources import load, resolve_device
+    from probes.measures.evolution import describe, inputs_for, is_image, label
+    from probes.viz.gradients import plot_saliency
 
     methods = _methods(args.method)
     if args.n < 1 or args.steps < 1 or args.nt_samples < 1 or not 0 <= args.noise <= 1:

@@ -4,7 +4,7 @@
   shared bins, density on a log axis by default;
 - :func:`plot_maps`: paper Fig. 1, a grid with the inputs in the first row and one row of
   gradient maps per checkpoint (clip to mean +- 3 std, mean |g| over channels;
-  :func:`probes.gradients.gradient_map`), each map scaled to its own range as in the paper;
+  :func:`probes.core.gradients.gradient_map`), each map scaled to its own range as in the paper;
 - :func:`plot_evolution`: paper Fig. 5b, gradient L1 norm and sparsity against training step,
   one line per run with a bootstrap CI band;
 - :func:`plot_saliency`: inputs and attribution maps, one row per method;
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from probes.gradients import gradient_map
+from probes.core.gradients import gradient_map
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 MAP_CMAP = "viridis"  # perceptually uniform, colour-blind safe
@@ -193,7 +193,7 @@ def plot_evolution(evos: Sequence[dict[str, Any]], path: str | Path, *,
     """Paper Fig. 5b: per-snapshot mean (line) and bootstrap CI (band) of each measure.
 
     Args:
-        evos: :func:`probes.evolution.evolution` results (one per run).
+        evos: :func:`probes.measures.evolution.evolution` results (one per run).
         path: PNG to write.
         measures: keys to plot, one panel each (those absent from the results are skipped).
 

@@ -1,6 +1,6 @@
 """Figures for ``asgan-probe coverage``: 2-D scatters with the modes and their 3-std circles, and
 the stacked-MNIST mode histogram. matplotlib (Agg) is imported lazily; colours are Okabe-Ito
-(``probes.report.PALETTE``), colour-blind safe.
+(``probes.viz.runs.PALETTE``), colour-blind safe.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from probes.report import PALETTE
+from probes.viz.runs import PALETTE
 
 GOOD, BAD = PALETTE[0], PALETTE[1]  # blue: high quality, vermillion: not
 
@@ -83,7 +83,7 @@ def plot_mixtures(panels: list[dict[str, Any]], path: str | Path) -> Path:
 
     Args:
         panels: dicts with ``title``, ``x`` (N, 2) points, ``modes`` (K, 2), ``std`` and
-            ``result`` (from :func:`probes.coverage.mixture_coverage`).
+            ``result`` (from :func:`probes.core.coverage.mixture_coverage`).
         path: PNG to write.
     """
     plt = _pyplot()
@@ -124,7 +124,7 @@ def plot_stacked(entries: list[dict[str, Any]], path: str | Path) -> Path:
 
     Args:
         entries: dicts with ``label`` and ``result`` (from
-            :func:`probes.coverage.stacked_coverage`, holding 1000 ``counts``); an entry with
+            :func:`probes.core.coverage.stacked_coverage`, holding 1000 ``counts``); an entry with
             ``reference=True`` (the real data) is drawn dashed.
         path: PNG to write.
     """

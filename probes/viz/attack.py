@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from probes.report import PALETTE
+from probes.viz.runs import PALETTE
 
 TITLES = {"real": "reals pushed toward \"fake\"", "fake": "fakes pushed toward \"real\""}
 STYLES = ("-", "--", ":", "-.")
@@ -31,7 +31,7 @@ def plot_flip_curves(records: list[dict[str, Any]], out: str | Path, *,
     """Write the flip-rate-vs-eps figure of sweep records to ``out`` (PNG/PDF/SVG).
 
     Args:
-        records: records of :func:`probes.sweep.attack_sweep`, with ``label`` (and, for
+        records: records of :func:`probes.core.sweep.attack_sweep`, with ``label`` (and, for
             transfers, ``evaluated_on_label``) added by the caller, as the CLI does.
         out: figure path; parent folders are created.
         title: optional suptitle.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes.commands._common import write_json
+from probes.cli._common import write_json
 
 NAME = "info"
 HELP = "verify a checkpoint and print its architecture, config, step and checksum"
@@ -17,7 +17,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from probes.sources import load
+    from probes.io.sources import load
 
     G, D, meta = load(args.checkpoint)
     summary = {k: meta[k] for k in ("step", "pixel_range", "data", "g_spec", "d_spec", "sha256",

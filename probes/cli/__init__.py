@@ -1,6 +1,6 @@
 """``asgan-probe <verb> ...``: one CLI over the probe library.
 
-Each verb lives in its own module in :mod:`probes.commands` and defines ``NAME``, ``HELP``,
+Each verb lives in its own module of this package and defines ``NAME``, ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``; this file only collects them into the
 ``VERBS`` registry and turns user errors into one line on stderr with exit status 2.
 JSON goes to ``--out`` or stdout, human logs to stderr.
@@ -13,7 +13,6 @@ import importlib
 import pkgutil
 import sys
 
-import probes.commands
 from trainers.errors import UserError
 
 
@@ -25,8 +24,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _verbs() -> dict:
-    mods = (importlib.import_module(f"probes.commands.{m.name}")
-            for m in pkgutil.iter_modules(probes.commands.__path__) if not m.name.startswith("_"))
+    mods = (importlib.import_module(f"{__name__}.{m.name}")
+            for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
     return {mod.NAME: mod for mod in sorted(mods, key=lambda m: m.NAME)}
 
 

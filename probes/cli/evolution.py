@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes.commands._common import add_common, log, write_json
+from probes.cli._common import add_common, log, write_json
 from trainers.errors import UserError
 
 NAME = "evolution"
@@ -34,10 +34,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from probes.evolution import evolutions
-    from probes.sources import resolve_device
-    from probes.sparsity import DEFINITIONS as SPARSITY_DEFS
-    from probes.structure import DEFINITIONS as STRUCTURE_DEFS
+    from probes.core.sparsity import DEFINITIONS as SPARSITY_DEFS
+    from probes.core.structure import DEFINITIONS as STRUCTURE_DEFS
+    from probes.io.sources import resolve_device
+    from probes.measures.evolution import evolutions
 
     if args.n < 1 or args.boot < 0:
         raise UserError("--n must be >= 1 and --boot >= 0")
@@ -54,7 +54,7 @@ def run(args) -> int:
                 "n": args.n, "seed": args.seed, "n_boot": args.boot, "ci_level": 0.95,
                 "definitions": {**SPARSITY_DEFS, **STRUCTURE_DEFS}, "runs": evos}, args.out)
     if args.plot:
-        from probes.viz_gradients import plot_evolution
+        from probes.viz.gradients import plot_evolution
 
         plot_evolution(evos, args.plot)
         log(f"wrote {args.plot}")

@@ -2,12 +2,12 @@
 checkpoint-level helpers the gradient CLI verbs share.
 
 For every ``ckpt-*.safetensors`` of a run directory (:func:`trainers.checkpoint.
-list_snapshots`, loaded with :func:`probes.sources.load`) it measures the L1 norm and the
+list_snapshots`, loaded with :func:`probes.io.sources.load`) it measures the L1 norm and the
 sparsity (and, for images, the structure) of D's input gradient on **fixed seeded inputs**:
 the same real images for every snapshot and every run of the same dataset, or fakes from the
 same latents ``z`` (each snapshot's own G). This is an *edge* module: it reads checkpoints and
-data through :mod:`probes.sources`; the maths is in :mod:`probes.gradients`,
-:mod:`probes.sparsity` and :mod:`probes.structure`.
+data through :mod:`probes.io.sources`; the maths is in :mod:`probes.core.gradients`,
+:mod:`probes.core.sparsity` and :mod:`probes.core.structure`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from probes.attacks import resolve_mode
+from probes.core.attacks import resolve_mode
 from trainers.errors import UserError
 
 EVAL_BATCH = 256  # rows per batch in eval mode, where the batch size changes nothing
@@ -65,7 +65,7 @@ def inputs_for(meta: dict[str, Any], G: nn.Module | None, *, population: str, n:
                seed: int, device: str | torch.device = "cpu") -> torch.Tensor:
     """``n`` seeded samples: reals chosen by ``seed`` from the checkpoint's dataset, or fakes
     ``G(z)`` with ``z`` drawn from ``seed`` (same ``z`` whatever the checkpoint)."""
-    from probes.sources import fakes, reals
+    from probes.io.sources import fakes, reals
 
     if n < 1:
         raise UserError(f"--n must be >= 1, got {n}")
@@ -84,9 +84,10 @@ def measure(D: nn.Module, x: torch.Tensor, meta: dict[str, Any], *, wrt: str, po
             mode: str, batch_size: int | None, with_structure: bool = True,
             keep: bool | int = False, accumulate=None) -> dict[str, Any]:
     """Sparsity (and structure for images) per image of D's input gradient on ``x``:
-    :func:`probes.gradients.input_gradients` with the checkpoint's pixel range and batch size."""
-    from probes.gradients import grad_sparsity, input_gradients
-    from probes.structure import structure_reducer
+    :func:`probes.core.gradients.input_gradients` with the checkpoint's pixel range and batch
+    size."""
+    from probes.core.gradients import grad_sparsity, input_gradients
+    from probes.core.structure import structure_reducer
 
     pixel_range = tuple(meta.get("pixel_range", (-1.0, 1.0)))
     reducers = [grad_sparsity]
@@ -109,25 +110,25 @@ def evolution(run_dir: str | Path, *, n: int = 64, population: str = "real",
         n: samples per snapshot (the same ones at every snapshot).
         population: ``"real"`` (seeded choice of training images) or ``"fake"`` (each
             snapshot's G on the same seeded latents).
-        wrt, mode: as in :func:`probes.gradients.input_gradients`.
+        wrt, mode: as in :func:`probes.core.gradients.input_gradients`.
         seed: chooses the reals / latents and seeds the bootstrap.
         batch_size: probe batch size (default :func:`default_batch_size`).
         n_boot: bootstrap resamples for the confidence intervals.
-        with_structure: add :func:`probes.structure.structure` measures for images.
+        with_structure: add :func:`probes.core.structure.structure` measures for images.
         x: real inputs to use instead of drawing them (so several runs share them).
         device: where D runs.
 
     Returns:
         ``{"run", "population", "wrt", "n", "seed", "snapshots": [{"step", "checkpoint",
         "mode", "batch_size", "logit_mean", "measures": {key: summary}}]}``, oldest first;
-        summaries as :func:`probes.sparsity.summarize`.
+        summaries as :func:`probes.core.sparsity.summarize`.
 
     Examples:
         >>> evo = evolution("runs/demo/asgan", n=64)
         >>> [(s["step"], s["measures"]["l1"]["mean"]) for s in evo["snapshots"]]
     """
-    from probes.sources import load
-    from probes.sparsity import summarize
+    from probes.core.sparsity import summarize
+    from probes.io.sources import load
     from trainers.checkpoint import list_snapshots
 
     snaps = list_snapshots(run_dir)
@@ -155,7 +156,7 @@ def evolution(run_dir: str | Path, *, n: int = 64, population: str = "real",
 def evolutions(run_dirs: list[str | Path], **kwargs) -> list[dict[str, Any]]:
     """:func:`evolution` for several runs on the *same* real inputs (drawn once, from the
     first run's dataset; every run must have the same data shape)."""
-    from probes.sources import load
+    from probes.io.sources import load
     from trainers.checkpoint import list_snapshots
 
     x = kwargs.pop("x", None)

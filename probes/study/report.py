@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from probes import sources, study
-from probes.study import MAIN
+from probes.io import sources
+from probes.study import arms as study
+from probes.study.arms import MAIN
 
 ATTACK_EPS = (0, 0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
 MNIST_ORDER = ("baseline", "twice", "asgan-eps0.5", "asgan-eps2", "gaussian-eps2", "r1", "sn")
@@ -35,8 +36,8 @@ def fig_gradient_maps(paths: Sequence[tuple[str, Path]], out: Path, *, populatio
                       n: int = 8, seed: int = 0) -> Path:
     """Paper Fig. 1: each D's input-gradient map on the same reals, or on its own G's fakes
     (the gradient that G actually receives)."""
-    from probes.gradients import gradient_map, input_gradients
-    from probes.viz_gradients import plot_maps, plot_rows
+    from probes.core.gradients import gradient_map, input_gradients
+    from probes.viz.gradients import plot_maps, plot_rows
 
     rows, grads, x_real = [], [], None
     for label, path in paths:
@@ -61,8 +62,8 @@ def fig_histograms(paths: Sequence[tuple[str, Path]], out_raw: Path, out_rms: Pa
                    n: int = 256, seed: int = 0, bins: int = 101) -> tuple[Path, Path]:
     """Paper Fig. 5a: gradient-value histograms on the same reals, shared bins; raw values
     and values divided by each image's RMS gradient (shape without scale)."""
-    from probes.gradients import histogram_edges, input_gradients, rms_scaled
-    from probes.viz_gradients import plot_histograms
+    from probes.core.gradients import histogram_edges, input_gradients, rms_scaled
+    from probes.viz.gradients import plot_histograms
 
     gs = []
     for label, path in paths:
@@ -88,8 +89,8 @@ def fig_histograms(paths: Sequence[tuple[str, Path]], out_raw: Path, out_rms: Pa
 def fig_attack(paths: Sequence[tuple[str, Path]], out: Path, *, n: int = 256, seed: int = 0,
                eps: Sequence[float] = ATTACK_EPS) -> tuple[Path, list[dict[str, Any]]]:
     """Flip rate vs eps (FGSM) on reals and on each G's fakes, one line per checkpoint."""
-    from probes.sweep import attack_sweep
-    from probes.viz_attack import plot_flip_curves
+    from probes.core.sweep import attack_sweep
+    from probes.viz.attack import plot_flip_curves
 
     records = []
     for label, path in paths:
@@ -106,8 +107,8 @@ def fig_attack(paths: Sequence[tuple[str, Path]], out: Path, *, n: int = 256, se
 def fig_coverage(entries: Sequence[tuple[str, Path]], out: Path, *, n: int = 2500,
                  seed: int = 0) -> Path:
     """2-D scatter of generated points with modes and 3-std circles."""
-    from probes.coverage import mixture_coverage
-    from probes.viz_coverage import plot_mixtures
+    from probes.core.coverage import mixture_coverage
+    from probes.viz.coverage import plot_mixtures
     from trainers.data import load_dataset
 
     panels = []
@@ -124,7 +125,7 @@ def fig_coverage(entries: Sequence[tuple[str, Path]], out: Path, *, n: int = 250
 
 def fig_samples(paths: Sequence[tuple[str, Path]], out: Path, *, n: int = 32,
                 seed: int = 0) -> Path:
-    from probes.viz_study import plot_sample_grids
+    from probes.viz.study import plot_sample_grids
 
     grids = []
     for label, path in paths:
@@ -163,7 +164,7 @@ def arms_markdown(table: dict, metrics: Sequence[str], order: Sequence[str]) -> 
 
 
 def _classifier_accuracy() -> float:
-    from probes.classifier import load_classifier
+    from probes.adapters.classifier import load_classifier
 
     return float(load_classifier()[1]["heldout_accuracy"])
 
@@ -171,11 +172,11 @@ def _classifier_accuracy() -> float:
 def write_study_report(out: str | Path, *, n_quality: int = 2000, n_stacked: int = 26_000,
                        seed: int = 0) -> Path:
     """Regenerate every study figure and ``report.md`` into ``out``; returns the md path."""
-    from probes.evolution import evolutions
-    from probes.references import side_by_side
-    from probes.report import plot_curves, read_run
-    from probes.viz_gradients import plot_evolution
-    from probes.viz_study import plot_arms, plot_eps_sweep
+    from probes.measures.evolution import evolutions
+    from probes.study.references import side_by_side
+    from probes.viz.gradients import plot_evolution
+    from probes.viz.runs import plot_curves, read_run
+    from probes.viz.study import plot_arms, plot_eps_sweep
     from trainers.checkpoint import atomic_write_bytes
 
     t0 = time.time()

@@ -4,7 +4,7 @@ One call, :func:`attribute`, over a registry of captum methods applied to ``D(x)
 ``(N,)``, ``target=None``: D has one output per sample):
 
 - ``saliency``: the plain input gradient ``dD/dx`` (captum ``Saliency`` with ``abs=False``;
-  captum takes ``|.|`` by default), identical to :func:`probes.gradients.input_gradients`
+  captum takes ``|.|`` by default), identical to :func:`probes.core.gradients.input_gradients`
   with ``wrt="logit"`` (Simonyan et al. 2014).
 - ``ig``: Integrated Gradients (Sundararajan et al. 2017), Gauss-Legendre, ``steps`` points.
   The **baseline** is ``"black"`` by default: every pixel at ``lo`` of ``pixel_range`` (-1 in
@@ -23,7 +23,7 @@ One call, :func:`attribute`, over a registry of captum methods applied to ``D(x)
   ResNet D uses functional ReLU, so for every D in this toolkit it equals ``saliency``. The
   number of ReLU modules it changed is returned as ``guided_relus``.
 
-D is left as it was: :func:`probes.attacks.probe_mode` around every call (``mode`` as for the
+D is left as it was: :func:`probes.core.attacks.probe_mode` around every call (``mode`` as for the
 attacks; in ``batch`` mode each D evaluation normalises over one batch of the N inputs: one
 IG interpolation step, or one noise draw, at a time), captum's hooks removed, parameter
 ``.grad`` untouched, inputs copied, and SmoothGrad's noise drawn under a forked, seeded RNG
@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from probes.attacks import probe_mode
+from probes.core.attacks import probe_mode
 
 BASELINES = ("black", "mid")
 

@@ -10,9 +10,9 @@ attack's own norm (L-inf, L2 or L1, whatever the attack uses).
 foolbox takes gradients with ``loss.backward()``, which accumulates into D's parameter
 ``.grad``: :func:`frozen_params` switches ``requires_grad`` off around every call, so D is left
 as it was. D's train/eval mode is the caller's (the sweep runs it inside
-:func:`probes.attacks.probe_mode`); in ``batch`` mode BatchNorm sees the batches foolbox forms.
+:func:`probes.core.attacks.probe_mode`); in ``batch`` mode BatchNorm sees the batches foolbox forms.
 
-:func:`foolbox_crafter` plugs an attack into :func:`probes.sweep.attack_sweep`, so foolbox's
+:func:`foolbox_crafter` plugs an attack into :func:`probes.core.sweep.attack_sweep`, so foolbox's
 breadth gets the same records, JSON and figures as FGSM/BIM. Random attacks are seeded per
 group from ``seed`` (the global RNG is restored afterwards); they are reproducible for a given
 group size, not independent of it.
@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from probes.attacks import TOWARD, eps_to_abs
+from probes.core.attacks import TOWARD, eps_to_abs
 from trainers.errors import UserError
 
 
@@ -137,7 +137,7 @@ def foolbox_attack(D: nn.Module, x: torch.Tensor, *, attack: Any, eps: Sequence[
 
 
 def foolbox_crafter(name: str, *, seed: int = 0, **kwargs: Any):
-    """A crafter for :func:`probes.sweep.attack_sweep` running ``foolbox.attacks.<name>``.
+    """A crafter for :func:`probes.core.sweep.attack_sweep` running ``foolbox.attacks.<name>``.
 
     Args:
         name: foolbox attack class name, e.g. ``"L2ProjectedGradientDescentAttack"``.

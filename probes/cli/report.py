@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes.commands._common import log
+from probes.cli._common import log
 
 NAME = "report"
 HELP = ("the study report from the shipped checkpoints (no RUN_DIR), or training curves and "
@@ -26,11 +26,11 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     if args.runs:
-        from probes.report import write_report
+        from probes.viz.runs import write_report
 
         md = write_report(args.runs, args.out)
     else:
-        from probes.study_report import write_study_report
+        from probes.study.report import write_study_report
 
         md = write_study_report(args.out, n_quality=args.n_quality, n_stacked=args.n_stacked,
                                 seed=args.seed)

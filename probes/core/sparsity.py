@@ -27,7 +27,7 @@ A zero gradient has no direction: its scale-invariant measures are NaN, and summ
 NaNs and report how many values they used.
 
 Computed in float64 with torch only, batched, so it can run as an
-:func:`probes.gradients.input_gradients` reducer. :func:`summarize` and :func:`compare` give
+:func:`probes.core.gradients.input_gradients` reducer. :func:`summarize` and :func:`compare` give
 means with percentile-bootstrap confidence intervals over images (numpy, seeded).
 """
 

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from probes.attacks import (
+from probes.core.attacks import (
     _per_sample,
     bim_loop,
     default_step_size,
@@ -66,7 +66,7 @@ def craft_fgsm(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: s
                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """FGSM at every eps from **one** gradient (the sign does not depend on eps).
 
-    Returns ``(clean logits (N,), [x_adv per eps])``; equal to :func:`probes.attacks.fgsm`.
+    Returns ``(clean logits (N,), [x_adv per eps])``; equal to :func:`probes.core.attacks.fgsm`.
     """
     lo, hi = pixel_range
     logits, g = logit_grad(D, x)
@@ -90,7 +90,7 @@ def craft_bim(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: st
 
     Returns:
         ``(clean logits (N,) or None (random start), [x_adv per eps])``; equal to
-        :func:`probes.attacks.bim`.
+        :func:`probes.core.attacks.bim`.
     """
     lo, hi = pixel_range
     todo = [i for i, e in enumerate(eps) if e > 0]
@@ -129,7 +129,7 @@ def _crafter(method: str | Crafter) -> tuple[Crafter, str]:
         return method, getattr(method, "method", getattr(method, "__name__", "custom"))
     if method not in CRAFTERS:
         raise ValueError(f"unknown method {method!r}: choose one of {sorted(CRAFTERS)} or pass "
-                         "a crafter (e.g. probes.foolbox_adapter.foolbox_crafter)")
+                         "a crafter (e.g. probes.adapters.foolbox.foolbox_crafter)")
     return CRAFTERS[method], method
 
 
@@ -245,9 +245,9 @@ def attack_sweep(
         population: ``"real"`` (attacked toward "fake") or ``"fake"`` (toward "real").
         method: ``"fgsm"``, ``"bim"`` or a crafter ``f(D, x, eps, *, toward, pixel_range,
             steps, step_size, noise, stack) -> (clean logits or None, [x_adv per eps])``
-            such as :func:`probes.foolbox_adapter.foolbox_crafter`.
+            such as :func:`probes.adapters.foolbox.foolbox_crafter`.
         steps, step_size: BIM iterations and step (pixel units; default
-            :func:`probes.attacks.default_step_size` of each eps).
+            :func:`probes.core.attacks.default_step_size` of each eps).
         random_start: BIM from a uniform point of the eps ball, drawn per sample from
             ``seed`` on the CPU (the same relative point for every eps).
         seed: seed of the random start.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from probes.report import PALETTE
+from probes.viz.runs import PALETTE
 
 
 def _plt():
@@ -38,7 +38,7 @@ def plot_eps_sweep(panels: Sequence[tuple[str, str, Mapping[str, Mapping[int, Ma
 
     Args:
         panels: ``(metric, axis label, table)`` per panel; ``table`` is ``{arm: {seed:
-            metrics}}`` (:func:`probes.study.collect`). Arms ``asgan-eps<e>`` and ``twice``
+            metrics}}`` (:func:`probes.study.arms.collect`). Arms ``asgan-eps<e>`` and ``twice``
             (eps 0: D updated twice) form the curve; ``baseline`` is a band (mean +- sd over
             seeds), ``gaussian-eps<e>`` a separate marker at its eps.
         path: PNG to write.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from probes.commands._common import add_common, log, write_json
+from probes.cli._common import add_common, log, write_json
 from trainers.errors import UserError
 
 NAME = "gradients"
@@ -63,8 +63,8 @@ def _random_d(meta: dict, seed: int, device):
 def _histogram_edges(entries: list[dict], x_by_entry: list, args) -> Any:
     """Shared edges from a pilot batch: +- the largest |value| any D gives on its first
     batch (later batches may fall outside: they are counted as under/overflow)."""
-    from probes.evolution import default_batch_size
-    from probes.gradients import histogram_edges, iter_gradients, rms_scaled
+    from probes.core.gradients import histogram_edges, iter_gradients, rms_scaled
+    from probes.measures.evolution import default_batch_size
 
     limit = 0.0
     for e, x in zip(entries, x_by_entry):
@@ -77,13 +77,13 @@ def _histogram_edges(entries: list[dict], x_by_entry: list, args) -> Any:
 
 
 def run(args) -> int:
-    from probes.evolution import describe, inputs_for, is_image, label, measure
-    from probes.gradients import histogram_reducer
-    from probes.sources import load, resolve_device
-    from probes.sparsity import DEFINITIONS as SPARSITY_DEFS
-    from probes.sparsity import compare, summarize
-    from probes.structure import CONFOUND_CHECKS, EVIDENCE, hf_reference
-    from probes.structure import DEFINITIONS as STRUCTURE_DEFS
+    from probes.core.gradients import histogram_reducer
+    from probes.core.sparsity import DEFINITIONS as SPARSITY_DEFS
+    from probes.core.sparsity import compare, summarize
+    from probes.core.structure import CONFOUND_CHECKS, EVIDENCE, hf_reference
+    from probes.core.structure import DEFINITIONS as STRUCTURE_DEFS
+    from probes.io.sources import load, resolve_device
+    from probes.measures.evolution import describe, inputs_for, is_image, label, measure
 
     if args.n < 1 or args.n_maps < 1 or args.hist_bins < 2 or args.boot < 0:
         raise UserError("--n and --n-maps must be >= 1, --hist-bins >= 2, --boot >= 0")
@@ -164,8 +164,8 @@ def run(args) -> int:
 
 
 def _figures(args, entries, xs, results, edges) -> None:
-    from probes.gradients import gradient_map
-    from probes.viz_gradients import MAPS_TITLE, plot_histograms, plot_maps, plot_rows
+    from probes.core.gradients import gradient_map
+    from probes.viz.gradients import MAPS_TITLE, plot_histograms, plot_maps, plot_rows
 
     pixel_range = tuple(entries[0]["meta"].get("pixel_range", (-1.0, 1.0)))
     if edges is not None:

@@ -10,7 +10,7 @@ checkpoint's own dataset (both chosen by ``--seed``) in a feature space:
 - ``inception``: pool3 of an FID Inception, only with ``--inception-weights PATH`` (or
   ``$ASGAN_PROBE_INCEPTION``); nothing is downloaded. For images of any channel count.
 
-The scores (:mod:`probes.quality`) are not comparable with published Inception FIDs; compare
+The scores (:mod:`probes.core.quality`) are not comparable with published Inception FIDs; compare
 checkpoints with each other (``relative_to_first`` gives the change of the Frechet distance
 against the first checkpoint on the same data: the AS-GAN paper claims 10-50 % lower FID).
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from probes.commands._common import add_common, log, write_json
+from probes.cli._common import add_common, log, write_json
 from trainers.errors import UserError
 
 NAME = "quality"
@@ -90,10 +90,11 @@ def measure(paths: list[str], *, n: int = 10_000, seed: int = 0, device: str = "
     """Quality scores of every checkpoint in ``paths``; see the module docstring."""
     import torch
 
-    from probes import quality, sources
-    from probes.classifier import features
-    from probes.commands.coverage import checkpoint_facts, load_digit_classifier
-    from probes.inception import inception_features, load_inception, weights_path
+    from probes.adapters.classifier import features
+    from probes.adapters.inception import inception_features, load_inception, weights_path
+    from probes.cli.coverage import checkpoint_facts, load_digit_classifier
+    from probes.core import quality
+    from probes.io import sources
 
     dev = sources.resolve_device(device)
     wpath = weights_path(inception_weights)

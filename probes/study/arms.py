@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from probes import sources
-from probes.stats import paired, verdict
+from probes.core.stats import paired, verdict
+from probes.io import sources
 
 MAIN = "asgan-eps0.5"  # the paper's default (its "1/255" in [-1, 1] space)
 CONTROLS = ("twice", "gaussian-eps2", "r1", "sn")
@@ -69,7 +69,7 @@ def reals_for(meta: Mapping[str, Any], n: int, seed: int = 0) -> torch.Tensor:
 
 @lru_cache(maxsize=2)
 def _real_features(data: str, n: int, seed: int, resolution: int | None) -> torch.Tensor:
-    from probes.classifier import features, load_classifier
+    from probes.adapters.classifier import features, load_classifier
 
     net, _ = load_classifier()
     return features(net, _reals(data, n, seed, resolution))
@@ -85,11 +85,11 @@ def image_metrics(path: str | Path, *, n_quality: int = 2000, n_grad: int = 256,
     sparsity and structure means on ``n_grad`` reals and on as many fakes. Robustness: FGSM
     flip rate of reals at 1/255 and 2/255 (``n_attack`` reals).
     """
-    from probes.classifier import features, load_classifier
-    from probes.gradients import grad_sparsity, input_gradients
-    from probes.quality import quality_scores
-    from probes.structure import structure_reducer
-    from probes.sweep import attack_sweep
+    from probes.adapters.classifier import features, load_classifier
+    from probes.core.gradients import grad_sparsity, input_gradients
+    from probes.core.quality import quality_scores
+    from probes.core.structure import structure_reducer
+    from probes.core.sweep import attack_sweep
 
     G, D, meta = sources.load(path)
     pixel_range = tuple(meta["pixel_range"])
@@ -117,7 +117,7 @@ def image_metrics(path: str | Path, *, n_quality: int = 2000, n_grad: int = 256,
 
 def mixture_metrics(path: str | Path, *, n: int = 2500, seed: int = 0) -> dict[str, float]:
     """PacGAN 2-D coverage of one ring8/grid25 checkpoint from ``n`` generated points."""
-    from probes.coverage import mixture_coverage
+    from probes.core.coverage import mixture_coverage
     from trainers.data import load_dataset
 
     G, _, meta = sources.load(path)
@@ -132,8 +132,8 @@ def mixture_metrics(path: str | Path, *, n: int = 2500, seed: int = 0) -> dict[s
 def stacked_metrics(path: str | Path, *, n: int = 26_000, seed: int = 0) -> dict[str, float]:
     """Stacked-MNIST modes (of 1000) and KL(p_gen || uniform) from ``n`` samples, each channel
     read by the shipped digit classifier (VEEGAN/PacGAN protocol on our 10k-digit subset)."""
-    from probes.classifier import load_classifier, predict_channels
-    from probes.coverage import stacked_coverage
+    from probes.adapters.classifier import load_classifier, predict_channels
+    from probes.core.coverage import stacked_coverage
 
     G, _, meta = sources.load(path)
     net, _ = load_classifier()
@@ -232,7 +232,7 @@ def claims_table(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, flo
 def arm_summary(table: Mapping[str, Mapping[int, Mapping[str, float]]], metric: str
                 ) -> dict[str, dict[str, float]]:
     """Per arm: mean and 95% t-interval of ``metric`` over seeds."""
-    from probes.stats import mean_ci
+    from probes.core.stats import mean_ci
 
     return {arm: mean_ci([m[metric] for m in by_seed.values()])
             for arm, by_seed in table.items()}

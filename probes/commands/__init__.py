@@ -1,1 +1,0 @@
-"""One module per ``asgan-probe`` verb (see :mod:`probes.cli`); shared helpers in ``_common``."""
