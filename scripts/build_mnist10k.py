@@ -17,7 +17,7 @@ The conversion ``k = round(v * 255)`` is lossless: every value in the package is
 ``round(k / 255, 3)`` for its k (checked below). The npz is written byte-for-byte
 deterministically (fixed zip timestamps, attributes and deflate level, no numpy ``savez``,
 which stamps the current time), so rebuilding gives the same SHA-256, which
-``trainers/data.py`` (``MNIST10K_SHA256``) checks on every load. Deflate output can differ
+``trainers.data`` (``MNIST10K_SHA256``) checks on every load. Deflate output can differ
 between zlib builds; if yours gives another hash, the data are still identical (the content
 hash printed below is what to compare).
 
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     print(f"wrote {args.out} ({Path(args.out).stat().st_size} bytes)", file=sys.stderr)
     print(f"content sha256 {record['content_sha256']}", file=sys.stderr)
-    print(f"sha256 {record['sha256']}  (must equal MNIST10K_SHA256 in trainers/data.py)")
+    print(f"sha256 {record['sha256']}  (must equal MNIST10K_SHA256 in trainers/data/__init__.py)")
     return 0
 
 

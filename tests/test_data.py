@@ -1,4 +1,4 @@
-"""Tests for trainers/data.py and scripts/build_mnist10k.py: contracts of every registered set,
+"""Tests for trainers.data and scripts/build_mnist10k.py: contracts of every registered set,
 the 2-D protocols pinned, seeds, the embedded file's checksum, user-data layouts written to
 tmp_path (IDX, CIFAR pickles, PNG/JPEG folders), a malicious pickle, and one-line errors."""
 

@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from trainers.errors import UserError
 
 IMAGE_RANGE = (-1.0, 1.0)
-MNIST10K_PATH = Path(__file__).resolve().parent / "data" / "mnist10k.npz"
+# package data beside this module: the folder is the package, so wheels carry the file
+MNIST10K_PATH = Path(__file__).resolve().parent / "mnist10k.npz"
 # printed by scripts/build_mnist10k.py; the file is built byte-for-byte deterministically
 MNIST10K_SHA256 = "f7d14d2203ce0c022d26ee7626ec25f1c4333ec6dd239b6cbb8c4c6bb126d4a1"
 MNIST_CREDIT = (
