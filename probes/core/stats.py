@@ -1,10 +1,20 @@
-"""Seed-paired statistics for the claims table: means with t-intervals, paired differences,
-effect sizes and a verdict that says "inconclusive" when the data do.
+"""Seed-paired statistics for the claims tables: t-intervals and ``d_z`` to describe a
+difference, an exact sign-flip test and Holm's adjustment to decide one.
 
 Arms are paired by seed (same initialisation, data order and latents), so the comparison of
-arm A with arm B is the mean of the per-seed differences ``A_s - B_s``, with a Student-t 95%
-interval over seeds and Cohen's ``d_z`` (mean difference / sd of differences). With 3 seeds
-the t quantile is 4.30: intervals are wide, and the verdict says so rather than guess.
+arm A with arm B is the mean of the per-seed differences ``d_s = A_s - B_s``.
+
+- **Description**: mean difference with a Student-t 95% interval over seeds and Cohen's
+  ``d_z`` (mean / sd of the differences). The t-interval assumes normal differences, which a
+  handful of seeds cannot check.
+- **Decision** (:func:`primary_verdicts`): the exact paired sign-flip (permutation) test. Under
+  "no effect" each ``d_s`` is as likely to be ``+|d_s|`` as ``-|d_s|``; the p-value is the
+  share of all ``2^n`` sign patterns whose sum is at least the observed one. It assumes only
+  that symmetry, but it is discrete: one-sided it cannot go below ``2^-n`` (1/32 at 5 seeds,
+  1/256 at 8), two-sided ``2^(1-n)``. Across a family of primary claims the p-values are
+  Holm-adjusted (familywise error at most ``alpha`` under any dependence between claims).
+- **Zero variance** (all differences equal, e.g. a saturated mode count): the interval has
+  zero width and says nothing about the spread between seeds; the verdict is "inconclusive".
 """
 
 from __future__ import annotations
@@ -37,8 +47,10 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> dict[str, float]:
 def paired(a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95) -> dict:
     """Paired comparison of two arms keyed by seed: ``A - B`` over the seeds both have.
 
-    Returns mean difference with its t-interval, Cohen's ``d_z``, the per-seed differences and
-    how many of them are positive.
+    Returns mean difference with its t-interval, Cohen's ``d_z``, the per-seed differences, how
+    many of them are positive, whether they all are equal (``zero_variance``) and the exact
+    sign-flip p-values of ``A - B`` (:func:`sign_flip_p`): ``p_greater``, ``p_less``,
+    ``p_two_sided`` (NaN beyond :data:`EXACT_MAX_PAIRS` seeds).
     """
     seeds = sorted(set(a) & set(b))
     if not seeds:
@@ -46,23 +58,29 @@ def paired(a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95) 
     diffs = [float(a[s]) - float(b[s]) for s in seeds]
     out = mean_ci(diffs, level)
     sd = out["sd"]
-    out["d_z"] = out["mean"] / sd if sd and sd > 0 else math.nan
+    out["zero_variance"] = zero_variance(diffs)
+    out["d_z"] = out["mean"] / sd if sd > 0 and not out["zero_variance"] else math.nan
     out["diffs"] = dict(zip(seeds, diffs))
     out["positive"] = sum(d > 0 for d in diffs)
+    for alt in ALTERNATIVES:  # beyond EXACT_MAX_PAIRS seeds the t-interval has to do
+        out[f"p_{alt.replace('-', '_')}"] = (float(sign_flip_p(diffs, alt))
+                                             if len(diffs) <= EXACT_MAX_PAIRS else math.nan)
     return out
 
 
 def verdict(diff: Mapping[str, float], expect: str) -> str:
     """``held`` / ``opposite`` / ``inconclusive`` for a claimed sign of ``A - B``.
 
-    ``expect`` is ``"lower"`` (A below B, e.g. FD) or ``"higher"`` (e.g. sparsity). A claim
-    holds when the whole interval lies on the claimed side of 0; it is ``opposite`` when the
-    whole interval lies on the other side; otherwise the seeds cannot tell.
+    ``expect`` is ``"lower"`` (A below B, e.g. FD) or ``"higher"`` (e.g. sparsity). This is the
+    *descriptive* verdict of one t-interval, uncorrected for multiplicity: a claim holds when
+    the whole interval lies on the claimed side of 0, it is ``opposite`` when the whole interval
+    lies on the other side; otherwise, and when the interval has zero width (all differences
+    equal: zero variance), the seeds cannot tell. Registered primary claims are decided by
+    :func:`primary_verdicts` instead.
     """
-    if expect not in ("lower", "higher"):
-        raise ValueError(f"expect must be 'lower' or 'higher', got {expect!r}")
+    _check_expect(expect)
     lo, hi = diff["lo"], diff["hi"]
-    if math.isnan(lo) or math.isnan(hi):
+    if math.isnan(lo) or math.isnan(hi) or not hi > lo:
         return "inconclusive"
     below, above = hi < 0, lo > 0
     if (expect == "lower" and below) or (expect == "higher" and above):
@@ -70,3 +88,189 @@ def verdict(diff: Mapping[str, float], expect: str) -> str:
     if (expect == "lower" and above) or (expect == "higher" and below):
         return "opposite"
     return "inconclusive"
+
+
+ALTERNATIVES = ("greater", "less", "two-sided")
+EXACT_MAX_PAIRS = 30  # 2 x 2^15 half-sums (see _count_at_least): fast and exact up to here
+_DIRECT_MAX_PAIRS = 16  # enumerate all 2^n patterns as one matrix up to here (8 MiB per row)
+
+
+def _check_expect(expect: str) -> None:
+    if expect not in ("lower", "higher"):
+        raise ValueError(f"expect must be 'lower' or 'higher', got {expect!r}")
+
+
+def zero_variance(diffs: Sequence[float]) -> bool:
+    """True when all differences are equal (to 1e-12 of their size), including all zero.
+
+    Such differences give a zero-width t-interval and no information on how seeds spread, so
+    no verdict can rest on them.
+    """
+    d = np.asarray(diffs, dtype=np.float64).reshape(-1)
+    if d.size == 0 or np.isnan(d).any():
+        return False
+    return bool(np.ptp(d) <= 1e-12 * np.abs(d).max())
+
+
+def _patterns(n: int) -> np.ndarray:
+    """All ``2^n`` sign patterns ``(2^n, n)`` of +-1 (row k: the bits of k)."""
+    bits = (np.arange(2 ** n)[:, None] >> np.arange(n)) & 1
+    return (2 * bits - 1).astype(np.float64)
+
+
+def _count_at_least(absd: np.ndarray, t: np.ndarray, *,
+                    direct_max: int = _DIRECT_MAX_PAIRS) -> np.ndarray:
+    """How many of the ``2^n`` signed sums ``sum_i s_i |d_i|`` are ``>= t``, exactly.
+
+    ``absd`` is ``(rows, n)``, ``t`` is ``(rows,)``. Up to ``direct_max`` pairs every pattern
+    is enumerated at once (vectorised over rows); beyond, the sums of the two halves are
+    enumerated separately and matched by binary search ("meet in the middle"), which stays
+    exact with ``2 x 2^(n/2)`` memory instead of ``2^n``.
+    """
+    rows, n = absd.shape
+    if n <= direct_max:
+        sums = absd @ _patterns(n).T  # (rows, 2^n)
+        return (sums >= t[:, None]).sum(axis=1)
+    h = n // 2
+    out = np.empty(rows, dtype=np.int64)
+    for r in range(rows):
+        left = absd[r, :h] @ _patterns(h).T  # (2^h,)
+        right = np.sort(absd[r, h:] @ _patterns(n - h).T)  # (2^(n-h),)
+        # a + b >= t  <=>  b >= t - a: the right sums from searchsorted(t - a) on qualify
+        out[r] = (right.size - np.searchsorted(right, t[r] - left, side="left")).sum()
+    return out
+
+
+def sign_flip_p(diffs, alternative: str = "greater"):
+    """Exact paired sign-flip (permutation) p-value of the mean of ``diffs``.
+
+    Every one of the ``2^n`` patterns of signs on ``|d_i|`` is equally likely under the null
+    (differences symmetric about 0: no effect), so the p-value is the share of patterns whose
+    sum is at least as extreme as the observed sum ``sum_i d_i``. The observed pattern is one
+    of them, so one-sided ``p >= 2^-n`` (1/32 at 5 pairs), two-sided ``p >= 2^(1-n)``. Sums
+    within 1e-12 of ``sum |d_i|`` of the observed one count as ties (as extreme). Matches
+    ``scipy.stats.permutation_test(..., permutation_type="samples", n_resamples=inf)``.
+
+    Args:
+        diffs: per-pair differences ``(n,)`` or a batch of them ``(..., n)``; 1 <= n <= 30.
+        alternative: ``"greater"`` (mean > 0), ``"less"`` (mean < 0) or ``"two-sided"``
+            (``min(1, 2 min(p_greater, p_less))``, which for this symmetric null is the share
+            of patterns with ``|sum| >=`` the observed ``|sum|``).
+
+    Returns:
+        float for ``(n,)`` input, else an array of shape ``(...)``; NaN where a row has NaN.
+
+    Examples:
+        >>> sign_flip_p([1.0, 2.0, 3.0, 4.0, 5.0])   # all positive: the floor 2^-5
+        0.03125
+    """
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.ndim == 0 or d.shape[-1] == 0:
+        raise ValueError("sign_flip_p needs at least one difference")
+    n = d.shape[-1]
+    if n > EXACT_MAX_PAIRS:
+        raise ValueError(f"exact sign-flip test enumerates at most {EXACT_MAX_PAIRS} pairs, "
+                         f"got {n}")
+    flat = d.reshape(-1, n)
+    bad = np.isnan(flat).any(axis=1)
+    flat = np.where(bad[:, None], 0.0, flat)
+    absd = np.abs(flat)
+    obs = flat.sum(axis=1)
+    tol = 1e-12 * absd.sum(axis=1)
+    total = 2.0 ** n
+    # the null is symmetric (pattern <-> its negation), so #{S <= s} = #{S >= -s}
+    p_greater = _count_at_least(absd, obs - tol) / total
+    p_less = _count_at_least(absd, -obs - tol) / total
+    p = {"greater": p_greater, "less": p_less,
+         "two-sided": np.minimum(1.0, 2 * np.minimum(p_greater, p_less))}[alternative]
+    p = np.where(bad, np.nan, p)
+    return float(p[0]) if d.ndim == 1 else p.reshape(d.shape[:-1])
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values of one family (same order as given).
+
+    Sorted ascending, ``p_(j)`` (j = 1..m) becomes ``max_{k <= j} min(1, (m - k + 1) p_(k))``:
+    a claim is rejected at level ``alpha`` when its adjusted p is ``<= alpha``, which keeps
+    the chance of any false rejection in the family at most ``alpha``. The adjusted values are
+    monotone in the raw ones. A NaN (claim not measured) still counts in ``m`` and is ordered
+    as p = 1, so dropping a claim cannot make the others easier to pass; it stays NaN.
+
+    Examples:
+        >>> holm([0.01, 0.04, 0.03, 0.005]).tolist()
+        [0.03, 0.06, 0.06, 0.02]
+    """
+    p = np.asarray(pvalues, dtype=np.float64).reshape(-1)
+    m = p.size
+    if m == 0:
+        return p.copy()
+    nan = np.isnan(p)
+    filled = np.where(nan, 1.0, p)
+    if (filled < 0).any() or (filled > 1).any():
+        raise ValueError("p-values must lie in [0, 1]")
+    order = np.argsort(filled, kind="stable")
+    stepped = np.maximum.accumulate((m - np.arange(m)) * filled[order])
+    out = np.empty(m)
+    out[order] = np.minimum(1.0, stepped)
+    out[nan] = np.nan
+    return out
+
+
+def primary_verdicts(diffs: Sequence[Sequence[float] | None], expects: Sequence[str], *,
+                     alpha: float = 0.05) -> list[dict]:
+    """Verdicts of one family of primary claims, each a set of seed-paired differences.
+
+    **The verdict rests on the exact one-sided sign-flip test** (:func:`sign_flip_p`) in the
+    registered direction, Holm-adjusted across the family (:func:`holm`); the t-interval and
+    ``d_z`` describe the difference but decide nothing. A claim is
+
+    - ``held`` when its Holm-adjusted p in the registered direction is ``<= alpha``;
+    - ``opposite`` when the Holm-adjusted p of the reverse direction (the same family tested
+      the other way) is ``<= alpha``;
+    - ``inconclusive`` otherwise, and always when its differences have zero variance or there
+      are fewer than 2 of them; such a claim enters Holm as p = 1 (it counts in ``m`` but
+      lends no rejection to the others);
+    - ``not measured`` when ``diffs`` is None or empty (also p = 1 in the family).
+
+    With ``n`` pairs nothing can be held unless ``2^-n <= alpha / m`` (the first Holm step):
+    with 6 claims at alpha 0.05, 7 pairs at the very least, 8 to leave room for one seed
+    against the grain.
+
+    Args:
+        diffs: per claim, its differences ``A_s - B_s`` over seeds (any length, 2..30), or None.
+        expects: per claim, ``"lower"`` (A - B < 0 claimed) or ``"higher"``.
+        alpha: familywise error level.
+
+    Returns:
+        per claim ``{"n", "p" (one-sided exact, registered direction), "p_holm", "p_reverse",
+        "p_reverse_holm", "zero_variance", "verdict"}``.
+    """
+    if len(diffs) != len(expects):
+        raise ValueError(f"{len(diffs)} sets of differences for {len(expects)} claims")
+    rows = []
+    for d, expect in zip(diffs, expects):
+        _check_expect(expect)
+        d = None if d is None else np.asarray(d, dtype=np.float64).reshape(-1)
+        if d is None or d.size == 0:
+            rows.append({"n": 0, "p": math.nan, "p_reverse": math.nan, "zero_variance": False,
+                         "judged": False, "verdict": "not measured"})
+            continue
+        sign = -1.0 if expect == "lower" else 1.0  # test sign * d > 0
+        zv = zero_variance(d)
+        rows.append({"n": int(d.size), "p": float(sign_flip_p(sign * d, "greater")),
+                     "p_reverse": float(sign_flip_p(sign * d, "less")), "zero_variance": zv,
+                     "judged": d.size >= 2 and not zv and not np.isnan(d).any(),
+                     "verdict": "inconclusive"})
+    for key in ("p", "p_reverse"):
+        adjusted = holm([r[key] if r["judged"] else 1.0 for r in rows])
+        for r, q in zip(rows, adjusted):
+            r[f"{key}_holm"] = float(q) if r["judged"] else math.nan
+    for r in rows:
+        if r.pop("judged"):
+            if r["p_holm"] <= alpha:
+                r["verdict"] = "held"
+            elif r["p_reverse_holm"] <= alpha:
+                r["verdict"] = "opposite"
+    return rows
