@@ -22,7 +22,7 @@ EXAMPLES = """examples:
   asgan-probe attack runs/a1/ckpt-002000.safetensors --min-eps --min-eps-max 16/255
   asgan-probe attack runs/a1/ckpt-002000.safetensors --method foolbox:L2DeepFoolAttack \\
       --eps 0,0.05,0.1 --foolbox-kwargs '{"steps": 50}'
-  asgan-probe attack netD_epoch_24.pth --format authors-dcgan --data cifar10 \\
+  asgan-probe attack netD_epoch_24.pth --format authors --data cifar10 \\
       --data-root ~/data/cifar10 --population real
 
 eps is in [0, 1] pixel units (1/255 = one grey level; the paper's "1/255" is 0.5/255 here);
@@ -69,7 +69,8 @@ def add_arguments(p) -> None:
 
     p.add_argument("--format", choices=FORMATS, default="asgan",
                    help="file format of every CKPT/CKPT2 (foreign: see probes/io/foreign.py)")
-    p.add_argument("--arch", default=None, help="state-dict format: dcgan, resnet or mlp")
+    p.add_argument("--arch", default=None, help="state-dict format: dcgan, resnet or mlp; "
+                   "authors: a model-file name, e.g. resnet64_same_sn (default: inferred)")
     p.add_argument("--arch-kwargs", default=None, help="state-dict format: JSON kwargs")
     p.add_argument("--pixel-range", default=None, help="foreign formats: LO,HI (default -1,1)")
     p.add_argument("--foolbox-kwargs", default=None, help="JSON options for foolbox attacks")

@@ -12,6 +12,13 @@ Supported (``FORMATS``), every one returning ``D(x)`` -> raw logits ``(N,)``:
   conv to one channel and an ``nn.Sigmoid`` head. Layer for layer this is our ``dcgan``
   discriminator (28/32/64 px, any width and channel count), which has no sigmoid: the
   sigmoid is stripped and D returns its input, the logits.
+- ``authors``: ``netD`` of any of the twelve model files of the AS-GAN authors' public
+  repository (``DCGAN_32/64/128``, ``DCGAN_32_sn/64_sn``, ``resnet32/64``,
+  ``resnet32_same/64_same``, ``resnet32_sn``, ``resnet32_same_sn/64_same_sn``), rebuilt by
+  :mod:`probes.io.authors` with their tensor names, BatchNorm and spectral norm kept, sigmoid
+  stripped. The family is inferred from the tensors or named with ``arch`` (a family or
+  model-file name, e.g. ``resnet64_same_sn``). ``authors-dcgan`` stays for files it read
+  before: it rebuilds the same nets as our ``dcgan`` D (no 128 px, no spectral norm).
 - ``mimicry``: a torch-mimicry ``netD`` checkpoint ``{'model_state_dict',
   'optimizer_state_dict', 'global_step'}`` of a 32 px ResNet discriminator: SNGAN-32
   (``torch_mimicry.nets.sngan.SNGANDiscriminator32``, spectral norm) or mimicry's DCGAN-32
@@ -45,7 +52,7 @@ from torch import nn
 
 from trainers.errors import UserError
 
-FORMATS = ("state-dict", "authors-dcgan", "mimicry")
+FORMATS = ("state-dict", "authors", "authors-dcgan", "mimicry")
 NESTED_KEYS = ("model_state_dict", "state_dict", "netD", "D", "discriminator", "model")
 _SN_OLD = {"weight": "weight", "bias": "bias", "weight_orig": "parametrizations.weight.original",
            "weight_u": "parametrizations.weight.0._u", "weight_v": "parametrizations.weight.0._v"}
@@ -290,7 +297,18 @@ def _from_mimicry(obj: Any, path: Path, arch: str | None, arch_kwargs: dict | No
     return _build(spec, ours, path, "a mimicry 32 px ResNet D (our resnet D)"), spec, step
 
 
-LOADERS = {"state-dict": _from_state_dict, "authors-dcgan": _from_authors_dcgan,
+def _from_authors(obj: Any, path: Path, arch: str | None, arch_kwargs: dict | None):
+    from probes.io import authors
+
+    if arch_kwargs:
+        raise UserError("--arch-kwargs does not apply to --format authors: the widths are "
+                        "read from the weights (name the family with --arch)")
+    D, spec = authors.load(state_dict_of(obj, path), str(path), family=arch)
+    return D, spec, None
+
+
+LOADERS = {"state-dict": _from_state_dict, "authors": _from_authors,
+           "authors-dcgan": _from_authors_dcgan,
            "mimicry": _from_mimicry}
 
 
@@ -312,7 +330,8 @@ def load_foreign(path: str | Path, *, format: str, arch: str | None = None,
         format: one of ``FORMATS`` (module docstring).
         arch, arch_kwargs: for ``state-dict``: our architecture name and its keyword
             arguments (e.g. ``"dcgan", {"channels": 3, "resolution": 32, "width": 64}``);
-            None = inferred from the tensors.
+            for ``authors``: the family (``"resnet64_same_sn"``), no kwargs. None =
+            inferred from the tensors.
         pixel_range: the input range D was trained on; default (-1, 1).
         device: where D goes.
 
@@ -322,13 +341,13 @@ def load_foreign(path: str | Path, *, format: str, arch: str | None = None,
         ``shape`` of one input), ``config`` {} and ``step`` (mimicry's global step or None).
 
     Examples:
-        >>> _, D, meta = load_foreign("netD_epoch_24.pth", format="authors-dcgan")
+        >>> _, D, meta = load_foreign("netD_epoch_24.pth", format="authors")
         >>> _, D, meta = load_foreign("netD_100000_steps.pth", format="mimicry")
     """
     if format not in LOADERS:
         raise UserError(f"unknown format {format!r}; valid: asgan, {', '.join(FORMATS)}")
-    if arch is not None and format != "state-dict":
-        raise UserError(f"--arch applies to --format state-dict only, not {format}")
+    if arch is not None and format not in ("state-dict", "authors"):
+        raise UserError(f"--arch applies to --format state-dict and authors only, not {format}")
     lo, hi = (-1.0, 1.0) if pixel_range is None else (float(pixel_range[0]),
                                                        float(pixel_range[1]))
     if not hi > lo:

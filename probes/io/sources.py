@@ -15,7 +15,7 @@ from torch import nn
 
 from trainers.errors import UserError
 
-FORMATS = ("asgan", "state-dict", "authors-dcgan", "mimicry")
+FORMATS = ("asgan", "state-dict", "authors", "authors-dcgan", "mimicry")
 
 
 def load(path: str | Path, *, device: str | torch.device = "cpu", format: str = "asgan",
@@ -28,9 +28,10 @@ def load(path: str | Path, *, device: str | torch.device = "cpu", format: str = 
         path: the file.
         device: where the nets go.
         format: ``"asgan"`` (default): an asgan-probe checkpoint (:func:`load_checkpoint`);
-            ``"state-dict"``, ``"authors-dcgan"``, ``"mimicry"``: a foreign discriminator
-            (:mod:`probes.io.foreign`; G is None and ``meta`` names no dataset).
-        arch, arch_kwargs: for ``state-dict``, our architecture and its kwargs (else inferred).
+            ``"state-dict"``, ``"authors"``, ``"authors-dcgan"``, ``"mimicry"``: a foreign
+            discriminator (:mod:`probes.io.foreign`; G is None and ``meta`` names no dataset).
+        arch, arch_kwargs: for ``state-dict``, our architecture and its kwargs; for
+            ``authors``, the AS-GAN authors' family (``"resnet64_same_sn"``); else inferred.
         pixel_range: for foreign files, the input range D expects (default (-1, 1)).
     """
     if format not in FORMATS:
