@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from probes.core.attacks import bim, default_step_size, fgsm, probe_mode
+from probes.core.attacks import bim, default_step_size, fgsm
+from probes.core.modes import probe_model
 from probes.core.sweep import attack_sweep, groups, min_flip_eps
 from tests.conftest import BNConvD, LinearD
 
@@ -91,7 +92,7 @@ def test_sweep_scores_what_fgsm_and_bim_produce(bn_trained, method, mode):
     recs = attack_sweep(D, x, eps=EPS, method=method, steps=3, mode=mode, bn_group=24)
     attack = (lambda e: fgsm(D, x, eps=e, mode=mode)) if method == "fgsm" else (
         lambda e: bim(D, x, eps=e, steps=3, mode=mode))
-    with torch.no_grad(), probe_mode(D, mode):
+    with torch.no_grad(), probe_model(D, mode):
         clean = D(x)
         for r, e in zip(recs, EPS):
             adv = D(attack(e)) if e else clean
@@ -243,9 +244,9 @@ def test_auto_mode_gives_sane_accuracy_where_skewed_running_stats_do_not():
     reals, fakes = _reals_and_fakes(64, 1000)  # held out
     acc = {(m, p): attack_sweep(D, x, eps=[0.0], population=p, mode=m)[0]
            for m in ("auto", "eval") for p, x in (("real", reals), ("fake", fakes))}
-    assert acc["auto", "real"]["mode"] == "batch" and acc["eval", "real"]["mode"] == "eval"
+    assert acc["auto", "real"]["mode"] == "frozen" and acc["eval", "real"]["mode"] == "eval"
     assert acc["eval", "real"]["clean_accuracy"] == 0  # every real scored "fake"
-    assert acc["eval", "real"]["warning"] and "try mode 'batch'" in acc["eval", "real"]["warning"]
+    assert acc["eval", "real"]["warning"] and "try mode 'frozen'" in acc["eval", "real"]["warning"]
     assert acc["auto", "real"]["clean_accuracy"] > 0.75  # 0.80 measured
     assert acc["auto", "fake"]["clean_accuracy"] > 0.75  # 0.86
     assert acc["auto", "real"]["warning"] is None

@@ -19,8 +19,8 @@ from probes.core.attacks import (
     eps_to_abs,
     fgsm,
     logit_grad,
-    probe_mode,
 )
+from probes.core.modes import probe_model, resolve_mode
 from probes.core.sweep import attack_sweep, craft_bim, craft_fgsm, min_flip_eps
 from tests.conftest import BNConvD, LinearD
 from trainers.nets import dcgan_D
@@ -152,7 +152,7 @@ def test_every_output_stays_in_the_eps_ball_and_the_range(eps, lo, width, steps,
             (bim(_PROP_D, x, eps=e, steps=steps, toward=toward, pixel_range=pixel_range,
                  random_start=random_start, generator=g, mode=mode), radius)]
     # the sweep's crafters, several eps at once (stacked in eval mode)
-    with probe_mode(_PROP_D, mode):
+    with probe_model(_PROP_D, mode):
         noise = torch.rand(x.shape, generator=g) * 2 - 1 if random_start else None
         for craft in (craft_fgsm, craft_bim):
             _, xs = craft(_PROP_D, x, [0.0, eps, eps / 3], toward=toward,
@@ -296,13 +296,13 @@ def test_batch_mode_switches_only_batchnorm_to_batch_statistics():
                       nn.LazyLinear(1))
     D(torch.zeros(2, 1, 5, 5))
     D.eval()
-    with probe_mode(D, "batch") as resolved:
+    with probe_model(D, "batch") as (_, resolved):
         assert resolved == "batch"
         assert [m.training for m in D] == [False, True, False, False, False]
-    with probe_mode(D, "auto") as resolved:
-        assert resolved == "batch"
-    with probe_mode(LinearD(), "auto") as resolved:
-        assert resolved == "eval"
+    assert resolve_mode(D, "auto") == "frozen" and resolve_mode(LinearD(), "auto") == "eval"
+    with probe_model(D, "frozen", torch.rand(4, 1, 5, 5)) as (copy, resolved):
+        assert resolved == "frozen" and copy is not D
+        assert not any(m.training for m in copy.modules())
     assert not any(m.training for m in D.modules())
 
 

@@ -73,9 +73,9 @@ def test_g_loss_is_the_generator_gradient_times_batch_size():
 @pytest.mark.parametrize("mode", ["eval", "batch"])
 def test_logit_gradient_matches_the_attacks(bn_d, mode):
     x = _x()
-    from probes.core.attacks import probe_mode
+    from probes.core.modes import probe_model
 
-    with probe_mode(bn_d, mode):
+    with probe_model(bn_d, mode):
         _, want = logit_grad(bn_d, x)
     got = _keep_all(bn_d, x, mode=mode, batch_size=len(x))["grad"]
     assert torch.equal(got, want)
@@ -83,7 +83,7 @@ def test_logit_gradient_matches_the_attacks(bn_d, mode):
 
 def test_mode_is_recorded(bn_d, linear_d):
     x = _x()
-    assert input_gradients(bn_d, x)["mode"] == "batch"
+    assert input_gradients(bn_d, x)["mode"] == "frozen"
     assert input_gradients(bn_d, x, mode="eval")["mode"] == "eval"
     assert input_gradients(linear_d, _x(3, (1, 4, 4)))["mode"] == "eval"
 

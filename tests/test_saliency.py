@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from probes.adapters.captum import METHODS, attribute
-from probes.core.attacks import probe_mode
+from probes.core.modes import probe_model
 from tests.conftest import BNConvD, LinearD
 
 
@@ -62,7 +62,7 @@ def test_saliency_equals_autograd_and_captum(bn_d, mode):
     x = _x()
     ours = attribute(bn_d, x, method="saliency", mode=mode)
     assert ours["mode"] == mode
-    with probe_mode(bn_d, mode):
+    with probe_model(bn_d, mode):
         xr = x.clone().requires_grad_(True)
         (want,) = torch.autograd.grad(bn_d(xr).sum(), xr)
         captum_attr = Saliency(bn_d).attribute(x.clone().requires_grad_(True), target=None,
@@ -130,7 +130,8 @@ def test_no_trace_on_d(spectral, mode, method):
     x_before = x.clone()
     out = attribute(D, x, method=method, mode=mode, steps=4, nt_samples=2)
     assert out["attr"].shape == x.shape and out["mode"] == ("eval" if mode == "eval" else
-                                                             "batch")
+                                                             "batch" if mode == "batch" else
+                                                             "frozen")
     after = D.state_dict()
     for k in state:
         assert torch.equal(state[k], after[k]), k

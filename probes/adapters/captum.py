@@ -9,7 +9,8 @@ One call, :func:`attribute`, over a registry of captum methods applied to ``D(x)
 - ``ig``: Integrated Gradients (Sundararajan et al. 2017), Gauss-Legendre, ``steps`` points.
   The **baseline** is ``"black"`` by default: every pixel at ``lo`` of ``pixel_range`` (-1 in
   [-1, 1], the MNIST background), so attributions sum to ``D(x) - D(black)`` (``delta`` holds
-  the convergence error per image). In ``batch`` mode each image's logit depends on the
+  the convergence error per image). In the default ``frozen`` mode (BatchNorm D) and in
+  ``eval`` completeness holds per image; in ``batch`` mode each image's logit depends on the
   whole batch, so completeness holds only for the batch sum (per-image deltas are large,
   their sum is small). ``"mid"`` (grey, the middle of the range) or a tensor
   broadcastable to ``x`` are the alternatives.
@@ -23,8 +24,9 @@ One call, :func:`attribute`, over a registry of captum methods applied to ``D(x)
   ResNet D uses functional ReLU, so for every D in this toolkit it equals ``saliency``. The
   number of ReLU modules it changed is returned as ``guided_relus``.
 
-D is left as it was: :func:`probes.core.attacks.probe_mode` around every call (``mode`` as for the
-attacks; in ``batch`` mode each D evaluation normalises over one batch of the N inputs: one
+D is left as it was: captum sees the model :func:`probes.core.modes.probe_model` yields
+(``mode`` as for the attacks: ``frozen``, the default for BatchNorm, is a copy of D with one clean
+reference group's statistics held fixed, so each map is the image's own; in ``batch`` mode each D evaluation normalises over one batch of the N inputs: one
 IG interpolation step, or one noise draw, at a time), captum's hooks removed, parameter
 ``.grad`` untouched, inputs copied, and SmoothGrad's noise drawn under a forked, seeded RNG
 so the global RNG state is not consumed.
@@ -39,7 +41,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from probes.core.attacks import probe_mode
+from probes.core.attacks import DEFAULT_GROUP
+from probes.core.modes import probe_model, reference_group
 
 BASELINES = ("black", "mid")
 
@@ -108,7 +111,7 @@ METHODS: dict[str, Callable[..., dict[str, Any]]] = {
 def attribute(D: nn.Module, x: torch.Tensor, *, method: str = "saliency", mode: str = "auto",
               pixel_range: tuple[float, float] = (-1.0, 1.0), baseline: str | torch.Tensor =
               "black", steps: int = 50, noise: float = 0.15, nt_samples: int = 16,
-              seed: int = 0) -> dict[str, Any]:
+              seed: int = 0, reference: torch.Tensor | None = None) -> dict[str, Any]:
     """Attributions of D's raw logit for each input.
 
     Args:
@@ -116,13 +119,15 @@ def attribute(D: nn.Module, x: torch.Tensor, *, method: str = "saliency", mode: 
         x: inputs ``(N, C, H, W)`` in ``pixel_range``, one population; not modified.
         method: a key of :data:`METHODS` (``saliency``, ``ig``, ``smoothgrad``,
             ``inputxgrad``, ``guided``).
-        mode: ``"auto" | "eval" | "batch"`` (SPEC section 1).
+        mode: ``"auto" | "frozen" | "batch" | "eval"`` (:mod:`probes.core.modes`).
         pixel_range: ``(lo, hi)`` of ``x``; sets the IG baseline and SmoothGrad's noise scale.
         baseline: IG baseline: ``"black"`` (all ``lo``), ``"mid"`` or a tensor.
         steps: IG integration points.
         noise: SmoothGrad noise std in [0, 1] pixel units (scaled by ``hi - lo``).
         nt_samples: SmoothGrad noisy copies per input.
         seed: SmoothGrad noise seed (same seed, same maps).
+        reference: clean group whose BatchNorm statistics ``frozen`` holds fixed (default:
+            the first 64 inputs).
 
     Returns:
         ``{"attr": (N, C, H, W) tensor on CPU (logit units per input unit for gradients;
@@ -143,10 +148,11 @@ def attribute(D: nn.Module, x: torch.Tensor, *, method: str = "saliency", mode: 
     # a private copy that already requires grad: captum would flip requires_grad on the
     # caller's tensor (and warn) otherwise
     xd = x.detach().clone().to(p.device if p is not None else "cpu").requires_grad_(True)
-    with probe_mode(D, mode) as resolved, warnings.catch_warnings():
+    ref = reference_group(x, DEFAULT_GROUP) if reference is None else reference
+    with probe_model(D, mode, ref) as (model, resolved), warnings.catch_warnings():
         # captum announces the ReLU hooks of GuidedBackprop, which it removes afterwards
         warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-        out = METHODS[method](D, xd, baseline=baseline, pixel_range=pixel_range, steps=steps,
+        out = METHODS[method](model, xd, baseline=baseline, pixel_range=pixel_range, steps=steps,
                               noise=noise, nt_samples=nt_samples, seed=seed)
     out = {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in out.items()}
     return {**out, "method": method, "mode": resolved, "params": params}

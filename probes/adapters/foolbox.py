@@ -9,8 +9,10 @@ attack's own norm (L-inf, L2 or L1, whatever the attack uses).
 
 foolbox takes gradients with ``loss.backward()``, which accumulates into D's parameter
 ``.grad``: :func:`frozen_params` switches ``requires_grad`` off around every call, so D is left
-as it was. D's train/eval mode is the caller's (the sweep runs it inside
-:func:`probes.core.attacks.probe_mode`); in ``batch`` mode BatchNorm sees the batches foolbox forms.
+as it was. The model is the caller's: the sweep hands it what
+:func:`probes.core.modes.probe_model` yields, so in the default ``frozen`` mode foolbox attacks a
+per-sample copy of D (one clean group's BatchNorm statistics held fixed), and in ``batch``
+mode BatchNorm sees the batches foolbox forms.
 
 :func:`foolbox_crafter` plugs an attack into :func:`probes.core.sweep.attack_sweep`, so foolbox's
 breadth gets the same records, JSON and figures as FGSM/BIM. Random attacks are seeded per

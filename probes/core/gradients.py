@@ -12,14 +12,14 @@ batch, so a value never shrinks with the batch size:
 - ``d_loss``: D's own loss on one population, ``softplus(-d_i)`` for reals and
   ``softplus(d_i)`` for fakes (the gradient AS-GAN's FGSM step follows on reals).
 
-Batches run inside :func:`probes.core.attacks.probe_mode`, one batch at a time, so D is left as it
-was even if a consumer stops early, and with the same ``mode`` semantics as the attacks:
-``eval`` (running BatchNorm statistics: each gradient depends on its own sample only, so
-results do not depend on the batch size), ``batch`` (statistics of the one-population batch,
-as in training: the gradient of the batch sum then includes BatchNorm's cross-sample terms,
-exactly as in a training step, and *depends on which samples share a batch*), ``auto``
-(``batch`` for BatchNorm discriminators, else ``eval``). The mode in force is returned with
-every result.
+The model comes from :func:`probes.core.modes.probe_model`, with the same ``mode`` semantics as
+the attacks, and D is left as it was even if a consumer stops early: ``frozen`` (the default
+for BatchNorm discriminators: the statistics of one clean reference group held fixed, so each
+image's gradient is the gradient of its *own* logit and results do not depend on the batch
+size), ``eval`` (running statistics; per-sample too), ``batch`` (statistics of the
+one-population batch, as in training: the gradient of the batch sum then includes BatchNorm's
+cross-sample terms, exactly the gradient G receives in a training step, and *depends on which
+samples share a batch*). The mode in force is returned with every result.
 
 Memory: :func:`input_gradients` keeps per-image scalars (``reduce``) and running sums
 (``accumulate``), never the gradients themselves unless ``keep`` asks for them, so 10k or 1M
@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from probes.core.attacks import probe_mode
+from probes.core.attacks import DEFAULT_GROUP
+from probes.core.modes import frozen_copy, probe_model, reference_group, resolve_mode
 
 WRT = ("logit", "g_loss", "d_loss")
 POPULATIONS = ("real", "fake")
@@ -99,21 +100,29 @@ def _device_of(D: nn.Module) -> torch.device:
 
 
 def iter_gradients(D: nn.Module, x: Source, *, wrt: str = "logit", population: str = "real",
-                   mode: str = "auto", batch_size: int = 256) -> Iterator[Batch]:
+                   mode: str = "auto", batch_size: int = 256,
+                   reference: torch.Tensor | None = None) -> Iterator[Batch]:
     """Yield one dict per batch: ``x`` (the batch as given), ``grad`` (same shape, on D's
     device), ``logits`` ``(n_b,)``, ``mode`` (resolved), ``start`` (index of its first sample).
 
-    D is entered and restored around each batch (:func:`probe_mode`), so nothing of the probe
-    survives between yields. Inputs are never modified (the graph is built on a detached
-    alias). Parameter ``.grad`` is never touched (``torch.autograd.grad``).
+    ``frozen`` probes a copy of D built once from ``reference`` (default: the first 64
+    samples of the stream); ``batch``/``eval`` enter and restore D around each batch, so
+    nothing of the probe survives between yields. Inputs are never modified (the graph is
+    built on a detached alias). Parameter ``.grad`` is never touched (``torch.autograd.grad``).
     """
     _check(wrt, population)
     device = _device_of(D)
+    resolved = resolve_mode(D, mode)
+    frozen = None
     start = 0
     for xb in batches(x, batch_size):
-        with probe_mode(D, mode) as resolved:
+        if resolved == "frozen" and frozen is None:
+            frozen = frozen_copy(D, reference_group(xb, DEFAULT_GROUP) if reference is None
+                                 else reference)
+        with probe_model(D, "eval" if frozen is not None else resolved) as (model, _):
+            model = frozen if frozen is not None else model
             xd = xb.detach().to(device).requires_grad_(True)
-            logits = D(xd)  # (n_b,)
+            logits = model(xd)  # (n_b,)
             (g,) = torch.autograd.grad(objective(logits, wrt=wrt, population=population).sum(),
                                        xd)
         yield {"x": xb, "grad": g.detach(), "logits": logits.detach(), "mode": resolved,
@@ -137,6 +146,7 @@ def input_gradients(
     population: str = "real",
     mode: str = "auto",
     batch_size: int = 256,
+    reference: torch.Tensor | None = None,
     reduce: Reducer | Sequence[Reducer] | None = grad_sparsity,
     accumulate: Reducer | Sequence[Reducer] | None = None,
     keep: bool | int = False,
@@ -150,9 +160,11 @@ def input_gradients(
             One population only (``batch`` mode normalises with the batch's statistics).
         wrt: ``"logit"``, ``"g_loss"`` or ``"d_loss"`` (see :func:`objective`).
         population: ``"real"`` or ``"fake"``: what ``x`` is (recorded; sets ``d_loss``).
-        mode: ``"auto" | "eval" | "batch"`` (SPEC section 1). In ``batch`` mode the result
-            depends on how samples are grouped: pass a fixed batch layout (the training batch
-            size, or an iterable of batches) to reproduce it.
+        mode: ``"auto" | "frozen" | "batch" | "eval"`` (:mod:`probes.core.modes`). In
+            ``batch`` mode the result depends on how samples are grouped: pass a fixed batch
+            layout (the training batch size, or an iterable of batches) to reproduce it.
+        reference: the clean group ``frozen`` holds the BatchNorm statistics of (default:
+            the first 64 samples); pass one for results independent of the order of ``x``.
         batch_size: rows per batch when ``x`` is a tensor (ignored for iterables).
         reduce: function(s) ``batch -> {name: (n_b,) tensor}`` of per-image values; the
             results are concatenated into ``per_image`` (O(N) scalars). Default
@@ -182,7 +194,7 @@ def input_gradients(
     logits, kept_g, kept_x, sizes = [], [], [], set()
     resolved, n = None, 0
     for b in iter_gradients(D, x, wrt=wrt, population=population, mode=mode,
-                            batch_size=batch_size):
+                            batch_size=batch_size, reference=reference):
         resolved, n_b = b["mode"], len(b["x"])
         n += n_b
         sizes.add(n_b)

@@ -22,10 +22,12 @@ With ``transfer_to``, the same perturbations are also scored on other discrimina
 baseline-vs-AS-GAN transfer the paper implies). :func:`min_flip_eps` bisects, per sample, the
 smallest eps that flips D's decision.
 
-Batch-size independence: in ``eval`` mode every sample is scored on its own, so ``batch_size``
-only sets memory use. In ``batch`` mode BatchNorm normalises with the statistics of the batch,
-so samples are processed in fixed groups of about ``bn_group`` (the training batch size is the
-natural choice), whatever ``batch_size`` is. Results are gathered on the device and copied to
+Per-sample numbers: in the default mode for BatchNorm discriminators (``frozen``, SPEC section
+1) the BatchNorm statistics of one clean reference group are held fixed, so each sample is
+crafted, scored and bisected on its own and ``batch_size`` only sets memory use; ``eval`` (no
+BatchNorm) is per-sample too. The collective ``batch`` mode normalises with the statistics of
+the batch as perturbed, so samples are processed in fixed groups of about ``bn_group`` (the
+training batch size), whatever ``batch_size`` is. Results are gathered on the device and copied to
 the host once at the end.
 
 Torch and numpy only.
@@ -43,15 +45,14 @@ import torch
 from torch import nn
 
 from probes.core.attacks import (
-    _per_sample,
     bim_loop,
     default_step_size,
     direction,
     eps_to_abs,
+    linf_step,
     logit_grad,
-    probe_mode,
-    resolve_mode,
 )
+from probes.core.modes import probe_model, reference_group, resolve_mode
 
 # population -> (attack direction, label sign s): D is right on a sample when s * D(x) > 0
 POPULATIONS = {"real": ("fake", 1.0), "fake": ("real", -1.0)}
@@ -70,8 +71,8 @@ def craft_fgsm(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: s
     """
     lo, hi = pixel_range
     logits, g = logit_grad(D, x)
-    sign = g.sign_().mul_(direction(toward))
-    return logits, [x if e == 0 else (x + eps_to_abs(e, pixel_range) * sign).clamp_(lo, hi)
+    s = direction(toward)
+    return logits, [x if e == 0 else linf_step(x, g, s * eps_to_abs(e, pixel_range), lo, hi)
                     for e in eps]
 
 
@@ -80,7 +81,7 @@ def craft_bim(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: st
               step_size: float | None = None, noise: torch.Tensor | None = None,
               stack: bool = False, **_: Any
               ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
-    """BIM at every eps. With ``stack`` (eval mode only) all eps run as one batch of
+    """BIM at every eps. With ``stack`` (per-sample modes only) all eps run as one batch of
     ``len(eps) * N`` samples with per-sample radii: one forward/backward per step instead of
     one per eps and step.
 
@@ -103,8 +104,9 @@ def craft_bim(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: st
     if stack and len(todo) > 1:
         n, k = x.shape[0], len(todo)
         x0 = x.repeat(k, *([1] * (x.dim() - 1)))  # (k * N, ...): eps-major
-        radius = _per_sample(torch.tensor(radii).repeat_interleave(n), x0)
-        alpha = _per_sample(torch.tensor(alphas).repeat_interleave(n), x0)
+        # per-sample sizes in absolute units already: convert (N,) -> (N, 1, ...) only
+        radius = torch.tensor(radii).repeat_interleave(n).to(x0).view(-1, *[1] * (x.dim() - 1))
+        alpha = torch.tensor(alphas).repeat_interleave(n).to(x0).view(-1, *[1] * (x.dim() - 1))
         start = x0 if noise is None else (x0 + radius * noise.repeat(k, *([1] * (x.dim() - 1)))
                                           ).clamp_(lo, hi)
         adv, logits = bim_loop(D, x0, start, radius=radius, alpha=alpha, steps=steps,
@@ -184,7 +186,7 @@ def _score(T: nn.Module, xs: list[torch.Tensor], eps: Sequence[float], clean: to
 def _warning(acc: float, population: str, mode: str) -> str | None:
     if acc >= 0.5:
         return None
-    hint = "; BatchNorm D: try mode 'batch'" if mode == "eval" else ""
+    hint = "; BatchNorm D: try mode 'frozen'" if mode == "eval" else ""
     return (f"clean accuracy {acc:.2f} < 0.5 on {population}s in {mode} mode: the flip rate "
             f"covers only the minority D gets right{hint}")
 
@@ -232,6 +234,7 @@ def attack_sweep(
     pixel_range: tuple[float, float] = (-1.0, 1.0),
     batch_size: int = 256,
     bn_group: int = 64,
+    reference: torch.Tensor | None = None,
     transfer_to: Mapping[str, nn.Module] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
@@ -251,10 +254,17 @@ def attack_sweep(
         random_start: BIM from a uniform point of the eps ball, drawn per sample from
             ``seed`` on the CPU (the same relative point for every eps).
         seed: seed of the random start.
-        mode: ``"auto" | "eval" | "batch"`` (SPEC section 1), resolved per discriminator.
+        mode: ``"auto" | "frozen" | "batch" | "eval"`` (:mod:`probes.core.modes`), resolved
+            per discriminator (``auto``: ``frozen`` with BatchNorm, else ``eval``).
         pixel_range: ``(lo, hi)`` of the data.
-        batch_size: samples per pass in eval mode (memory only; results do not depend on it).
-        bn_group: samples per BatchNorm batch when any discriminator runs in ``batch`` mode.
+        batch_size: samples per pass in per-sample modes (memory only: results do not depend
+            on it).
+        bn_group: the training batch size: samples per BatchNorm batch in ``batch`` mode, and
+            the size of the default reference group in ``frozen`` mode.
+        reference: clean samples of the same population whose BatchNorm statistics
+            ``frozen`` holds fixed, for D and every ``transfer_to`` net (default: the first
+            ``bn_group`` samples of ``x``; pass one to make results independent of the order
+            of ``x``).
         transfer_to: ``{name: D2}``: score the perturbations crafted on D on these too.
         progress: called with the number of samples finished after each group.
 
@@ -263,7 +273,8 @@ def attack_sweep(
         (``"self"`` or the ``transfer_to`` name), ``population, method, eps, eps_255, n, mode,
         craft_mode, clean_accuracy, adv_accuracy, n_correct, flip_rate, mean_logit_shift,
         median_logit_shift, mean_loss_increase, mean_linf, mean_l2, steps, step_size,
-        random_start, seed, bn_group, pixel_range, warning`` (module docstring for meanings).
+        random_start, seed, bn_group, reference_n, pixel_range, warning`` (module docstring for
+        meanings; ``reference_n`` is the reference group's size in ``frozen`` mode, else None).
 
     Examples:
         >>> recs = attack_sweep(D, x_real, eps=[0, 1 / 255, 2 / 255, 4 / 255])
@@ -281,6 +292,7 @@ def attack_sweep(
     targets = {"self": D, **dict(transfer_to or {})}
     modes = {name: resolve_mode(T, mode) for name, T in targets.items()}
     any_batch = "batch" in modes.values()
+    ref = reference_group(x, bn_group) if reference is None else reference
     n, dev = x.shape[0], _device(D)
     lo, hi = pixel_range
     noise = None
@@ -292,15 +304,17 @@ def attack_sweep(
     linf = torch.empty(len(eps), n, device=dev)
     l2 = torch.empty(len(eps), n, device=dev)
     with contextlib.ExitStack() as stack:
-        for T in _unique(targets):
-            stack.enter_context(probe_mode(T, mode))
+        models = {id(T): stack.enter_context(probe_model(T, mode, ref))[0]
+                  for T in _unique(targets)}
+        nets = {name: models[id(T)] for name, T in targets.items()}
         for sl in groups(n, bn_group if any_batch else batch_size):
             xc = x[sl].to(dev, non_blocking=True)
-            logits0, xs = craft(D, xc, eps, toward=toward, pixel_range=pixel_range, steps=steps,
-                                step_size=step_size, stack=modes["self"] == "eval",
+            logits0, xs = craft(nets["self"], xc, eps, toward=toward, pixel_range=pixel_range,
+                                steps=steps, step_size=step_size,
+                                stack=modes["self"] != "batch",
                                 noise=None if noise is None else noise[sl].to(dev))
             with torch.no_grad():
-                for name, T in targets.items():
+                for name, T in nets.items():
                     c = logits0 if name == "self" and logits0 is not None else T(xc)
                     clean[name][sl] = c
                     adv[name][:, sl] = _score(T, xs, eps, c, modes[name] == "batch")
@@ -324,6 +338,7 @@ def attack_sweep(
                 "steps": steps if method_name == "bim" else (1 if method_name == "fgsm" else None),
                 "step_size": step, "random_start": bool(random_start and method_name == "bim"),
                 "seed": seed, "bn_group": bn_group if any_batch else None,
+                "reference_n": int(ref.shape[0]) if "frozen" in modes.values() else None,
                 "pixel_range": [float(lo), float(hi)],
                 "warning": _warning(row["clean_accuracy"] or 0.0, population, modes[name]),
             })
@@ -336,12 +351,12 @@ def _flip_fn(D: nn.Module, x: torch.Tensor, method: str, *, toward: str, sign: f
     """``(clean logits, f)`` where ``f(eps (N,)) -> bool (N,)``: does the attack at each
     sample's eps put it on the wrong side of logit 0? FGSM reuses one gradient."""
     lo, hi = pixel_range
+    s = direction(toward)
     if method == "fgsm":
         logits0, g = logit_grad(D, x)
-        s = g.sign_().mul_(direction(toward))
 
         def flips(e: torch.Tensor) -> torch.Tensor:
-            return sign * D((x + _per_sample(e * (hi - lo), x) * s).clamp_(lo, hi)) <= 0
+            return sign * D(linf_step(x, g, s * eps_to_abs(e, pixel_range, like=x), lo, hi)) <= 0
         return logits0, flips
     if method != "bim":
         raise ValueError(f"min_flip_eps supports methods fgsm and bim, not {method!r}")
@@ -351,8 +366,8 @@ def _flip_fn(D: nn.Module, x: torch.Tensor, method: str, *, toward: str, sign: f
     def flips(e: torch.Tensor) -> torch.Tensor:
         a = e * default_step_size(1.0, steps) if step_size is None else torch.full_like(
             e, step_size)
-        xa, _ = bim_loop(D, x, x, radius=_per_sample(e * (hi - lo), x),
-                         alpha=_per_sample(a * (hi - lo), x), steps=steps, toward=toward,
+        xa, _ = bim_loop(D, x, x, radius=eps_to_abs(e, pixel_range, like=x),
+                         alpha=eps_to_abs(a, pixel_range, like=x), steps=steps, toward=toward,
                          pixel_range=pixel_range)
         return sign * D(xa) <= 0
     return logits0, flips
@@ -372,6 +387,7 @@ def min_flip_eps(
     pixel_range: tuple[float, float] = (-1.0, 1.0),
     batch_size: int = 256,
     bn_group: int = 64,
+    reference: torch.Tensor | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Per sample, the smallest eps that flips D's decision, by bisection on [0, eps_max].
@@ -382,8 +398,10 @@ def min_flip_eps(
     ``default_step_size`` of each sample's eps, or ``step_size`` when given).
 
     Args:
-        D, x, population, mode, pixel_range, batch_size, bn_group, progress: as in
-            :func:`attack_sweep`.
+        D, x, population, mode, pixel_range, batch_size, bn_group, reference, progress: as in
+            :func:`attack_sweep`. In the default (per-sample) modes each sample's bisection
+            sees only its own perturbation; in ``batch`` mode every sample of a group is
+            bisected at once and its answer depends on its neighbours' eps.
         method: ``"fgsm"`` or ``"bim"``.
         eps_max: upper end of the search, pixel units.
         iters: bisection steps.
@@ -406,10 +424,11 @@ def min_flip_eps(
     toward, sign = _population(population)
     n, dev = x.shape[0], _device(D)
     result = torch.empty(n, dtype=torch.float64, device=dev)
-    with probe_mode(D, mode) as resolved:
+    ref = reference_group(x, bn_group) if reference is None else reference
+    with probe_model(D, mode, ref) as (model, resolved):
         for sl in groups(n, bn_group if resolved == "batch" else batch_size):
             xc = x[sl].to(dev, non_blocking=True)
-            logits0, flips = _flip_fn(D, xc, method, toward=toward, sign=sign, steps=steps,
+            logits0, flips = _flip_fn(model, xc, method, toward=toward, sign=sign, steps=steps,
                                       step_size=step_size, pixel_range=pixel_range)
             with torch.no_grad():
                 hi_eps = torch.full((xc.shape[0],), float(eps_max), device=dev)
@@ -440,5 +459,6 @@ def min_flip_eps(
         "median": _json(qs[QUANTILES.index(0.5)]),
         "quantiles": {str(q): _json(v) for q, v in zip(QUANTILES, qs)},
         "bn_group": bn_group if resolved == "batch" else None,
+        "reference_n": int(ref.shape[0]) if resolved == "frozen" else None,
         "pixel_range": [float(pixel_range[0]), float(pixel_range[1])],
     }

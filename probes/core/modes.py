@@ -1,0 +1,152 @@
+"""How a probe evaluates a BatchNorm discriminator: the probe modes of SPEC section 1.
+
+A GAN's D only ever sees pure-real and pure-fake batches, so its BatchNorm *running* statistics
+describe no input it saw (eval-mode flip rates are then meaningless), while statistics of the
+batch *being probed* couple the samples: one sample's perturbation moves every other sample's
+logit through the batch mean and variance. Three modes, all leaving D exactly as it was:
+
+- ``frozen`` (per-sample; ``auto`` for any D with BatchNorm): the statistics of a *clean*
+  one-population reference group (D's training batch size) are computed once and then held
+  fixed for crafting, scoring and differentiating. Each logit is then a function of its own
+  sample only, and each input gradient is that sample's own. Implemented on a copy of D whose
+  BatchNorm layers hold the reference statistics as running statistics in eval mode, so any
+  consumer (our attacks, foolbox, captum, ``torch.func``) sees an ordinary per-sample model.
+- ``batch`` (collective): statistics of the group as it is at each forward, as in a training
+  step, cross-sample terms included. It answers "what does a training step see / what
+  gradient does G receive", not "how robust is this sample".
+- ``eval``: the running statistics (``auto`` for D without BatchNorm, where all three agree).
+
+In every mode dropout is off and spectral norm keeps its stored vectors (no power iteration),
+so a result never depends on how many forwards came before. Torch only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+MODES = ("auto", "frozen", "batch", "eval")
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+def has_batchnorm(D: nn.Module) -> bool:
+    """True when any BatchNorm layer is inside ``D``."""
+    return any(isinstance(m, _BN) for m in D.modules())
+
+
+def resolve_mode(D: nn.Module, mode: str) -> str:
+    """``auto`` -> ``frozen`` for BatchNorm discriminators, else ``eval`` (SPEC section 1)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "auto":
+        return "frozen" if has_batchnorm(D) else "eval"
+    return mode
+
+
+def frozen_copy(D: nn.Module, reference: torch.Tensor) -> nn.Module:
+    """A copy of D, in eval mode, whose BatchNorm layers normalise with the batch statistics
+    of the clean ``reference`` group (as D's training forward on that group would), fixed.
+
+    Args:
+        D: discriminator; not modified (not even its running statistics).
+        reference: clean samples ``(m, ...)`` of one population in D's pixel range, ``m >= 2``
+            (the training batch size is the natural choice); moved to D's device.
+
+    Returns:
+        The copy. On ``reference`` itself its logits equal ``batch``-mode logits of D on that
+        group (to float round-off); on any other input each logit depends on its own sample.
+    """
+    if reference.shape[0] < 2:
+        raise ValueError("frozen mode needs a reference group of at least 2 clean samples "
+                         f"for BatchNorm statistics, got {reference.shape[0]}")
+    Df = copy.deepcopy(D).eval()
+    bns = [m for m in Df.modules() if isinstance(m, _BN)]
+    stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def capture(bn: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0]
+        dims = [d for d in range(x.dim()) if d != 1]
+        # the biased variance: what BatchNorm's training forward normalises with
+        stats[id(bn)] = (x.mean(dims), x.var(dims, unbiased=False))
+
+    hooks = [bn.register_forward_pre_hook(capture) for bn in bns]
+    for bn in bns:
+        bn.train()  # only BatchNorm: the rest stays in eval (no spectral-norm iteration)
+    try:
+        with torch.no_grad():
+            Df(reference.detach().to(_device(Df)))
+    finally:
+        for h in hooks:
+            h.remove()
+    with torch.no_grad():
+        for bn in bns:
+            mean, var = stats[id(bn)]
+            if bn.running_mean is None:  # track_running_stats=False: give it buffers to use
+                bn.register_buffer("running_mean", mean.clone())
+                bn.register_buffer("running_var", var.clone())
+                bn.track_running_stats = True
+            else:
+                bn.running_mean.copy_(mean)
+                bn.running_var.copy_(var)
+            bn.eval()
+    for p in Df.parameters():
+        p.requires_grad_(False)  # input gradients only; a copy never trains
+    return Df
+
+
+@contextlib.contextmanager
+def probe_model(D: nn.Module, mode: str = "auto", reference: torch.Tensor | None = None
+                ) -> Iterator[tuple[nn.Module, str]]:
+    """Yield ``(model to probe, resolved mode)`` and leave D exactly as it was afterwards.
+
+    ``frozen`` yields :func:`frozen_copy` of D on ``reference`` (required then); D itself is
+    not touched. ``batch`` and ``eval`` yield D itself with its BatchNorm layers in train /
+    eval mode and everything else in eval mode; its train/eval flags and every buffer (running
+    statistics, spectral-norm vectors) are restored on exit, bit for bit.
+    """
+    resolved = resolve_mode(D, mode)
+    if resolved == "frozen":
+        if reference is None:
+            raise ValueError("frozen mode needs a clean reference group (reference=...)")
+        yield frozen_copy(D, reference), resolved
+        return
+    flags = [(m, m.training) for m in D.modules()]
+    buffers = [(b, b.detach().clone()) for b in D.buffers()]
+    D.eval()
+    if resolved == "batch":
+        for m in D.modules():
+            if isinstance(m, _BN):
+                m.train()
+    try:
+        yield D, resolved
+    finally:
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+        for m, was_training in flags:
+            m.training = was_training
+
+
+def reference_group(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The default clean reference group of a probe: the first ``size`` samples of ``x``
+    (all of them when fewer). Pass an explicit reference for results that do not depend on
+    the order of ``x``; the CLI draws it from the data by seed (:mod:`probes.io.sources`)."""
+    return x[:size]
+
+
+def group_size(D: nn.Module, mode: str, bn_group: int, batch_size: int) -> int:
+    """Samples per forward: ``bn_group`` in ``batch`` mode (BatchNorm then normalises with the
+    group's statistics, so the grouping is part of the measurement), ``batch_size`` otherwise
+    (memory only: per-sample modes give the same numbers for any batch size)."""
+    return bn_group if resolve_mode(D, mode) == "batch" else batch_size
+
+
+def _device(D: nn.Module) -> torch.device:
+    p = next(iter(D.parameters()), None)
+    if p is None:
+        p = next(iter(D.buffers()), None)
+    return p.device if p is not None else torch.device("cpu")
