@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli
+from trainers.cli import main as cli_main
 from trainers.config import PRESETS, TrainConfig, config_fields, make_config, parse_eps
 from trainers.errors import UserError
 
@@ -56,6 +59,27 @@ def test_defaults_match_the_dcgan_recipe():
 def test_bad_overrides_are_user_errors(overrides):
     with pytest.raises(UserError):
         make_config("smoke", overrides)
+
+
+@pytest.mark.parametrize("over", [
+    {"trainer": "asgan", "perturbation": "first-order"},
+    {"trainer": "asgan", "perturbation": "none", "r1_gamma": "10"},
+], ids=["first-order", "r1-twice"])
+def test_study_arms_resolve_in_a_dry_run(over, capsys):
+    argv = ["--preset", "mnist10k-dcgan", "--dry-run"]
+    argv += [a for k, v in over.items() for a in ("--" + k.replace("_", "-"), v)]
+    code, out, err = run_cli(cli_main, argv, capsys)
+    assert code == 0, err
+    cfg = json.loads(out)
+    assert all(str(cfg[k]) == str(make_config(None, {k: v}).to_dict()[k])
+               for k, v in over.items())
+
+
+def test_first_order_with_an_eval_mode_attack_is_a_one_line_error(capsys):
+    argv = ["--preset", "smoke", "--trainer", "asgan", "--perturbation", "first-order",
+            "--attack-mode", "eval", "--dry-run"]
+    code, _, err = run_cli(cli_main, argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and "first-order" in err
 
 
 def test_config_is_frozen():

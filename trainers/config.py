@@ -3,6 +3,21 @@
 Every field reaches the code (a test checks that each is read in ``trainers/``). ``eps`` is in
 [0, 1] pixel units (SPEC section 1). The paper's "eps = 1/255" was applied by the authors'
 script in [-1, 1] space, i.e. 0.5/255 in our units: the ``paper-cifar10`` preset uses 0.5/255.
+
+``split`` chooses the training data: ``auto`` (default) trains on the fixed train part where
+the dataset has one (mnist10k: 9,000 of the digit classifier's 9,000 / 1,000 split;
+stacked-mnist: triples of those 9,000 digits; ring8/grid25: the seeded sample set as before,
+with fresh samples of another seed stream as the held-out part) and on all of it otherwise;
+``train`` insists on the train part; ``none`` uses every sample (runs before splits existed).
+The split is recorded in the checkpoint, and the probes take their reals from the held-out part.
+
+The study's arms are field values on top of a preset: ``baseline``; AS-GAN (``trainer=asgan``,
+``eps``); ``twice`` (``trainer=asgan perturbation=none``: D updated twice, eps 0);
+``gaussian``; ``r1`` (``trainer=baseline r1_gamma=G``: one D step); ``r1-twice``
+(``trainer=asgan perturbation=none r1_gamma=G``: two identical R1 steps per iteration, as many
+D updates as AS-GAN); ``first-order`` (``trainer=asgan perturbation=first-order``, same eps:
+the second step on clean reals with the first-order model of the loss at the FGSM point);
+``sn`` (``d_spectral_norm=true``; the dcgan D then has no BatchNorm).
 """
 
 from __future__ import annotations
@@ -17,17 +32,19 @@ from typing import Any
 from trainers.errors import UserError
 
 TRAINERS = ("baseline", "asgan")
-PERTURBATIONS = ("fgsm", "gaussian", "none")
+PERTURBATIONS = ("fgsm", "gaussian", "none", "first-order")
 SECOND_STEPS = ("real+fake", "real")
 ATTACK_MODES = ("train", "eval")
 DEVICES = ("auto", "cpu", "cuda")
 ON_NONFINITE = ("stop", "skip")
+SPLITS = ("auto", "train", "none")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     # data and nets
     data: str = "mnist10k"
+    split: str = "auto"  # auto | train | none: train on the dataset's train part (see above)
     data_root: str | None = None  # folder for user data (cifar10, celeba, lsun, imagefolder)
     resolution: int | None = None  # px; None = the dataset's native size
     arch: str = "dcgan"  # dcgan | resnet | mlp
@@ -47,7 +64,9 @@ class TrainConfig:
     eps: float = 1 / 255  # FGSM step on reals, [0, 1] pixel units
     eps_warmup: int = 0  # iterations with eps = 0 at the start
     eps_epoch_off: int = 0  # batches with eps = 0 at each epoch start (authors' script: 300)
-    perturbation: str = "fgsm"  # fgsm | gaussian (sign of N(0, I)) | none (D updated twice)
+    # fgsm | gaussian (sign of N(0, I)) | none (D updated twice) | first-order (second step
+    # on clean reals + the first-order model of the loss at the FGSM point: trainers/steps.py)
+    perturbation: str = "fgsm"
     second_step: str = "real+fake"  # real+fake (paper Eq. 9) | real (authors' script)
     attack_mode: str = "train"  # train: gradient of the D step itself; eval: running BN stats
     # bookkeeping
@@ -70,15 +89,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # seconds on a laptop CPU: the loop end to end, tiny nets
     "smoke": dict(data="mnist10k", arch="dcgan", width=8, z_dim=16, steps=20, batch_size=16,
                   log_every=5, sample_every=10, snapshot_every=10, tensorboard=False),
-    # the embedded default: minutes on 2 CPU cores
-    "mnist10k-dcgan": dict(data="mnist10k", arch="dcgan", resolution=32, width=32, z_dim=64,
-                           steps=2000, batch_size=64, eps=1 / 255, log_every=50,
-                           sample_every=500, snapshot_every=500),
-    "ring8-mlp": dict(data="ring8", arch="mlp", width=128, z_dim=2, steps=3000, batch_size=256,
-                      lr_g=1e-3, lr_d=1e-3, eps=2 / 255, log_every=100, sample_every=1000,
-                      snapshot_every=1000),
-    "grid25-mlp": dict(data="grid25", arch="mlp", width=256, z_dim=2, steps=4000,
-                       batch_size=256, lr_g=1e-3, lr_d=1e-3, eps=1 / 255, log_every=100,
+    # the embedded default: minutes on 2 CPU cores. The study presets name split="train"
+    # (the default, auto, would too) so their probes' held-out reals are never trained on.
+    "mnist10k-dcgan": dict(data="mnist10k", split="train", arch="dcgan", resolution=32,
+                           width=32, z_dim=64, steps=2000, batch_size=64, eps=1 / 255,
+                           log_every=50, sample_every=500, snapshot_every=500),
+    "ring8-mlp": dict(data="ring8", split="train", arch="mlp", width=128, z_dim=2, steps=3000,
+                      batch_size=256, lr_g=1e-3, lr_d=1e-3, eps=2 / 255, log_every=100,
+                      sample_every=1000, snapshot_every=1000),
+    "grid25-mlp": dict(data="grid25", split="train", arch="mlp", width=256, z_dim=2,
+                       steps=4000, batch_size=256, lr_g=1e-3, lr_d=1e-3, eps=1 / 255,
+                       log_every=100,
                        sample_every=1000, snapshot_every=1000),
     "cifar10-dcgan": dict(data="cifar10", arch="dcgan", resolution=32, width=64, z_dim=100,
                           steps=100_000, batch_size=64, eps=1 / 255, log_every=100,
@@ -99,6 +120,7 @@ _CHOICES = {
     "attack_mode": ATTACK_MODES,
     "device": DEVICES,
     "on_nonfinite": ON_NONFINITE,
+    "split": SPLITS,
 }
 
 
@@ -184,7 +206,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("beta1", "beta2"):
         if not 0 <= getattr(cfg, name) < 1:
             raise UserError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
+    from trainers.data import training_part  # lazy: trainers.data imports torch
+
+    training_part(cfg.data, cfg.split)  # split=train on data without a split: UserError
     parse_eps(cfg.eps)
+    if cfg.perturbation == "first-order" and cfg.attack_mode == "eval":
+        raise UserError("perturbation=first-order takes its gradient with batch statistics, as "
+                        "the training FGSM does; attack_mode=eval applies to fgsm only")
     if cfg.width is not None and cfg.width <= 0:
         raise UserError(f"width must be > 0, got {cfg.width}")
     if cfg.resolution is not None and cfg.resolution <= 0:
@@ -212,11 +240,20 @@ def make_config(preset: str | None = None, overrides: dict[str, Any] | None = No
     return validate(TrainConfig(**values))
 
 
+# what a stored config without a field meant: runs from before the field trained on all of
+# their data
+LEGACY = {"split": "none"}
+
+
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
-    """Rebuild a config stored in a checkpoint or ``config.json`` (unknown keys rejected)."""
+    """Rebuild a config stored in a checkpoint or ``config.json`` (unknown keys rejected).
+
+    A field the stored config lacks takes its meaning from before the field (``LEGACY``),
+    not today's default, so a resumed old run goes on exactly as it started.
+    """
     if not isinstance(d, dict):
         raise UserError("stored config is not a JSON object")
-    return make_config(None, d)
+    return make_config(None, {**LEGACY, **d})
 
 
 def save_config(cfg: TrainConfig) -> str:
