@@ -45,16 +45,20 @@ def _one_d_step(trainer, **overrides):
     return count, x_real, D_before, cfg
 
 
+@pytest.mark.parametrize("r1_gamma", [0.0, 10.0], ids=["no-r1", "r1"])
 @pytest.mark.parametrize("second_step,extra_forwards", [("real+fake", 2), ("real", 1)],
                          ids=["real+fake", "real"])
-def test_asgan_costs_exactly_one_extra_d_pass(second_step, extra_forwards):
-    base, _, _, _ = _one_d_step("baseline")
-    adv, _, _, _ = _one_d_step("asgan", second_step=second_step)
-    assert base.backwards == 1 and len(base.inputs) == 2  # reals, fakes
+def test_asgan_costs_exactly_one_extra_d_pass(second_step, extra_forwards, r1_gamma):
+    base, _, _, _ = _one_d_step("baseline", r1_gamma=r1_gamma)
+    adv, _, _, _ = _one_d_step("asgan", second_step=second_step, r1_gamma=r1_gamma)
+    r1_forwards = 1 if r1_gamma else 0  # R1's own forward on a copy of the reals (per step)
+    assert base.backwards == 1 and len(base.inputs) == 2 + r1_forwards  # reals, (R1), fakes
     # one more forward/backward pass: the second D step only; the perturbation gradient
-    # came from the first backward (no extra forward for it)
+    # came from the first backward (no extra forward for it). With R1 the second step is the
+    # same kind of update as the first, so it also spends one R1 forward: still exactly one
+    # extra D update, but not one bare pass
     assert adv.backwards == base.backwards + 1
-    assert len(adv.inputs) == len(base.inputs) + extra_forwards
+    assert len(adv.inputs) == len(base.inputs) + extra_forwards + r1_forwards
 
 
 def test_training_fgsm_is_the_probe_fgsm_at_pre_update_weights():
@@ -70,6 +74,23 @@ def test_training_fgsm_is_the_probe_fgsm_at_pre_update_weights():
     assert torch.equal(x_adv_train, fgsm(D_before, x_real, eps=4 / 255, grad=-grad))
     assert (x_adv_train - x_real).abs().max() <= 2 * 4 / 255 + 1e-6
     assert not torch.equal(x_adv_train, x_real)
+
+
+def test_training_fgsm_with_r1_takes_its_sign_from_the_gan_loss_alone():
+    count, x_real, D_before, cfg = _one_d_step("asgan", eps=4 / 255, r1_gamma=10.0)
+    x_adv_train = count.inputs[3]  # reals, R1's copy of the reals, fakes, adversarial reals
+    x = x_real.clone().requires_grad_(True)
+    D_before.train()
+    logits = D_before(x)
+    loss = torch.nn.functional.softplus(-logits).mean()  # the GAN loss's real term
+    (grad,) = torch.autograd.grad(loss, x, retain_graph=True)
+    expected = (x_real + 2 * 4 / 255 * grad.sign()).clamp(-1, 1)
+    assert torch.allclose(x_adv_train, expected)
+    # the old x_real.grad, of loss + R1 through the same forward, has another sign somewhere
+    (g_sum,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+    old_r1 = g_sum.pow(2).flatten(1).sum(1).mean()
+    (old,) = torch.autograd.grad(loss + 0.5 * 10.0 * old_r1, x)
+    assert (old.sign() != grad.sign()).float().mean() > 0.01
 
 
 def test_perturbation_none_updates_d_twice_on_clean_reals():
@@ -110,6 +131,19 @@ def test_r1_penalty_reaches_the_loss(tmp_path):
     train(cfg, tmp_path / "r1", progress=False)
     row = json.loads((tmp_path / "r1" / "stats.jsonl").read_text().splitlines()[-1])
     assert row["r1"] > 0
+
+
+@pytest.mark.parametrize("over,keys", [
+    ({"perturbation": "first-order"}, {"first_order", "loss_d_adv"}),
+    ({"perturbation": "none", "r1_gamma": 10.0}, {"r1", "r1_adv", "loss_d_adv"}),
+], ids=["first-order", "r1-twice"])
+def test_study_arms_train_and_log_their_terms(tmp_path, over, keys):
+    cfg = make_config("smoke", dict(over, trainer="asgan", steps=5, log_every=5,
+                                    sample_every=0))
+    train(cfg, tmp_path / "arm", progress=False)
+    row = json.loads((tmp_path / "arm" / "stats.jsonl").read_text().splitlines()[-1])
+    assert keys <= row.keys() and all(row[k] == row[k] and abs(row[k]) < 1e6 for k in keys)
+    assert row["first_order" if "first_order" in keys else "r1_adv"] > 0
 
 
 @pytest.mark.parametrize("trainer", ["baseline", "asgan"])
