@@ -1,6 +1,15 @@
 """Figures of the study that no single probe owns: the eps sweep (paper Fig. 3 analogue), a
-metric-per-arm dot plot with seed-level points, and sample grids of several generators.
-matplotlib (Agg) is imported lazily; colours are Okabe-Ito (colour-blind safe)."""
+metric-per-arm plot with every seed shown beside the arm mean, and sample grids of several
+generators.
+
+Each arm has a handful of seeds (3 in the shipped study), so the figures show the seeds
+themselves (seaborn strip / scatter plots) and the mean with its Student-t 95% interval over
+seeds (:func:`probes.core.stats.mean_ci`, the interval of the claims table); a box plot of 3
+points would draw quartiles that do not exist. Figures are ``matplotlib.figure.Figure``
+objects drawn with an explicit ``ax``: pyplot is never imported, so the global backend (a
+notebook's inline one) is left alone. matplotlib and seaborn are imported lazily; colours are
+Okabe-Ito (colour-blind safe). Files are written atomically.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +23,50 @@ import torch
 from probes.viz.runs import PALETTE
 
 
-def _plt():
-    import matplotlib
+def _figure(ncols: int, width: float, height: float):
+    """``(fig, axes)``: a Figure of ``ncols`` panels, each ``width`` x ``height`` inches."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=(width * ncols, height), dpi=130)
+    return fig, fig.subplots(1, ncols, squeeze=False)[0]
 
-    return plt
+
+def _save(fig, path: str | Path) -> Path:
+    """PNG of ``fig`` written atomically (a bad path is a one-line UserError)."""
+    import io
+
+    from trainers.checkpoint import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def _ci(values: Sequence[float]) -> dict[str, float]:
+    """Mean and 95% t-interval over seeds, NaN values dropped (NaN interval for n < 2)."""
+    from probes.core.stats import mean_ci
+
+    return mean_ci([v for v in values if not math.isnan(v)])
+
+
+def _ci_bounds(values) -> tuple[float, float]:
+    """seaborn's ``errorbar`` callable: a vector of seed values -> its 95% t-interval."""
+    c = _ci(list(values))
+    return c["lo"], c["hi"]
+
+
+def _long(table: Mapping[str, Mapping[int, Mapping]], metric: str, arms: Sequence[str],
+          x: Mapping[str, float] | None = None) -> dict[str, list]:
+    """Long-form columns ``arm``, ``seed``, ``value`` (and ``x``, the arm's position when
+    given) of one metric; NaN values are left out."""
+    rows = [(arm, s, float(m[metric])) for arm in arms for s, m in sorted(table[arm].items())
+            if not math.isnan(float(m[metric]))]
+    out = {"arm": [r[0] for r in rows], "seed": [r[1] for r in rows],
+           "value": [r[2] for r in rows]}
+    if x is not None:
+        out["x"] = [x[r[0]] for r in rows]
+    return out
 
 
 def _eps_of(arm: str) -> float | None:
@@ -34,38 +80,42 @@ def _eps_of(arm: str) -> float | None:
 def plot_eps_sweep(panels: Sequence[tuple[str, str, Mapping[str, Mapping[int, Mapping]]]],
                    path: str | Path, *, title: str | None = None) -> Path:
     """Metric vs eps (in /255 pixel units) for AS-GAN arms, with the baseline and the
-    gaussian ablation beside them.
+    gaussian ablation beside them: every seed as a faint dot, means with their 95%
+    t-intervals over seeds (band for the curve and the baseline, bar for gaussian).
 
     Args:
         panels: ``(metric, axis label, table)`` per panel; ``table`` is ``{arm: {seed:
             metrics}}`` (:func:`probes.study.arms.collect`). Arms ``asgan-eps<e>`` and ``twice``
-            (eps 0: D updated twice) form the curve; ``baseline`` is a band (mean +- sd over
-            seeds), ``gaussian-eps<e>`` a separate marker at its eps.
+            (eps 0: D updated twice) form the curve; ``baseline`` is a horizontal band,
+            ``gaussian-eps<e>`` a separate marker at its eps.
         path: PNG to write.
     """
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), dpi=130,
-                             squeeze=False)
-    for ax, (metric, label, table) in zip(axes[0], panels):
-        pts = sorted((e, arm) for arm in table if (e := _eps_of(arm)) is not None)
-        for e, arm in pts:  # seeds as faint dots, means as the line
-            vals = [m[metric] for m in table[arm].values()]
-            ax.scatter([e] * len(vals), vals, s=12, color=PALETTE[0], alpha=0.35, lw=0)
-        means = [_mean([m[metric] for m in table[arm].values()]) for _, arm in pts]
-        ax.plot([e for e, _ in pts], means, "-o", color=PALETTE[0], ms=5,
-                label="AS-GAN (eps 0 = D updated twice)")
+    import seaborn as sns
+
+    fig, axes = _figure(len(panels), 4.6, 3.6)
+    for ax, (metric, label, table) in zip(axes, panels):
+        eps = {arm: e for arm in table if (e := _eps_of(arm)) is not None}
+        curve = _long(table, metric, sorted(eps, key=eps.get), x=eps)
+        if curve["value"]:
+            sns.scatterplot(data=curve, x="x", y="value", color=PALETTE[0], alpha=0.35,
+                            s=14, linewidth=0, legend=False, ax=ax)
+            sns.lineplot(data=curve, x="x", y="value", estimator="mean",
+                         errorbar=_ci_bounds, marker="o", markersize=5, color=PALETTE[0],
+                         err_kws={"alpha": 0.15, "linewidth": 0},
+                         label="AS-GAN (eps 0 = D updated twice), mean, 95% CI", ax=ax)
         if "baseline" in table:
-            vals = [m[metric] for m in table["baseline"].values()]
-            mu, sd = _mean(vals), _sd(vals)
-            ax.axhline(mu, color=PALETTE[1], lw=1.4, label="baseline (mean, band = sd)")
-            if not math.isnan(sd):
-                ax.axhspan(mu - sd, mu + sd, color=PALETTE[1], alpha=0.15, lw=0)
+            c = _ci([m[metric] for m in table["baseline"].values()])
+            ax.axhline(c["mean"], color=PALETTE[1], lw=1.4, label="baseline, mean, 95% CI")
+            if not math.isnan(c["lo"]):
+                ax.axhspan(c["lo"], c["hi"], color=PALETTE[1], alpha=0.15, lw=0)
         for arm in table:
             m = re.fullmatch(r"gaussian-eps([0-9.]+)", arm)
             if m:
-                vals = [v[metric] for v in table[arm].values()]
-                ax.errorbar([float(m.group(1))], [_mean(vals)], yerr=[_sd(vals) or 0],
-                            fmt="s", color=PALETTE[2], ms=6, capsize=3,
+                c = _ci([v[metric] for v in table[arm].values()])
+                err = [[c["mean"] - c["lo"]], [c["hi"] - c["mean"]]]
+                ax.errorbar([float(m.group(1))], [c["mean"]],
+                            yerr=None if math.isnan(c["lo"]) else err, fmt="s",
+                            color=PALETTE[2], ms=6, capsize=3,
                             label=f"gaussian sign noise, eps {m.group(1)}/255")
         ax.set_xlabel("eps (x 1/255, pixel units)")
         ax.set_ylabel(label)
@@ -74,36 +124,38 @@ def plot_eps_sweep(panels: Sequence[tuple[str, str, Mapping[str, Mapping[int, Ma
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.94) if title else None)
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_arms(table: Mapping[str, Mapping[int, Mapping]], metrics: Sequence[tuple[str, str]],
               path: str | Path, *, order: Sequence[str] | None = None) -> Path:
-    """One panel per ``(metric, label)``: each arm's seeds as dots, seed 0..k linked by colour
-    across arms (the pairing), and the arm mean as a bar."""
-    plt = _plt()
+    """One panel per ``(metric, label)``: each arm's seeds as dots (a seaborn strip plot;
+    colour = seed, the same in every arm, which is the pairing the claims table uses) and,
+    beside them, the arm mean with its 95% t-interval over seeds (black)."""
+    import seaborn as sns
+
     arms = [a for a in (order or sorted(table)) if a in table]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3.4), dpi=130,
-                             squeeze=False)
     seeds = sorted({s for a in arms for s in table[a]})
-    for ax, (metric, label) in zip(axes[0], metrics):
-        for i, arm in enumerate(arms):
-            vals = [table[arm][s][metric] for s in seeds if s in table[arm]]
-            ax.bar(i, _mean(vals), color="#dddddd", width=0.7)
-        for j, s in enumerate(seeds):
-            ys = [table[a][s][metric] if s in table[a] else math.nan for a in arms]
-            ax.plot(range(len(arms)), ys, "o-", color=PALETTE[(j + 3) % len(PALETTE)], ms=3.5,
-                    lw=0.6, alpha=0.8, label=f"seed {s}")
+    colours = {s: PALETTE[(j + 3) % len(PALETTE)] for j, s in enumerate(seeds)}
+    fig, axes = _figure(len(metrics), 3.3, 3.4)
+    for k, (ax, (metric, label)) in enumerate(zip(axes, metrics)):
+        sns.stripplot(data=_long(table, metric, arms), x="arm", y="value", hue="seed",
+                      order=arms, hue_order=seeds, palette=colours, jitter=0.12, size=3.5,
+                      alpha=0.85, legend="full" if k == 0 else False, ax=ax)
+        for i, arm in enumerate(arms):  # the mean beside the seeds, not over them
+            c = _ci([m[metric] for m in table[arm].values()])
+            err = None if math.isnan(c["lo"]) else [[c["mean"] - c["lo"]], [c["hi"] - c["mean"]]]
+            ax.errorbar([i + 0.3], [c["mean"]], yerr=err, fmt="D", color="black", ms=3.5,
+                        capsize=2, lw=0.9, label="mean, 95% CI" if i == 0 else None)
         ax.set_xticks(range(len(arms)), arms, rotation=55, ha="right", fontsize=7)
+        ax.set_xlim(-0.5, len(arms) - 0.2)
+        ax.set_xlabel("")
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3, axis="y")
-    axes[0][0].legend(fontsize=7)
+        if k == 0:
+            ax.legend(fontsize=7, title="seed", title_fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_sample_grids(grids: Sequence[tuple[str, torch.Tensor]], path: str | Path, *,
@@ -111,32 +163,15 @@ def plot_sample_grids(grids: Sequence[tuple[str, torch.Tensor]], path: str | Pat
     """Side-by-side sample grids: ``(label, images (N, C, H, W) in pixel_range)``."""
     from torchvision.utils import make_grid
 
-    plt = _plt()
     lo, hi = pixel_range
     tiles = [make_grid(((x - lo) / (hi - lo)).clamp(0, 1), nrow=nrow, padding=1, pad_value=1)
              for _, x in grids]
     width = 3.0  # inches per panel; the height follows the grid's aspect (no empty margins)
     height = width * tiles[0].shape[1] / tiles[0].shape[2] + 0.35
-    fig, axes = plt.subplots(1, len(grids), figsize=(width * len(grids), height), dpi=130,
-                             squeeze=False)
-    for ax, (label, _), g in zip(axes[0], grids, tiles):
+    fig, axes = _figure(len(grids), width, height)
+    for ax, (label, _), g in zip(axes, grids, tiles):
         ax.imshow(g.permute(1, 2, 0).numpy())
         ax.set_title(label, fontsize=8)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
-
-
-def _mean(v: Sequence[float]) -> float:
-    v = [x for x in v if not math.isnan(x)]
-    return sum(v) / len(v) if v else math.nan
-
-
-def _sd(v: Sequence[float]) -> float:
-    v = [x for x in v if not math.isnan(x)]
-    if len(v) < 2:
-        return math.nan
-    m = sum(v) / len(v)
-    return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+    return _save(fig, path)

@@ -1,0 +1,88 @@
+"""Study figures (probes.viz.study): every seed is drawn, the means and 95% t-intervals drawn
+beside them are those of probes.core.stats.mean_ci, and the global matplotlib backend is left
+alone (Figure objects, seaborn with an explicit ax)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.collections import PathCollection, PolyCollection
+from PIL import Image
+
+from probes.core.stats import mean_ci
+from probes.viz import study as V
+
+ARMS = ("baseline", "twice", "asgan-eps0.5", "asgan-eps2", "gaussian-eps2")
+
+
+@pytest.fixture
+def table():
+    """``{arm: {seed: {"fd": ..., "modes": ...}}}``, 3 seeds, seeded random values."""
+    rng = np.random.default_rng(0)
+    return {arm: {s: {"fd": float(10 + i + rng.normal()), "modes": float(rng.integers(15, 25))}
+                  for s in range(3)} for i, arm in enumerate(ARMS)}
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The Figure each plot function builds (still written to disk by the real ``_save``)."""
+    figs = []
+    save = V._save
+    monkeypatch.setattr(V, "_save", lambda fig, path: figs.append(fig) or save(fig, path))
+    return figs
+
+
+@pytest.fixture
+def svg_backend():
+    """A backend other than Agg, as a notebook's inline one would be; restored afterwards."""
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    yield
+    matplotlib.use(before)
+
+
+def test_arms_shows_every_seed_beside_the_mean_and_t_interval(table, drawn, tmp_path,
+                                                             svg_backend):
+    order = ["baseline", "asgan-eps0.5", "twice"]
+    path = V.plot_arms(table, [("fd", "FD"), ("modes", "modes")], tmp_path / "arms.png",
+                       order=order)
+    assert matplotlib.get_backend() == "svg"  # not switched to Agg behind the caller's back
+    assert Image.open(path).size[0] > 500
+    ax = drawn[0].axes[0]
+    points = sorted(round(float(y), 9) for c in ax.collections if isinstance(c, PathCollection)
+                    for y in c.get_offsets()[:, 1])  # the strip plot's dots
+    assert points == sorted(round(table[a][s]["fd"], 9) for a in order for s in range(3))
+    assert len(ax.containers) == len(order)
+    for i, (arm, bar) in enumerate(zip(order, ax.containers)):
+        c = mean_ci([m["fd"] for m in table[arm].values()])
+        x, y = bar.lines[0].get_data()
+        assert x[0] == pytest.approx(i + 0.3) and y[0] == pytest.approx(c["mean"])
+        (seg,) = bar.lines[2][0].get_segments()
+        assert sorted(seg[:, 1]) == pytest.approx([c["lo"], c["hi"]])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:3] == ["0", "1", "2"] and "mean, 95% CI" in labels
+
+
+def test_eps_sweep_curve_is_the_seed_mean_with_the_t_band(table, drawn, tmp_path,
+                                                         svg_backend):
+    V.plot_eps_sweep([("fd", "FD", table)], tmp_path / "sweep.png", title="t")
+    assert matplotlib.get_backend() == "svg"
+    ax = drawn[0].axes[0]
+    curve = [ln for ln in ax.lines if ln.get_marker() == "o"][0]
+    eps = {"twice": 0.0, "asgan-eps0.5": 0.5, "asgan-eps2": 2.0}
+    assert list(curve.get_xdata()) == sorted(eps.values())
+    cis = [mean_ci([m["fd"] for m in table[a].values()]) for a in sorted(eps, key=eps.get)]
+    assert list(curve.get_ydata()) == pytest.approx([c["mean"] for c in cis])
+    (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]  # fill_between
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(min(c["lo"] for c in cis))
+    assert ys.max() == pytest.approx(max(c["hi"] for c in cis))
+
+
+def test_a_single_seed_draws_no_interval(tmp_path, drawn):
+    one = {"baseline": {0: {"fd": 3.0}}, "asgan-eps2": {0: {"fd": 2.0}}}
+    assert Path(V.plot_arms(one, [("fd", "FD")], tmp_path / "a.png")).is_file()
+    assert all(len(bar.lines[2]) == 0 for bar in drawn[0].axes[0].containers)
