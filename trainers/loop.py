@@ -39,7 +39,7 @@ from trainers.checkpoint import (
     write_error,
 )
 from trainers.config import TrainConfig, config_from_dict
-from trainers.data import Dataset, load_dataset
+from trainers.data import Dataset, load_dataset, training_part
 from trainers.distributed import Dist, setup, unwrap, wrap
 from trainers.errors import UserError
 from trainers.faults import (
@@ -152,7 +152,8 @@ def preflight(cfg: TrainConfig) -> None:
     size) without training: the ``--nproc`` launcher calls it, so a mistake is one line
     before any worker starts rather than one per worker plus torchrun's failure report."""
     resolve_device(cfg.device)
-    data = load_dataset(cfg.data, root=cfg.data_root, resolution=cfg.resolution, seed=cfg.seed)
+    data = load_dataset(cfg.data, root=cfg.data_root, resolution=cfg.resolution, seed=cfg.seed,
+                        part=training_part(cfg.data, cfg.split))
     net_specs(cfg.arch, shape=data.shape, z_dim=cfg.z_dim, width=cfg.width,
               d_spectral_norm=cfg.d_spectral_norm)
     BatchOrder(data.n, cfg.batch_size, cfg.seed)
@@ -200,7 +201,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     out = Path(out)
     ctx = setup(resolve_device(cfg.device), cfg.batch_size)
     device = ctx.device
-    data = load_dataset(cfg.data, root=cfg.data_root, resolution=cfg.resolution, seed=cfg.seed)
+    data = load_dataset(cfg.data, root=cfg.data_root, resolution=cfg.resolution, seed=cfg.seed,
+                        part=training_part(cfg.data, cfg.split))
     G, D, opt_G, opt_D, g_spec, d_spec = build_models(cfg, data, device)
     start, wall_before = 0, 0.0
     if ctx.main:
@@ -230,7 +232,11 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     z_fixed = latents(cfg, 64, "samples").to(device)
     meta_base = {"config": cfg.to_dict(), "g_spec": g_spec, "d_spec": d_spec,
                  "pixel_range": list(data.pixel_range),
-                 "data": {"name": data.name, "shape": list(data.shape)},
+                 # the part trained on and the split it belongs to (absent: all of the data),
+                 # so a probe rebuilds the held-out part without reading the config
+                 "data": {"name": data.name, "shape": list(data.shape),
+                          "part": data.info.get("part", "all"),
+                          **({"split": data.info["split"]} if "split" in data.info else {})},
                  "torch": torch.__version__, "world_size": ctx.world}
     window: dict[str, list[torch.Tensor]] = {}
     window_start, skipped_window, skipped_in_a_row = start, 0, 0
