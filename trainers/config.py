@@ -10,6 +10,14 @@ stacked-mnist: triples of those 9,000 digits; ring8/grid25: the seeded sample se
 with fresh samples of another seed stream as the held-out part) and on all of it otherwise;
 ``train`` insists on the train part; ``none`` uses every sample (runs before splits existed).
 The split is recorded in the checkpoint, and the probes take their reals from the held-out part.
+
+The study's arms are field values on top of a preset: ``baseline``; AS-GAN (``trainer=asgan``,
+``eps``); ``twice`` (``trainer=asgan perturbation=none``: D updated twice, eps 0);
+``gaussian``; ``r1`` (``trainer=baseline r1_gamma=G``: one D step); ``r1-twice``
+(``trainer=asgan perturbation=none r1_gamma=G``: two identical R1 steps per iteration, as many
+D updates as AS-GAN); ``first-order`` (``trainer=asgan perturbation=first-order``, same eps:
+the second step on clean reals with the first-order model of the loss at the FGSM point);
+``sn`` (``d_spectral_norm=true``; the dcgan D then has no BatchNorm).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from typing import Any
 from trainers.errors import UserError
 
 TRAINERS = ("baseline", "asgan")
-PERTURBATIONS = ("fgsm", "gaussian", "none")
+PERTURBATIONS = ("fgsm", "gaussian", "none", "first-order")
 SECOND_STEPS = ("real+fake", "real")
 ATTACK_MODES = ("train", "eval")
 DEVICES = ("auto", "cpu", "cuda")
@@ -56,7 +64,9 @@ class TrainConfig:
     eps: float = 1 / 255  # FGSM step on reals, [0, 1] pixel units
     eps_warmup: int = 0  # iterations with eps = 0 at the start
     eps_epoch_off: int = 0  # batches with eps = 0 at each epoch start (authors' script: 300)
-    perturbation: str = "fgsm"  # fgsm | gaussian (sign of N(0, I)) | none (D updated twice)
+    # fgsm | gaussian (sign of N(0, I)) | none (D updated twice) | first-order (second step
+    # on clean reals + the first-order model of the loss at the FGSM point: trainers/steps.py)
+    perturbation: str = "fgsm"
     second_step: str = "real+fake"  # real+fake (paper Eq. 9) | real (authors' script)
     attack_mode: str = "train"  # train: gradient of the D step itself; eval: running BN stats
     # bookkeeping
@@ -200,6 +210,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
     training_part(cfg.data, cfg.split)  # split=train on data without a split: UserError
     parse_eps(cfg.eps)
+    if cfg.perturbation == "first-order" and cfg.attack_mode == "eval":
+        raise UserError("perturbation=first-order takes its gradient with batch statistics, as "
+                        "the training FGSM does; attack_mode=eval applies to fgsm only")
     if cfg.width is not None and cfg.width <= 0:
         raise UserError(f"width must be > 0, got {cfg.width}")
     if cfg.resolution is not None and cfg.resolution <= 0:
