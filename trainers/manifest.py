@@ -3,24 +3,86 @@
 Every file we ship under ``checkpoints/`` has an entry: its path (relative to the repo root),
 SHA-256, size, the exact command that made it, and run facts (seed, steps, wall time, ...).
 A test verifies every entry, so a shipped file cannot drift from what produced it.
+
+Where the folder is (:func:`checkpoints_dir`, the one place code finds it): ``--checkpoints
+DIR`` (:func:`use_checkpoints_dir`), else ``$ASGAN_PROBE_CHECKPOINTS``, else ``checkpoints/``
+beside the packages, which is the repository checkout. The wheel does not carry the
+checkpoints (study data of 30-60 MB, regenerated with the manifest), so an installed
+``asgan-probe`` outside a clone is pointed at a clone's ``checkpoints/`` folder.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from trainers.checkpoint import atomic_write_bytes
 from trainers.data import sha256_file as sha256_of
 from trainers.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
-MANIFEST = ROOT / "checkpoints" / "MANIFEST.json"
+ROOT = Path(__file__).resolve().parents[1]  # the repository root in a checkout
+MANIFEST = ROOT / "checkpoints" / "MANIFEST.json"  # where record() writes (scripts, a checkout)
+ENV = "ASGAN_PROBE_CHECKPOINTS"
+
+_chosen: Path | None = None  # --checkpoints DIR, set once per process by the CLI
 
 
-def read_manifest(path: Path = MANIFEST) -> dict[str, dict[str, Any]]:
-    """``{relative_path: entry}``; empty when there is no manifest yet."""
+def use_checkpoints_dir(folder: str | Path) -> Path:
+    """Use ``folder`` (``--checkpoints DIR``) for every shipped file this process opens.
+
+    A module-level choice rather than an argument threaded through every loader: the study
+    functions and the classifier open shipped files many calls below the CLI.
+
+    Raises:
+        trainers.errors.UserError: ``folder`` holds no ``MANIFEST.json``.
+    """
+    global _chosen
+    _chosen = _holds_manifest(Path(folder), "--checkpoints")
+    return _chosen
+
+
+def checkpoints_dir() -> Path:
+    """The folder holding ``MANIFEST.json`` and ``shipped/``: ``--checkpoints DIR``, else
+    ``$ASGAN_PROBE_CHECKPOINTS``, else ``checkpoints/`` beside the packages (a checkout).
+
+    An explicit choice wins and is never passed over silently: a wrong one is an error, not
+    a fall-back to the checkout.
+
+    Raises:
+        trainers.errors.UserError: one line naming every place looked at.
+    """
+    if _chosen is not None:
+        return _chosen
+    if os.environ.get(ENV):
+        return _holds_manifest(Path(os.environ[ENV]), f"${ENV}")
+    beside = ROOT / "checkpoints"
+    if (beside / "MANIFEST.json").is_file():
+        return beside
+    raise UserError(f"no shipped checkpoints: --checkpoints not given, ${ENV} not set, and "
+                    f"{beside} holds no MANIFEST.json (an installed wheel carries none); pass "
+                    f"--checkpoints DIR or set {ENV} to the checkpoints/ folder of a clone")
+
+
+def _holds_manifest(folder: Path, how: str) -> Path:
+    if not (folder / "MANIFEST.json").is_file():
+        raise UserError(f"{how} {folder}: no MANIFEST.json there; give the checkpoints/ folder "
+                        "of a clone (it holds MANIFEST.json and shipped/)")
+    return folder.resolve()
+
+
+def locate(rel: str, folder: Path | None = None) -> Path:
+    """Where the manifest path ``rel`` (``checkpoints/shipped/...``, relative to the repo
+    root) lies under ``folder`` (default :func:`checkpoints_dir`); existence not checked."""
+    folder = checkpoints_dir() if folder is None else folder
+    return folder / PurePosixPath(rel).relative_to("checkpoints")
+
+
+def read_manifest(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """``{relative_path: entry}`` of ``path`` (default: the manifest in
+    :func:`checkpoints_dir`); empty when ``path`` does not exist yet."""
+    path = checkpoints_dir() / "MANIFEST.json" if path is None else path
     if not path.exists():
         return {}
     return {e["path"]: e for e in json.loads(path.read_text())["files"]}
@@ -39,11 +101,13 @@ def record(file: str | Path, *, command: str, path: Path = MANIFEST, **facts: An
     return entry
 
 
-def verify(path: Path = MANIFEST) -> list[str]:
-    """Problems found (missing files, wrong hashes or sizes); empty when all is well."""
+def verify(path: Path | None = None) -> list[str]:
+    """Problems found (missing files, wrong hashes or sizes) in the manifest ``path``
+    (default: the one in :func:`checkpoints_dir`); empty when all is well."""
+    path = checkpoints_dir() / "MANIFEST.json" if path is None else path
     problems = []
     for rel, entry in read_manifest(path).items():
-        f = ROOT / rel
+        f = locate(rel, path.parent)
         if not f.exists():
             problems.append(f"{rel}: listed in the manifest but missing")
         elif f.stat().st_size != entry["bytes"] or sha256_of(f) != entry["sha256"]:
@@ -52,11 +116,13 @@ def verify(path: Path = MANIFEST) -> list[str]:
 
 
 def shipped(rel: str) -> Path:
-    """Absolute path of a shipped file, verified against the manifest."""
+    """Absolute path of the shipped file ``rel`` in :func:`checkpoints_dir`, verified
+    (SHA-256) against that folder's manifest."""
+    folder = checkpoints_dir()
     entry = read_manifest().get(rel)
     if entry is None:
-        raise UserError(f"{rel} is not in checkpoints/MANIFEST.json")
-    f = ROOT / rel
+        raise UserError(f"{rel} is not in {folder / 'MANIFEST.json'}")
+    f = locate(rel, folder)
     if not f.exists() or sha256_of(f) != entry["sha256"]:
-        raise UserError(f"{rel} is missing or differs from checkpoints/MANIFEST.json")
+        raise UserError(f"{f} is missing or differs from {folder / 'MANIFEST.json'}")
     return f

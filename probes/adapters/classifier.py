@@ -256,18 +256,19 @@ def load_classifier(path: str | Path | None = None, *, device: str | torch.devic
     Raises:
         trainers.errors.UserError: the shipped file is missing or differs from the manifest.
     """
-    if path is None:
+    from_manifest = path is None
+    if from_manifest:
         from trainers.manifest import shipped
 
-        path = shipped(SHIPPED)
+        path = shipped(SHIPPED)  # wherever the checkpoints folder is (trainers.manifest)
     net, meta = read_classifier(path, device=device)
-    meta = dict(meta, file=str(path))
-    return net, meta
+    return net, dict(meta, file=str(path), shipped=from_manifest)
 
 
 def classifier_summary(meta: dict[str, Any]) -> dict[str, Any]:
     """What every count or score made with the classifier reports next to it."""
-    return {"file": SHIPPED if meta.get("file", "").endswith(SHIPPED) else meta.get("file"),
+    return {"file": SHIPPED if meta.get("shipped") or meta.get("file", "").endswith(SHIPPED)
+            else meta.get("file"),
             "heldout_accuracy": meta.get("heldout_accuracy"),
             "heldout": f"{meta['split']['n_heldout']} of {meta['split']['n']} mnist10k digits "
                        f"(seeded permutation, seed {meta['split']['seed']})",

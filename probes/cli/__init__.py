@@ -42,12 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
                             epilog=getattr(mod, "EXAMPLES", None),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(sp)
+        sp.add_argument("--checkpoints", metavar="DIR", default=None, dest="checkpoints_dir",
+                        help="folder of the shipped checkpoints (MANIFEST.json, shipped/; "
+                             "default: $ASGAN_PROBE_CHECKPOINTS, else checkpoints/ of this "
+                             "checkout)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.checkpoints_dir is not None:  # not `checkpoints`: verbs' positional CKPTs
+            from trainers.manifest import use_checkpoints_dir
+
+            use_checkpoints_dir(args.checkpoints_dir)
         return int(VERBS[args.verb].run(args) or 0)
     except UserError as e:
         print(f"asgan-probe {args.verb}: error: {e}", file=sys.stderr)

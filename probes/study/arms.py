@@ -30,7 +30,7 @@ ATTACK_EPS = (1 / 255, 2 / 255)
 
 def shipped_runs(group: str) -> dict[str, dict[int, Path]]:
     """``{arm: {seed: final checkpoint}}`` of a shipped group, from the manifest."""
-    from trainers.manifest import ROOT, read_manifest
+    from trainers.manifest import locate, read_manifest
 
     runs: dict[str, dict[int, tuple[int, Path]]] = {}
     for rel, e in read_manifest().items():
@@ -39,7 +39,7 @@ def shipped_runs(group: str) -> dict[str, dict[int, Path]]:
         seeds = runs.setdefault(e["arm"], {})
         best = seeds.get(e["seed"])
         if best is None or e["steps"] > best[0]:
-            seeds[e["seed"]] = (e["steps"], ROOT / rel)
+            seeds[e["seed"]] = (e["steps"], locate(rel))
     if not runs:
         from trainers.errors import UserError
 
