@@ -50,8 +50,10 @@ def test_two_checkpoints_give_one_json_one_table_one_figure(ckpts, tmp_path, cap
     assert {r["checkpoint"] for r in recs} == set(ckpts)
     assert {(r["population"], r["method"]) for r in recs} == {
         (p, m) for p in ("real", "fake") for m in ("fgsm", "bim")}
-    assert all(r["mode"] == "batch" for r in recs)  # BatchNorm DCGAN: auto -> batch
-    assert all(r["bn_group"] == 16 for r in recs)  # the smoke preset's batch size
+    assert all(r["mode"] == "frozen" for r in recs)  # BatchNorm DCGAN: auto -> frozen
+    assert all(r["reference_n"] == 16 for r in recs)  # the smoke preset's batch size
+    assert all(r["reals"] for r in recs if r["population"] == "real")
+    assert all(r["bn_group"] is None for r in recs)  # no batch-mode grouping
     assert all(r["flip_rate"] in (0, None) for r in recs if r["eps"] == 0)
     assert res["settings"]["eps"] == pytest.approx([0, 1 / 255, 4 / 255])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -108,7 +110,7 @@ def test_a_foreign_state_dict_attacks_reals(ckpts, tmp_path, capsys):
     _attack(capsys, str(sd), "--format", "state-dict", "--data", "mnist10k", "--population",
             "real", "--eps", "0,1/255", "--n", "16", "--out", str(out_json))
     recs = json.loads(out_json.read_text())["records"]
-    assert len(recs) == 2 and recs[0]["mode"] == "batch" and recs[0]["bn_group"] == 64
+    assert len(recs) == 2 and recs[0]["mode"] == "frozen" and recs[0]["reference_n"] == 64
     code, _, err = _run(["attack", str(sd), "--format", "state-dict", "--data", "mnist10k",
                          "--population", "fake", "--n", "4"], capsys)
     assert code == 2 and "no generator" in err and err.count("\n") == 1

@@ -16,6 +16,34 @@ def add_common(p, *, out_help: str = "write JSON here (default: stdout)") -> Non
     p.add_argument("--out", default=None, help=out_help)
 
 
+def add_mode(p) -> None:
+    """The one ``--mode`` option of every verb that evaluates D (SPEC section 1)."""
+    p.add_argument("--mode", choices=("auto", "frozen", "batch", "eval"), default="auto",
+                   help="BatchNorm statistics: frozen = one clean reference group's, held fixed "
+                        "(per-sample; what auto means for BN discriminators); batch = the "
+                        "batch's own as in a training step (cross-sample terms); eval = running")
+
+
+def json_obj(text: str | None, flag: str) -> dict:
+    """A JSON object option (``--foolbox-kwargs '{"steps": 20}'``); {} when absent."""
+    if text is None:
+        return {}
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        obj = None
+    if not isinstance(obj, dict):
+        raise UserError(f"{flag} must be a JSON object, e.g. '{{\"steps\": 20}}'")
+    return obj
+
+
+def check_at_least(**values: tuple[int | None, int]) -> None:
+    """UserError naming the first option below its minimum: ``check_at_least(n=(args.n, 1))``."""
+    for name, (value, least) in values.items():
+        if value is not None and value < least:
+            raise UserError(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
+
+
 def parse_eps_list(text: str) -> list[float]:
     """``"0,0.5/255,1/255"`` -> floats in [0, 1] pixel units (UserError on a bad entry)."""
     from trainers.config import parse_eps

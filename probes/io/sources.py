@@ -104,3 +104,43 @@ def resolve_device(name: str) -> torch.device:
     from trainers.loop import resolve_device as _resolve
 
     return _resolve(name)
+
+
+def probe_inputs(meta: dict[str, Any], G: nn.Module | None, *, population: str, n: int,
+                 seed: int = 0, device: str | torch.device = "cpu", data: str | None = None,
+                 data_root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, reference)``: ``n`` seeded samples of one population and its clean reference group.
+
+    Reals are chosen by ``seed`` from the checkpoint's dataset (:func:`reals`), fakes are
+    ``G(z)`` with ``z`` drawn from ``seed`` (:func:`fakes`: the same ``z`` for every
+    checkpoint). The reference group, whose BatchNorm statistics ``frozen`` mode holds fixed,
+    is the first :func:`probes.io.checkpoints.group_size` samples (D's training batch size)
+    of the same seeded draw: fixed by the seed, the same whatever ``n`` or the batch size.
+    """
+    from probes.io.checkpoints import group_size
+
+    if n < 1:
+        raise UserError(f"--n must be >= 1, got {n}")
+    m = max(n, min(group_size(meta), 1024))
+    if population == "real":
+        x = reals(meta, m, seed=seed, data=data, data_root=data_root)
+    elif population == "fake":
+        if G is None:
+            raise UserError(f"{meta.get('source', 'this file')} holds no generator (a foreign "
+                            "discriminator): use --population real")
+        x = fakes(G, meta, m, seed=seed, device=device)
+    else:
+        raise UserError(f"population must be real or fake, got {population!r}")
+    return x[:n], x[:group_size(meta)]
+
+
+def real_split(meta: dict[str, Any]) -> str:
+    """Which reals a probe of this checkpoint uses, in words, for every record: the held-out
+    part when the checkpoint records a split (reals D never trained on), else all its data."""
+    from trainers.data import split_of
+
+    split = split_of(meta)
+    name = meta.get("data", {}).get("name") or meta.get("config", {}).get("data") or "?"
+    if split is None:
+        return f"all of {name} (no split recorded: D may have trained on them)"
+    return f"held-out part of {name} ({split.get('n_heldout', '?')} samples, never trained on)"

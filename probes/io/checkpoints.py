@@ -1,0 +1,61 @@
+"""What a probe records about a checkpoint, and the facts it reads from one.
+
+Every probe result carries :func:`facts` of the checkpoint it measured (path, step, trainer,
+eps, data, D architecture and a legend label), and sizes its BatchNorm groups with
+:func:`group_size` (the batch D was trained with), so the CLI, the study and the notebooks
+describe and group a checkpoint the same way. Reads the plain ``meta`` dicts that
+:func:`probes.io.sources.load` returns; no torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+DEFAULT_GROUP = 64  # DCGAN's training batch, for foreign files that do not record theirs
+
+
+def describe(meta: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """Short facts that identify a checkpoint in results: path, step, trainer, eps (pixel
+    units), perturbation, data, D architecture."""
+    cfg = meta.get("config", {})
+    return {"checkpoint": str(path), "step": meta.get("step"), "trainer": cfg.get("trainer"),
+            "eps": cfg.get("eps") if cfg.get("trainer") == "asgan" else None,
+            "perturbation": cfg.get("perturbation") if cfg.get("trainer") == "asgan" else None,
+            "data": meta.get("data", {}).get("name", cfg.get("data")),
+            "d_arch": meta.get("d_spec", {}).get("arch")}
+
+
+def label(info: dict[str, Any]) -> str:
+    """A legend label from :func:`describe`: ``run-name (asgan eps 1/255)``."""
+    name = Path(info["checkpoint"]).parent.name or Path(info["checkpoint"]).stem
+    if info.get("trainer") == "asgan":
+        kind = f"asgan eps {info['eps'] * 255:g}/255"
+        if info.get("perturbation") not in (None, "fgsm"):
+            kind += f" {info['perturbation']}"
+    else:
+        kind = info.get("trainer") or "?"
+    return f"{name} ({kind})"
+
+
+def facts(meta: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """:func:`describe` plus its :func:`label`: what every probe record starts with."""
+    info = describe(meta, path)
+    return {**info, "label": label(info)}
+
+
+def is_image(meta: dict[str, Any]) -> bool:
+    """True for image data ``(C, H, W)``, False for points."""
+    return len(meta.get("data", {}).get("shape", ())) == 3
+
+
+def pixel_range(meta: dict[str, Any]) -> tuple[float, float]:
+    """The data range D takes (recorded in every checkpoint; (-1, 1) when absent)."""
+    lo, hi = meta.get("pixel_range", (-1.0, 1.0))
+    return float(lo), float(hi)
+
+
+def group_size(meta: dict[str, Any]) -> int:
+    """The probe's BatchNorm group: the batch size D was trained with (else 64). It sizes the
+    clean reference group of ``frozen`` mode and the groups of ``batch`` mode."""
+    return int(meta.get("config", {}).get("batch_size") or DEFAULT_GROUP)

@@ -1,0 +1,191 @@
+"""Robustness of discriminator checkpoints: FGSM/BIM (or foolbox) sweeps, transfer, minimal eps.
+
+:func:`attack` is the measurement behind ``asgan-probe attack``, the study's robustness numbers
+and notebook 02: load, draw seeded inputs (with their clean reference group), call
+:func:`probes.core.sweep.attack_sweep` / :func:`probes.core.sweep.min_flip_eps`, and return the
+JSON-able record. Defaults live here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from probes.io.checkpoints import group_size, pixel_range
+from trainers.errors import UserError
+
+DEFAULT_EPS = (0, 0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
+OWN = ("fgsm", "bim")
+BIM_STEPS = 10
+
+
+def crafter(method: str, *, seed: int = 0, steps: int | None = None,
+            foolbox_kwargs: dict[str, Any] | None = None):
+    """``"fgsm"``/``"bim"`` as they are, or a foolbox crafter for ``"foolbox:<Attack>"``."""
+    if method in OWN:
+        return method
+    from probes.adapters.foolbox import accepts, attack_names, foolbox_crafter
+
+    name = method[len("foolbox:"):] if method.startswith("foolbox:") else None
+    if name is None or name not in attack_names():
+        raise UserError(f"unknown method {method!r}; use fgsm, bim or foolbox:<AttackName> "
+                        f"(foolbox attacks: {', '.join(attack_names())})")
+    kwargs = dict(foolbox_kwargs or {})
+    if steps is not None and "steps" not in kwargs and accepts(name, "steps"):
+        kwargs["steps"] = steps
+    return foolbox_crafter(name, seed=seed, **kwargs)
+
+
+def labels_for(paths: Sequence[str]) -> list[str]:
+    """Shortest unique ``parent/stem`` style names for a table and a legend (the same path
+    always gets the same name)."""
+    unique = list(dict.fromkeys(str(Path(p).resolve()) for p in paths))
+    parts = [Path(p).with_suffix("").parts for p in unique]
+    names = unique
+    for k in range(1, max(len(p) for p in parts) + 1):
+        cand = ["/".join(p[-k:]) for p in parts]
+        if len(set(cand)) == len(cand):
+            names = cand
+            break
+    by_path = dict(zip(unique, names))
+    return [by_path[str(Path(p).resolve())] for p in paths]
+
+
+def samples(G, meta: dict[str, Any], population: str, *, n: int, seed: int, device="cpu",
+            data: str | None = None, data_root: str | None = None, foreign: bool = False):
+    """``(x, reference)`` for one checkpoint and population (:func:`probes.io.sources.
+    probe_inputs`); foreign reals are mapped into the range D takes."""
+    from probes.io.sources import dataset_for, probe_inputs, to_pixel_range
+
+    x, ref = probe_inputs(meta, G, population=population, n=n, seed=seed, device=device,
+                          data=data, data_root=data_root)
+    if foreign and population == "real":  # our checkpoints record their data's range as theirs
+        src = tuple(dataset_for(meta, data=data, data_root=data_root).pixel_range)
+        x, ref = (to_pixel_range(t, src, pixel_range(meta)) for t in (x, ref))
+    shape = meta.get("data", {}).get("shape")
+    if shape and list(x.shape[1:]) != list(shape):
+        raise UserError(f"the samples have shape {list(x.shape[1:])} but D takes {shape}: pick "
+                        "matching --data (and resolution)")
+    return x, ref
+
+
+def _transfer_targets(path, meta, label, targets) -> dict[str, tuple[str, Any]]:
+    out = {}
+    for tpath, tlabel, (_, D2, meta2) in targets:
+        if tlabel == label:  # a checkpoint is not "transferred" to itself
+            continue
+        if meta2.get("data", {}).get("shape") != meta.get("data", {}).get("shape"):
+            raise UserError(f"cannot transfer from {path} to {tpath}: input shapes "
+                            f"{meta.get('data', {}).get('shape')} and "
+                            f"{meta2.get('data', {}).get('shape')} differ")
+        out[tlabel] = (tpath, D2)
+    return out
+
+
+def attack(
+    paths: Sequence[str],
+    *,
+    eps: Sequence[float] = DEFAULT_EPS,
+    methods: Sequence[str] = ("fgsm",),
+    populations: Sequence[str] = ("real", "fake"),
+    n: int = 1000,
+    steps: int = BIM_STEPS,
+    step_size: float | None = None,
+    random_start: bool = False,
+    mode: str = "auto",
+    seed: int = 0,
+    batch_size: int = 256,
+    bn_group: int | None = None,
+    transfer_to: Sequence[str] = (),
+    min_eps: bool = False,
+    eps_max: float | None = None,
+    bisect_steps: int = 10,
+    data: str | None = None,
+    data_root: str | None = None,
+    format: str = "asgan",
+    arch: str | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+    foreign_range: tuple[float, float] | None = None,
+    foolbox_kwargs: dict[str, Any] | None = None,
+    device: str = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Attack every checkpoint in ``paths`` on each population, method and eps.
+
+    Args:
+        paths: checkpoints (``format`` says how to read them; foreign files carry no G).
+        eps: sizes in [0, 1] pixel units (foolbox L2/L1 attacks: the radius in that norm).
+        methods: ``"fgsm"``, ``"bim"`` or ``"foolbox:<Attack>"``.
+        populations: ``"real"`` (pushed toward "fake") and/or ``"fake"`` (toward "real").
+        n: samples per population, seeded (the same reals for every checkpoint).
+        mode: probe mode (:mod:`probes.core.modes`); ``auto`` is per-sample ``frozen`` for
+            BatchNorm discriminators, with the reference group of
+            :func:`probes.io.sources.probe_inputs`.
+        bn_group: BatchNorm group size (default: each checkpoint's training batch size).
+        transfer_to: checkpoints on which the perturbations crafted on each one are scored.
+        min_eps, eps_max, bisect_steps: also bisect each sample's minimal flipping eps on
+            ``[0, eps_max]`` (default: the largest eps, or 8/255) for fgsm/bim.
+        Others: as in :func:`probes.core.sweep.attack_sweep` and :func:`probes.io.sources.load`.
+
+    Returns:
+        ``{"command": "attack", "settings", "records"[, "min_eps"]}``: one record per
+        (checkpoint, population, method, eps, evaluated-on), each with the checkpoint's facts,
+        the probe mode, the reference group's size and which reals were used.
+    """
+    from probes.core.sweep import attack_sweep, min_flip_eps
+    from probes.io.sources import load, real_split, resolve_device
+
+    dev = resolve_device(device)
+    eps_max = eps_max if eps_max is not None else (max(eps) or 8 / 255)
+
+    def _load(path):
+        return load(path, device=dev, format=format, arch=arch, arch_kwargs=arch_kwargs,
+                    pixel_range=foreign_range)
+
+    sources = [_load(p) for p in paths]
+    for path, (G, _, _) in zip(paths, sources):
+        if G is None and "fake" in populations:
+            raise UserError(f"{path} is a foreign discriminator with no generator: use "
+                            "--population real")
+    names = labels_for(list(paths) + list(transfer_to))
+    targets = list(zip(transfer_to, names[len(paths):], [_load(p) for p in transfer_to]))
+    crafters = {m: crafter(m, seed=seed, steps=steps, foolbox_kwargs=foolbox_kwargs)
+                for m in methods}
+    records, min_rows = [], []
+    for path, label, (G, D, meta) in zip(paths, names, sources):
+        pr, group = pixel_range(meta), bn_group or group_size(meta)
+        transfer = _transfer_targets(path, meta, label, targets)
+        info = {"checkpoint": str(path), "label": label}
+        for pop in populations:
+            x, ref = samples(G, meta, pop, n=n, seed=seed, device=dev, data=data,
+                             data_root=data_root, foreign=format != "asgan")
+            inputs = {"reals": real_split(meta) if pop == "real" else None}
+            for method in methods:
+                recs = attack_sweep(
+                    D, x, eps=eps, population=pop, method=crafters[method], steps=steps,
+                    step_size=step_size, random_start=random_start, seed=seed, mode=mode,
+                    pixel_range=pr, batch_size=batch_size, bn_group=group, reference=ref,
+                    transfer_to={k: v[1] for k, v in transfer.items()}, progress=progress)
+                for r in recs:
+                    on = r.pop("evaluated_on")
+                    tpath, tlabel = (path, label) if on == "self" else (transfer[on][0], on)
+                    records.append({**info, "evaluated_on": str(tpath),
+                                    "evaluated_on_label": tlabel, "transfer": on != "self",
+                                    **inputs, **r})
+                if min_eps and method in OWN:
+                    out = min_flip_eps(D, x, population=pop, method=method, eps_max=eps_max,
+                                       iters=bisect_steps, steps=steps, step_size=step_size,
+                                       mode=mode, pixel_range=pr, batch_size=batch_size,
+                                       bn_group=group, reference=ref, progress=progress)
+                    out.pop("per_sample")
+                    min_rows.append({**info, **inputs, **out})
+    settings = {"eps": list(eps), "methods": list(methods), "populations": list(populations),
+                "n": n, "steps": steps, "step_size": step_size, "random_start": random_start,
+                "mode": mode, "seed": seed, "format": format,
+                "checkpoints": [str(p) for p in paths],
+                "transfer_to": [str(p) for p in transfer_to]}
+    result = {"command": "attack", "settings": settings, "records": records}
+    if min_eps:
+        result["min_eps"] = min_rows
+    return result
