@@ -193,7 +193,7 @@ def test_asgan_train_nproc_2_matches_one_process(launches, tmp_path):
     root = launches["cli_root"]
     assert sorted(p.name for p in root.iterdir()) == ["ddp"]
     names = sorted(p.name for p in (root / "ddp").iterdir())
-    assert names == ["ckpt-000001.safetensors", "ckpt-000002.safetensors",
+    assert names == [".lock", "ckpt-000001.safetensors", "ckpt-000002.safetensors",
                      "ckpt-000003.safetensors", "config.json", "samples", "stats.jsonl"]
     rows = [json.loads(line) for line in (root / "ddp" / "stats.jsonl").open()]
     assert [r["step"] for r in rows] == [1, 2, 3]

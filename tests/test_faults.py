@@ -30,6 +30,7 @@ from trainers.checkpoint import list_snapshots, read_checkpoint
 from trainers.cli import main as train_main
 from trainers.errors import UserError
 from trainers.faults import SkipNonFinite, nonfinite_names
+from trainers.lock import LOCK_NAME, check_free
 
 BIN = Path(sys.executable).parent
 R = 60  # iterations of a forked kill trial (throttled: a kill lands by step ~40)
@@ -55,7 +56,7 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """``reference(steps)``: the uninterrupted run's final tensors (weights + Adam state)
-    and its stats steps (cached per length)."""
+    and its stats rows without the wall-clock column (cached per length)."""
     cache = {}
 
     def get(steps: int) -> tuple[dict, list[int]]:
@@ -63,19 +64,21 @@ def reference(tmp_path_factory):
             run = tmp_path_factory.mktemp("reference") / "run"
             last = train(make_config(None, dict(FAULT_CFG, steps=steps, snapshot_every=50)), run,
                          progress=False)
-            rows = [json.loads(line)["step"] for line in (run / "stats.jsonl").open()]
-            cache[steps] = _tensors(last), rows
+            cache[steps] = _tensors(last), _stats(run)
         return cache[steps]
 
     return get
 
 
 def _child(argv: list[str], stall_at_write: int = 0, marker: str = "",
-           stderr: str = os.devnull, signal_at: tuple[int, int] | None = None) -> None:
+           stderr: str = os.devnull, signal_at: tuple[int, int] | None = None,
+           gate: tuple[int, str, str] | None = None) -> None:
     """Forked child: the CLI, throttled; optionally stalls inside the n-th snapshot write
     after truncating the temp file to half (a write cut off mid-way), or sends itself signal
     ``sig`` while drawing the latents of iteration ``step`` (``signal_at=(step, sig)``): a
-    signal that lands mid-iteration at a known point, however starved the parent is."""
+    signal that lands mid-iteration at a known point, however starved the parent is. With
+    ``gate=(step, ready, go)`` it touches ``ready`` at iteration ``step`` and waits there
+    until the file ``go`` exists: a run that is known to be mid-training, holding its lock."""
     # the parent's sys.stdout/err may be pytest's in-memory capture: use real files
     sys.stdout, sys.stderr = open(os.devnull, "w"), open(stderr, "w", buffering=1)  # noqa: SIM115
     real_latents, real_fsync, writes = loop.latents, os.fsync, [0]
@@ -84,6 +87,11 @@ def _child(argv: list[str], stall_at_write: int = 0, marker: str = "",
         time.sleep(0.004)  # <= 250 it/s whatever the machine: kills land before step R
         if signal_at is not None and keys == (signal_at[0],):
             os.kill(os.getpid(), signal_at[1])
+        if gate is not None and keys == (gate[0],):
+            Path(gate[1]).touch()
+            deadline = time.monotonic() + 120
+            while not Path(gate[2]).exists() and time.monotonic() < deadline:
+                time.sleep(0.005)
         return real_latents(cfg, n, *keys)
 
     def stalling_fsync(fd):
@@ -121,18 +129,32 @@ def _run_and_kill(argv: list[str], ready, delay: float, *, stall_at_write: int =
     return proc.exitcode
 
 
-def _resume_and_check(run: Path, reference, capsys, steps: int = R) -> None:
+def _resume_and_check(run: Path, reference, capsys, steps: int = R, *,
+                      whole_rows: bool = False) -> None:
     """Resume in-process through the CLI; the final state must equal the reference."""
     assert train_main(["--resume", str(run), "--no-progress", "--snapshot-every", "50"]) == 0
     capsys.readouterr()
-    ref_tensors, ref_steps = reference(steps)
+    _check_as_uninterrupted(run, reference, steps, whole_rows=whole_rows)
+
+
+def _check_as_uninterrupted(run: Path, reference, steps: int = R, *,
+                            whole_rows: bool = False) -> None:
+    """The final snapshot of ``run`` (weights + Adam state) equals an uninterrupted run's, no
+    partial file is left, and ``stats.jsonl`` logs the same steps, each once. With
+    ``whole_rows`` every value but the wall-clock column must be equal too: true when the
+    run was resumed at a log boundary (a resume from a step inside a log window starts a
+    fresh window: that row averages only the iterations the resumed run made)."""
+    ref_tensors, ref_rows = reference(steps)
     final = _tensors(run / f"ckpt-{steps:06d}.safetensors")
     assert final.keys() == ref_tensors.keys()
     unequal = [k for k in final if not torch.equal(final[k], ref_tensors[k])]
     assert unequal == [], f"resumed run differs from the uninterrupted one in {unequal[:5]}"
     assert not list(run.glob(".tmp-*")), "partial files left after resume"
-    steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").open()]
-    assert steps == ref_steps  # rows logged after the last snapshot were dropped, then redone
+    # rows logged after the last snapshot were dropped, then redone: none twice, none missing
+    rows = _stats(run)
+    assert [r["step"] for r in rows] == [r["step"] for r in ref_rows]
+    if whole_rows:
+        assert rows == ref_rows
 
 
 # seed -> number of consecutive kills before the final resume
@@ -463,3 +485,96 @@ def test_failed_stats_append_is_one_line(tmp_path, capsys, monkeypatch):
     code = train_main(["--no-progress", "--out", str(tmp_path / "run"), *_argv(SMALL)])
     _, err = capsys.readouterr()
     assert code == 2 and err.count("\n") == 1 and "stats.jsonl" in err and "disk is full" in err
+
+
+# ---------------------------------------------------------------- one writer per run directory
+
+HALF = 32  # a multiple of log_every: a run that ends here logs no short last window
+
+
+def _fork(argv: list[str], **kwargs) -> multiprocessing.Process:
+    proc = multiprocessing.get_context("fork").Process(target=_child, args=(argv,),
+                                                       kwargs=kwargs)
+    proc.start()
+    return proc
+
+
+def _wait_for(condition, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def _files(run: Path) -> dict[str, tuple[int, bytes]]:
+    """``{relative path: (mtime in ns, content)}`` of every file under ``run``."""
+    return {str(p.relative_to(run)): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_two_resumes_at_once_one_trains_the_other_exits_2(tmp_path, reference, capsys,
+                                                          monkeypatch):
+    """A resume started twice at once: the one that gets the lock trains (it waits at its
+    first iteration until the other has exited, so the two overlap however slow the machine
+    is); the other exits 2 with one line naming the directory and the winner's PID, before
+    it has written anything. Further writers while the winner trains (a resume, a fresh
+    run, ``--nproc``, ``train()`` itself) are refused and leave every file as it was, debris
+    included. The winner's final weights, Adam state and stats equal an uninterrupted run's.
+    """
+    run, go = tmp_path / "run", tmp_path / "go"
+    ready = [tmp_path / "ready0", tmp_path / "ready1"]
+    train(make_config(None, dict(FAULT_CFG, steps=HALF)), run, progress=False)
+    argv = ["--no-progress", "--resume", str(run), "--steps", str(R)]
+    procs = [_fork(argv, stderr=str(tmp_path / f"err{i}"), gate=(HALF, str(ready[i]), str(go)))
+             for i in range(2)]
+    try:
+        _wait_for(lambda: any(p.exitcode is not None for p in procs)
+                  or all(r.exists() for r in ready), "one resume to exit")
+        assert not all(r.exists() for r in ready), "both resumes are training the same run"
+        loser = next(i for i, p in enumerate(procs) if p.exitcode is not None)
+        winner = procs[1 - loser]
+        err = (tmp_path / f"err{loser}").read_text()
+        assert procs[loser].exitcode == 2, err[-2000:]
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert f"run directory {run} is in use by process {winner.pid} " in err, err
+        assert not ready[loser].exists()  # it never reached an iteration
+        _wait_for(ready[1 - loser].exists, "the winner to train")
+
+        (run / ".tmp-debris").write_bytes(b"a killed write's leftover: only its owner cleans")
+        before = _files(run)
+        monkeypatch.setattr("trainers.distributed.launch",
+                            lambda *a: pytest.fail("launched torchrun on a directory in use"))
+        for other in (argv, ["--no-progress", "--out", str(run), *_argv(FAULT_CFG)],
+                      [*argv, "--nproc", "2"]):
+            assert train_main(other) == 2
+            _, err = capsys.readouterr()
+            assert err.count("\n") == 1 and f"in use by process {winner.pid} " in err, err
+        with pytest.raises(UserError, match=f"in use by process {winner.pid} "):  # the lock
+            train(make_config(None, dict(FAULT_CFG, steps=R)), run, resume=True,
+                  progress=False)
+        assert _files(run) == before
+        (run / ".tmp-debris").unlink()
+    finally:  # a failed check must not leave a child waiting at its gate
+        go.touch()
+        for p in procs:
+            p.join(120)
+    assert winner.exitcode == 0
+    _check_as_uninterrupted(run, reference, whole_rows=True)
+
+
+def test_a_lock_holder_killed_by_sigkill_blocks_no_resume(tmp_path, reference, capsys):
+    """``kill -9`` of a run mid-training: the OS drops its lock with the process, so the
+    resume that follows at once gets it (its PID is still in ``.lock``: the content decides
+    nothing) and ends as an uninterrupted run would."""
+    run, ready = tmp_path / "run", tmp_path / "ready"
+    proc = _fork(["--no-progress", "--out", str(run), *_argv(FAULT_CFG)],
+                 gate=(HALF, str(ready), str(tmp_path / "never")))
+    _wait_for(ready.exists, "the run to reach its gate")
+    with pytest.raises(UserError, match=f"in use by process {proc.pid} "):
+        check_free(run)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    assert proc.exitcode == -signal.SIGKILL
+    assert (run / LOCK_NAME).read_text().split()[0] == str(proc.pid)
+    assert _newest(run) == HALF  # the snapshot before the gate: a log boundary
+    _resume_and_check(run, reference, capsys, whole_rows=True)

@@ -100,12 +100,18 @@ def _main(args, overrides: dict, argv: list[str] | None, world: int) -> int:
             raise UserError("--out DIR is required (the run directory to create)")
         cfg = make_config(args.preset, overrides)
         out = args.out
-        if out and not args.dry_run:
-            from trainers.checkpoint import list_snapshots
+    if out and not args.dry_run and world == 1:
+        from trainers.lock import check_free
 
-            if list_snapshots(out):  # a fresh run must not mix with an old run's snapshots
-                raise UserError(f"{out} already holds snapshots of a run; continue it with "
-                                f"--resume {out} or choose a new --out")
+        # "in use" first, and before the launcher's start-up; train() takes the lock itself
+        # (not here under torchrun: rank 0 may already hold it when another rank gets here)
+        check_free(out)
+    if out and not args.dry_run and not args.resume:
+        from trainers.checkpoint import list_snapshots
+
+        if list_snapshots(out):  # a fresh run must not mix with an old run's snapshots
+            raise UserError(f"{out} already holds snapshots of a run; continue it with "
+                            f"--resume {out} or choose a new --out")
     if args.dry_run:
         print(save_config(cfg))
         return 0

@@ -1,4 +1,5 @@
-"""The training loop: one function that reads top to bottom (``train``), plus small helpers.
+"""The training loop: one function that reads top to bottom (``_train``, the body of
+``train``), plus small helpers.
 
 All randomness of an iteration (its batch order, latents, gaussian noise) is derived from
 ``(seed, step)``, never from a global RNG that advances, so a run resumed from any snapshot
@@ -11,7 +12,8 @@ latents); what it does on signals, non-finite values and leftovers of a killed p
 Run directory (``--out``):
 ``config.json`` (the resolved config), ``stats.jsonl`` (one line per log window, appended and
 fsynced; a restart cuts it back to the resumed step), TensorBoard events,
-``samples/step-XXXXXX.png`` and snapshots ``ckpt-XXXXXX.safetensors``.
+``samples/step-XXXXXX.png``, snapshots ``ckpt-XXXXXX.safetensors`` and ``.lock``, which the
+training process holds for as long as it writes (:mod:`trainers.lock`: one writer per run).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from trainers.faults import (
     nonfinite_names,
     remove_partial_files,
 )
+from trainers.lock import acquire
 from trainers.nets import build_net, net_specs
 from trainers.steps import D_STEPS, eps_in_force, frozen, g_loss
 
@@ -189,8 +192,9 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     (:mod:`trainers.distributed`): only rank 0 writes files.
 
     Raises:
-        UserError: bad data or config, unwritable output, or divergence (non-finite values
-            with ``on_nonfinite=stop``); the message names the last good snapshot.
+        UserError: another process writes ``out`` (raised before anything is written),
+            bad data or config, unwritable output, or divergence (non-finite values with
+            ``on_nonfinite=stop``); the message names the last good snapshot.
         trainers.faults.Interrupted: after SIGINT/SIGTERM, once a snapshot of the current
             step is on disk.
 
@@ -200,6 +204,33 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     """
     out = Path(out)
     ctx = setup(resolve_device(cfg.device), cfg.batch_size)
+    with _sole_writer(ctx, out):  # before anything is written, by this process or another
+        return _train(cfg, out, ctx, resume=resume, progress=progress)
+
+
+@contextlib.contextmanager
+def _sole_writer(ctx: Dist, out: Path):
+    """Rank 0 holds ``out``'s lock (:mod:`trainers.lock`) while the body runs; a refusal
+    (another process writes ``out``) is the same UserError on every rank, so all ranks stop
+    together before any collective that would wait for rank 0."""
+    lock, refusal = None, None
+    if ctx.main:
+        try:
+            lock = acquire(out)
+        except UserError as e:
+            refusal = str(e)
+    refusal = ctx.broadcast(refusal)
+    if refusal is not None:
+        raise UserError(refusal)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: TrainConfig, out: Path, ctx: Dist, *, resume: bool, progress: bool) -> Path:
+    """The body of :func:`train`, run while this process (rank 0) holds ``out``'s lock."""
     device = ctx.device
     data = load_dataset(cfg.data, root=cfg.data_root, resolution=cfg.resolution, seed=cfg.seed,
                         part=training_part(cfg.data, cfg.split))
@@ -216,7 +247,6 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
             start, wall_before = _restore(Path(last), G, D, opt_G, opt_D)
     stats_path = out / "stats.jsonl"
     if ctx.main:
-        _make_dir(out)
         atomic_write_bytes(out / "config.json", json.dumps(cfg.to_dict(), indent=2).encode())
         _truncate_stats(stats_path, start)
     writer = _tensorboard(cfg, out, start) if ctx.main else None
@@ -351,14 +381,6 @@ def _closing(bar, writer):
 def _log(ctx: Dist, msg: str) -> None:
     if ctx.main:
         print(f"asgan-train: {msg}", file=sys.stderr, flush=True)
-
-
-def _make_dir(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create the run directory {path}: {e.strerror or e}; choose "
-                        "another --out") from None
 
 
 def _newest_good_snapshot(out: Path) -> str | None:
