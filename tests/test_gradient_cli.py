@@ -55,7 +55,8 @@ def test_gradients_two_checkpoints_json_and_figures(runs, tmp_path, capsys):
     assert [c["trainer"] for c in res["checkpoints"]] == ["baseline", "asgan", None]
     assert res["checkpoints"][2]["reference"] == "random-init D"
     for c in res["checkpoints"]:
-        assert c["mode"] == "batch" and c["batch_size"] == 16  # BN D: training batch stats
+        # BN D: per-sample, against a reference group of one training batch
+        assert c["mode"] == "frozen" and c["reference_n"] == 16 and c["batch_size"] == 256
         m = c["measures"]
         assert m["hoyer"]["n"] == 64 and m["hoyer"]["ci_low"] <= m["hoyer"]["mean"]
         assert 0 < m["fg_share"]["mean"] < 1 and "edge_corr" in m and "gini_hr" in m
@@ -97,7 +98,7 @@ def test_saliency_figure_and_json(runs, tmp_path, capsys):
                          "--out", png, "--json", js], capsys)
     assert code == 0, err
     res = json.loads(js.read_text())
-    assert res["methods"][0]["method"] == "ig" and res["methods"][0]["mode"] == "batch"
+    assert res["methods"][0]["method"] == "ig" and res["methods"][0]["mode"] == "frozen"
     assert res["methods"][0]["params"] == {"baseline": "black", "steps": 16}
     assert "ig_abs_delta_mean" in res["methods"][0]
     _png(png)
@@ -117,7 +118,7 @@ def test_evolution_two_runs(runs, tmp_path, capsys):
     assert [r["trainer"] for r in res["runs"]] == ["baseline", "asgan"]
     for r in res["runs"]:
         assert [s["step"] for s in r["snapshots"]] == [10, 20]
-        assert all(s["measures"]["l1"]["n"] == 32 and s["mode"] == "batch"
+        assert all(s["measures"]["l1"]["n"] == 32 and s["mode"] == "frozen"
                    for s in r["snapshots"])
     _png(png)
 

@@ -25,9 +25,10 @@ One call, :func:`attribute`, over a registry of captum methods applied to ``D(x)
   number of ReLU modules it changed is returned as ``guided_relus``.
 
 D is left as it was: captum sees the model :func:`probes.core.modes.probe_model` yields
-(``mode`` as for the attacks: ``frozen``, the default for BatchNorm, is a copy of D with one clean
-reference group's statistics held fixed, so each map is the image's own; in ``batch`` mode each D evaluation normalises over one batch of the N inputs: one
-IG interpolation step, or one noise draw, at a time), captum's hooks removed, parameter
+(``mode`` as for the attacks: ``frozen``, the default for BatchNorm, is a copy of D with one
+clean reference group's statistics held fixed, so each map is the image's own; in ``batch``
+mode each D evaluation normalises over one batch of the N inputs: one IG interpolation step,
+or one noise draw, at a time), captum's hooks removed, parameter
 ``.grad`` untouched, inputs copied, and SmoothGrad's noise drawn under a forked, seeded RNG
 so the global RNG state is not consumed.
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes.cli._common import add_common, log, write_json
+from probes.cli._common import add_common, add_mode, log, write_json
 from trainers.errors import UserError
 
 NAME = "evolution"
@@ -22,8 +22,7 @@ def add_arguments(p) -> None:
     p.add_argument("--population", choices=("real", "fake"), default="real")
     p.add_argument("--n", type=int, default=128, help="samples per snapshot (default 128)")
     p.add_argument("--wrt", choices=("logit", "g_loss", "d_loss"), default="logit")
-    p.add_argument("--mode", choices=("auto", "eval", "batch"), default="auto",
-                   help="BatchNorm statistics: auto = batch for BN discriminators (SPEC 1)")
+    add_mode(p)
     p.add_argument("--batch-size", type=int, default=None,
                    help="probe batch (default: D's training batch in batch mode, else 256)")
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (0 = no CI)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes.cli._common import log, write_json
+from probes.cli._common import add_mode, log, write_json
 from trainers.errors import UserError
 
 NAME = "saliency"
@@ -26,8 +26,7 @@ def add_arguments(p) -> None:
                    help="comma-separated: saliency, ig, smoothgrad, inputxgrad, guided, or all")
     p.add_argument("--n", type=int, default=16, help="images (default 16)")
     p.add_argument("--population", choices=("real", "fake"), default="real")
-    p.add_argument("--mode", choices=("auto", "eval", "batch"), default="auto",
-                   help="BatchNorm statistics: auto = batch for BN discriminators (SPEC 1)")
+    add_mode(p)
     p.add_argument("--baseline", choices=("black", "mid"), default="black",
                    help="integrated-gradients baseline image")
     p.add_argument("--steps", type=int, default=50, help="integrated-gradients steps")
@@ -53,44 +52,26 @@ def _methods(text: str) -> list[str]:
 
 
 def run(args) -> int:
-    from probes.adapters.captum import attribute
-    from probes.core.sparsity import sparsity, summarize
+    from probes.io.checkpoints import pixel_range
     from probes.io.sources import load, resolve_device
-    from probes.measures.evolution import describe, inputs_for, is_image, label
+    from probes.measures.saliency import saliency
     from probes.viz.gradients import plot_saliency
 
     methods = _methods(args.method)
     if args.n < 1 or args.steps < 1 or args.nt_samples < 1 or not 0 <= args.noise <= 1:
         raise UserError("--n, --steps and --nt-samples must be >= 1 and --noise in [0, 1]")
-    device = resolve_device(args.device)
-    G, D, meta = load(args.checkpoint, device=device)
-    if not is_image(meta):
-        raise UserError("saliency maps need image data; this checkpoint's data are points")
-    pixel_range = tuple(meta.get("pixel_range", (-1.0, 1.0)))
-    x = inputs_for(meta, G, population=args.population, n=args.n, seed=args.seed,
-                   device=device)
-    info = describe(meta, args.checkpoint)
-    rows, attrs = [], []
-    for m in methods:
-        res = attribute(D, x, method=m, mode=args.mode, pixel_range=pixel_range,
-                        baseline=args.baseline, steps=args.steps, noise=args.noise,
-                        nt_samples=args.nt_samples, seed=args.seed)
-        row = {"method": m, "mode": res["mode"], "params": res["params"],
-               "measures": summarize(sparsity(res["attr"]), n_boot=0)}
-        if "delta" in res:  # IG completeness error, logit units
-            row["ig_abs_delta_mean"] = float(res["delta"].abs().mean())
-            row["ig_delta_sum"] = float(res["delta"].sum())
-        if "guided_relus" in res:
-            row["guided_relus"] = res["guided_relus"]
-        rows.append(row)
-        attrs.append((m, res["attr"]))
-        log(f"{m:<11} mode {res['mode']:<5} hoyer {row['measures']['hoyer']['mean']:.3f}")
-    title = (f"{label(info)}, step {info['step']}: attributions of D's raw logit on "
+    result, x, attrs = saliency(
+        args.checkpoint, methods=methods, n=args.n, population=args.population, mode=args.mode,
+        baseline=args.baseline, steps=args.steps, noise=args.noise,
+        nt_samples=args.nt_samples, seed=args.seed, device=resolve_device(args.device))
+    for row in result["methods"]:
+        log(f"{row['method']:<11} mode {row['mode']:<6} "
+            f"hoyer {row['measures']['hoyer']['mean']:.3f}")
+    title = (f"{result['label']}, step {result['step']}: attributions of D's raw logit on "
              f"{args.population} inputs (clip to mean ± 3 std, mean |a| over channels)")
     # at most 16 columns stay readable; the JSON summarises all --n images
-    plot_saliency(x, attrs, args.out, pixel_range=pixel_range, n=min(args.n, 16), title=title)
+    plot_saliency(x, attrs, args.out, pixel_range=pixel_range(load(args.checkpoint)[2]),
+                  n=min(args.n, 16), title=title)
     log(f"wrote {args.out}")
-    write_json({"probe": "saliency", **info, "label": label(info),
-                "population": args.population, "n": args.n, "seed": args.seed,
-                "figure": args.out, "methods": rows}, args.json)
+    write_json({**result, "figure": args.out}, args.json)
     return 0

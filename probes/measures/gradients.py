@@ -1,0 +1,200 @@
+"""Input-gradient measurements of discriminator checkpoints (paper Fig. 1, 5a).
+
+:func:`per_image` is the one way a checkpoint's gradient is measured (sparsity, and structure
+for images, per image, in the probe mode the caller names, against the clean reference group
+of :func:`probes.io.sources.probe_inputs`); :func:`histogram_edges_for` is the one edge policy
+of the Fig. 5a histograms; :func:`gradients` is the whole ``asgan-probe gradients``
+measurement. The CLI, the study report and the notebooks call these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from probes.io.checkpoints import facts, group_size, is_image, pixel_range
+from trainers.errors import UserError
+
+EVAL_BATCH = 256  # rows per pass in per-sample modes, where the batch size changes nothing
+HIST_BINS = 101
+
+
+def batch_size_for(meta: dict[str, Any], D: nn.Module, mode: str,
+                   batch_size: int | None = None) -> int:
+    """The probe batch: ``batch_size`` when given; in ``batch`` mode the batch size D was
+    trained with (its BatchNorm statistics then come from batches like its training
+    batches); else :data:`EVAL_BATCH` (memory only)."""
+    from probes.core.modes import group_size as rows_per_pass
+
+    if batch_size is not None:
+        if batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+        return batch_size
+    return rows_per_pass(D, mode, group_size(meta), EVAL_BATCH)
+
+
+def per_image(D: nn.Module, x: torch.Tensor, meta: dict[str, Any], *, reference: torch.Tensor,
+              wrt: str = "logit", population: str = "real", mode: str = "auto",
+              batch_size: int | None = None, with_structure: bool = True,
+              keep: bool | int = False, accumulate=None) -> dict[str, Any]:
+    """Sparsity (and structure for images) of D's input gradient, per image of ``x``.
+
+    :func:`probes.core.gradients.input_gradients` with the checkpoint's pixel range, its probe
+    batch (:func:`batch_size_for`) and the clean ``reference`` group ``frozen`` mode holds the
+    BatchNorm statistics of. Returns its result (``per_image``, ``mode``, ``logits``, ...).
+    """
+    from probes.core.gradients import grad_sparsity, input_gradients
+    from probes.core.structure import structure_reducer
+
+    reducers = [grad_sparsity]
+    if with_structure and x.dim() == 4:
+        reducers.append(structure_reducer(pixel_range=pixel_range(meta)))
+    return input_gradients(D, x, wrt=wrt, population=population, mode=mode,
+                           batch_size=batch_size_for(meta, D, mode, batch_size),
+                           reference=reference, reduce=reducers, accumulate=accumulate,
+                           keep=keep)
+
+
+def histogram_edges_for(pilots: Sequence[torch.Tensor], *, scale: str = "raw",
+                        bins: int = HIST_BINS) -> torch.Tensor:
+    """Shared Fig. 5a edges: +- the largest |value| in the pilot gradients (each D's first
+    batch). Values of later batches outside them are *counted* as under/overflow by
+    :func:`probes.core.gradients.histogram_reducer`, never clamped into the edge bins."""
+    from probes.core.gradients import histogram_edges, rms_scaled
+
+    limit = max(float((rms_scaled(g) if scale == "rms" else g).abs().max()) for g in pilots)
+    return histogram_edges(limit if limit > 0 else 1.0, bins)
+
+
+def pilot_edges(entries: Sequence[dict[str, Any]], *, wrt: str = "logit",
+                population: str = "real", mode: str = "auto", scale: str = "raw",
+                bins: int = HIST_BINS, batch_size: int | None = None) -> torch.Tensor:
+    """:func:`histogram_edges_for` from each entry's first batch (entries as made by
+    :func:`load_entries`: ``{"D", "meta", "x", "reference", ...}``)."""
+    from probes.core.gradients import iter_gradients
+
+    pilots = [next(iter_gradients(e["D"], e["x"], wrt=wrt, population=population, mode=mode,
+                                  batch_size=batch_size_for(e["meta"], e["D"], mode,
+                                                            batch_size),
+                                  reference=e["reference"]))["grad"] for e in entries]
+    return histogram_edges_for(pilots, scale=scale, bins=bins)
+
+
+def histogram_record(res: dict[str, Any]) -> dict[str, Any]:
+    """The counts a :func:`probes.core.gradients.histogram_reducer` summed into ``res``."""
+    t = res["totals"]
+    return {"counts": t["hist_counts"].tolist(), "under": int(t["hist_under"]),
+            "over": int(t["hist_over"])}
+
+
+def random_d(meta: dict[str, Any], seed: int, device) -> nn.Module:
+    """A randomly initialised D of a checkpoint's architecture (Adebayo et al. 2018's sanity
+    baseline), built under a forked RNG so the caller's stream is untouched."""
+    from trainers.nets import build_net
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        D = build_net(meta["d_spec"])
+    return D.to(device).eval()
+
+
+def load_entries(paths: Sequence[str], *, population: str, n: int, seed: int, device,
+                 fakes_from: str = "own", random_reference: bool = False
+                 ) -> list[dict[str, Any]]:
+    """Checkpoints with their inputs: ``{"G", "D", "meta", "info", "label", "x",
+    "reference"}``. Reals (and ``fakes_from="first"``) are the same samples for all."""
+    from probes.io.sources import load, probe_inputs
+
+    entries = []
+    for path in paths:
+        G, D, meta = load(path, device=device)
+        info = facts(meta, path)
+        entries.append({"G": G, "D": D, "meta": meta, "info": info, "label": info["label"]})
+    shapes = {tuple(e["meta"].get("data", {}).get("shape", ())) for e in entries}
+    if len(shapes) > 1:
+        raise UserError(f"checkpoints differ in data shape {sorted(shapes)}: compare "
+                        "checkpoints of one dataset")
+    first = entries[0]
+    if random_reference:
+        arch = first["meta"]["d_spec"]["arch"]
+        info = {**{k: None for k in first["info"]}, "d_arch": arch,
+                "data": first["info"]["data"], "reference": "random-init D",
+                "label": f"random-init D ({arch}, seed {seed})"}
+        entries.append({"G": first["G"], "D": random_d(first["meta"], seed, device),
+                        "meta": first["meta"], "info": info, "label": info["label"]})
+    shared = population == "real" or fakes_from == "first"
+    x0 = probe_inputs(first["meta"], first["G"], population=population, n=n, seed=seed,
+                      device=device)
+    for e in entries:
+        own = not (shared or e is first or e["info"].get("reference"))
+        e["x"], e["reference"] = probe_inputs(e["meta"], e["G"], population=population, n=n,
+                                              seed=seed, device=device) if own else x0
+    return entries
+
+
+def gradients(paths: Sequence[str], *, population: str = "real", n: int = 512,
+              wrt: str = "logit", mode: str = "auto", batch_size: int | None = None,
+              fakes_from: str = "own", boot: int = 1000, random_reference: bool = False,
+              hist: bool = False, hist_scale: str = "raw", hist_bins: int = HIST_BINS,
+              keep: int = 0, seed: int = 0, device: str = "cpu", check_maps: bool = False
+              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Sparsity and structure of each checkpoint's input gradient on the same inputs.
+
+    ``check_maps``: fail at once (before any work) if gradient maps were asked for on points.
+
+    Returns:
+        ``(result, entries)``: the JSON-able result (per checkpoint: facts, mode, reference
+        size, reals used, summaries with bootstrap CIs; paired comparisons of the first
+        checkpoint with each other one when the inputs are shared; histograms on request),
+        and the loaded entries with their results (``res``: kept gradients for figures).
+    """
+    from probes.core.sparsity import DEFINITIONS as SPARSITY_DEFS
+    from probes.core.sparsity import compare, summarize
+    from probes.core.structure import CONFOUND_CHECKS, EVIDENCE, hf_reference
+    from probes.core.structure import DEFINITIONS as STRUCTURE_DEFS
+    from probes.io.sources import real_split
+
+    entries = load_entries(paths, population=population, n=n, seed=seed, device=device,
+                           fakes_from=fakes_from, random_reference=random_reference)
+    from probes.core.gradients import histogram_reducer
+
+    first = entries[0]
+    edges = pilot_edges(entries, wrt=wrt, population=population, mode=mode, scale=hist_scale,
+                        bins=hist_bins, batch_size=batch_size) if hist else None
+    results = []
+    for e in entries:
+        acc = None if edges is None else [histogram_reducer(edges, scale=hist_scale)]
+        e["res"] = res = per_image(e["D"], e["x"], e["meta"], reference=e["reference"],
+                                   wrt=wrt, population=population, mode=mode,
+                                   batch_size=batch_size, keep=keep or False, accumulate=acc)
+        results.append({**e["info"], "mode": res["mode"], "batch_size": res["batch_size"],
+                        "batch_sizes": res["batch_sizes"],
+                        "reference_n": int(e["reference"].shape[0])
+                        if res["mode"] == "frozen" else None,
+                        "reals": real_split(e["meta"]) if population == "real" else None,
+                        "logit_mean": float(res["logits"].double().mean()),
+                        "measures": summarize(res["per_image"], n_boot=boot, seed=seed),
+                        **({"histogram": histogram_record(res)} if edges is not None else {})})
+    shared = population == "real" or fakes_from == "first"
+    comparisons = [{"a": first["label"], "b": e["label"], "paired": True,
+                    "measures": compare(first["res"]["per_image"], e["res"]["per_image"],
+                                        n_boot=boot, seed=seed)}
+                   for e in entries[1:]] if shared else []
+    out = {"probe": "gradients", "population": population, "wrt": wrt, "n": n, "seed": seed,
+           "n_boot": boot, "ci_level": 0.95,
+           "inputs": ("the same seeded samples for every checkpoint" if shared else
+                      "each checkpoint's own G on the same seeded latents"),
+           "definitions": {**SPARSITY_DEFS, **STRUCTURE_DEFS},
+           "evidence": list(EVIDENCE), "confound_checks": list(CONFOUND_CHECKS),
+           "checkpoints": results, "comparisons": comparisons}
+    if is_image(first["meta"]):
+        h, w = first["meta"]["data"]["shape"][-2:]
+        out["hf_reference"] = hf_reference(h, w)
+    if edges is not None:
+        out["histogram"] = {"edges": edges.tolist(), "scale": hist_scale,
+                            "edges_from": "+- max |value| over every D's first batch; values "
+                                          "outside are counted in under/over"}
+    return out, entries
