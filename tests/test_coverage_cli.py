@@ -155,8 +155,10 @@ def test_quality_adds_inception_fid_with_user_weights(ckpts, tmp_path, capsys, m
     torch.jit.script(_TinyInception()).save(str(weights))
     monkeypatch.setenv("ASGAN_PROBE_INCEPTION", str(weights))  # the environment variable path
     out = tmp_path / "qi.json"
+    # a TorchScript file runs as a program only when asked: --inception-format torchscript
     code, _, err = _run(["quality", ckpts["mnist10k"], "--n", "40", "--kid-subsets", "2",
-                         "--kid-subset-size", "20", "--out", str(out)], capsys)
+                         "--kid-subset-size", "20", "--inception-format", "torchscript",
+                         "--out", str(out)], capsys)
     assert code == 0, err
     scores = json.loads(out.read_text())["results"][0]["scores"]
     assert list(scores) == ["classifier", "inception"]

