@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
-from typing import Any
 
+from probes.io.outputs import log, write_json  # noqa: F401  (the verbs' one import)
 from trainers.errors import UserError
 
 
@@ -52,27 +50,3 @@ def parse_eps_list(text: str) -> list[float]:
     if not items:
         raise UserError(f"empty eps list {text!r}; write e.g. --eps 0,1/255,2/255")
     return [parse_eps(s) for s in items]
-
-
-def write_json(obj: Any, out: str | None) -> None:
-    """Pretty JSON to ``out`` (atomically) or to stdout."""
-    text = json.dumps(obj, indent=2, default=_jsonable) + "\n"
-    if out is None:
-        sys.stdout.write(text)
-        return
-    from trainers.checkpoint import atomic_write_bytes
-
-    atomic_write_bytes(Path(out), text.encode())
-    print(f"wrote {out}", file=sys.stderr)
-
-
-def _jsonable(x: Any):
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not JSON-able: {type(x).__name__}")
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)

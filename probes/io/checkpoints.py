@@ -26,16 +26,22 @@ def describe(meta: dict[str, Any], path: str | Path) -> dict[str, Any]:
             "d_arch": meta.get("d_spec", {}).get("arch")}
 
 
-def label(info: dict[str, Any]) -> str:
-    """A legend label from :func:`describe`: ``run-name (asgan eps 1/255)``."""
-    name = Path(info["checkpoint"]).parent.name or Path(info["checkpoint"]).stem
+def kind(info: dict[str, Any]) -> str:
+    """What trained it, from :func:`describe`: ``baseline``, ``asgan, fgsm eps 1/255``..."""
     if info.get("trainer") == "asgan":
-        kind = f"asgan eps {info['eps'] * 255:g}/255"
-        if info.get("perturbation") not in (None, "fgsm"):
-            kind += f" {info['perturbation']}"
-    else:
-        kind = info.get("trainer") or "?"
-    return f"{name} ({kind})"
+        return f"asgan, {info.get('perturbation') or 'fgsm'} eps {(info['eps'] or 0) * 255:g}/255"
+    return info.get("trainer") or "?"
+
+
+def label(info: dict[str, Any]) -> str:
+    """A legend label from :func:`describe`: ``<run dir>/<snapshot> (<kind>)``."""
+    p = Path(info["checkpoint"])
+    return f"{p.parent.name}/{p.stem} ({kind(info)})"
+
+
+def run_label(run_dir: str | Path, info: dict[str, Any]) -> str:
+    """The label of a whole run (its snapshots' facts in ``info``): ``<run dir> (<kind>)``."""
+    return f"{Path(run_dir).name} ({kind(info)})"
 
 
 def facts(meta: dict[str, Any], path: str | Path) -> dict[str, Any]:

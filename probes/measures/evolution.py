@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from probes.io.checkpoints import describe, label
+from probes.io.checkpoints import describe, run_label
 from probes.measures.gradients import per_image
 from trainers.errors import UserError
 
@@ -76,7 +76,7 @@ def evolution(run_dir: str | Path, *, n: int = 64, population: str = "real",
                      "measures": summarize(res["per_image"], n_boot=n_boot, seed=seed)})
     return {"run": str(run_dir), **{k: first[k] for k in ("trainer", "eps", "perturbation",
                                                           "data")},
-            "label": label({**first, "checkpoint": str(snaps[0])}),
+            "label": run_label(run_dir, first),
             "population": population, "wrt": wrt, "n": n, "seed": seed,
             "reals": real_split(meta) if population == "real" else None, "snapshots": rows}
 
