@@ -106,9 +106,10 @@ def measure(paths: list[str], *, n: int = 10_000, seed: int = 0, device: str = "
 
     from probes.adapters.classifier import features
     from probes.adapters.inception import inception_features, load_inception, resolve_weights
-    from probes.cli.coverage import checkpoint_facts, load_digit_classifier
     from probes.core import quality
     from probes.io import sources
+    from probes.io.checkpoints import facts as checkpoint_facts
+    from probes.measures.coverage import load_digit_classifier
 
     dev = sources.resolve_device(device)
     found = resolve_weights(inception_weights, inception=inception)
@@ -134,7 +135,7 @@ def measure(paths: list[str], *, n: int = 10_000, seed: int = 0, device: str = "
 
     rows = []
     for path, G, meta, spaces in loaded:
-        facts = checkpoint_facts(path, meta)
+        facts = checkpoint_facts(meta, path)
         log(f"{facts['label']}: {n} real and {n} generated samples; spaces {', '.join(spaces)}")
         x_real = sources.reals(meta, n, seed=seed)
         x_fake = sources.fakes(G, meta, n, seed=seed, device=dev)
