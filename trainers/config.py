@@ -1,8 +1,14 @@
 """Training configuration: one frozen dataclass, named presets, validated overrides.
 
 Every field reaches the code (a test checks that each is read in ``trainers/``). ``eps`` is in
-[0, 1] pixel units (SPEC section 1). The paper's "eps = 1/255" was applied by the authors'
-script in [-1, 1] space, i.e. 0.5/255 in our units: the ``paper-cifar10`` preset uses 0.5/255.
+the data's eps unit (``eps_unit``, SPEC section 1): on images [0, 1] *pixel units* (1/255 = one
+grey level, a step of ``eps * (hi - lo)``); on the 2-D mixtures *mode-std* units (1 = one
+standard deviation of a mode: 0.01 on ring8, 0.05 on grid25, a step of ``eps * std`` per
+coordinate), so eps means the same on both and a sweep up to 1.5 stays inside the coverage
+metric's 3-std radius. Each checkpoint records the unit and its scale (``eps_unit``,
+``eps_scale``) and every probe converts with them. The paper's "eps = 1/255" was applied by
+the authors' script in [-1, 1] space, i.e. 0.5/255 in our units: the ``paper-cifar10`` preset
+uses 0.5/255.
 
 ``split`` chooses the training data: ``auto`` (default) trains on the fixed train part where
 the dataset has one (mnist10k: 9,000 of the digit classifier's 9,000 / 1,000 split;
@@ -38,6 +44,7 @@ ATTACK_MODES = ("train", "eval")
 DEVICES = ("auto", "cpu", "cuda")
 ON_NONFINITE = ("stop", "skip")
 SPLITS = ("auto", "train", "none")
+EPS_UNIT_CHOICES = ("auto", "pixel", "mode-std")
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,8 @@ class TrainConfig:
     r1_gamma: float = 0.0  # R1 penalty weight on reals (Mescheder et al. 2018); 0 = off
     # AS-GAN (SPEC section 2)
     trainer: str = "baseline"  # baseline | asgan: differ only in the D step
-    eps: float = 1 / 255  # FGSM step on reals, [0, 1] pixel units
+    eps: float = 1 / 255  # FGSM step on reals, in eps_unit (images: [0, 1] pixel units)
+    eps_unit: str = "auto"  # auto (ring8/grid25: mode-std, else pixel) | pixel | mode-std
     eps_warmup: int = 0  # iterations with eps = 0 at the start
     eps_epoch_off: int = 0  # batches with eps = 0 at each epoch start (authors' script: 300)
     # fgsm | gaussian (sign of N(0, I)) | none (D updated twice) | first-order (second step
@@ -94,13 +102,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mnist10k-dcgan": dict(data="mnist10k", split="train", arch="dcgan", resolution=32,
                            width=32, z_dim=64, steps=2000, batch_size=64, eps=1 / 255,
                            log_every=50, sample_every=500, snapshot_every=500),
+    # 2-D eps in mode-std units: 0.5 std per coordinate (0.71 std in L2), well inside 3 std
     "ring8-mlp": dict(data="ring8", split="train", arch="mlp", width=128, z_dim=2, steps=3000,
-                      batch_size=256, lr_g=1e-3, lr_d=1e-3, eps=2 / 255, log_every=100,
+                      batch_size=256, lr_g=1e-3, lr_d=1e-3, eps=0.5, log_every=100,
                       sample_every=1000, snapshot_every=1000),
     "grid25-mlp": dict(data="grid25", split="train", arch="mlp", width=256, z_dim=2,
-                       steps=4000, batch_size=256, lr_g=1e-3, lr_d=1e-3, eps=1 / 255,
-                       log_every=100,
-                       sample_every=1000, snapshot_every=1000),
+                       steps=4000, batch_size=256, lr_g=1e-3, lr_d=1e-3, eps=0.5,
+                       log_every=100, sample_every=1000, snapshot_every=1000),
     "cifar10-dcgan": dict(data="cifar10", arch="dcgan", resolution=32, width=64, z_dim=100,
                           steps=100_000, batch_size=64, eps=1 / 255, log_every=100,
                           sample_every=2000, snapshot_every=5000),
@@ -121,6 +129,7 @@ _CHOICES = {
     "device": DEVICES,
     "on_nonfinite": ON_NONFINITE,
     "split": SPLITS,
+    "eps_unit": EPS_UNIT_CHOICES,
 }
 
 
@@ -129,8 +138,9 @@ _LIMITS = {"width": 2**16, "z_dim": 2**16, "resolution": 2**12, "batch_size": 2*
            "seed": 2**63 - 1}
 
 
-def parse_eps(text: str | float) -> float:
-    """``"1/255"``, ``"0.5/255"``, ``"0.004"`` or a float -> float in [0, 1] pixel units."""
+def parse_eps(text: str | float, unit: str = "pixel") -> float:
+    """``"1/255"``, ``"0.5/255"``, ``"0.004"`` or a float -> float in ``unit``: [0, 1] for
+    ``"pixel"``, any finite value >= 0 for ``"mode-std"`` (a multiple of a mode's std)."""
     if isinstance(text, (int, float)):
         value = float(text)
     else:
@@ -143,6 +153,11 @@ def parse_eps(text: str | float) -> float:
                 value = float(s)
         except (ValueError, ZeroDivisionError):
             raise UserError(f"bad eps {s!r}: write a number or a fraction such as 1/255") from None
+    if unit == "mode-std":
+        if not 0.0 <= value < math.inf:
+            raise UserError(f"eps {text} is not a finite number >= 0: on 2-D mixtures eps is in "
+                            "mode-std units (1 = one std of a mode)")
+        return value
     if not 0.0 <= value <= 1.0 or value != value:
         raise UserError(f"eps {text} is outside [0, 1]: eps is in pixel units (1/255 = one grey "
                         "level)")
@@ -160,8 +175,8 @@ def coerce(name: str, value: Any) -> Any:
         if "None" in str(kind):
             return None
         raise UserError(f"{name} cannot be empty")
-    if name == "eps":
-        return parse_eps(value)
+    if name == "eps":  # the unit depends on the data: validate() checks the range
+        return parse_eps(value, unit="mode-std")
     try:
         if str(kind).startswith("bool"):
             if isinstance(value, bool):
@@ -206,10 +221,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("beta1", "beta2"):
         if not 0 <= getattr(cfg, name) < 1:
             raise UserError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
-    from trainers.data import training_part  # lazy: trainers.data imports torch
+    from trainers.data import resolve_eps_unit, training_part  # lazy: it imports torch
 
     training_part(cfg.data, cfg.split)  # split=train on data without a split: UserError
-    parse_eps(cfg.eps)
+    parse_eps(cfg.eps, unit=resolve_eps_unit(cfg.data, cfg.eps_unit))
     if cfg.perturbation == "first-order" and cfg.attack_mode == "eval":
         raise UserError("perturbation=first-order takes its gradient with batch statistics, as "
                         "the training FGSM does; attack_mode=eval applies to fgsm only")
@@ -241,8 +256,8 @@ def make_config(preset: str | None = None, overrides: dict[str, Any] | None = No
 
 
 # what a stored config without a field meant: runs from before the field trained on all of
-# their data
-LEGACY = {"split": "none"}
+# their data, with eps in pixel units of pixel_range (on 2-D data: of the plotting box)
+LEGACY = {"split": "none", "eps_unit": "pixel"}
 
 
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:

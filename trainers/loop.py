@@ -41,7 +41,7 @@ from trainers.checkpoint import (
     write_error,
 )
 from trainers.config import TrainConfig, config_from_dict
-from trainers.data import Dataset, load_dataset, training_part
+from trainers.data import Dataset, eps_units, load_dataset, resolve_eps_unit, training_part
 from trainers.distributed import Dist, setup, unwrap, wrap
 from trainers.errors import UserError
 from trainers.faults import (
@@ -260,8 +260,11 @@ def _train(cfg: TrainConfig, out: Path, ctx: Dist, *, resume: bool, progress: bo
     nhwc = _nhwc(cfg, data)
     order = BatchOrder(data.n, cfg.batch_size, cfg.seed)
     z_fixed = latents(cfg, 64, "samples").to(device)
+    # eps's unit on this data and the absolute size of eps = 1 (hi - lo for pixels, the mode
+    # std on 2-D mixtures): the training FGSM converts with it and every probe reads it back
+    units = eps_units(data, resolve_eps_unit(cfg.data, cfg.eps_unit))
     meta_base = {"config": cfg.to_dict(), "g_spec": g_spec, "d_spec": d_spec,
-                 "pixel_range": list(data.pixel_range),
+                 "pixel_range": list(data.pixel_range), **units,
                  # the part trained on and the split it belongs to (absent: all of the data),
                  # so a probe rebuilds the held-out part without reading the config
                  "data": {"name": data.name, "shape": list(data.shape),
@@ -303,7 +306,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: Dist, *, resume: bool, progress: bo
             eps = eps_in_force(cfg, step, pos)
             stats = d_step(D, step_D, x_real, x_fake, cfg=cfg, eps=eps,
                            pixel_range=data.pixel_range, generator=rng(cfg.seed, "noise", step),
-                           shard=(ctx.rank, ctx.world))
+                           shard=(ctx.rank, ctx.world), eps_scale=units["eps_scale"])
 
             step_G.zero_grad(set_to_none=True)
             with frozen(D):
@@ -333,7 +336,9 @@ def _train(cfg: TrainConfig, out: Path, ctx: Dist, *, resume: bool, progress: bo
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 elapsed = time.perf_counter() - t_window
-                row = {"step": done, "eps": eps, "eps_255": round(eps * 255, 4)}
+                row = {"step": done, "eps": eps, "eps_unit": units["eps_unit"]}
+                if units["eps_unit"] == "pixel":
+                    row["eps_255"] = round(eps * 255, 4)  # grey levels: pixel units only
                 row.update(ctx.mean({k: _window_mean(v, finite_only=skip)
                                      for k, v in window.items()}))
                 row["images_per_s"] = (len(window["loss_g"]) * cfg.batch_size

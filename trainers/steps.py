@@ -233,7 +233,8 @@ def _first_step(D, opt_D, x_real, x_fake, cfg: TrainConfig, want_input_grad: boo
 
 
 def d_step_baseline(D, opt_D, x_real, x_fake, *, cfg: TrainConfig, eps: float,
-                    pixel_range, generator, shard=(0, 1)) -> dict[str, torch.Tensor]:
+                    pixel_range, generator, shard=(0, 1), eps_scale=None
+                    ) -> dict[str, torch.Tensor]:
     """One standard D update on ``x_real`` and ``x_fake.detach()``."""
     stats, _ = _first_step(D, opt_D, x_real, x_fake, cfg, want_input_grad=False)
     opt_D.step()
@@ -241,15 +242,18 @@ def d_step_baseline(D, opt_D, x_real, x_fake, *, cfg: TrainConfig, eps: float,
 
 
 def fgsm_point(D: nn.Module, x: torch.Tensor, grad_loss: torch.Tensor, *, eps: float,
-               pixel_range) -> torch.Tensor:
+               pixel_range, eps_scale=None) -> torch.Tensor:
     """The training FGSM: ``clamp(x + eps*(hi-lo) * sign(grad_loss), lo, hi)`` (SPEC 2.3), by
     the probes' ``fgsm`` (one eps conversion for both), given ``grad_loss = dL_D/dx``
-    (D is not called)."""
-    return fgsm(D, x, eps=eps, toward="fake", pixel_range=pixel_range, grad=-grad_loss)
+    (D is not called). ``eps_scale``: the data's size of eps = 1 when it is not ``hi - lo``
+    (2-D mixtures: the mode std, ``trainers.data.eps_units``)."""
+    return fgsm(D, x, eps=eps, toward="fake", pixel_range=pixel_range, grad=-grad_loss,
+                eps_scale=eps_scale)
 
 
 def perturb_reals(D, x_real, *, cfg: TrainConfig, eps: float, pixel_range, generator,
-                  grad_loss: torch.Tensor | None, shard=(0, 1)) -> torch.Tensor:
+                  grad_loss: torch.Tensor | None, shard=(0, 1), eps_scale=None
+                  ) -> torch.Tensor:
     """``x_adv`` for AS-GAN's second D step.
 
     ``fgsm``: the probes' FGSM toward "fake" with ``sign(dL_D/dx_real)`` from the D step's
@@ -268,14 +272,17 @@ def perturb_reals(D, x_real, *, cfg: TrainConfig, eps: float, pixel_range, gener
         rank, world = shard
         noise = torch.randn((x.shape[0] * world, *x.shape[1:]), generator=generator)
         noise = noise[rank * x.shape[0]:(rank + 1) * x.shape[0]].to(x.device)
-        return fgsm(D, x, eps=eps, toward="real", pixel_range=pixel_range, grad=noise)
+        return fgsm(D, x, eps=eps, toward="real", pixel_range=pixel_range, grad=noise,
+                    eps_scale=eps_scale)
     if cfg.attack_mode == "eval":
-        return fgsm(D, x, eps=eps, toward="fake", pixel_range=pixel_range, mode="eval")
-    return fgsm_point(D, x, grad_loss, eps=eps, pixel_range=pixel_range)
+        return fgsm(D, x, eps=eps, toward="fake", pixel_range=pixel_range, mode="eval",
+                    eps_scale=eps_scale)
+    return fgsm_point(D, x, grad_loss, eps=eps, pixel_range=pixel_range, eps_scale=eps_scale)
 
 
 def d_step_asgan(D, opt_D, x_real, x_fake, *, cfg: TrainConfig, eps: float,
-                 pixel_range, generator, shard=(0, 1)) -> dict[str, torch.Tensor]:
+                 pixel_range, generator, shard=(0, 1), eps_scale=None
+                 ) -> dict[str, torch.Tensor]:
     """AS-GAN: the standard D update, then a second update of the same form (R1 included
     when ``r1_gamma > 0``) on adversarial reals, or, for ``first-order``, on the clean reals
     with the first-order model of the loss at the FGSM point (module docstring)."""
@@ -283,14 +290,16 @@ def d_step_asgan(D, opt_D, x_real, x_fake, *, cfg: TrainConfig, eps: float,
     stats, x_req = _first_step(D, opt_D, x_real, x_fake, cfg, want_input_grad=use_step_grad)
     # the perturbation uses the pre-update weights (SPEC 2.3): build it before opt_D.step()
     x_adv = perturb_reals(D, x_req, cfg=cfg, eps=eps, pixel_range=pixel_range,
-                          generator=generator, grad_loss=x_req.grad, shard=shard)
+                          generator=generator, grad_loss=x_req.grad, shard=shard,
+                          eps_scale=eps_scale)
     opt_D.step()
 
     opt_D.zero_grad(set_to_none=True)
     to_point = None
     if cfg.perturbation == "first-order" and eps > 0:
         x_adv = x_adv.requires_grad_(True)  # clean reals; the penalty needs their gradient
-        to_point = functools.partial(fgsm_point, D, eps=eps, pixel_range=pixel_range)
+        to_point = functools.partial(fgsm_point, D, eps=eps, pixel_range=pixel_range,
+                                     eps_scale=eps_scale)
     fakes = x_fake.detach() if cfg.second_step == "real+fake" else None
     total, loss_adv, logits_adv, _, extras = update_loss(
         D, x_adv, fakes, r1_gamma=cfg.r1_gamma, to_fgsm_point=to_point)

@@ -6,8 +6,10 @@ attack here and AS-GAN's training perturbation use). FGSM is BIM with one step o
 
 Units (SPEC section 1): ``eps`` is in [0, 1] *pixel units*; in the data's own range
 ``pixel_range=(lo, hi)`` a step of ``eps`` moves a value by ``eps * (hi - lo)``
-(``eps=1/255`` is one grey level, 2/255 in [-1, 1] space). :func:`eps_to_abs` is the one
-place that conversion happens.
+(``eps=1/255`` is one grey level, 2/255 in [-1, 1] space). Data with another eps unit (the 2-D
+mixtures: one std of a mode) pass its ``eps_scale``, the absolute size of eps = 1 that every
+checkpoint records (``trainers.data.eps_units_of``). :func:`eps_to_abs` is the one place that
+conversion happens.
 
 ``eps`` is one float for the batch or a tensor ``(N,)`` with one eps per sample (the minimal-eps
 bisection uses that). D returns raw logits ``(N,)``. ``toward="fake"`` lowers the logit (reals
@@ -32,15 +34,19 @@ Eps = float | torch.Tensor  # one eps for the batch, or per-sample eps (N,)
 
 
 def eps_to_abs(eps: Eps, pixel_range: tuple[float, float] = (-1.0, 1.0),
-               like: torch.Tensor | None = None) -> float | torch.Tensor:
-    """Convert ``eps`` in [0, 1] pixel units to an absolute size in ``pixel_range`` units.
+               like: torch.Tensor | None = None, scale: float | None = None
+               ) -> float | torch.Tensor:
+    """Convert ``eps`` in the data's eps unit to an absolute size in ``pixel_range`` units.
 
-    The one place this conversion happens (SPEC section 1): ``eps * (hi - lo)``.
+    The one place this conversion happens (SPEC section 1): ``eps * scale``, where ``scale``
+    is the absolute size of eps = 1: by default ``hi - lo`` (pixel units, eps in [0, 1]); the
+    mode std on the 2-D mixtures (mode-std units, any eps >= 0), as a checkpoint records it.
 
     Args:
         eps: a float, or a tensor ``(N,)`` with one eps per sample of ``like``.
         pixel_range: ``(lo, hi)`` of the data.
         like: the batch ``(N, ...)`` a per-sample eps applies to (required for a tensor eps).
+        scale: the data's ``eps_scale``; None = pixel units of ``pixel_range``.
 
     Returns:
         A float, or ``(N, 1, ..., 1)`` on ``like``'s device and dtype (broadcasts per sample).
@@ -48,17 +54,22 @@ def eps_to_abs(eps: Eps, pixel_range: tuple[float, float] = (-1.0, 1.0),
     lo, hi = pixel_range
     if not hi > lo:
         raise ValueError(f"pixel_range must have hi > lo, got {pixel_range}")
+    if scale is not None and not 0.0 < scale < float("inf"):
+        raise ValueError(f"eps scale must be a finite size > 0, got {scale}")
+    # pixel units stop at 1 (the full range); other units (a mode's std) have no such bound
+    top, unit = (1.0, "[0, 1] pixel units (1/255 = one grey level)") if scale is None else (
+        float("inf"), f"units of {scale:g} (eps >= 0)")
+    size = (hi - lo) if scale is None else float(scale)
     if not torch.is_tensor(eps):
-        if not 0.0 <= eps <= 1.0:
-            raise ValueError(f"eps is in [0, 1] pixel units (1/255 = one grey level), got {eps}")
-        return float(eps) * (hi - lo)
+        if not 0.0 <= eps <= top:
+            raise ValueError(f"eps is in {unit}, got {eps}")
+        return float(eps) * size
     if like is None or eps.shape != (like.shape[0],):
         n = None if like is None else like.shape[0]
         raise ValueError(f"per-sample eps must have shape ({n},), got {tuple(eps.shape)}")
-    if bool(((eps < 0) | (eps > 1) | eps.isnan()).any()):  # one sync per call, not per step
-        raise ValueError("eps is in [0, 1] pixel units (1/255 = one grey level); got values "
-                         "outside [0, 1]")
-    return (eps * (hi - lo)).to(device=like.device, dtype=like.dtype).reshape(
+    if bool(((eps < 0) | (eps > top) | eps.isnan()).any()):  # one sync per call, not per step
+        raise ValueError(f"eps is in {unit}; got values outside that range")
+    return (eps * size).to(device=like.device, dtype=like.dtype).reshape(
         -1, *([1] * (like.dim() - 1)))
 
 
@@ -120,6 +131,7 @@ def fgsm(
     grad: torch.Tensor | None = None,
     mode: str = "auto",
     reference: torch.Tensor | None = None,
+    eps_scale: float | None = None,
 ) -> torch.Tensor:
     """One signed-gradient step of size ``eps`` that pushes D's logit toward a class.
 
@@ -140,17 +152,19 @@ def fgsm(
             when ``grad`` is given.
         reference: clean group whose BatchNorm statistics ``frozen`` holds fixed (default:
             the first 64 samples of ``x``).
+        eps_scale: absolute size of eps = 1 when the data's eps unit is not pixels (the
+            2-D mixtures' mode std, from the checkpoint); see :func:`eps_to_abs`.
 
     Returns:
-        ``x_adv`` with the shape and dtype of ``x``, ``|x_adv - x|_inf <= eps * (hi - lo)``,
-        inside ``pixel_range``.
+        ``x_adv`` with the shape and dtype of ``x``, ``|x_adv - x|_inf <= eps * (hi - lo)``
+        (``eps * eps_scale`` when given), inside ``pixel_range``.
 
     Examples:
         >>> x_adv = fgsm(D, x_real, eps=2 / 255)          # reals pushed toward "fake"
         >>> x_adv = fgsm(D, x_fake, eps=2 / 255, toward="real")
     """
     sign = direction(toward)
-    step = eps_to_abs(eps, pixel_range, like=x)
+    step = eps_to_abs(eps, pixel_range, like=x, scale=eps_scale)
     if grad is None:
         ref = reference_group(x, DEFAULT_GROUP) if reference is None else reference
         with probe_model(D, mode, ref) as (model, _):
@@ -201,14 +215,15 @@ def bim(
     generator: torch.Generator | None = None,
     mode: str = "auto",
     reference: torch.Tensor | None = None,
+    eps_scale: float | None = None,
 ) -> torch.Tensor:
     """Basic iterative method: ``steps`` FGSM steps, each projected to the eps ball and range.
 
     Args:
-        D, x, eps, toward, pixel_range, mode, reference: as in :func:`fgsm` (``eps`` float or
-            ``(N,)``).
+        D, x, eps, toward, pixel_range, mode, reference, eps_scale: as in :func:`fgsm`
+            (``eps`` float or ``(N,)``).
         steps: number of iterations (>= 1).
-        step_size: per-step size in pixel units (float or ``(N,)``); default
+        step_size: per-step size in eps's unit (float or ``(N,)``); default
             :func:`default_step_size`: ``eps / steps * 2.5`` capped at ``eps`` (Madry et al.'s
             rule), and exactly ``eps`` when ``steps == 1`` so that ``bim(steps=1) == fgsm``.
         random_start: start from a uniform point in the eps ball (PGD) instead of ``x``.
@@ -224,12 +239,12 @@ def bim(
         ...             generator=torch.Generator().manual_seed(0))
     """
     direction(toward)
-    radius = eps_to_abs(eps, pixel_range, like=x)
+    radius = eps_to_abs(eps, pixel_range, like=x, scale=eps_scale)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if step_size is None:
         step_size = default_step_size(eps, steps)
-    alpha = eps_to_abs(step_size, pixel_range, like=x)
+    alpha = eps_to_abs(step_size, pixel_range, like=x, scale=eps_scale)
     lo, hi = pixel_range
     x0 = x.detach()
     start = x0
