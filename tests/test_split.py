@@ -1,8 +1,9 @@
-"""Held-out splits (issue 12, item 4).
+"""Held-out splits (issue 12, item 4) and eps units of the 2-D mixtures (issue 15, item 4).
 
 The split: disjoint, deterministic, 9,000 / 1,000 on mnist10k (the classifier's indices),
 stacked-mnist built from the parts, 2-D mixtures sampled from separate seed streams; the
-record a smoke-trained checkpoint carries.
+record a smoke-trained checkpoint carries; the probes' reals drawn from the held-out part.
+The eps conversion: one function, eps * (hi - lo) for pixels, eps * std for the mixtures.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import torch
 from trainers.data import (
     MNIST10K_SPLIT,
     check_split,
+    eps_units,
+    eps_units_of,
     load_dataset,
     mnist10k_split,
     split_of,
@@ -186,3 +189,140 @@ def test_split_config_field_and_legacy_configs():
     old = {k: v for k, v in make_config("smoke").to_dict().items() if k != "split"}
     assert config_from_dict(old).split == "none"
     assert config_from_dict(dict(old, split="auto")).split == "auto"
+
+
+# ----------------------------------------------------------------------------- probes' reals
+
+
+def test_reals_default_to_the_held_out_part(smoke_ckpts):
+    from probes.io.sources import real_split, reals
+
+    meta = _meta(smoke_ckpts["auto"])
+    held = _rows(load_dataset("mnist10k", part="heldout").get(torch.arange(1000)))
+    train_rows = _rows(load_dataset("mnist10k", part="train").get(torch.arange(9000)))
+    assert _rows(reals(meta, 1000, seed=0)) == held  # all of it, nothing else
+    assert _rows(reals(meta, 200, seed=3)).isdisjoint(train_rows)
+    assert torch.equal(reals(meta, 50, seed=3), reals(meta, 50, seed=3))
+    assert real_split(meta) == "held-out 1000 of mnist10k (never trained on)"
+    with pytest.raises(UserError, match="lower --n to at most 1000") as e:
+        reals(meta, 1001)
+    assert "\n" not in str(e.value) and "--reals all" in str(e.value)
+    # the explicit choices (the CLI's --reals)
+    assert _rows(reals(meta, 300, part="train")) <= train_rows
+    assert reals(meta, 5000, part="all").shape[0] == 5000
+    assert real_split(meta, "train") == "train 9000 of mnist10k (trained on)"
+    assert real_split(meta, "all").startswith("all of mnist10k (a split is recorded")
+    with pytest.raises(UserError, match="--reals must be"):
+        reals(meta, 4, part="test")
+
+
+def test_reals_without_a_split_are_the_old_choice(smoke_ckpts):
+    from probes.io.sources import real_split, reals
+
+    meta = _meta(smoke_ckpts["none"])
+    full = load_dataset("mnist10k")
+    idx = torch.randperm(full.n, generator=torch.Generator().manual_seed(5))[:64]
+    assert torch.equal(reals(meta, 64, seed=5), full.get(idx))  # as before splits existed
+    assert real_split(meta) == "all of mnist10k (no split recorded: D may have trained on them)"
+    with pytest.raises(UserError, match="records no train/held-out split"):
+        reals(meta, 4, part="held-out")
+    # a checkpoint written before splits were recorded reads the same way
+    old = _meta(smoke_ckpts["auto"])
+    old["data"] = {"name": "mnist10k", "shape": old["data"]["shape"]}
+    assert torch.equal(reals(old, 64, seed=5), full.get(idx))
+    # reals of another dataset than D's: the split does not apply
+    assert real_split(_meta(smoke_ckpts["auto"]), data="digits") == \
+        "all of digits (not the data D trained on)"
+
+
+# ----------------------------------------------------------------------------- eps units
+
+
+@pytest.mark.parametrize("name,std", [("ring8", 0.01), ("grid25", 0.05)])
+def test_mixture_eps_is_in_mode_std(name, std):
+    from probes.core.attacks import eps_to_abs
+
+    units = eps_units(load_dataset(name, n=10), "mode-std")
+    assert units == {"eps_unit": "mode-std", "eps_scale": std}
+    for eps in (0.25, 1.0, 1.5):
+        assert eps_to_abs(eps, (-5.0, 5.0), scale=units["eps_scale"]) == pytest.approx(eps * std)
+
+
+def test_pixel_eps_is_a_fraction_of_the_range():
+    from probes.core.attacks import eps_to_abs
+
+    units = eps_units(load_dataset("mnist10k", n=10), "pixel")
+    assert units == {"eps_unit": "pixel", "eps_scale": 2.0}
+    assert eps_to_abs(2 / 255, (-1.0, 1.0), scale=units["eps_scale"]) == pytest.approx(4 / 255)
+    assert eps_to_abs(2 / 255, (-1.0, 1.0)) == pytest.approx(4 / 255)  # no scale: (hi - lo)
+    per_sample = torch.tensor([0.5, 1.5])
+    got = eps_to_abs(per_sample, (-5.0, 5.0), like=torch.zeros(2, 2), scale=0.05)
+    assert torch.allclose(got.flatten(), per_sample * 0.05)
+
+
+def test_old_checkpoints_read_as_the_old_unit_and_say_so():
+    old_ring = {"pixel_range": [-1.5, 1.5], "data": {"name": "ring8", "shape": [2]}}
+    u = eps_units_of(old_ring)
+    assert (u["unit"], u["scale"], u["recorded"]) == ("pixel", 3.0, False)
+    assert "plotting box" in u["text"] and "not recorded" in u["text"]
+    new_ring = dict(old_ring, eps_unit="mode-std", eps_scale=0.01)
+    assert eps_units_of(new_ring)["scale"] == 0.01 and eps_units_of(new_ring)["recorded"]
+
+
+def _ring_run(root, name, **over):
+    """One AS-GAN iteration of a tiny ring8 MLP; returns the checkpoint."""
+    from trainers import make_config, train
+
+    cfg = make_config(None, dict(data="ring8", arch="mlp", width=8, z_dim=2, batch_size=32,
+                                 steps=1, trainer="asgan", snapshot_every=1, sample_every=0,
+                                 log_every=1, tensorboard=False, **over))
+    return train(cfg, root / name, progress=False)
+
+
+def test_training_fgsm_converts_with_the_recorded_scale(tmp_path):
+    from trainers.checkpoint import load_checkpoint
+
+    std = _ring_run(tmp_path, "std", eps=1.5)  # mode-std (auto): 1.5 * 0.01 = 0.015
+    box = _ring_run(tmp_path, "box", eps=0.005, eps_unit="pixel")  # 0.005 * 3 = 0.015
+    other = _ring_run(tmp_path, "other", eps=0.5)  # 0.005: another step
+    assert (_meta(std)["eps_unit"], _meta(std)["eps_scale"]) == ("mode-std", 0.01)
+    assert (_meta(box)["eps_unit"], _meta(box)["eps_scale"]) == ("pixel", 3.0)
+    w = {k: load_checkpoint(p)[1].state_dict() for k, p in
+         (("std", std), ("box", box), ("other", other))}
+    # the same absolute step gives the same D; another one does not
+    assert all(torch.allclose(w["std"][k], w["box"][k], atol=1e-6) for k in w["std"])
+    assert any(not torch.allclose(w["std"][k], w["other"][k], atol=1e-6) for k in w["std"])
+
+
+def test_config_eps_units_and_legacy_configs():
+    from trainers.config import config_from_dict, make_config
+
+    assert make_config("ring8-mlp").eps == 0.5 and make_config("grid25-mlp").eps == 0.5
+    assert make_config("ring8-mlp", {"eps": "1.5"}).eps == 1.5  # mode-std: beyond 1 is fine
+    with pytest.raises(UserError, match="outside \\[0, 1\\]"):
+        make_config("smoke", {"eps": "1.5"})  # pixels stop at 1
+    with pytest.raises(UserError, match="needs a 2-D mixture"):
+        make_config("smoke", {"eps_unit": "mode-std"})
+    # a stored 2-D config from before eps units: its eps stays in the old (box) unit on resume
+    old = {k: v for k, v in make_config("ring8-mlp", {"eps": 2 / 255}).to_dict().items()
+           if k != "eps_unit"}
+    assert config_from_dict(old).eps_unit == "pixel"
+
+
+def test_shipped_2d_checkpoints_load_and_say_their_unit():
+    from pathlib import Path
+
+    from trainers.checkpoint import load_checkpoint
+
+    root = Path(__file__).resolve().parents[1] / "checkpoints" / "shipped" / "ring8"
+    path = next(iter(sorted(root.glob("*/seed0/ckpt-*.safetensors"))), None)
+    if path is None:
+        pytest.skip("no shipped ring8 checkpoint")
+    _, _, meta = load_checkpoint(path)
+    u = eps_units_of(meta)
+    assert u["recorded"] == ("eps_unit" in meta)
+    if not u["recorded"]:  # trained before eps units: the box (-1.5, 1.5), and it says so
+        assert (u["unit"], u["scale"]) == ("pixel", 3.0) and "not recorded" in u["text"]
+    else:
+        assert (u["unit"], u["scale"]) == ("mode-std", 0.01)
+

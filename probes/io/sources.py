@@ -59,9 +59,48 @@ def to_pixel_range(x: torch.Tensor, src: tuple[float, float], dst: tuple[float, 
     return (x - a) * ((d - c) / (b - a)) + c
 
 
-def dataset_for(meta: dict[str, Any], *, data: str | None = None, data_root: str | None = None):
-    """The dataset a checkpoint was trained on (or ``data``/``data_root`` when given)."""
-    from trainers.data import load_dataset
+# what --reals accepts, and the data part each choice loads
+REALS = {"held-out": "heldout", "heldout": "heldout", "train": "train", "all": "all"}
+
+
+def reals_part(meta: dict[str, Any], reals: str | None = None, *, data: str | None = None
+               ) -> str:
+    """The part of the data a probe of this checkpoint takes its reals from: ``"heldout"``,
+    ``"train"`` or ``"all"``.
+
+    ``reals`` None (the default): the held-out part when the checkpoint records a split (reals
+    D never trained on), else all of the data. ``"held-out"``, ``"train"`` or ``"all"`` ask
+    for one; a part needs a recorded split (UserError otherwise). ``data`` naming another
+    dataset than the checkpoint's makes the split meaningless: all of it.
+    """
+    from trainers.data import canonical_name, split_of
+
+    if reals is not None and reals not in REALS:
+        raise UserError(f"--reals must be held-out, train or all; got {reals!r}")
+    split = split_of(meta)
+    trained = (meta.get("data") or {}).get("name") or meta.get("config", {}).get("data")
+    if split is not None and data is not None and trained is not None \
+            and canonical_name(data) != canonical_name(trained):
+        split = None  # reals of another dataset: D trained on none of them
+    if reals is None:
+        return "heldout" if split is not None else "all"
+    part = REALS[reals]
+    if part != "all" and split is None:
+        raise UserError(f"--reals {reals}: this checkpoint records no train/held-out split "
+                        "(trained on all its data, or before splits were recorded); use "
+                        "--reals all")
+    return part
+
+
+def dataset_for(meta: dict[str, Any], *, data: str | None = None, data_root: str | None = None,
+                part: str = "all"):
+    """The dataset a checkpoint was trained on (or ``data``/``data_root`` when given).
+
+    ``part`` ("all", "train", "heldout"; see :func:`reals_part`): a part of the split the
+    checkpoint records, rebuilt here and checked against the record (same held-out samples,
+    ``trainers.data.check_split``).
+    """
+    from trainers.data import check_split, load_dataset, split_of
 
     cfg = meta.get("config", {})
     name = data or cfg.get("data")
@@ -72,16 +111,28 @@ def dataset_for(meta: dict[str, Any], *, data: str | None = None, data_root: str
     shape = meta.get("data", {}).get("shape")
     if resolution is None and shape and len(shape) == 3:
         resolution = shape[-1]
-    return load_dataset(name, root=root, resolution=resolution, seed=cfg.get("seed", 0))
+    ds = load_dataset(name, root=root, resolution=resolution, seed=cfg.get("seed", 0),
+                      part=part)
+    if part != "all":
+        check_split(ds, split_of(meta))
+    return ds
 
 
 def reals(meta: dict[str, Any], n: int, *, seed: int = 0, data: str | None = None,
-          data_root: str | None = None) -> torch.Tensor:
+          data_root: str | None = None, part: str | None = None) -> torch.Tensor:
     """``n`` real samples ``(n, *shape)`` in the data's pixel range, chosen by ``seed``
-    (a seeded permutation, so the same seed gives the same images whatever the batch size)."""
-    ds = dataset_for(meta, data=data, data_root=data_root)
+    (a seeded permutation, so the same seed gives the same images whatever the batch size).
+
+    ``part``: which reals (:func:`reals_part`): by default the held-out part when the
+    checkpoint records a split, else all of the data; :func:`real_split` says which in words.
+    """
+    which = reals_part(meta, part, data=data)
+    ds = dataset_for(meta, data=data, data_root=data_root, part=which)
     if n > ds.n:
-        raise UserError(f"asked for {n} real samples but {ds.name} has {ds.n}; lower --n")
+        what = {"heldout": "the held-out part of ", "train": "the train part of "}.get(which, "")
+        hint = " or pass --reals all (includes reals D trained on)" if which != "all" else ""
+        raise UserError(f"asked for {n} real samples but {what}{ds.name} has {ds.n}; lower --n "
+                        f"to at most {ds.n}{hint}")
     idx = torch.randperm(ds.n, generator=torch.Generator().manual_seed(seed))[:n]
     return ds.get(idx)
 
@@ -134,13 +185,24 @@ def probe_inputs(meta: dict[str, Any], G: nn.Module | None, *, population: str, 
     return x[:n], x[:group_size(meta)]
 
 
-def real_split(meta: dict[str, Any]) -> str:
-    """Which reals a probe of this checkpoint uses, in words, for every record: the held-out
-    part when the checkpoint records a split (reals D never trained on), else all its data."""
-    from trainers.data import split_of
+def real_split(meta: dict[str, Any], part: str | None = None, *, data: str | None = None
+               ) -> str:
+    """Which reals a probe of this checkpoint uses (:func:`reals` with the same ``part`` and
+    ``data``), in words, for every record: e.g. "held-out 1000 of mnist10k (never trained on)",
+    "train 9000 of mnist10k (trained on)", "all of ring8 (no split recorded: ...)"."""
+    from trainers.data import canonical_name, split_of
 
+    which = reals_part(meta, part, data=data)
     split = split_of(meta)
-    name = meta.get("data", {}).get("name") or meta.get("config", {}).get("data") or "?"
-    if split is None:
-        return f"all of {name} (no split recorded: D may have trained on them)"
-    return f"held-out part of {name} ({split.get('n_heldout', '?')} samples, never trained on)"
+    trained = meta.get("data", {}).get("name") or meta.get("config", {}).get("data")
+    name = data or trained or "?"
+    if which == "heldout":
+        fresh = ", fresh samples" if split.get("kind") == "sampled" else ""
+        return f"held-out {split['n_heldout']} of {name} (never trained on{fresh})"
+    if which == "train":
+        return f"train {split['n_train']} of {name} (trained on)"
+    if data is not None and trained is not None and canonical_name(data) != canonical_name(trained):
+        return f"all of {name} (not the data D trained on)"
+    if split is not None:
+        return f"all of {name} (a split is recorded; this includes the reals D trained on)"
+    return f"all of {name} (no split recorded: D may have trained on them)"
