@@ -18,7 +18,7 @@ from probes.core.coverage import (
     stacked_coverage,
     stacked_modes,
 )
-from probes.study import references
+from probes.measures import references
 from trainers.data import grid25_modes, load_dataset, ring8_modes
 
 MIXTURES = {"ring8": (ring8_modes, 0.01), "grid25": (grid25_modes, 0.05)}

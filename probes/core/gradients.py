@@ -29,8 +29,6 @@ images cost O(N) scalars. Imports only torch (plus :mod:`probes.core.attacks`,
 
 from __future__ import annotations
 
-import ctypes
-import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -150,6 +148,7 @@ def input_gradients(
     reduce: Reducer | Sequence[Reducer] | None = grad_sparsity,
     accumulate: Reducer | Sequence[Reducer] | None = None,
     keep: bool | int = False,
+    after_batch: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Input gradients of D over a stream of samples, reduced on the fly.
 
@@ -174,6 +173,8 @@ def input_gradients(
             batches into ``totals`` (histogram counts, sums for means).
         keep: ``True`` keeps every gradient (and input) in ``grad``/``x``: O(N * dim) memory,
             only when asked; an int ``k`` keeps the first ``k`` (for maps and figures).
+        after_batch: called once a batch's gradients are dropped (the measures pass
+            :func:`probes.io.memory.trim_heap`, so RSS stays flat over long streams).
 
     Returns:
         ``{"mode", "wrt", "population", "n", "batch_size", "batch_sizes", "logits" (N,),
@@ -211,7 +212,8 @@ def input_gradients(
             kept_g.append(b["grad"][:room].cpu())
             kept_x.append(b["x"][:room].detach().cpu())
         del b  # drop this batch's gradients before the next one is computed
-        _trim_heap()
+        if after_batch is not None:
+            after_batch()
     if resolved is None:
         raise ValueError("no samples: x gave no batches")
     out = {"mode": resolved, "wrt": wrt, "population": population, "n": n,
@@ -221,23 +223,6 @@ def input_gradients(
     if keep and kept_g:
         out["grad"], out["x"] = torch.cat(kept_g), torch.cat(kept_x)
     return out
-
-
-@functools.cache
-def _malloc_trim():
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        return None
-
-
-def _trim_heap() -> None:
-    """Give freed per-batch buffers back to the OS. glibc keeps them in the heap, behind
-    small long-lived tensors, so RSS would grow with n although nothing is held
-    (bench/probe_memory.py: 1.19x at 10x the images without this, 1.00x with it)."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def _as_list(f: Reducer | Sequence[Reducer] | None) -> list[Reducer]:

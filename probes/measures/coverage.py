@@ -53,7 +53,7 @@ def coverage(paths: list[str], *, n: int | None = None, seed: int = 0, device: s
     from probes.adapters.classifier import predict_channels
     from probes.core import coverage as cov
     from probes.io import sources
-    from probes.study import references
+    from probes.measures import references
 
     check_n(n)
     dev = sources.resolve_device(device)
@@ -122,7 +122,7 @@ def coverage(paths: list[str], *, n: int | None = None, seed: int = 0, device: s
 
 def tables(result: dict[str, Any]) -> str:
     """The markdown side-by-side tables, one per dataset."""
-    from probes.study.references import side_by_side
+    from probes.measures.references import side_by_side
 
     parts = []
     for data in result["published"]:

@@ -48,6 +48,7 @@ def per_image(D: nn.Module, x: torch.Tensor, meta: dict[str, Any], *, reference:
     """
     from probes.core.gradients import grad_sparsity, input_gradients
     from probes.core.structure import structure_reducer
+    from probes.io.memory import trim_heap
 
     reducers = [grad_sparsity]
     if with_structure and x.dim() == 4:
@@ -55,7 +56,7 @@ def per_image(D: nn.Module, x: torch.Tensor, meta: dict[str, Any], *, reference:
     return input_gradients(D, x, wrt=wrt, population=population, mode=mode,
                            batch_size=batch_size_for(meta, D, mode, batch_size),
                            reference=reference, reduce=reducers, accumulate=accumulate,
-                           keep=keep)
+                           keep=keep, after_batch=trim_heap)
 
 
 def histogram_edges_for(pilots: Sequence[torch.Tensor], *, scale: str = "raw",
