@@ -336,7 +336,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: Dist, *, resume: bool, progress: bo
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 elapsed = time.perf_counter() - t_window
-                row = {"step": done, "eps": eps, "eps_unit": units["eps_unit"]}
+                row = {"step": done, "eps": eps}  # in the unit meta["eps_unit"] names
                 if units["eps_unit"] == "pixel":
                     row["eps_255"] = round(eps * 255, 4)  # grey levels: pixel units only
                 row.update(ctx.mean({k: _window_mean(v, finite_only=skip)
