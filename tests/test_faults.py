@@ -578,3 +578,107 @@ def test_a_lock_holder_killed_by_sigkill_blocks_no_resume(tmp_path, reference, c
     assert (run / LOCK_NAME).read_text().split()[0] == str(proc.pid)
     assert _newest(run) == HALF  # the snapshot before the gate: a log boundary
     _resume_and_check(run, reference, capsys, whole_rows=True)
+
+
+# ---------------------------------------------------------------- report folders: built whole
+
+
+def _report_child(argv: list[str], paused: str, go: str) -> None:
+    """Forked child: ``asgan-probe report``; with ``paused``, it touches that file after
+    drawing the training curves and waits for ``go`` before it draws the samples, i.e. in
+    the middle of writing its report."""
+    sys.stdout, sys.stderr = open(os.devnull, "w"), open(os.devnull, "w")  # noqa: SIM115
+    import probes.viz.runs as runs
+
+    real = runs.plot_samples
+
+    def paused_samples(*args):
+        if paused:
+            Path(paused).touch()
+            _wait_for(Path(go).exists, "the go-ahead")
+        return real(*args)
+
+    runs.plot_samples = paused_samples
+    from probes.cli import main as probe_main
+
+    os._exit(probe_main(argv))
+
+
+def test_two_reports_into_one_folder_leave_one_whole_report(tmp_path):
+    """Report A pauses mid-write; report B into the same folder runs start to end meanwhile;
+    then A finishes. Written in place, the folder would end with B's curves beside A's
+    samples and table; built whole, it holds B's report, complete, while A waits, and then
+    A's, byte for byte as A writes it alone. A file of the user's in the folder survives."""
+    from probes.cli import main as probe_main
+
+    runs = []
+    for name, trainer in (("base", "baseline"), ("as", "asgan")):
+        runs.append(str(tmp_path / name))
+        train(make_config(None, dict(FAULT_CFG, steps=8, trainer=trainer, sample_every=8)),
+              runs[-1], progress=False)
+    a, b = [*runs, "--out"], [*runs[::-1], "--out"]  # other order: other colours and table
+    for argv, folder in ((a, "alone-a"), (b, "alone-b")):
+        assert probe_main(["report", *argv, str(tmp_path / folder)]) == 0
+
+    def report(folder: Path) -> dict[str, bytes]:
+        """The report's files: not the lock, the user's file, nor a build in progress."""
+        return {k: v for k, (_, v) in _files(folder).items()
+                if k not in (LOCK_NAME, "notes.txt") and not k.startswith(".tmp-")}
+
+    alone = {k: report(tmp_path / f"alone-{k}") for k in "ab"}
+    assert alone["a"].keys() == {"report.md", "training-curves.png", "samples.png"}
+    assert all(alone["a"][k] != alone["b"][k] for k in alone["a"])
+    out, paused, go = tmp_path / "shared", tmp_path / "paused", tmp_path / "go"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's own file")
+
+    proc_a = multiprocessing.get_context("fork").Process(
+        target=_report_child, args=(["report", *a, str(out)], str(paused), str(go)))
+    proc_a.start()
+    try:
+        _wait_for(paused.exists, "report A to pause mid-write")
+        proc_b = multiprocessing.get_context("fork").Process(
+            target=_report_child, args=(["report", *b, str(out)], "", ""))
+        proc_b.start()
+        proc_b.join(120)
+        assert proc_b.exitcode == 0
+        assert report(out) == alone["b"]
+    finally:
+        go.touch()
+        proc_a.join(120)
+    assert proc_a.exitcode == 0
+    assert report(out) == alone["a"]
+    assert (out / "notes.txt").read_text() == "the user's own file"
+    assert not list(out.glob(".tmp-*"))
+
+
+def test_build_into_removes_what_a_killed_or_earlier_build_left(tmp_path):
+    """A build's own files replace the old ones; an owned name it did not make goes; the
+    folder of a build killed long ago (unlocked) goes; a build still running keeps its own."""
+    import fcntl
+
+    from trainers.lock import build_into
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old-figure.png").write_bytes(b"from an earlier build")
+    killed, running = out / ".tmp-build-killed", out / ".tmp-build-running"
+    for folder in (killed, running):
+        folder.mkdir()
+        (folder / "report.md").write_text("half a report")
+        os.utime(folder, (time.time() - 3600,) * 2)
+    held = os.open(running, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        with build_into(out, last=["report.md"], owned=["report.md", "old-figure.png"]) as tmp:
+            (tmp / "report.md").write_text("new")
+        assert sorted(p.name for p in out.iterdir()) == [".lock", ".tmp-build-running",
+                                                         "report.md"]
+        with pytest.raises(RuntimeError), build_into(out) as tmp:  # a failed build ...
+            (tmp / "report.md").write_text("never seen")
+            raise RuntimeError
+        assert (out / "report.md").read_text() == "new"  # ... changes nothing
+        assert sorted(p.name for p in out.iterdir()) == [".lock", ".tmp-build-running",
+                                                         "report.md"]
+    finally:
+        os.close(held)

@@ -17,9 +17,9 @@ A descriptor inherited by ``fork`` shares the lock, so a child forked *during* t
 flock with byte-range locks the server sees, so writers on two nodes exclude each other too;
 where the filesystem has no locks at all (``ENOLCK``), training goes on with a warning.
 
-:func:`replace_dir` is the same discipline for output folders (report folders): the folder
-is built under a temp name beside its destination and renamed into place, so a reader, or a
-second writer, never sees a mix of two builds.
+:func:`build_into` is the same discipline for output folders (report folders): the files
+are built in a private folder inside the destination and moved into place under a lock, so
+two builds never leave a mix of their files.
 """
 
 from __future__ import annotations
@@ -33,14 +33,12 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from trainers.errors import UserError
 
 LOCK_NAME = ".lock"
-_UMASK = os.umask(0)
-os.umask(_UMASK)  # read once: os.umask can only be read by setting it
 # filesystems without locks: warn and go on rather than refuse to train there
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP}
 
@@ -185,46 +183,98 @@ def check_free(folder: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def replace_dir(dest: str | Path) -> Iterator[Path]:
-    """Build a folder whole: yields an empty temp folder beside ``dest``; on normal exit it
-    replaces ``dest`` (renames, never copies), on an exception it is deleted and ``dest`` is
-    untouched.
+def build_into(dest: str | Path, *, last: Sequence[str] = (), owned: Sequence[str] = ()
+               ) -> Iterator[Path]:
+    """Build a folder's files whole: yields an empty private folder ``dest/.tmp-build-*``;
+    on normal exit its files are moved into ``dest``, on an exception they are deleted and
+    ``dest`` keeps what it had.
 
-    Two builds of one ``dest`` at once each fill their own temp folder; their final swaps
-    take turns under a flock on the parent folder, so ``dest`` ends as one build, whole (the
-    last to finish), never a mix. A reader sees the old folder, the new one, or (for the
-    moment between the two renames) none. Files inside should still be written with
-    :func:`trainers.checkpoint.atomic_write_bytes` (they are fsynced; the renames are then
-    made durable by an fsync of the parent).
+    Args:
+        dest: the output folder (created; files there that this build does not make are
+            kept, so an existing folder with other files in it is safe to use).
+        last: names moved after all others (the entry point, ``report.md``: a reader who
+            finds the new one finds the new files it links to).
+        owned: names this kind of build may make: those this build did not make are removed
+            from ``dest``, so no file of an earlier build is left beside the new ones.
+
+    Two builds of one ``dest`` at once each fill their own folder, and move their files
+    in turn under a blocking flock on ``dest/.lock`` (a few renames: milliseconds), so
+    ``dest`` ends as one build, whole (the last to finish), never a mix. Every move is a
+    rename on one filesystem (atomic). Write the files with
+    :func:`trainers.checkpoint.atomic_write_bytes` (fsynced; the renames are then made
+    durable by an fsync of ``dest``). The build holds a flock on its own folder too: a
+    folder of a build that was killed is found unlocked and removed by the next build.
 
     Raises:
-        UserError: ``dest``'s parent cannot be created or written.
+        UserError: ``dest`` cannot be created or written.
     """
-    dest = Path(dest)
-    parent = dest.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=parent))
-        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; outputs are ordinary folders
-    except OSError as e:
-        from trainers.checkpoint import write_error
+    from trainers.checkpoint import write_error
 
+    dest = Path(dest)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-build-", dir=dest))
+        alive = os.open(tmp, os.O_RDONLY)
+    except OSError as e:
         raise write_error(dest, e) from None
     try:
+        with contextlib.suppress(OSError):  # without dir locks: only cleanup is lost
+            fcntl.flock(alive, fcntl.LOCK_EX | fcntl.LOCK_NB)
         yield tmp
-        old = None
-        parent_fd = os.open(parent, os.O_RDONLY)
+        names = sorted(p.name for p in tmp.iterdir())
+        order = [n for n in names if n not in last] + [n for n in last if n in names]
         try:
-            fcntl.flock(parent_fd, fcntl.LOCK_EX)  # brief: two renames, then it is released
-            if dest.exists() or dest.is_symlink():
-                old = Path(tempfile.mkdtemp(prefix=f".tmp-old-{dest.name}-", dir=parent))
-                os.rename(dest, old / dest.name)
-            os.rename(tmp, dest)
-            os.fsync(parent_fd)
-        finally:
-            os.close(parent_fd)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+            with _held(dest / LOCK_NAME):
+                for name in order:
+                    os.replace(tmp / name, dest / name)
+                for name in owned:
+                    if name not in names:
+                        (dest / name).unlink(missing_ok=True)
+                _fsync_dir(dest)
+        except OSError as e:
+            raise write_error(dest / (order[0] if order else LOCK_NAME), e) from None
+        _remove_abandoned(dest)
+    finally:
+        os.close(alive)
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+
+@contextlib.contextmanager
+def _held(lock_path: Path) -> Iterator[None]:
+    """A blocking exclusive flock on ``lock_path`` (created) while the body runs."""
+    fd = _open_lock_file(lock_path, create=True)
+    try:
+        with contextlib.suppress(OSError):  # no locks on this filesystem: go on unlocked
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_abandoned(dest: Path, min_age_s: float = 60.0) -> None:
+    """Delete ``dest/.tmp-build-*`` folders of killed builds: unlocked (their process is
+    gone) and older than ``min_age_s`` (a build between ``mkdtemp`` and its flock is not
+    yet locked)."""
+    for folder in dest.glob(".tmp-build-*"):
+        try:
+            if time.time() - folder.stat().st_mtime < min_age_s:
+                continue
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a build in progress (or no dir locks here: leave it)
+            continue
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            os.close(fd)

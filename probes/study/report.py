@@ -171,7 +171,18 @@ def _classifier_accuracy() -> float:
 
 def write_study_report(out: str | Path, *, n_quality: int = 2000, n_stacked: int = 26_000,
                        seed: int = 0) -> Path:
-    """Regenerate every study figure and ``report.md`` into ``out``; returns the md path."""
+    """Regenerate every study figure and ``report.md`` into ``out``; returns the md path.
+
+    The files are built whole (:func:`trainers.lock.build_into`): two reports into one
+    folder at once leave one of them, complete; other files in ``out`` are kept."""
+    from trainers.lock import build_into
+
+    with build_into(out, last=["report.md"]) as tmp:
+        _build_study_report(tmp, n_quality=n_quality, n_stacked=n_stacked, seed=seed)
+    return Path(out) / "report.md"
+
+
+def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int) -> None:
     from probes.measures.evolution import evolutions
     from probes.study.references import side_by_side
     from probes.viz.gradients import plot_evolution
@@ -180,8 +191,6 @@ def write_study_report(out: str | Path, *, n_quality: int = 2000, n_stacked: int
     from trainers.checkpoint import atomic_write_bytes
 
     t0 = time.time()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     tables = {}
     for group in ("mnist10k", "ring8", "grid25", "stacked-mnist"):
         kw = {"mnist10k": {"n_quality": n_quality}, "stacked-mnist": {"n": n_stacked}}.get(
@@ -280,11 +289,9 @@ def write_study_report(out: str | Path, *, n_quality: int = 2000, n_stacked: int
         *arms_markdown(tables["stacked-mnist"], ["modes", "kl"], ("baseline", MAIN)), "",
         "## eps sweep (paper Fig. 3 analogue)", "", "![eps sweep](eps-sweep.png)", "",
         "## Training curves (seed 0)", "", "![curves](training-curves.png)", ""]
-    md = out / "report.md"
-    atomic_write_bytes(md, "\n".join(lines).encode())
+    atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
     _log(f"report written in {time.time() - t0:.0f} s")
     import json
 
     atomic_write_bytes(out / "study.json", json.dumps({"tables": tables, "claims": claims},
                                                       indent=1, default=float).encode())
-    return md

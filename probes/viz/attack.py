@@ -89,8 +89,9 @@ def plot_flip_curves(records: list[dict[str, Any]], out: str | Path, *,
     ncol = 1 if max(map(len, labels)) > 45 else min(2 if len(pops) == 1 else 3, len(labels))
     fig.legend(handles, labels, loc="upper center", ncol=ncol, fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 0.0))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    from probes.viz import save_figure
+
+    try:
+        return save_figure(fig, out, dpi=150, bbox_inches="tight")
+    finally:
+        plt.close(fig)

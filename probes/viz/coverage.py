@@ -17,15 +17,10 @@ GOOD, BAD = PALETTE[0], PALETTE[1]  # blue: high quality, vermillion: not
 
 
 def _save(fig, path: str | Path) -> Path:
-    """PNG bytes of ``fig`` written atomically (a bad path is a one-line UserError)."""
-    import io
+    """``fig`` written to ``path`` atomically (a bad path is a one-line UserError)."""
+    from probes.viz import save_figure
 
-    from trainers.checkpoint import atomic_write_bytes
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def _pyplot():

@@ -45,11 +45,13 @@ def _plt():
 
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    _plt().close(fig)
-    return path
+    """``fig`` written to ``path`` atomically (folders created), then closed."""
+    from probes.viz import save_figure
+
+    try:
+        return save_figure(fig, path, bbox_inches="tight")
+    finally:
+        _plt().close(fig)
 
 
 def plot_histograms(hists: Sequence[dict[str, Any]], path: str | Path, *,

@@ -2,7 +2,9 @@
 
 For each run directory it reads ``config.json``, ``stats.jsonl`` and the newest sample grid,
 and writes ``report.md``, ``training-curves.png`` (losses and D logits against step) and
-``samples.png`` (the final sample grids side by side) into the output folder.
+``samples.png`` (the final sample grids side by side, when a run has one) into the output
+folder, built whole (:func:`trainers.lock.build_into`): two reports into one folder at once
+leave one of them, complete.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from trainers.errors import UserError
 
 CURVES = (("loss_d", "D loss"), ("loss_g", "G loss (non-saturating)"),
           ("logits_real", "mean D logit"))
+REPORT_FILES = ("report.md", "training-curves.png", "samples.png")  # what a report may write
 # Okabe-Ito: colour-blind safe
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 
@@ -63,11 +66,21 @@ def plot_curves(runs: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path, plt)
 
 
-def plot_samples(runs: list[dict], path: Path) -> None:
+def _save(fig, path: Path, plt) -> None:
+    from probes.viz import save_figure
+
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_samples(runs: list[dict], path: Path) -> bool:
+    """The newest sample grid of each run side by side; False (nothing written) when no
+    run has one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,7 +89,7 @@ def plot_samples(runs: list[dict], path: Path) -> None:
 
     with_grids = [r for r in runs if r["samples"] is not None]
     if not with_grids:
-        return
+        return False
     fig, axes = plt.subplots(1, len(with_grids), figsize=(4 * len(with_grids), 4.3), dpi=120,
                              squeeze=False)
     for ax, run in zip(axes[0], with_grids):
@@ -84,19 +97,27 @@ def plot_samples(runs: list[dict], path: Path) -> None:
         ax.set_title(_label(run) + f"\n{run['samples'].stem}", fontsize=8)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path, plt)
+    return True
 
 
 def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
-    """Write ``report.md`` and its figures for ``run_dirs`` into ``out``; returns the md path."""
-    from trainers.checkpoint import atomic_write_bytes
+    """Write ``report.md`` and its figures for ``run_dirs`` into ``out``; returns the md path.
+
+    Other files in ``out`` are kept; the report's own files all come from this build."""
+    from trainers.lock import build_into
 
     runs = [read_run(d) for d in run_dirs]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with build_into(out, last=["report.md"], owned=REPORT_FILES) as tmp:
+        _build_report(runs, tmp)
+    return Path(out) / "report.md"
+
+
+def _build_report(runs: list[dict], out: Path) -> None:
+    from trainers.checkpoint import atomic_write_bytes
+
     plot_curves(runs, out / "training-curves.png")
-    plot_samples(runs, out / "samples.png")
+    samples = plot_samples(runs, out / "samples.png")
     lines = ["# asgan-probe report", "",
              "Runs compared (final log window; losses are non-saturating GAN losses, logits "
              "are D's raw outputs):", "",
@@ -111,8 +132,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
                      f"{last.get('logits_real', float('nan')):.2f} | "
                      f"{last.get('logits_fake', float('nan')):.2f} | "
                      f"{last.get('images_per_s', float('nan')):.0f} |")
-    lines += ["", "![training curves](training-curves.png)", "",
-              "![final samples](samples.png)", ""]
-    md = out / "report.md"
-    atomic_write_bytes(md, "\n".join(lines).encode())
-    return md
+    lines += ["", "![training curves](training-curves.png)", ""]
+    if samples:
+        lines += ["![final samples](samples.png)", ""]
+    atomic_write_bytes(out / "report.md", "\n".join(lines).encode())

@@ -32,15 +32,10 @@ def _figure(ncols: int, width: float, height: float):
 
 
 def _save(fig, path: str | Path) -> Path:
-    """PNG of ``fig`` written atomically (a bad path is a one-line UserError)."""
-    import io
+    """``fig`` written to ``path`` atomically (a bad path is a one-line UserError)."""
+    from probes.viz import save_figure
 
-    from trainers.checkpoint import atomic_write_bytes
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def _ci(values: Sequence[float]) -> dict[str, float]:
