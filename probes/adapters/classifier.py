@@ -33,12 +33,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# the split is defined once, in trainers.data, so the GAN trainers hold out the same 1,000
+# digits; re-exported here for scripts/train_classifier.py and the tests
+from trainers.data import MNIST10K_SPLIT as SPLIT  # noqa: F401
+from trainers.data import mnist10k_split as heldout_split  # noqa: F401
+
 SHIPPED = "checkpoints/shipped/classifier/mnist10k-cnn.safetensors"
 FORMAT = "asgan-probe-classifier"
 VERSION = 1
 FEATURE_DIM = 128
 INPUT_SIZE = 28
-SPLIT = {"n": 10_000, "n_heldout": 1_000, "seed": 0}
 
 
 class DigitCNN(nn.Module):
@@ -64,17 +68,6 @@ class DigitCNN(nn.Module):
 def build_classifier(**kwargs: Any) -> DigitCNN:
     """A freshly initialised :class:`DigitCNN` (kwargs: ``width``, ``feature_dim``)."""
     return DigitCNN(**kwargs)
-
-
-def heldout_split(n: int = SPLIT["n"], n_heldout: int = SPLIT["n_heldout"],
-                  seed: int = SPLIT["seed"]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fixed split: ``perm = torch.randperm(n, generator=manual_seed(seed))``;
-    train = ``perm[:n - n_heldout]``, held out = ``perm[n - n_heldout:]`` (int64 indices).
-    """
-    if not 0 < n_heldout < n:
-        raise ValueError(f"need 0 < n_heldout < n, got n_heldout={n_heldout}, n={n}")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return perm[:n - n_heldout], perm[n - n_heldout:]
 
 
 def to_input(x: torch.Tensor) -> torch.Tensor:
