@@ -312,3 +312,14 @@ def test_weights_path_from_argument_or_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "gone.pth"))
     with pytest.raises(UserError, match=ENV_VAR):
         weights_path(None)
+
+
+def test_kid_from_the_precomputed_kernel_equals_the_per_subset_estimate(monkeypatch):
+    """The fast path (full kernels computed once) gives the per-subset estimates of the
+    direct path, subset for subset, to float round-off."""
+    a, b = _feats(600, 16, 3), _feats(500, 16, 4) + 0.2
+    fast = quality.kid(a, b, subsets=15, subset_size=300, seed=2)
+    monkeypatch.setattr(quality, "FULL_KERNEL_MAX", 0)
+    slow = quality.kid(a, b, subsets=15, subset_size=300, seed=2)
+    assert fast["mean"] == pytest.approx(slow["mean"], rel=1e-9)
+    assert fast["std"] == pytest.approx(slow["std"], rel=1e-7)

@@ -129,6 +129,9 @@ def mmd2_unbiased(x, y, **kernel: Any) -> float:
     return float(xx + yy - 2 * kxy.mean())
 
 
+FULL_KERNEL_MAX = 16_000_000  # kernel entries (float64: 128 MB) below which KID precomputes
+
+
 def kid(f_real, f_fake, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0,
         degree: int = 3, gamma: float | None = None, coef0: float = 1.0) -> dict[str, Any]:
     """Kernel Inception Distance in any feature space (unbiased MMD^2, polynomial kernel).
@@ -151,11 +154,28 @@ def kid(f_real, f_fake, *, subsets: int = 100, subset_size: int = 1000, seed: in
     if size < 2 or subsets < 1:
         raise ValueError(f"KID needs subsets >= 1 and >= 2 points per side (got {size})")
     rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(subsets):
-        ia = torch.from_numpy(rng.choice(len(a), size, replace=False))
-        ib = torch.from_numpy(rng.choice(len(b), size, replace=False))
-        values.append(mmd2_unbiased(a[ia], b[ib], degree=degree, gamma=gamma, coef0=coef0))
+    kernel = dict(degree=degree, gamma=gamma, coef0=coef0)
+    picks = [(rng.choice(len(a), size, replace=False), rng.choice(len(b), size, replace=False))
+             for _ in range(subsets)]
+    if len(a) ** 2 + len(b) ** 2 + len(a) * len(b) > FULL_KERNEL_MAX:
+        values = [mmd2_unbiased(a[torch.from_numpy(ia)], b[torch.from_numpy(ib)], **kernel)
+                  for ia, ib in picks]
+    else:
+        # few points (the study's 2,000): each subset's kernel sums are quadratic forms of the
+        # full kernels, computed once, with the subsets' 0/1 indicator vectors: s' K s sums a
+        # sub-block (10x faster at 100 subsets of 1,000; equal to float round-off)
+        sa = torch.zeros(subsets, len(a), dtype=torch.float64)
+        sb = torch.zeros(subsets, len(b), dtype=torch.float64)
+        for s, (ia, ib) in enumerate(picks):
+            sa[s, torch.from_numpy(ia)] = 1.0
+            sb[s, torch.from_numpy(ib)] = 1.0
+        kaa, kbb = polynomial_kernel(a, a, **kernel), polynomial_kernel(b, b, **kernel)
+        kab = polynomial_kernel(a, b, **kernel)
+        pairs = size * (size - 1)
+        xx = ((sa @ kaa) * sa).sum(1) - sa @ kaa.diagonal()
+        yy = ((sb @ kbb) * sb).sum(1) - sb @ kbb.diagonal()
+        xy = ((sa @ kab) * sb).sum(1)
+        values = (xx / pairs + yy / pairs - 2 * xy / size ** 2).tolist()
     v = np.asarray(values)
     return {"mean": float(v.mean()), "std": float(v.std()), "subsets": int(subsets),
             "subset_size": int(size)}
