@@ -184,7 +184,7 @@ def write_study_report(out: str | Path, *, n_quality: int = 2000, n_stacked: int
 
 def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int) -> None:
     from probes.measures.evolution import evolutions
-    from probes.study.references import side_by_side
+    from probes.measures.references import side_by_side
     from probes.viz.gradients import plot_evolution
     from probes.viz.runs import plot_curves, read_run
     from probes.viz.study import plot_arms, plot_eps_sweep
