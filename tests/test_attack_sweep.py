@@ -288,3 +288,21 @@ def test_min_flip_eps_does_not_depend_on_batch_size(bn_trained):
     assert np.allclose(a["per_sample"], b["per_sample"], equal_nan=True)
     with pytest.raises(ValueError, match="fgsm and bim"):
         min_flip_eps(bn_trained, x, method="foolbox:FGSM")
+
+
+def test_eps_in_units_of_a_mode_std_on_2d_data():
+    """On a 2-D mixture eps is a multiple of a mode's std (eps_scale): FGSM at eps 0.5 with
+    std 0.05 moves each coordinate by exactly 0.025, and the record's norms are in std units."""
+    D = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        D.weight.copy_(torch.tensor([[1.0, -2.0]]))
+        D.bias.zero_()
+    D2 = torch.nn.Sequential(D, torch.nn.Flatten(0))
+    x = torch.tensor([[0.3, -0.1], [1.0, 0.5]])
+    (r,) = attack_sweep(D2, x, eps=[0.5], pixel_range=(-6.0, 6.0), eps_scale=0.05)
+    assert r["mean_linf"] == pytest.approx(0.5) and r["eps_255"] is None
+    assert r["mean_logit_shift"] == pytest.approx(0.025 * 3)  # |w|_1 * step
+    with pytest.raises(ValueError):
+        attack_sweep(D2, x, eps=[1.5], pixel_range=(-6.0, 6.0))  # pixel units stop at 1
+    assert attack_sweep(D2, x, eps=[1.5], pixel_range=(-6.0, 6.0), eps_scale=0.05)[0][
+        "mean_linf"] == pytest.approx(1.5)

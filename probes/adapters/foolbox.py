@@ -105,8 +105,8 @@ def accepts(name: str, option: str) -> bool:
 
 
 def foolbox_attack(D: nn.Module, x: torch.Tensor, *, attack: Any, eps: Sequence[float],
-                   toward: str = "fake", pixel_range: tuple[float, float] = (-1.0, 1.0)
-                   ) -> list[torch.Tensor]:
+                   toward: str = "fake", pixel_range: tuple[float, float] = (-1.0, 1.0),
+                   eps_scale: float | None = None) -> list[torch.Tensor]:
     """Run a foolbox attack on D through the two-logit wrapper.
 
     Args:
@@ -114,7 +114,8 @@ def foolbox_attack(D: nn.Module, x: torch.Tensor, *, attack: Any, eps: Sequence[
         x: inputs ``(N, ...)`` in ``pixel_range``; not modified.
         attack: a foolbox attack instance (e.g. ``foolbox.attacks.LinfPGD()``, or
             :func:`make_attack`).
-        eps: sizes in [0, 1] pixel units; radius ``eps * (hi - lo)`` in the attack's norm.
+        eps: sizes in [0, 1] pixel units; radius ``eps * (hi - lo)`` in the attack's norm
+            (``eps * eps_scale`` when the data's eps unit is not pixels).
         toward: ``"fake"`` (reals, label 1) or ``"real"`` (fakes, label 0).
         pixel_range: foolbox's ``bounds``.
 
@@ -131,7 +132,7 @@ def foolbox_attack(D: nn.Module, x: torch.Tensor, *, attack: Any, eps: Sequence[
     label = 1 if toward == "fake" else 0
     labels = torch.full((x.shape[0],), label, dtype=torch.long, device=x.device)
     fmodel = fb.PyTorchModel(two_logits(D), bounds=tuple(pixel_range), device=x.device)
-    radii = [eps_to_abs(e, pixel_range) for e in eps]
+    radii = [eps_to_abs(e, pixel_range, scale=eps_scale) for e in eps]
     with frozen_params(D):
         _, clipped, _ = attack(fmodel, x.detach(), fb.criteria.Misclassification(labels),
                                epsilons=radii)
@@ -154,13 +155,14 @@ def foolbox_crafter(name: str, *, seed: int = 0, **kwargs: Any):
     calls = [0]
 
     def craft(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: str,
-              pixel_range: tuple[float, float], **_: Any) -> tuple[None, list[torch.Tensor]]:
+              pixel_range: tuple[float, float], eps_scale: float | None = None, **_: Any
+              ) -> tuple[None, list[torch.Tensor]]:
         devices = [x.device] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed * 1_000_003 + calls[0])
             calls[0] += 1
             return None, foolbox_attack(D, x, attack=attack, eps=eps, toward=toward,
-                                        pixel_range=pixel_range)
+                                        pixel_range=pixel_range, eps_scale=eps_scale)
 
     craft.method = f"foolbox:{name}"
     return craft

@@ -139,7 +139,7 @@ def _table(records: list[dict]) -> None:
         flip = "-" if r["flip_rate"] is None else f"{r['flip_rate']:.3f}"
         method = r["method"].replace("foolbox:", "fb:")[:20]
         log(f"{name[-28:]:<28} {r['population']:<4} {method:<20} {r['mode']:<6} "
-            f"{r['eps_255']:>7.2f} {r['clean_accuracy']:>6.3f} {flip:>6} "
+            f"{r['eps'] * 255:>7.2f} {r['clean_accuracy']:>6.3f} {flip:>6} "
             f"{r['mean_logit_shift']:>8.3f} {r['mean_loss_increase']:>8.3f}"
             + ("  !" if r["warning"] else ""))
     if any(r["warning"] for r in records):

@@ -14,7 +14,8 @@ crafter, e.g. a foolbox attack) perturbations on D and reports, per eps:
   levels;
 - ``mean_loss_increase``: increase of the population's own loss term, ``softplus(-D(x))`` for
   reals and ``softplus(D(x))`` for fakes (the terms of ``L_D``, SPEC section 1);
-- ``mean_linf`` / ``mean_l2``: the perturbation's norms in pixel units (``/ (hi - lo)``);
+- ``mean_linf`` / ``mean_l2``: the perturbation's norms in eps units (pixel units: divided by
+  ``hi - lo``; with ``eps_scale``, e.g. a 2-D mixture's mode std, divided by it);
 - ``mode``: the probe mode in force (SPEC section 1), and a ``warning`` when the clean accuracy
   is below 0.5 (the flip rate then describes a minority of the samples).
 
@@ -63,7 +64,7 @@ Crafter = Callable[..., tuple[torch.Tensor | None, list[torch.Tensor]]]
 
 # ----------------------------------------------------------------------------- crafters
 def craft_fgsm(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: str,
-               pixel_range: tuple[float, float], **_: Any
+               pixel_range: tuple[float, float], eps_scale: float | None = None, **_: Any
                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """FGSM at every eps from **one** gradient (the sign does not depend on eps).
 
@@ -72,14 +73,14 @@ def craft_fgsm(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: s
     lo, hi = pixel_range
     logits, g = logit_grad(D, x)
     s = direction(toward)
-    return logits, [x if e == 0 else linf_step(x, g, s * eps_to_abs(e, pixel_range), lo, hi)
-                    for e in eps]
+    steps = [s * eps_to_abs(e, pixel_range, scale=eps_scale) for e in eps]
+    return logits, [x if e == 0 else linf_step(x, g, a, lo, hi) for e, a in zip(eps, steps)]
 
 
 def craft_bim(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: str,
               pixel_range: tuple[float, float], steps: int = 10,
               step_size: float | None = None, noise: torch.Tensor | None = None,
-              stack: bool = False, **_: Any
+              stack: bool = False, eps_scale: float | None = None, **_: Any
               ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
     """BIM at every eps. With ``stack`` (per-sample modes only) all eps run as one batch of
     ``len(eps) * N`` samples with per-sample radii: one forward/backward per step instead of
@@ -98,9 +99,9 @@ def craft_bim(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: st
     out = [x] * len(eps)
     if not todo:
         return None, out
-    radii = [eps_to_abs(eps[i], pixel_range) for i in todo]
+    radii = [eps_to_abs(eps[i], pixel_range, scale=eps_scale) for i in todo]
     alphas = [eps_to_abs(default_step_size(eps[i], steps) if step_size is None else step_size,
-                         pixel_range) for i in todo]
+                         pixel_range, scale=eps_scale) for i in todo]
     if stack and len(todo) > 1:
         n, k = x.shape[0], len(todo)
         x0 = x.repeat(k, *([1] * (x.dim() - 1)))  # (k * N, ...): eps-major
@@ -192,7 +193,7 @@ def _warning(acc: float, population: str, mode: str) -> str | None:
 
 
 def _summaries(clean: np.ndarray, adv: np.ndarray, linf: np.ndarray, l2: np.ndarray,
-               eps: Sequence[float], sign: float) -> list[dict[str, Any]]:
+               eps: Sequence[float], sign: float, pixels: bool = True) -> list[dict[str, Any]]:
     """Per-eps statistics from per-sample logits (float64 on the host)."""
     correct = sign * clean > 0
     n, n_correct = clean.shape[0], int(correct.sum())
@@ -203,7 +204,7 @@ def _summaries(clean: np.ndarray, adv: np.ndarray, linf: np.ndarray, l2: np.ndar
         flipped = correct & (sign * a <= 0)
         shift = sign * (clean - a)
         rows.append({
-            "eps": float(e), "eps_255": float(e) * 255, "n": n,
+            "eps": float(e), "eps_255": float(e) * 255 if pixels else None, "n": n,
             "clean_accuracy": n_correct / n if n else None,
             "adv_accuracy": float((sign * a > 0).mean()) if n else None,
             "n_correct": n_correct,
@@ -236,6 +237,7 @@ def attack_sweep(
     bn_group: int = 64,
     reference: torch.Tensor | None = None,
     transfer_to: Mapping[str, nn.Module] | None = None,
+    eps_scale: float | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Attack ``x`` at every eps and score the result on D (and on ``transfer_to``).
@@ -266,6 +268,8 @@ def attack_sweep(
             ``bn_group`` samples of ``x``; pass one to make results independent of the order
             of ``x``).
         transfer_to: ``{name: D2}``: score the perturbations crafted on D on these too.
+        eps_scale: the absolute size of eps = 1 when eps is not in pixel units (a 2-D
+            mixture's mode std, ``trainers.data.eps_units_of(meta)["scale"]``); None = pixels.
         progress: called with the number of samples finished after each group.
 
     Returns:
@@ -284,7 +288,7 @@ def attack_sweep(
     if x.shape[0] == 0 or not eps:
         raise ValueError("attack_sweep needs at least one sample and one eps")
     for e in eps:
-        eps_to_abs(e, pixel_range)  # validates units and range
+        eps_to_abs(e, pixel_range, scale=eps_scale)  # validates units and range
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     toward, sign = _population(population)
@@ -311,14 +315,15 @@ def attack_sweep(
             xc = x[sl].to(dev, non_blocking=True)
             logits0, xs = craft(nets["self"], xc, eps, toward=toward, pixel_range=pixel_range,
                                 steps=steps, step_size=step_size,
-                                stack=modes["self"] != "batch",
+                                stack=modes["self"] != "batch", eps_scale=eps_scale,
                                 noise=None if noise is None else noise[sl].to(dev))
             with torch.no_grad():
                 for name, T in nets.items():
                     c = logits0 if name == "self" and logits0 is not None else T(xc)
                     clean[name][sl] = c
                     adv[name][:, sl] = _score(T, xs, eps, c, modes[name] == "batch")
-                d = torch.stack(xs).sub_(xc).flatten(2).div_(hi - lo)  # (E, B, D) pixel units
+                # (E, B, D) in eps units
+                d = torch.stack(xs).sub_(xc).flatten(2).div_(eps_scale or (hi - lo))
                 linf[:, sl] = d.abs().amax(2)
                 l2[:, sl] = d.norm(dim=2)
             if progress is not None:
@@ -328,7 +333,8 @@ def attack_sweep(
     linf_h, l2_h = linf.double().cpu().numpy(), l2.double().cpu().numpy()
     records = []
     for name in targets:
-        for e, row in zip(eps, _summaries(*host[name], linf_h, l2_h, eps, sign)):
+        for e, row in zip(eps, _summaries(*host[name], linf_h, l2_h, eps, sign,
+                                             pixels=eps_scale is None)):
             step = None
             if method_name == "bim":
                 step = default_step_size(e, steps) if step_size is None else step_size
@@ -347,7 +353,8 @@ def attack_sweep(
 
 # ----------------------------------------------------------------------------- min eps
 def _flip_fn(D: nn.Module, x: torch.Tensor, method: str, *, toward: str, sign: float,
-             steps: int, step_size: float | None, pixel_range: tuple[float, float]):
+             steps: int, step_size: float | None, pixel_range: tuple[float, float],
+             eps_scale: float | None = None):
     """``(clean logits, f)`` where ``f(eps (N,)) -> bool (N,)``: does the attack at each
     sample's eps put it on the wrong side of logit 0? FGSM reuses one gradient."""
     lo, hi = pixel_range
@@ -356,7 +363,8 @@ def _flip_fn(D: nn.Module, x: torch.Tensor, method: str, *, toward: str, sign: f
         logits0, g = logit_grad(D, x)
 
         def flips(e: torch.Tensor) -> torch.Tensor:
-            return sign * D(linf_step(x, g, s * eps_to_abs(e, pixel_range, like=x), lo, hi)) <= 0
+            step = s * eps_to_abs(e, pixel_range, like=x, scale=eps_scale)
+            return sign * D(linf_step(x, g, step, lo, hi)) <= 0
         return logits0, flips
     if method != "bim":
         raise ValueError(f"min_flip_eps supports methods fgsm and bim, not {method!r}")
@@ -366,8 +374,9 @@ def _flip_fn(D: nn.Module, x: torch.Tensor, method: str, *, toward: str, sign: f
     def flips(e: torch.Tensor) -> torch.Tensor:
         a = e * default_step_size(1.0, steps) if step_size is None else torch.full_like(
             e, step_size)
-        xa, _ = bim_loop(D, x, x, radius=eps_to_abs(e, pixel_range, like=x),
-                         alpha=eps_to_abs(a, pixel_range, like=x), steps=steps, toward=toward,
+        xa, _ = bim_loop(D, x, x, radius=eps_to_abs(e, pixel_range, like=x, scale=eps_scale),
+                         alpha=eps_to_abs(a, pixel_range, like=x, scale=eps_scale), steps=steps,
+                         toward=toward,
                          pixel_range=pixel_range)
         return sign * D(xa) <= 0
     return logits0, flips
@@ -388,6 +397,7 @@ def min_flip_eps(
     batch_size: int = 256,
     bn_group: int = 64,
     reference: torch.Tensor | None = None,
+    eps_scale: float | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Per sample, the smallest eps that flips D's decision, by bisection on [0, eps_max].
@@ -398,7 +408,8 @@ def min_flip_eps(
     ``default_step_size`` of each sample's eps, or ``step_size`` when given).
 
     Args:
-        D, x, population, mode, pixel_range, batch_size, bn_group, reference, progress: as in
+        D, x, population, mode, pixel_range, batch_size, bn_group, reference, eps_scale,
+            progress: as in
             :func:`attack_sweep`. In the default (per-sample) modes each sample's bisection
             sees only its own perturbation; in ``batch`` mode every sample of a group is
             bisected at once and its answer depends on its neighbours' eps.
@@ -418,7 +429,7 @@ def min_flip_eps(
         >>> out = min_flip_eps(D, x_real, eps_max=8 / 255)
         >>> out["median"] * 255   # grey levels
     """
-    eps_to_abs(eps_max, pixel_range)
+    eps_to_abs(eps_max, pixel_range, scale=eps_scale)
     if iters < 0:
         raise ValueError(f"iters must be >= 0, got {iters}")
     toward, sign = _population(population)
@@ -429,7 +440,8 @@ def min_flip_eps(
         for sl in groups(n, bn_group if resolved == "batch" else batch_size):
             xc = x[sl].to(dev, non_blocking=True)
             logits0, flips = _flip_fn(model, xc, method, toward=toward, sign=sign, steps=steps,
-                                      step_size=step_size, pixel_range=pixel_range)
+                                      step_size=step_size, pixel_range=pixel_range,
+                                      eps_scale=eps_scale)
             with torch.no_grad():
                 hi_eps = torch.full((xc.shape[0],), float(eps_max), device=dev)
                 lo_eps = torch.zeros_like(hi_eps)

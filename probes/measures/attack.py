@@ -115,7 +115,10 @@ def attack(
 
     Args:
         paths: checkpoints (``format`` says how to read them; foreign files carry no G).
-        eps: sizes in [0, 1] pixel units (foolbox L2/L1 attacks: the radius in that norm).
+        eps: sizes in the checkpoint's eps unit (``trainers.data.eps_units_of``): [0, 1] pixel
+            units for images, multiples of a mode's std on the 2-D mixtures (their old
+            checkpoints: pixel units of the plotting box, as recorded); foolbox L2/L1 attacks:
+            the radius in that norm.
         methods: ``"fgsm"``, ``"bim"`` or ``"foolbox:<Attack>"``.
         populations: ``"real"`` (pushed toward "fake") and/or ``"fake"`` (toward "real").
         n: samples per population, seeded (the same reals for every checkpoint).
@@ -153,10 +156,14 @@ def attack(
     crafters = {m: crafter(m, seed=seed, steps=steps, foolbox_kwargs=foolbox_kwargs)
                 for m in methods}
     records, min_rows = [], []
+    from trainers.data import eps_units_of
+
     for path, label, (G, D, meta) in zip(paths, names, sources):
         pr, group = pixel_range(meta), bn_group or group_size(meta)
+        units = eps_units_of(meta)
+        scale = None if units["unit"] == "pixel" else units["scale"]
         transfer = _transfer_targets(path, meta, label, targets)
-        info = {"checkpoint": str(path), "label": label}
+        info = {"checkpoint": str(path), "label": label, "eps_unit": units["text"]}
         for pop in populations:
             x, ref = samples(G, meta, pop, n=n, seed=seed, device=dev, data=data,
                              data_root=data_root, foreign=format != "asgan")
@@ -166,7 +173,8 @@ def attack(
                     D, x, eps=eps, population=pop, method=crafters[method], steps=steps,
                     step_size=step_size, random_start=random_start, seed=seed, mode=mode,
                     pixel_range=pr, batch_size=batch_size, bn_group=group, reference=ref,
-                    transfer_to={k: v[1] for k, v in transfer.items()}, progress=progress)
+                    transfer_to={k: v[1] for k, v in transfer.items()}, eps_scale=scale,
+                    progress=progress)
                 for r in recs:
                     on = r.pop("evaluated_on")
                     tpath, tlabel = (path, label) if on == "self" else (transfer[on][0], on)
@@ -177,7 +185,8 @@ def attack(
                     out = min_flip_eps(D, x, population=pop, method=method, eps_max=eps_max,
                                        iters=bisect_steps, steps=steps, step_size=step_size,
                                        mode=mode, pixel_range=pr, batch_size=batch_size,
-                                       bn_group=group, reference=ref, progress=progress)
+                                       bn_group=group, reference=ref, eps_scale=scale,
+                                       progress=progress)
                     out.pop("per_sample")
                     min_rows.append({**info, **inputs, **out})
     settings = {"eps": list(eps), "methods": list(methods), "populations": list(populations),
