@@ -51,7 +51,8 @@ wheel, src = sys.argv[1], Path(sys.argv[2])
 names = set(zipfile.ZipFile(wheel).namelist())
 want = {p.relative_to(src).as_posix() for pkg in ("probes", "trainers")
         for p in (src / pkg).rglob("*.py")}
-want |= {"trainers/data/mnist10k.npz", "trainers/data/mnist10k.json"}
+want |= {"trainers/data/mnist10k.npz", "trainers/data/mnist10k.json",
+         "probes/study/claims.json"}
 missing = sorted(want - names)
 tops = sorted({n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")})
 extra = sorted(n for n in names - want if not n.split("/")[0].endswith(".dist-info"))

@@ -1,5 +1,6 @@
-"""The study's registered claims (``study/claims.json``): loading and validating them, checking
-that they were registered before the checkpoints they judge, and the two claims tables.
+"""The study's registered claims (``probes/study/claims.json``, package data): loading and
+validating them, checking that they were registered before the checkpoints they judge, and
+the two claims tables.
 
 A claim compares arm ``a`` with arm ``b`` in one group on one metric, paired by seed, with an
 expected sign of ``a - b`` (``lower`` / ``higher``). At most 6 are ``primary``: they carry a
@@ -32,7 +33,7 @@ from typing import Any
 from probes.core.stats import paired, primary_verdicts
 from trainers.errors import UserError
 
-CLAIMS_FILE = Path(__file__).resolve().parents[2] / "study" / "claims.json"
+CLAIMS_FILE = Path(__file__).resolve().with_name("claims.json")  # package data: a wheel has it
 MAX_PRIMARY = 6
 KINDS = ("primary", "exploratory")
 EXPECTS = ("lower", "higher")
