@@ -3,7 +3,8 @@
 One panel per population (reals attacked toward "fake", fakes toward "real"); colour = the
 checkpoint (or the source -> target pair of a transfer), line style = the method. Points whose
 clean accuracy is below 0.5 are drawn as crosses: their flip rate covers a minority of the
-samples. matplotlib (Agg) is imported lazily.
+samples. The figure is a ``matplotlib.figure.Figure`` (:func:`probes.viz.style.figure`): the
+global backend is left alone; matplotlib is imported lazily.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from probes.viz.runs import PALETTE
+from probes.viz import save_figure
+from probes.viz.style import PALETTE, figure
 
 TITLES = {"real": "reals pushed toward \"fake\"", "fake": "fakes pushed toward \"real\""}
 STYLES = ("-", "--", ":", "-.")
@@ -39,17 +41,14 @@ def plot_flip_curves(records: list[dict[str, Any]], out: str | Path, *,
     Returns:
         The path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     pops = [p for p in ("real", "fake") if any(r["population"] == p for r in records)]
     series = _series(records)
     pairs = list(dict.fromkeys((s, t) for s, t, _ in series))
     methods = list(dict.fromkeys(m for _, _, m in series))
-    fig, axes = plt.subplots(1, len(pops), figsize=(4.6 * len(pops), 3.6), squeeze=False,
-                             sharey=True)
+    fig, axes = figure(1, len(pops), figsize=(4.6 * len(pops), 3.6), squeeze=False,
+                       sharey=True)
     warned = False
     for ax, pop in zip(axes[0], pops):
         for (source, target, method), rows in series.items():
@@ -80,7 +79,7 @@ def plot_flip_curves(records: list[dict[str, Any]], out: str | Path, *,
                 handles.append(hh)
                 labels.append(ll)
     if warned:
-        handles.append(plt.Line2D([], [], ls="", marker="x", color="black", ms=8, mew=1.6))
+        handles.append(Line2D([], [], ls="", marker="x", color="black", ms=8, mew=1.6))
         labels.append("clean accuracy < 0.5")
     if title:
         fig.suptitle(title, fontsize=11)
@@ -89,9 +88,4 @@ def plot_flip_curves(records: list[dict[str, Any]], out: str | Path, *,
     ncol = 1 if max(map(len, labels)) > 45 else min(2 if len(pops) == 1 else 3, len(labels))
     fig.legend(handles, labels, loc="upper center", ncol=ncol, fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 0.0))
-    from probes.viz import save_figure
-
-    try:
-        return save_figure(fig, out, dpi=150, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    return save_figure(fig, out, dpi=150, bbox_inches="tight")

@@ -1,6 +1,7 @@
 """Figures for ``asgan-probe coverage``: 2-D scatters with the modes and their 3-std circles, and
-the stacked-MNIST mode histogram. matplotlib (Agg) is imported lazily; colours are Okabe-Ito
-(``probes.viz.runs.PALETTE``), colour-blind safe.
+the stacked-MNIST mode histogram. Figures are ``matplotlib.figure.Figure`` objects
+(:mod:`probes.viz.style`): the global backend is left alone; matplotlib is imported lazily;
+colours are Okabe-Ito (``probes.viz.style.PALETTE``), colour-blind safe.
 """
 
 from __future__ import annotations
@@ -11,25 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from probes.viz.runs import PALETTE
+from probes.viz import save_figure
+from probes.viz.style import PALETTE, blank, figure
 
 GOOD, BAD = PALETTE[0], PALETTE[1]  # blue: high quality, vermillion: not
-
-
-def _save(fig, path: str | Path) -> Path:
-    """``fig`` written to ``path`` atomically (a bad path is a one-line UserError)."""
-    from probes.viz import save_figure
-
-    return save_figure(fig, path)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _summary(r: dict[str, Any]) -> str:
@@ -81,7 +67,6 @@ def plot_mixtures(panels: list[dict[str, Any]], path: str | Path) -> Path:
             ``result`` (from :func:`probes.core.coverage.mixture_coverage`).
         path: PNG to write.
     """
-    plt = _pyplot()
     from matplotlib.lines import Line2D
 
     # each dataset (panels' "data" key) starts a new row of up to 3 panels
@@ -95,7 +80,7 @@ def plot_mixtures(panels: list[dict[str, Any]], path: str | Path) -> Path:
             places.append((panel, row + i // cols, i % cols))
         row += math.ceil(len(group) / cols)
     rows = row
-    fig = plt.figure(figsize=(5.4 * cols, 4.2 * rows + 0.4), dpi=130)
+    fig = blank((5.4 * cols, 4.2 * rows + 0.4), dpi=130)
     gs = fig.add_gridspec(rows, 2 * cols, width_ratios=[3.2, 1] * cols)
     for panel, row, col in places:
         ax = fig.add_subplot(gs[row, 2 * col])
@@ -108,10 +93,7 @@ def plot_mixtures(panels: list[dict[str, Any]], path: str | Path) -> Path:
                       label="mode centre and 3-std circle")]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.4 / (4.2 * rows + 0.4), 1, 1))
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def plot_stacked(entries: list[dict[str, Any]], path: str | Path) -> Path:
@@ -123,9 +105,8 @@ def plot_stacked(entries: list[dict[str, Any]], path: str | Path) -> Path:
             ``reference=True`` (the real data) is drawn dashed.
         path: PNG to write.
     """
-    plt = _pyplot()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), dpi=130,
-                                  gridspec_kw={"width_ratios": [1.6, 1]})
+    fig, (ax, ax2) = figure(1, 2, figsize=(11, 3.8), dpi=130,
+                            gridspec_kw={"width_ratios": [1.6, 1]})
     for i, e in enumerate(entries):
         counts = np.sort(np.asarray(e["result"]["counts"]))[::-1]
         r = e["result"]
@@ -161,7 +142,4 @@ def plot_stacked(entries: list[dict[str, Any]], path: str | Path) -> Path:
     ax2.set_title("red-channel digit marginal (uniform: 0.1)", fontsize=9)
     ax2.grid(alpha=0.3)
     fig.tight_layout()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)

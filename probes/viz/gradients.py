@@ -1,4 +1,6 @@
-"""Figures for the gradient probes (matplotlib, Agg, imported lazily; Okabe-Ito palette).
+"""Figures for the gradient probes: ``matplotlib.figure.Figure`` objects
+(:mod:`probes.viz.style`; the global backend is left alone), matplotlib imported lazily,
+Okabe-Ito palette.
 
 - :func:`plot_histograms`: paper Fig. 5a, gradient-value histograms of several checkpoints on
   shared bins, density on a log axis by default;
@@ -21,8 +23,9 @@ import numpy as np
 import torch
 
 from probes.core.gradients import gradient_map
+from probes.viz import save_figure
+from probes.viz.style import PALETTE, figure
 
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 MAP_CMAP = "viridis"  # perceptually uniform, colour-blind safe
 MAPS_TITLE = ("input gradients: clip to mean ± 3 std, mean |g| over channels "
               "(each map scaled to its own range; brighter = larger)")
@@ -33,25 +36,6 @@ TITLES = {"l1": ("L1 norm of the input gradient", "mean ||g||_1"),
           "fg_share": ("foreground share of |g|", "mean foreground share"),
           "hf_share": ("high-frequency energy share", "mean HF share"),
           "kurtosis": ("excess kurtosis", "mean kurtosis")}
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str | Path) -> Path:
-    """``fig`` written to ``path`` atomically (folders created), then closed."""
-    from probes.viz import save_figure
-
-    try:
-        return save_figure(fig, path, bbox_inches="tight")
-    finally:
-        _plt().close(fig)
 
 
 def plot_histograms(hists: Sequence[dict[str, Any]], path: str | Path, *,
@@ -70,9 +54,8 @@ def plot_histograms(hists: Sequence[dict[str, Any]], path: str | Path, *,
     Returns:
         ``path``.
     """
-    plt = _plt()
     edges = np.asarray(hists[0]["edges"], float)
-    fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=150)
+    fig, ax = figure(figsize=(5.2, 3.4), dpi=150)
     for i, h in enumerate(hists):
         if not np.allclose(np.asarray(h["edges"], float), edges):
             raise ValueError("histograms must share their bin edges")
@@ -94,7 +77,7 @@ def plot_histograms(hists: Sequence[dict[str, Any]], path: str | Path, *,
     ax.grid(alpha=0.3)
     # below the axes: inside, it would hide the tails that carry the comparison
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def _tile(t: np.ndarray, gap: int) -> np.ndarray:
@@ -130,14 +113,13 @@ def plot_rows(rows: Sequence[tuple[str, str, torch.Tensor]], path: str | Path, *
     one tiled picture, so large grids stay cheap to draw."""
     import matplotlib
 
-    plt = _plt()
     n = min([n] + [len(t) for _, _, t in rows])
     h, w = rows[0][2].shape[-2:]
     gap = max(1, w // 14)
     width_in = min(12.0, max(4.0, 0.9 * n)) + 1.6
     row_in = (width_in - 1.6) * h / (n * w + (n - 1) * gap)
-    fig, axes = plt.subplots(len(rows), 1, figsize=(width_in, row_in * len(rows) + 0.45),
-                             dpi=150, squeeze=False)
+    fig, axes = figure(len(rows), 1, figsize=(width_in, row_in * len(rows) + 0.45), dpi=150,
+                       squeeze=False)
     for ax, (lab, kind, t) in zip(axes[:, 0], rows):
         if kind == "image":
             tiles = _tile(_images01(t[:n], pixel_range), gap)
@@ -157,7 +139,7 @@ def plot_rows(rows: Sequence[tuple[str, str, torch.Tensor]], path: str | Path, *
     if title:
         fig.suptitle(title, fontsize=8)
     fig.tight_layout(pad=0.3, h_pad=0.2)
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def plot_maps(x: torch.Tensor, grads: Sequence[tuple[str, torch.Tensor]], path: str | Path, *,
@@ -204,13 +186,12 @@ def plot_evolution(evos: Sequence[dict[str, Any]], path: str | Path, *,
     """
     from matplotlib.ticker import MaxNLocator
 
-    plt = _plt()
     present = [m for m in measures
                if any(m in s["measures"] for e in evos for s in e["snapshots"])]
     ncols = min(2, len(present))
     nrows = -(-len(present) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.7 * nrows + 0.5), dpi=150,
-                             squeeze=False)
+    fig, axes = figure(nrows, ncols, figsize=(3.4 * ncols, 2.7 * nrows + 0.5), dpi=150,
+                       squeeze=False)
     for ax in axes.ravel()[len(present):]:
         ax.set_visible(False)
     for ax, key in zip(axes.ravel(), present):
@@ -235,4 +216,4 @@ def plot_evolution(evos: Sequence[dict[str, Any]], path: str | Path, *,
     fig.suptitle(f"D's input gradient ({evos[0].get('wrt', 'logit')}) on {evos[0]['n']} fixed "
                  f"{pop} inputs: mean and 95% bootstrap CI", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")

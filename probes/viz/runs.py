@@ -4,7 +4,8 @@ For each run directory it reads ``config.json``, ``stats.jsonl`` and the newest 
 and writes ``report.md``, ``training-curves.png`` (losses and D logits against step) and
 ``samples.png`` (the final sample grids side by side, when a run has one) into the output
 folder, built whole (:func:`trainers.lock.build_into`): two reports into one folder at once
-leave one of them, complete.
+leave one of them, complete. Figures are ``matplotlib.figure.Figure`` objects
+(:mod:`probes.viz.style`): the global backend is left alone.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from probes.viz import save_figure
+from probes.viz.style import PALETTE, figure
 from trainers.errors import UserError
 
 CURVES = (("loss_d", "D loss"), ("loss_g", "G loss (non-saturating)"),
           ("logits_real", "mean D logit"))
 REPORT_FILES = ("report.md", "training-curves.png", "samples.png")  # what a report may write
-# Okabe-Ito: colour-blind safe
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
@@ -45,12 +46,9 @@ def _label(run: dict) -> str:
 
 
 def plot_curves(runs: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.2), dpi=120)
+    """D and G losses and the mean D logits (real solid, fake dashed) of ``runs`` (from
+    :func:`read_run`) against the training step, one colour per run, written to ``path``."""
+    fig, axes = figure(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.2), dpi=120)
     for ax, (key, title) in zip(axes, CURVES):
         for i, run in enumerate(runs):
             steps = [r["step"] for r in run["rows"] if key in r]
@@ -66,38 +64,25 @@ def plot_curves(runs: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="best")
     fig.tight_layout()
-    _save(fig, path, plt)
-
-
-def _save(fig, path: Path, plt) -> None:
-    from probes.viz import save_figure
-
-    try:
-        save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_samples(runs: list[dict], path: Path) -> bool:
     """The newest sample grid of each run side by side; False (nothing written) when no
     run has one."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from PIL import Image
 
     with_grids = [r for r in runs if r["samples"] is not None]
     if not with_grids:
         return False
-    fig, axes = plt.subplots(1, len(with_grids), figsize=(4 * len(with_grids), 4.3), dpi=120,
-                             squeeze=False)
+    fig, axes = figure(1, len(with_grids), figsize=(4 * len(with_grids), 4.3), dpi=120,
+                       squeeze=False)
     for ax, run in zip(axes[0], with_grids):
         ax.imshow(Image.open(run["samples"]))
         ax.set_title(_label(run) + f"\n{run['samples'].stem}", fontsize=8)
         ax.axis("off")
     fig.tight_layout()
-    _save(fig, path, plt)
+    save_figure(fig, path)
     return True
 
 

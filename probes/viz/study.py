@@ -7,8 +7,8 @@ themselves (seaborn strip / scatter plots) and the mean with its Student-t 95% i
 seeds (:func:`probes.core.stats.mean_ci`, the interval of the claims table); a box plot of 3
 points would draw quartiles that do not exist. Figures are ``matplotlib.figure.Figure``
 objects drawn with an explicit ``ax``: pyplot is never imported, so the global backend (a
-notebook's inline one) is left alone. matplotlib and seaborn are imported lazily; colours are
-Okabe-Ito (colour-blind safe). Files are written atomically.
+notebook's inline one) is left alone (:mod:`probes.viz.style`). matplotlib and seaborn are
+imported lazily; colours are Okabe-Ito (colour-blind safe). Files are written atomically.
 """
 
 from __future__ import annotations
@@ -20,21 +20,20 @@ from pathlib import Path
 
 import torch
 
-from probes.viz.runs import PALETTE
+from probes.viz import save_figure
+from probes.viz.style import PALETTE, figure
 
 
-def _figure(ncols: int, width: float, height: float):
-    """``(fig, axes)``: a Figure of ``ncols`` panels, each ``width`` x ``height`` inches."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width * ncols, height), dpi=130)
-    return fig, fig.subplots(1, ncols, squeeze=False)[0]
+def _row(ncols: int, width: float, height: float):
+    """``(fig, axes)``: a Figure of one row of ``ncols`` panels, each ``width`` x ``height``
+    inches, at 130 dpi; ``axes`` is 1-D."""
+    fig, axes = figure(1, ncols, figsize=(width * ncols, height), dpi=130, squeeze=False)
+    return fig, axes[0]
 
 
 def _save(fig, path: str | Path) -> Path:
-    """``fig`` written to ``path`` atomically (a bad path is a one-line UserError)."""
-    from probes.viz import save_figure
-
+    """``fig`` written to ``path`` atomically (a bad path is a one-line UserError); the one
+    exit of this module's figures, which tests/test_viz_study.py wraps to inspect them."""
     return save_figure(fig, path)
 
 
@@ -87,7 +86,7 @@ def plot_eps_sweep(panels: Sequence[tuple[str, str, Mapping[str, Mapping[int, Ma
     """
     import seaborn as sns
 
-    fig, axes = _figure(len(panels), 4.6, 3.6)
+    fig, axes = _row(len(panels), 4.6, 3.6)
     for ax, (metric, label, table) in zip(axes, panels):
         eps = {arm: e for arm in table if (e := _eps_of(arm)) is not None}
         curve = _long(table, metric, sorted(eps, key=eps.get), x=eps)
@@ -132,7 +131,7 @@ def plot_arms(table: Mapping[str, Mapping[int, Mapping]], metrics: Sequence[tupl
     arms = [a for a in (order or sorted(table)) if a in table]
     seeds = sorted({s for a in arms for s in table[a]})
     colours = {s: PALETTE[(j + 3) % len(PALETTE)] for j, s in enumerate(seeds)}
-    fig, axes = _figure(len(metrics), 3.3, 3.4)
+    fig, axes = _row(len(metrics), 3.3, 3.4)
     for k, (ax, (metric, label)) in enumerate(zip(axes, metrics)):
         sns.stripplot(data=_long(table, metric, arms), x="arm", y="value", hue="seed",
                       order=arms, hue_order=seeds, palette=colours, jitter=0.12, size=3.5,
@@ -163,7 +162,7 @@ def plot_sample_grids(grids: Sequence[tuple[str, torch.Tensor]], path: str | Pat
              for _, x in grids]
     width = 3.0  # inches per panel; the height follows the grid's aspect (no empty margins)
     height = width * tiles[0].shape[1] / tiles[0].shape[2] + 0.35
-    fig, axes = _figure(len(grids), width, height)
+    fig, axes = _row(len(grids), width, height)
     for ax, (label, _), g in zip(axes, grids, tiles):
         ax.imshow(g.permute(1, 2, 0).numpy())
         ax.set_title(label, fontsize=8)
