@@ -1,5 +1,7 @@
 """Small figure helpers for the trainer: sample grids and 2-D scatters, returned as PNG bytes
-(the caller writes them atomically). matplotlib is imported lazily, with the Agg backend."""
+(the caller writes them atomically). The scatter is a ``matplotlib.figure.Figure``
+(:func:`probes.viz.style.figure`, the probes' figure helper and palette): training inside a
+notebook leaves its matplotlib backend alone. matplotlib is imported lazily."""
 
 from __future__ import annotations
 
@@ -24,20 +26,15 @@ def grid_png(x: torch.Tensor, pixel_range: tuple[float, float], nrow: int = 8) -
 
 def scatter_png(points: torch.Tensor, data: torch.Tensor, title: str = "") -> bytes:
     """PNG of generated 2-D points ``(N, 2)`` over data points ``(M, 2)``."""
-    import matplotlib
+    from probes.viz import figure_bytes
+    from probes.viz.style import PALETTE, figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    fig, ax = figure(figsize=(4, 4), dpi=100)
     ax.scatter(data[:, 0], data[:, 1], s=2, c="#999999", label="data", alpha=0.5)
-    ax.scatter(points[:, 0], points[:, 1], s=4, c="#0072B2", label="G(z)")
+    ax.scatter(points[:, 0], points[:, 1], s=4, c=PALETTE[0], label="G(z)")
     ax.set_aspect("equal")
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=7)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_bytes(fig, "png", bbox_inches="tight")
