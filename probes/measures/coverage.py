@@ -41,8 +41,10 @@ def check_n(n: int | None) -> None:
 
 
 def coverage(paths: list[str], *, n: int | None = None, seed: int = 0, device: str = "cpu",
-            classifier: str | None = None) -> tuple[dict[str, Any], dict[str, list]]:
-    """Coverage of every checkpoint in ``paths`` (and of the real data, once per dataset).
+            classifier: str | None = None, with_reals: bool = True
+            ) -> tuple[dict[str, Any], dict[str, list]]:
+    """Coverage of every checkpoint in ``paths`` (and of the real data, once per dataset,
+    unless ``with_reals`` is False: the study measures many checkpoints of one dataset).
 
     Returns:
         ``(result, plots)``: the JSON-able result, and per kind (``"mixture"``, ``"stacked"``)
@@ -85,7 +87,7 @@ def coverage(paths: list[str], *, n: int | None = None, seed: int = 0, device: s
             modes = torch.tensor(ds.info["modes"], dtype=torch.float64)
             std = float(ds.info["std"])
             r = cov.mixture_coverage(x, modes, std)
-            if data not in reals:  # the real data first, as the reference panel
+            if with_reals and data not in reals:  # the real data first, as the reference panel
                 xr = sources.reals(meta, count, seed=seed)
                 reals[data] = dict(cov.mixture_coverage(xr, modes, std),
                                    label=f"real {data} samples")
@@ -98,7 +100,7 @@ def coverage(paths: list[str], *, n: int | None = None, seed: int = 0, device: s
             r = cov.stacked_coverage(predict_channels(net, x))
             r.update(classifier_accuracy=clf["heldout_accuracy"], caveat=CAVEAT)
             plots["stacked"].append({"label": info["label"], "result": r})
-            if data not in reals:
+            if with_reals and data not in reals:
                 xr = sources.reals(meta, count, seed=seed)
                 reals[data] = dict(cov.stacked_coverage(predict_channels(net, xr)),
                                    label=f"real {data} samples",

@@ -18,9 +18,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from probes.core.stats import paired, verdict
 from probes.io import sources
 
 MAIN = "asgan-eps0.5"  # the paper's default (its "1/255" in [-1, 1] space)
@@ -53,91 +50,72 @@ def run_dir(path: Path) -> Path:
     return Path(path).parent
 
 
-@lru_cache(maxsize=4)
-def _reals(data: str, n: int, seed: int, resolution: int | None) -> torch.Tensor:
-    meta = {"config": {"data": data, "resolution": resolution, "seed": 0}}
-    return sources.reals(meta, n, seed=seed)
+GRAD_KEYS = ("l1", "hoyer", "gini_hr", "fg_share", "hf_share", "alignment", "ssim", "edge_corr")
+_REAL_FEATURES: dict = {}  # real features for quality, shared across checkpoints
 
 
-def reals_for(meta: Mapping[str, Any], n: int, seed: int = 0) -> torch.Tensor:
-    """``n`` seeded reals of a checkpoint's dataset, shared (cached) across checkpoints."""
-    cfg = meta["config"]
-    res = cfg.get("resolution") or (meta["data"]["shape"][-1]
-                                    if len(meta["data"]["shape"]) == 3 else None)
-    return _reals(cfg["data"], n, seed, res)
+@lru_cache(maxsize=1)
+def _classifier():
+    from probes.measures.coverage import load_digit_classifier
 
-
-@lru_cache(maxsize=2)
-def _real_features(data: str, n: int, seed: int, resolution: int | None) -> torch.Tensor:
-    from probes.adapters.classifier import features, load_classifier
-
-    net, _ = load_classifier()
-    return features(net, _reals(data, n, seed, resolution))
+    return load_digit_classifier(None, "cpu")
 
 
 def image_metrics(path: str | Path, *, n_quality: int = 2000, n_grad: int = 256,
                   n_attack: int = 512, seed: int = 0) -> dict[str, float]:
-    """Quality, gradient and robustness numbers of one image checkpoint (grey digits).
+    """Quality, gradient and robustness numbers of one image checkpoint (grey digits), each
+    through the measurement the CLI verb uses, with the CLI's defaults:
 
-    Quality: Frechet distance and KID in the shipped digit classifier's feature space,
-    and precision/recall/density/coverage, from ``n_quality`` fakes against as many reals.
-    Gradients (of D's logit, ``auto`` mode, batch statistics in groups of the training batch):
-    sparsity and structure means on ``n_grad`` reals and on as many fakes. Robustness: FGSM
-    flip rate of reals at 1/255 and 2/255 (``n_attack`` reals).
+    - quality (``asgan-probe quality --n n_quality``): Frechet distance, KID and
+      precision/recall/density/coverage in the digit classifier's features;
+    - gradients (``asgan-probe gradients --n n_grad``, reals and ``--population fake``):
+      per-image means of sparsity and structure of D's logit gradient, in the default probe
+      mode (per-sample ``frozen`` for BatchNorm D, ``eval`` without), on held-out reals when
+      the checkpoint records a split;
+    - robustness (``asgan-probe attack --population real --method fgsm --n n_attack``): FGSM
+      flip rate of reals at 1/255 and 2/255.
+
+    ``mode`` records the probe mode in force (a table mixing modes says so).
     """
-    from probes.adapters.classifier import features, load_classifier
-    from probes.core.gradients import grad_sparsity, input_gradients
-    from probes.core.quality import quality_scores
-    from probes.core.structure import structure_reducer
-    from probes.core.sweep import attack_sweep
+    from probes.measures import quality
+    from probes.measures.attack import attack
+    from probes.measures.gradients import per_image
 
     G, D, meta = sources.load(path)
-    pixel_range = tuple(meta["pixel_range"])
-    batch = int(meta["config"].get("batch_size", 64))
-    net, _ = load_classifier()
-    x_fake = sources.fakes(G, meta, n_quality, seed=seed)
-    cfg = meta["config"]
-    res = cfg.get("resolution") or meta["data"]["shape"][-1]
-    q = quality_scores(_real_features(cfg["data"], n_quality, seed, res), features(net, x_fake),
-                       kid_subsets=20, kid_subset_size=min(500, n_quality), seed=seed)
+    net, clf = _classifier()
+    q = quality.scores(G, meta, ["classifier"], n=n_quality, seed=seed, net=net, clf=clf,
+                       real_cache=_REAL_FEATURES)["classifier"]
     out = {"fd": q["frechet"], "kid": q["kid"]["mean"],
            **{k: q["prdc"][k] for k in ("precision", "recall", "density", "coverage")}}
-    x_real = reals_for(meta, max(n_grad, n_attack), seed)
-    reducers = [grad_sparsity, structure_reducer(pixel_range=pixel_range)]
-    for pop, x in (("real", x_real[:n_grad]), ("fake", x_fake[:n_grad])):
-        r = input_gradients(D, x, population=pop, batch_size=batch, reduce=reducers)
-        for k in ("l1", "hoyer", "gini_hr", "fg_share", "hf_share", "alignment", "ssim",
-                  "edge_corr"):
+    for pop in ("real", "fake"):
+        x, ref = sources.probe_inputs(meta, G, population=pop, n=n_grad, seed=seed)
+        r = per_image(D, x, meta, reference=ref, population=pop)
+        out["mode"] = r["mode"]
+        for k in GRAD_KEYS:
             out[f"{k}_{pop}"] = float(r["per_image"][k].mean())
-    for rec in attack_sweep(D, x_real[:n_attack], eps=ATTACK_EPS, population="real",
-                            pixel_range=pixel_range, bn_group=batch):
+    for rec in attack([str(path)], eps=ATTACK_EPS, methods=("fgsm",), populations=("real",),
+                      n=n_attack, seed=seed)["records"]:
         out[f"flip_real_{rec['eps_255']:g}"] = rec["flip_rate"]
     return out
 
 
 def mixture_metrics(path: str | Path, *, n: int = 2500, seed: int = 0) -> dict[str, float]:
-    """PacGAN 2-D coverage of one ring8/grid25 checkpoint from ``n`` generated points."""
-    from probes.core.coverage import mixture_coverage
-    from trainers.data import load_dataset
+    """PacGAN 2-D coverage of one ring8/grid25 checkpoint from ``n`` generated points
+    (``asgan-probe coverage --n n``)."""
+    from probes.measures.coverage import coverage
 
-    G, _, meta = sources.load(path)
-    ds = load_dataset(meta["config"]["data"])
-    x = sources.fakes(G, meta, n, seed=seed)
-    modes = torch.as_tensor(ds.info["modes"], dtype=x.dtype)
-    r = mixture_coverage(x, modes, float(ds.info["std"]))
+    (r,) = coverage([str(path)], n=n, seed=seed, with_reals=False)[0]["results"]
     return {"modes": r["modes_captured"], "high_quality_pct": r["high_quality_pct"],
             "reverse_kl": r["reverse_kl"] if r["reverse_kl"] is not None else math.nan}
 
 
 def stacked_metrics(path: str | Path, *, n: int = 26_000, seed: int = 0) -> dict[str, float]:
     """Stacked-MNIST modes (of 1000) and KL(p_gen || uniform) from ``n`` samples, each channel
-    read by the shipped digit classifier (VEEGAN/PacGAN protocol on our 10k-digit subset)."""
-    from probes.adapters.classifier import load_classifier, predict_channels
-    from probes.core.coverage import stacked_coverage
+    read by the shipped digit classifier (``asgan-probe coverage --n n``; VEEGAN/PacGAN
+    protocol on our 10k-digit subset)."""
+    from probes.measures.coverage import coverage
 
-    G, _, meta = sources.load(path)
-    net, _ = load_classifier()
-    r = stacked_coverage(predict_channels(net, sources.fakes(G, meta, n, seed=seed)))
+    (r,) = coverage([str(path)], n=n, seed=seed, with_reals=False)[0]["results"]
     return {"modes": r["modes_captured"], "kl": r["kl"] if r["kl"] is not None else math.nan}
 
 
@@ -162,71 +140,6 @@ def collect(group: str, *, arms: Sequence[str] | None = None,
                 progress(f"{group}/{arm}/seed{s}")
             table.setdefault(arm, {})[s] = METRICS[group](path, **kwargs)
     return table
-
-
-# (claim in the paper, group, metric, arm A, arm B, expected sign of A - B). The claims
-# against the baseline are stated for both AS-GAN arms fixed in advance (the paper's default
-# 0.5/255 and 2/255), so neither can be picked after the fact.
-_VS_BASELINE = [
-    ("AS-GAN improves sample quality (FID -10..-50%)", "fd", "lower"),
-    ("AS-GAN makes D robust to FGSM on reals (eps 1/255)", "flip_real_1", "lower"),
-    ("AS-GAN makes D robust to FGSM on reals (eps 2/255)", "flip_real_2", "lower"),
-    ("AS-GAN makes D's gradient sparser (Fig. 5)", "hoyer_real", "higher"),
-    ("...also the gradient G receives (on fakes)", "hoyer_fake", "higher"),
-    ("AS-GAN's gradient is less noisy: more mass on strokes (Fig. 1)", "fg_share_real",
-     "higher"),
-    ("...and less high-frequency energy", "hf_share_real", "lower"),
-]
-CLAIMS: list[tuple[str, str, str, str, str, str]] = [
-    (claim, "mnist10k", metric, arm, "baseline", expect)
-    for arm in (MAIN, "asgan-eps2") for claim, metric, expect in _VS_BASELINE
-] + [
-    ("Not just more D steps: beats D-updated-twice on quality", "mnist10k", "fd", MAIN,
-     "twice", "lower"),
-    ("Not just more D steps: sparser than D-updated-twice", "mnist10k", "hoyer_real", MAIN,
-     "twice", "higher"),
-    ("Gradient direction matters: beats random-sign noise (same eps)", "mnist10k", "fd",
-     "asgan-eps2", "gaussian-eps2", "lower"),
-    ("Gradient direction matters: sparser than random-sign noise", "mnist10k", "hoyer_real",
-     "asgan-eps2", "gaussian-eps2", "higher"),
-    ("Not just a smoother D: vs R1 penalty, quality", "mnist10k", "fd", MAIN, "r1", "lower"),
-    ("Not just a smoother D: vs R1 penalty, sparsity", "mnist10k", "hoyer_real", MAIN, "r1",
-     "higher"),
-    ("Not just a smoother D: vs spectral norm, quality", "mnist10k", "fd", MAIN, "sn", "lower"),
-    ("Alleviates mode collapse: ring8 modes", "ring8", "modes", MAIN, "baseline", "higher"),
-    ("Alleviates mode collapse: grid25 modes", "grid25", "modes", MAIN, "baseline", "higher"),
-    ("Alleviates mode collapse: grid25 reverse KL", "grid25", "reverse_kl", MAIN, "baseline",
-     "lower"),
-    ("Alleviates mode collapse: stacked-MNIST modes", "stacked-mnist", "modes", MAIN,
-     "baseline", "higher"),
-    ("Alleviates mode collapse: stacked-MNIST KL", "stacked-mnist", "kl", MAIN, "baseline",
-     "lower"),
-]
-
-
-def claims_table(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, float]]]]
-                 ) -> list[dict[str, Any]]:
-    """One row per claim in :data:`CLAIMS` whose group was collected: the seed-paired
-    difference ``A - B`` (mean, 95% t-interval, ``d_z``), the per-arm means, how many seed
-    pairs agree with the claimed sign, and the verdict (held / opposite / inconclusive)."""
-    rows = []
-    for claim, group, metric, a, b, expect in CLAIMS:
-        t = tables.get(group, {})
-        if a not in t or b not in t or not all(metric in m for arm in (a, b)
-                                               for m in t[arm].values()):
-            continue  # that group, arm or metric was not measured
-        va = {s: m[metric] for s, m in t[a].items()}
-        vb = {s: m[metric] for s, m in t[b].items()}
-        d = paired(va, vb)
-        agree = sum((x < 0) if expect == "lower" else (x > 0) for x in d["diffs"].values())
-        mean_b = sum(vb.values()) / len(vb)
-        rows.append({"claim": claim, "group": group, "metric": metric, "a": a, "b": b,
-                     "expect": expect, "mean_a": sum(va.values()) / len(va), "mean_b": mean_b,
-                     "diff": d["mean"], "lo": d["lo"], "hi": d["hi"], "d_z": d["d_z"],
-                     "rel_change_pct": 100 * d["mean"] / mean_b if mean_b else math.nan,
-                     "pairs_agree": f"{agree}/{len(d['diffs'])}",
-                     "verdict": verdict(d, expect)})
-    return rows
 
 
 def arm_summary(table: Mapping[str, Mapping[int, Mapping[str, float]]], metric: str

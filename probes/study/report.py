@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from probes.io import sources
 from probes.study import arms as study
 from probes.study.arms import MAIN
@@ -28,98 +26,87 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _batch(meta: dict) -> int:
-    return int(meta["config"].get("batch_size", 64))
+def _entries(paths: Sequence[tuple[str, Path]], population: str, n: int, seed: int
+             ) -> list[dict[str, Any]]:
+    """Loaded checkpoints with their probe inputs (:func:`probes.io.sources.probe_inputs`:
+    the same seeded reals for all, or each G's own fakes), as the gradients verb has them."""
+    entries = []
+    for label, path in paths:
+        G, D, meta = sources.load(path)
+        x, ref = sources.probe_inputs(meta, G, population=population, n=n, seed=seed)
+        entries.append({"label": label, "G": G, "D": D, "meta": meta, "x": x,
+                        "reference": ref})
+    return entries
 
 
 def fig_gradient_maps(paths: Sequence[tuple[str, Path]], out: Path, *, population: str = "real",
                       n: int = 8, seed: int = 0) -> Path:
     """Paper Fig. 1: each D's input-gradient map on the same reals, or on its own G's fakes
-    (the gradient that G actually receives)."""
-    from probes.core.gradients import gradient_map, input_gradients
+    (the gradient that G actually receives), each map the image's own (default probe mode)."""
+    from probes.core.gradients import gradient_map
+    from probes.measures.gradients import per_image
     from probes.viz.gradients import plot_maps, plot_rows
 
-    rows, grads, x_real = [], [], None
-    for label, path in paths:
-        G, D, meta = sources.load(path)
-        if population == "real":
-            x_real = study.reals_for(meta, n, seed) if x_real is None else x_real
-            x = x_real
-        else:  # at least one training batch so BatchNorm statistics are those of training
-            x = sources.fakes(G, meta, max(n, _batch(meta)), seed=seed)
-        r = input_gradients(D, x, population=population, batch_size=_batch(meta), reduce=None,
-                            keep=n)
-        grads.append((f"{label}: |grad| of D", r["grad"]))
-        rows += [(f"{label}: G(z)", "image", r["x"]),
-                 (f"{label}: |grad| of D", "map", gradient_map(r["grad"]))]
+    rows, grads = [], []
+    entries = _entries(paths, population, n, seed)
+    for e in entries:
+        r = per_image(e["D"], e["x"], e["meta"], reference=e["reference"],
+                      population=population, with_structure=False, keep=n)
+        grads.append((f"{e['label']}: |grad| of D", r["grad"]))
+        rows += [(f"{e['label']}: G(z)", "image", r["x"]),
+                 (f"{e['label']}: |grad| of D", "map", gradient_map(r["grad"]))]
     if population == "real":
-        return plot_maps(x_real, grads, out, n=n)
+        return plot_maps(entries[0]["x"], grads, out, n=n)
     return plot_rows(rows, out, n=n, title="input gradients on each G's own samples: clip to "
                      "mean ± 3 std, mean |g| over channels")
 
 
 def fig_histograms(paths: Sequence[tuple[str, Path]], out_raw: Path, out_rms: Path, *,
                    n: int = 256, seed: int = 0, bins: int = 101) -> tuple[Path, Path]:
-    """Paper Fig. 5a: gradient-value histograms on the same reals, shared bins; raw values
-    and values divided by each image's RMS gradient (shape without scale)."""
-    from probes.core.gradients import histogram_edges, input_gradients, rms_scaled
+    """Paper Fig. 5a: gradient-value histograms on the same reals, shared edges (the gradients
+    verb's policy, :func:`probes.measures.gradients.pilot_edges`: outliers counted, not
+    clamped); raw values and values divided by each image's RMS gradient."""
+    from probes.core.gradients import histogram_reducer
+    from probes.measures.gradients import histogram_record, per_image, pilot_edges
     from probes.viz.gradients import plot_histograms
 
-    gs = []
-    for label, path in paths:
-        _, D, meta = sources.load(path)
-        x = study.reals_for(meta, n, seed)
-        gs.append((label, input_gradients(D, x, batch_size=_batch(meta), reduce=None,
-                                          keep=True)["grad"]))
+    entries = _entries(paths, "real", n, seed)
     written = []
-    for out, transform, xlabel in ((out_raw, lambda g: g, "input-gradient value"),
-                                   (out_rms, rms_scaled, "gradient value / per-image RMS")):
-        vals = [transform(g).flatten() for _, g in gs]
-        limit = max(float(v.abs().quantile(0.999)) for v in vals)
-        edges = histogram_edges(limit, bins)
-        hists = []
-        for (label, _), v in zip(gs, vals):
-            counts = torch.histogram(v.double().clamp(-limit, limit), edges.double())[0]
-            hists.append({"label": label, "edges": edges, "counts": counts,
-                          "under": int((v < -limit).sum()), "over": int((v > limit).sum())})
+    for out, scale, xlabel in ((out_raw, "raw", "input-gradient value"),
+                               (out_rms, "rms", "gradient value / per-image RMS")):
+        edges = pilot_edges(entries, scale=scale, bins=bins)
+        hists = [{"label": e["label"], "edges": edges, **histogram_record(per_image(
+            e["D"], e["x"], e["meta"], reference=e["reference"], with_structure=False,
+            accumulate=[histogram_reducer(edges, scale=scale)]))} for e in entries]
         written.append(plot_histograms(hists, out, xlabel=xlabel))
     return written[0], written[1]
 
 
 def fig_attack(paths: Sequence[tuple[str, Path]], out: Path, *, n: int = 256, seed: int = 0,
                eps: Sequence[float] = ATTACK_EPS) -> tuple[Path, list[dict[str, Any]]]:
-    """Flip rate vs eps (FGSM) on reals and on each G's fakes, one line per checkpoint."""
-    from probes.core.sweep import attack_sweep
+    """Flip rate vs eps (FGSM) on reals and on each G's fakes, one line per checkpoint
+    (:func:`probes.measures.attack.attack`, as ``asgan-probe attack``)."""
+    from probes.measures.attack import attack
     from probes.viz.attack import plot_flip_curves
 
     records = []
     for label, path in paths:
-        G, D, meta = sources.load(path)
-        pr = tuple(meta["pixel_range"])
-        for pop, x in (("real", study.reals_for(meta, n, seed)),
-                       ("fake", sources.fakes(G, meta, n, seed=seed))):
-            for r in attack_sweep(D, x, eps=eps, population=pop, pixel_range=pr,
-                                  bn_group=_batch(meta)):
-                records.append(dict(r, label=label, checkpoint=str(path)))
+        for r in attack([str(path)], eps=eps, n=n, seed=seed)["records"]:
+            records.append(dict(r, label=label))
     return plot_flip_curves(records, out), records
 
 
 def fig_coverage(entries: Sequence[tuple[str, Path]], out: Path, *, n: int = 2500,
                  seed: int = 0) -> Path:
-    """2-D scatter of generated points with modes and 3-std circles."""
-    from probes.core.coverage import mixture_coverage
+    """2-D scatter of generated points with modes and 3-std circles (the coverage verb's
+    panels, :func:`probes.measures.coverage.coverage`)."""
+    from probes.measures.coverage import coverage
     from probes.viz.coverage import plot_mixtures
-    from trainers.data import load_dataset
 
     panels = []
     for label, path in entries:
-        G, _, meta = sources.load(path)
-        ds = load_dataset(meta["config"]["data"])
-        x = sources.fakes(G, meta, n, seed=seed)
-        modes = torch.as_tensor(ds.info["modes"], dtype=x.dtype)
-        panels.append({"title": f"{ds.name}: {label}", "x": x, "modes": modes,
-                       "std": float(ds.info["std"]), "data": ds.name,
-                       "result": mixture_coverage(x, modes, float(ds.info["std"]))})
+        (panel,) = coverage([str(path)], n=n, seed=seed, with_reals=False)[1]["mixture"]
+        panels.append(dict(panel, title=f"{panel['data']}: {label}"))
     return plot_mixtures(panels, out)
 
 
@@ -138,29 +125,66 @@ def _fmt(x: float, digits: int = 3) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}g}"
 
 
-def claims_markdown(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| claim (paper) | metric | A vs B | mean A | mean B | A - B [95% CI] | d_z "
-             "| pairs agree | verdict |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['claim']} | {r['group']}: {r['metric']} ({r['expect']} is "
-                     f"better) | {r['a']} vs {r['b']} | {_fmt(r['mean_a'])} | "
-                     f"{_fmt(r['mean_b'])} | {_fmt(r['diff'])} [{_fmt(r['lo'])}, "
-                     f"{_fmt(r['hi'])}] | {_fmt(r['d_z'], 2)} | {r['pairs_agree']} | "
-                     f"**{r['verdict']}** |")
-    return lines
-
-
 def arms_markdown(table: dict, metrics: Sequence[str], order: Sequence[str]) -> list[str]:
-    head = "| arm | " + " | ".join(metrics) + " |"
-    lines = [head, "|" + "---|" * (len(metrics) + 1)]
+    """Mean ± 95% CI half-width over seeds per arm; with a ``probe mode`` column (and a note)
+    when the arms' discriminators were probed in different BatchNorm modes (SPEC 1)."""
+    modes = {arm: sorted({m["mode"] for m in by_seed.values() if "mode" in m})
+             for arm, by_seed in table.items()}
+    with_mode = any(modes.values())
+    head = "| arm | " + " | ".join(metrics) + (" | probe mode |" if with_mode else " |")
+    lines = [head, "|" + "---|" * (len(metrics) + 1 + with_mode)]
     for arm in [a for a in order if a in table] + [a for a in table if a not in order]:
         cells = []
         for m in metrics:
             s = study.arm_summary({arm: table[arm]}, m)[arm]
             half = (s["hi"] - s["mean"]) if not math.isnan(s["hi"]) else math.nan
             cells.append(f"{_fmt(s['mean'])} ± {_fmt(half, 2)}")
+        if with_mode:
+            cells.append(", ".join(modes[arm]) or "-")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    if len({m for ms in modes.values() for m in ms}) > 1:
+        lines += ["", "Note: these arms were probed in different BatchNorm modes (SPEC 1): "
+                  "`frozen` (per-sample, one clean reference group's statistics held fixed) "
+                  "for discriminators with BatchNorm, `eval` for those without (spectral norm "
+                  "drops DCGAN D's BatchNorm); per-sample in both, but not the same network "
+                  "family, so gradient and robustness numbers compare with that caveat."]
     return lines
+
+
+def protocol_lines(tables: dict, *, n_quality: int) -> list[str]:
+    """The report's protocol, read from the shipped checkpoints (nets, iterations, seeds), so
+    it stays true when the study is regenerated."""
+    from probes.io.sources import load
+
+    def facts(group: str) -> str:
+        runs = study.shipped_runs(group)
+        _, _, meta = load(next(iter(runs["baseline"].values())))
+        cfg = meta["config"]
+        seeds = sorted({len(s) for s in runs.values()})
+        return (f"{group}: {cfg['arch']} width {cfg.get('width')}, batch {cfg['batch_size']}, "
+                f"{cfg['steps']:,} iterations, {'/'.join(map(str, seeds))} seeds per arm")
+
+    return [
+        "- **Scale**: CPU scale, not the paper's. " + "; ".join(
+            facts(g) for g in ("mnist10k", "stacked-mnist", "ring8", "grid25") if g in tables)
+        + ".",
+        "- **Pairing**: arms share the seed, hence G/D initialisation, data order and latents; "
+        "every comparison is a per-seed difference (tests and their limits below the claims "
+        "tables).",
+        f"- **Arms**: `baseline`; `{MAIN}` = AS-GAN at the paper's default (their 1/255 in "
+        "[-1, 1] space is 0.5/255 in our pixel units); the controls named in the tables "
+        "(`twice`: eps 0, D updated twice; `gaussian-*`: random-sign perturbation; `r1`: R1 "
+        "penalty; `sn`: spectral norm, which drops DCGAN D's BatchNorm).",
+        f"- **Quality**: Frechet distance (FD), KID (100 subsets of up to 1,000, as "
+        "`asgan-probe quality`) and PRDC in the feature space of our digit classifier (not "
+        f"Inception: these are not FIDs), {n_quality} samples each against all of mnist10k.",
+        "- **Gradients and robustness**: D's logit gradient on 256 reals and 256 of its own "
+        "G's fakes; FGSM flip rate of 512 reals at 1/255 and 2/255. Per sample (SPEC 1): a "
+        "BatchNorm D is probed with the statistics of one clean reference group (its training "
+        "batch) held fixed (`frozen`), a D without BatchNorm in `eval` mode; reals are the "
+        "held-out part where the checkpoint records a split, else all of the data (the "
+        "shipped runs before the split was introduced trained on all of it).",
+    ]
 
 
 def _classifier_accuracy() -> float:
@@ -197,7 +221,13 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
             group, {})
         tables[group] = study.collect(group, progress=lambda s: _log(f"measuring {s}"),
                                       seed=seed, **kw)
-    claims = study.claims_table(tables)
+    from probes.study.claims import CLAIMS_FILE, claims_markdown, evaluate_claims, load_claims
+    from probes.study.claims import registration as registered
+    from trainers.manifest import read_manifest
+
+    registered_claims = load_claims()
+    reg = registered(CLAIMS_FILE, read_manifest(), claims=registered_claims)
+    claims = evaluate_claims(tables, registered_claims, reg)
     mn = study.shipped_runs("mnist10k")
     pair = [("baseline", mn["baseline"][0]), ("AS-GAN 0.5/255", mn[MAIN][0])]
     _log("figures ...")
@@ -225,42 +255,26 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
     plot_curves([read_run(study.run_dir(p)) for _, p in pair], out / "training-curves.png")
 
     def ours(group):
-        return [{"label": f"ours: {arm} (3 seeds)",
+        return [{"label": f"ours: {arm} ({len(tables[group][arm])} seeds)",
                  "modes_captured": study.arm_summary(tables[group], "modes")[arm]["mean"],
                  "high_quality_pct": study.arm_summary(tables[group],
                                                        "high_quality_pct")[arm]["mean"],
                  "reverse_kl": study.arm_summary(tables[group], "reverse_kl")[arm]["mean"]}
                 for arm in tables[group]]
 
-    held = sum(r["verdict"] == "held" for r in claims)
     lines = [
         "# asgan-probe study report", "",
         "Every number below is computed by `asgan-probe report` from the checkpoints shipped "
         "in `checkpoints/shipped/` (made by `scripts/make_checkpoints.py`, commands in "
-        "`checkpoints/MANIFEST.json`), with fixed seeds: re-running gives the same numbers.",
-        "", "## Protocol", "",
-        "- **Scale**: CPU scale, not the paper's. mnist10k (the first 10k MNIST digits) at "
-        "32 px, DCGAN width 16, batch 64, 1,400 iterations; ring8/grid25 with MLPs (2,000 / "
-        "2,500 iterations). Three seeds per arm.",
-        "- **Pairing**: arms share the seed, hence G/D initialisation, data order and latents; "
-        "comparisons are per-seed differences A - B with a Student-t 95% interval over the 3 "
-        "seeds (t = 4.30) and Cohen's d_z. A claim is *held* when the interval excludes 0 on "
-        "the claimed side, *opposite* when it excludes 0 on the other side, otherwise "
-        "*inconclusive*.",
-        f"- **Arms**: `baseline`; `{MAIN}` = AS-GAN at the paper's default (their 1/255 in "
-        "[-1, 1] space is 0.5/255 in our pixel units); `asgan-eps2`; controls `twice` (eps 0: "
-        "D updated twice), `gaussian-eps2` (random-sign perturbation), `r1` (R1 penalty, "
-        "gamma 1), `sn` (spectral norm on D).",
-        f"- **Quality**: Frechet distance (FD) and KID in the feature space of our digit "
-        f"classifier (not Inception: these are not FIDs), {n_quality} samples each. "
-        "**Gradients**: D's logit gradient on 256 held reals/fakes, BatchNorm in batch mode "
-        "(SPEC 1); Hoyer sparsity, share of |g| on strokes (fg_share), high-frequency share. "
-        "**Robustness**: FGSM flip rate of reals at 1/255 and 2/255 (both fixed in advance).",
-        "",
+        "`checkpoints/MANIFEST.json`), with fixed seeds: re-running gives the same numbers. "
+        "Each number is the one the matching `asgan-probe` verb reports for that checkpoint "
+        "with the same settings (tests/test_report_numbers.py).", "",
+        "## Protocol", "",
+        *protocol_lines(tables, n_quality=n_quality), "",
         "## Claims", "",
-        f"{held} of {len(claims)} comparisons held at this scale. A claim that does not hold "
-        "here is a finding about this scale, not a verdict on the paper.", "",
-        *claims_markdown(claims), "",
+        "A claim that does not hold here is a finding about this scale, not a verdict on the "
+        "paper.", "",
+        claims_markdown(tables, registered_claims, reg), "",
         "## mnist10k arms (mean ± 95% CI half-width over seeds)", "",
         *arms_markdown(tables["mnist10k"], ["fd", "kid", "precision", "recall",
                                             "hoyer_real", "fg_share_real", "hf_share_real",
@@ -293,5 +307,6 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
     _log(f"report written in {time.time() - t0:.0f} s")
     import json
 
-    atomic_write_bytes(out / "study.json", json.dumps({"tables": tables, "claims": claims},
-                                                      indent=1, default=float).encode())
+    atomic_write_bytes(out / "study.json", json.dumps(
+        {"tables": tables, "claims": claims, "registration": reg}, indent=1,
+        default=float).encode())
