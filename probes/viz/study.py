@@ -13,11 +13,14 @@ imported lazily; colours are Okabe-Ito (colour-blind safe). Files are written at
 
 from __future__ import annotations
 
+import contextlib
 import math
+import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from probes.viz import save_figure
@@ -121,6 +124,21 @@ def plot_eps_sweep(panels: Sequence[tuple[str, str, Mapping[str, Mapping[int, Ma
     return _save(fig, path)
 
 
+@contextlib.contextmanager
+def _seeded_jitter(seed: int) -> Iterator[None]:
+    """seaborn draws strip-plot jitter from numpy's and Python's global RNGs: seed them for the
+    plot (the same figure on every run, so a regenerated report is the same) and restore
+    their state afterwards (a caller's random stream is not consumed)."""
+    np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002
+    np.random.seed(seed)  # noqa: NPY002  (seaborn reads the legacy global RNG)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)  # noqa: NPY002
+        random.setstate(py_state)
+
+
 def plot_arms(table: Mapping[str, Mapping[int, Mapping]], metrics: Sequence[tuple[str, str]],
               path: str | Path, *, order: Sequence[str] | None = None) -> Path:
     """One panel per ``(metric, label)``: each arm's seeds as dots (a seaborn strip plot;
@@ -133,9 +151,10 @@ def plot_arms(table: Mapping[str, Mapping[int, Mapping]], metrics: Sequence[tupl
     colours = {s: PALETTE[(j + 3) % len(PALETTE)] for j, s in enumerate(seeds)}
     fig, axes = _row(len(metrics), 3.3, 3.4)
     for k, (ax, (metric, label)) in enumerate(zip(axes, metrics)):
-        sns.stripplot(data=_long(table, metric, arms), x="arm", y="value", hue="seed",
-                      order=arms, hue_order=seeds, palette=colours, jitter=0.12, size=3.5,
-                      alpha=0.85, legend="full" if k == 0 else False, ax=ax)
+        with _seeded_jitter(k):
+            sns.stripplot(data=_long(table, metric, arms), x="arm", y="value", hue="seed",
+                          order=arms, hue_order=seeds, palette=colours, jitter=0.12, size=3.5,
+                          alpha=0.85, legend="full" if k == 0 else False, ax=ax)
         for i, arm in enumerate(arms):  # the mean beside the seeds, not over them
             c = _ci([m[metric] for m in table[arm].values()])
             err = None if math.isnan(c["lo"]) else [[c["mean"] - c["lo"]], [c["hi"] - c["mean"]]]
