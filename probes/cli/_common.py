@@ -22,6 +22,23 @@ def add_mode(p) -> None:
                         "batch's own as in a training step (cross-sample terms); eval = running")
 
 
+def add_reals(p) -> None:
+    """The one ``--reals`` option: which reals a probe uses (``probes.io.sources.reals_part``)."""
+    p.add_argument("--reals", choices=("held-out", "train", "all"), default=None,
+                   help="which reals: default the held-out part when the checkpoint records a "
+                        "train/held-out split (reals D never trained on), else all of the data")
+
+
+def add_foreign(p) -> None:
+    """The options that read a foreign discriminator file (``probes.io.foreign``)."""
+    from probes.io.sources import FORMATS
+
+    p.add_argument("--format", choices=FORMATS, default="asgan",
+                   help="file format (foreign: see probes/io/foreign.py)")
+    p.add_argument("--arch", default=None, help="state-dict format: dcgan, resnet or mlp; "
+                   "authors: a model-file name, e.g. resnet64_same_sn (default: inferred)")
+
+
 def json_obj(text: str | None, flag: str) -> dict:
     """A JSON object option (``--foolbox-kwargs '{"steps": 20}'``); {} when absent."""
     if text is None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from probes.cli._common import (
     add_common,
+    add_foreign,
     add_mode,
+    add_reals,
     check_at_least,
     json_obj,
     log,
@@ -54,12 +56,6 @@ def add_arguments(p) -> None:
     p.add_argument("--step-size", default=None,
                    help="BIM step, pixel units (default 2.5 * eps / steps, capped at eps)")
     p.add_argument("--random-start", action="store_true", help="BIM from a random point (PGD)")
-    add_mode(p)
-    p.add_argument("--bn-group", type=int, default=None,
-                   help="BatchNorm group: the frozen reference group / batch-mode batches "
-                        "(default: the checkpoint's training batch size, else 64)")
-    p.add_argument("--batch-size", type=int, default=256,
-                   help="samples per pass in per-sample modes (memory only)")
     p.add_argument("--transfer-to", nargs="+", action="extend", default=[], metavar="CKPT2",
                    help="also score the perturbations on these discriminators")
     p.add_argument("--min-eps", action="store_true",
@@ -67,20 +63,27 @@ def add_arguments(p) -> None:
     p.add_argument("--min-eps-max", default=None,
                    help="upper end of the bisection (default: the largest --eps, or 8/255)")
     p.add_argument("--bisect-steps", type=int, default=10, help="bisection iterations")
-    p.add_argument("--data", default=None, help="dataset for reals (default: the checkpoint's)")
-    p.add_argument("--data-root", default=None, help="folder of user data")
-    from probes.io.sources import FORMATS
-
-    p.add_argument("--format", choices=FORMATS, default="asgan",
-                   help="file format of every CKPT/CKPT2 (foreign: see probes/io/foreign.py)")
-    p.add_argument("--arch", default=None, help="state-dict format: dcgan, resnet or mlp; "
-                   "authors: a model-file name, e.g. resnet64_same_sn (default: inferred)")
-    p.add_argument("--arch-kwargs", default=None, help="state-dict format: JSON kwargs")
-    p.add_argument("--pixel-range", default=None, help="foreign formats: LO,HI (default -1,1)")
+    _add_inputs(p)
     p.add_argument("--foolbox-kwargs", default=None, help="JSON options for foolbox attacks")
     p.add_argument("--plot", default=None, metavar="PNG", help="write the flip-rate figure")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common(p)
+
+
+def _add_inputs(p) -> None:
+    """Where the samples come from and how D is evaluated on them."""
+    add_mode(p)
+    p.add_argument("--bn-group", type=int, default=None,
+                   help="BatchNorm group: the frozen reference group / batch-mode batches "
+                        "(default: the checkpoint's training batch size, else 64)")
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="samples per pass in per-sample modes (memory only)")
+    p.add_argument("--data", default=None, help="dataset for reals (default: the checkpoint's)")
+    p.add_argument("--data-root", default=None, help="folder of user data")
+    add_reals(p)
+    add_foreign(p)
+    p.add_argument("--arch-kwargs", default=None, help="state-dict format: JSON kwargs")
+    p.add_argument("--pixel-range", default=None, help="foreign formats: LO,HI (default -1,1)")
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -122,7 +125,8 @@ def _options(args) -> dict:
         random_start=args.random_start, mode=args.mode, seed=args.seed,
         batch_size=args.batch_size, bn_group=args.bn_group, transfer_to=args.transfer_to,
         min_eps=args.min_eps, eps_max=first(args.min_eps_max), bisect_steps=args.bisect_steps,
-        data=args.data, data_root=args.data_root, format=args.format, arch=args.arch,
+        data=args.data, data_root=args.data_root, reals=args.reals, format=args.format,
+        arch=args.arch,
         arch_kwargs=json_obj(args.arch_kwargs, "--arch-kwargs") or None,
         foreign_range=_pixel_range(args.pixel_range),
         foolbox_kwargs=json_obj(args.foolbox_kwargs, "--foolbox-kwargs"), device=args.device)

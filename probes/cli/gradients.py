@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes.cli._common import add_common, add_mode, log, write_json
+from probes.cli._common import add_common, add_mode, add_reals, log, write_json
 from trainers.errors import UserError
 
 NAME = "gradients"
@@ -28,6 +28,7 @@ def add_arguments(p) -> None:
     p.add_argument("--wrt", choices=("logit", "g_loss", "d_loss"), default="logit",
                    help="differentiate D's raw logit, the non-saturating G loss, or D's loss")
     add_mode(p)
+    add_reals(p)
     p.add_argument("--batch-size", type=int, default=None,
                    help="probe batch (default: D's training batch in batch mode, else 256)")
     p.add_argument("--fakes-from", choices=("own", "first"), default="own",
@@ -66,7 +67,7 @@ def run(args) -> int:
         random_reference=args.random_reference, hist=bool(args.hist),
         hist_scale=args.hist_scale, hist_bins=args.hist_bins,
         keep=args.n_maps if args.maps else 0, seed=args.seed,
-        device=resolve_device(args.device), check_maps=bool(args.maps))
+        device=resolve_device(args.device), check_maps=bool(args.maps), reals=args.reals)
     for row in result["checkpoints"]:
         _log_row(row)
     write_json(result, args.out)

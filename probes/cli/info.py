@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes.cli._common import write_json
+from probes.cli._common import add_foreign, write_json
 
 NAME = "info"
 HELP = "verify a checkpoint and print its architecture, config, step and checksum"
@@ -13,14 +13,8 @@ EXAMPLES = """examples:
 
 
 def add_arguments(p) -> None:
-    from probes.io.sources import FORMATS
-
     p.add_argument("checkpoint", metavar="CKPT")
-    p.add_argument("--format", choices=FORMATS, default="asgan",
-                   help="file format (foreign: see probes/io/foreign.py)")
-    p.add_argument("--arch", default=None,
-                   help="state-dict: dcgan, resnet or mlp; authors: a family, e.g. "
-                        "resnet64_same_sn")
+    add_foreign(p)
     p.add_argument("--out", default=None, help="write JSON here (default: stdout)")
 
 

@@ -159,7 +159,8 @@ def resolve_device(name: str) -> torch.device:
 
 def probe_inputs(meta: dict[str, Any], G: nn.Module | None, *, population: str, n: int,
                  seed: int = 0, device: str | torch.device = "cpu", data: str | None = None,
-                 data_root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 data_root: str | None = None, part: str | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x, reference)``: ``n`` seeded samples of one population and its clean reference group.
 
     Reals are chosen by ``seed`` from the checkpoint's dataset (:func:`reals`), fakes are
@@ -167,6 +168,8 @@ def probe_inputs(meta: dict[str, Any], G: nn.Module | None, *, population: str, 
     checkpoint). The reference group, whose BatchNorm statistics ``frozen`` mode holds fixed,
     is the first :func:`probes.io.checkpoints.group_size` samples (D's training batch size)
     of the same seeded draw: fixed by the seed, the same whatever ``n`` or the batch size.
+    ``part`` chooses the reals (:func:`reals_part`: by default the held-out part when the
+    checkpoint records a split).
     """
     from probes.io.checkpoints import group_size
 
@@ -174,7 +177,7 @@ def probe_inputs(meta: dict[str, Any], G: nn.Module | None, *, population: str, 
         raise UserError(f"--n must be >= 1, got {n}")
     m = max(n, min(group_size(meta), 1024))
     if population == "real":
-        x = reals(meta, m, seed=seed, data=data, data_root=data_root)
+        x = reals(meta, m, seed=seed, data=data, data_root=data_root, part=part)
     elif population == "fake":
         if G is None:
             raise UserError(f"{meta.get('source', 'this file')} holds no generator (a foreign "

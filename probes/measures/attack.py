@@ -53,13 +53,14 @@ def labels_for(paths: Sequence[str]) -> list[str]:
 
 
 def samples(G, meta: dict[str, Any], population: str, *, n: int, seed: int, device="cpu",
-            data: str | None = None, data_root: str | None = None, foreign: bool = False):
+            data: str | None = None, data_root: str | None = None, reals: str | None = None,
+            foreign: bool = False):
     """``(x, reference)`` for one checkpoint and population (:func:`probes.io.sources.
     probe_inputs`); foreign reals are mapped into the range D takes."""
     from probes.io.sources import dataset_for, probe_inputs, to_pixel_range
 
     x, ref = probe_inputs(meta, G, population=population, n=n, seed=seed, device=device,
-                          data=data, data_root=data_root)
+                          data=data, data_root=data_root, part=reals)
     if foreign and population == "real":  # our checkpoints record their data's range as theirs
         src = tuple(dataset_for(meta, data=data, data_root=data_root).pixel_range)
         x, ref = (to_pixel_range(t, src, pixel_range(meta)) for t in (x, ref))
@@ -103,6 +104,7 @@ def attack(
     bisect_steps: int = 10,
     data: str | None = None,
     data_root: str | None = None,
+    reals: str | None = None,
     format: str = "asgan",
     arch: str | None = None,
     arch_kwargs: dict[str, Any] | None = None,
@@ -129,6 +131,8 @@ def attack(
         transfer_to: checkpoints on which the perturbations crafted on each one are scored.
         min_eps, eps_max, bisect_steps: also bisect each sample's minimal flipping eps on
             ``[0, eps_max]`` (default: the largest eps, or 8/255) for fgsm/bim.
+        reals: which reals (``--reals``: held-out, train or all; default the held-out part
+            when the checkpoint records a split).
         Others: as in :func:`probes.core.sweep.attack_sweep` and :func:`probes.io.sources.load`.
 
     Returns:
@@ -166,8 +170,8 @@ def attack(
         info = {"checkpoint": str(path), "label": label, "eps_unit": units["text"]}
         for pop in populations:
             x, ref = samples(G, meta, pop, n=n, seed=seed, device=dev, data=data,
-                             data_root=data_root, foreign=format != "asgan")
-            inputs = {"reals": real_split(meta) if pop == "real" else None}
+                             data_root=data_root, reals=reals, foreign=format != "asgan")
+            inputs = {"reals": real_split(meta, reals, data=data) if pop == "real" else None}
             for method in methods:
                 recs = attack_sweep(
                     D, x, eps=eps, population=pop, method=crafters[method], steps=steps,

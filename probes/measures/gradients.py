@@ -103,8 +103,8 @@ def random_d(meta: dict[str, Any], seed: int, device) -> nn.Module:
 
 
 def load_entries(paths: Sequence[str], *, population: str, n: int, seed: int, device,
-                 fakes_from: str = "own", random_reference: bool = False
-                 ) -> list[dict[str, Any]]:
+                 fakes_from: str = "own", random_reference: bool = False,
+                 reals: str | None = None) -> list[dict[str, Any]]:
     """Checkpoints with their inputs: ``{"G", "D", "meta", "info", "label", "x",
     "reference"}``. Reals (and ``fakes_from="first"``) are the same samples for all."""
     from probes.io.sources import load, probe_inputs
@@ -128,11 +128,12 @@ def load_entries(paths: Sequence[str], *, population: str, n: int, seed: int, de
                         "meta": first["meta"], "info": info, "label": info["label"]})
     shared = population == "real" or fakes_from == "first"
     x0 = probe_inputs(first["meta"], first["G"], population=population, n=n, seed=seed,
-                      device=device)
+                      device=device, part=reals)
     for e in entries:
         own = not (shared or e is first or e["info"].get("reference"))
         e["x"], e["reference"] = probe_inputs(e["meta"], e["G"], population=population, n=n,
-                                              seed=seed, device=device) if own else x0
+                                              seed=seed, device=device, part=reals
+                                              ) if own else x0
     return entries
 
 
@@ -140,11 +141,13 @@ def gradients(paths: Sequence[str], *, population: str = "real", n: int = 512,
               wrt: str = "logit", mode: str = "auto", batch_size: int | None = None,
               fakes_from: str = "own", boot: int = 1000, random_reference: bool = False,
               hist: bool = False, hist_scale: str = "raw", hist_bins: int = HIST_BINS,
-              keep: int = 0, seed: int = 0, device: str = "cpu", check_maps: bool = False
-              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+              keep: int = 0, seed: int = 0, device: str = "cpu", check_maps: bool = False,
+              reals: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Sparsity and structure of each checkpoint's input gradient on the same inputs.
 
-    ``check_maps``: fail at once (before any work) if gradient maps were asked for on points.
+    ``reals``: which reals (``--reals``; default the held-out part when the checkpoint records
+    a split). ``check_maps``: fail at once (before any work) if gradient maps were asked for
+    on points.
 
     Returns:
         ``(result, entries)``: the JSON-able result (per checkpoint: facts, mode, reference
@@ -159,7 +162,8 @@ def gradients(paths: Sequence[str], *, population: str = "real", n: int = 512,
     from probes.io.sources import real_split
 
     entries = load_entries(paths, population=population, n=n, seed=seed, device=device,
-                           fakes_from=fakes_from, random_reference=random_reference)
+                           fakes_from=fakes_from, random_reference=random_reference,
+                           reals=reals)
     from probes.core.gradients import histogram_reducer
 
     first = entries[0]
@@ -175,7 +179,7 @@ def gradients(paths: Sequence[str], *, population: str = "real", n: int = 512,
                         "batch_sizes": res["batch_sizes"],
                         "reference_n": int(e["reference"].shape[0])
                         if res["mode"] == "frozen" else None,
-                        "reals": real_split(e["meta"]) if population == "real" else None,
+                        "reals": real_split(e["meta"], reals) if population == "real" else None,
                         "logit_mean": float(res["logits"].double().mean()),
                         "measures": summarize(res["per_image"], n_boot=boot, seed=seed),
                         **({"histogram": histogram_record(res)} if edges is not None else {})})
