@@ -4,7 +4,7 @@ For each model (dcgan-32 RGB and grey, resnet-32, mlp) one run times, interleave
 
 - ``baseline``: one training iteration as ``trainers/loop.py`` runs it in a single process
   with the default ``on_nonfinite=stop`` (plain optimizers): ``x_fake = G(z)``,
-  ``trainers.steps.D_STEPS["baseline"]``, then the G step (``frozen(D)``, ``g_loss``,
+  ``trainers.steps.D_STEPS["baseline"]``, then the G step (``frozen_params(D)``, ``g_loss``,
   backward, ``opt_G.step()``);
 - ``asgan real+fake`` and ``asgan real``: the same with ``D_STEPS["asgan"]`` and the two
   second-step policies (SPEC section 2);
@@ -45,9 +45,10 @@ from bench._common import (
     setup_threads,
     verdict,
 )
+from probes.core.modes import frozen_params
 from trainers import make_config
 from trainers.loop import build_models
-from trainers.steps import D_STEPS, d_loss, frozen, g_loss
+from trainers.steps import D_STEPS, d_loss, g_loss
 
 PIXEL_RANGE = (-1.0, 1.0)
 # name -> (per-sample data shape, config overrides). dcgan32-rgb is the cifar10-dcgan preset's
@@ -104,7 +105,7 @@ def iteration_case(shape, overrides, trainer: str, *, eps: float, channels_last:
         d_step(D, opt_D, x_real, x_fake, cfg=cfg, eps=eps, pixel_range=PIXEL_RANGE,
                generator=noise)
         opt_G.zero_grad(set_to_none=True)
-        with frozen(D):
+        with frozen_params(D):
             loss_g, _ = g_loss(D, x_fake)
             loss_g.backward()
         opt_G.step()

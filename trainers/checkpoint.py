@@ -301,22 +301,81 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu"
 
     ``meta`` holds ``config`` (the full training config), ``step``, ``pixel_range``,
     ``data`` (name and per-sample shape), ``g_spec``/``d_spec``, ``sha256`` and run facts.
+    A file exported with float16 weights (:func:`export_snapshot`, ``meta["stored_dtype"]``
+    "float16") is read back as float32 nets: every probe computes in float32 on the stored
+    (float16-rounded) weights.
 
     Examples:
         >>> G, D, meta = load_checkpoint("runs/a1/ckpt-002000.safetensors")
         >>> logits = D(x)  # (N,) raw logits
     """
     path = Path(path)
-    tensors, meta = read_checkpoint(path)
+    tensors, meta = _as_float32(*read_checkpoint(path), path)
     G = _load_module(meta["g_spec"], _split(tensors, "G"), path, "G")
     D = _load_module(meta["d_spec"], _split(tensors, "D"), path, "D")
     return G.to(device).eval(), D.to(device).eval(), meta
 
 
-def load_optimizer_states(path: str | Path) -> dict[str, dict]:
-    """``{"opt_G": state_dict, "opt_D": state_dict}`` from a resumable snapshot."""
-    tensors, meta = read_checkpoint(path)
-    return optimizer_states(tensors, meta, path)
+# exported copies (shipped checkpoints) may store the big float32 tensors as float16
+STORED_DTYPES = ("float32", "float16")
+HALF_MIN_NUMEL = 1024  # conv / linear weights; BatchNorm, biases and SN vectors stay float32
+
+
+def _as_float32(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: Path
+                ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Upcast the float16 tensors of a file whose meta says ``stored_dtype: float16``; a
+    float16 tensor in any other file is left alone (and refused by the architecture check)."""
+    stored = meta.get("stored_dtype", "float32")
+    if stored not in STORED_DTYPES:
+        raise UserError(f"{path}: stored_dtype {str(stored)[:20]!r} is not one of "
+                        f"{', '.join(STORED_DTYPES)}: edited, or written by a newer asgan-probe")
+    if stored == "float16":
+        tensors = {k: v.float() if v.dtype == torch.float16 else v for k, v in tensors.items()}
+    return tensors, meta
+
+
+def export_snapshot(src: str | Path, dest: str | Path, *, half: bool = False,
+                    facts: dict[str, Any] | None = None) -> Path:
+    """Write a shippable copy of the snapshot ``src`` to ``dest`` (atomically).
+
+    The copy keeps G, D and the meta (config, specs, step, units, ...) and drops the optimizer
+    state, so it loads with :func:`load_checkpoint` but cannot be resumed. With ``half`` the
+    float32 tensors of at least :data:`HALF_MIN_NUMEL` values (conv and linear weights) are
+    stored as float16, about halving the file; smaller ones (BatchNorm parameters and running
+    statistics, biases, spectral-norm vectors) stay float32, where rounding would matter most
+    for the least space. The meta records ``stored_dtype`` ("float16" or "float32") so a
+    report can say which weights it measured. ``facts`` are added to the meta.
+
+    Raises:
+        UserError: ``src`` is not a readable snapshot, or a weight overflows float16.
+    """
+    from safetensors.torch import save
+
+    src = Path(src)
+    tensors, meta = read_checkpoint(src)
+    tensors, meta = _as_float32(tensors, meta, src)
+    keep = {k: v for k, v in tensors.items() if k.startswith(("G.", "D."))}
+    for role in ("G", "D"):  # the copy must load: check the weights fit their specs first
+        _load_module(meta[f"{role.lower()}_spec"], _split(keep, role), src, role)
+    if half:
+        for name, t in keep.items():
+            if t.dtype == torch.float32 and t.numel() >= HALF_MIN_NUMEL:
+                h = t.half()
+                if not torch.isfinite(h).all():
+                    raise UserError(f"{src}: {name} does not fit float16 (|w| > 65504); "
+                                    "export it as float32")
+                keep[name] = h
+    meta = {k: v for k, v in meta.items() if k not in ("opt_G", "opt_D", "sha256")}
+    meta.update(facts or {})
+    meta.update(format=FORMAT, version=VERSION,
+                stored_dtype="float16" if half else "float32")
+    if half:
+        meta["stored_float16"] = (f"float32 tensors of >= {HALF_MIN_NUMEL} values (conv and "
+                                  "linear weights) as float16; the rest float32")
+    meta["sha256"] = tensor_digest(keep)
+    atomic_write_bytes(dest, save(keep, metadata={"asgan_probe": json.dumps(meta,
+                                                                             sort_keys=True)}))
+    return Path(dest)
 
 
 def optimizer_states(tensors: dict[str, torch.Tensor], meta: dict[str, Any], path

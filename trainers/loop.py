@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from probes.core.modes import frozen_params
 from trainers.checkpoint import (
     atomic_write_bytes,
     list_snapshots,
@@ -55,7 +56,7 @@ from trainers.faults import (
 )
 from trainers.lock import acquire
 from trainers.nets import build_net, net_specs
-from trainers.steps import D_STEPS, eps_in_force, frozen, g_loss
+from trainers.steps import D_STEPS, eps_in_force, g_loss
 
 
 def resolve_device(name: str) -> torch.device:
@@ -309,7 +310,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: Dist, *, resume: bool, progress: bo
                            shard=(ctx.rank, ctx.world), eps_scale=units["eps_scale"])
 
             step_G.zero_grad(set_to_none=True)
-            with frozen(D):
+            with frozen_params(D):
                 # the plain D: under DDP a forward whose backward gives D no gradients
                 # would leave its reducer waiting; G's gradients are reduced by G's wrapper
                 loss_g, _ = g_loss(unwrap(D), x_fake)

@@ -205,19 +205,6 @@ def update_loss(D: nn.Module, x_real: torch.Tensor, x_fake: torch.Tensor | None,
     return total, gan, logits_real, logits_fake, extras
 
 
-@contextlib.contextmanager
-def frozen(net: nn.Module) -> Iterator[None]:
-    """Stop gradients into ``net``'s parameters (G's step need not pay for D's weight grads)."""
-    flags = [p.requires_grad for p in net.parameters()]
-    for p in net.parameters():
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(net.parameters(), flags):
-            p.requires_grad_(flag)
-
-
 def _first_step(D, opt_D, x_real, x_fake, cfg: TrainConfig, want_input_grad: bool):
     """Standard D update (+ R1). Returns stats and ``x_real`` (with ``.grad`` if asked)."""
     x_real = x_real.detach().requires_grad_(want_input_grad)

@@ -8,8 +8,8 @@ data's ``pixel_range``; eps in [0, 1] pixel units becomes the radius ``eps * (hi
 attack's own norm (L-inf, L2 or L1, whatever the attack uses).
 
 foolbox takes gradients with ``loss.backward()``, which accumulates into D's parameter
-``.grad``: :func:`frozen_params` switches ``requires_grad`` off around every call, so D is left
-as it was. The model is the caller's: the sweep hands it what
+``.grad``: :func:`probes.core.modes.frozen_params` switches ``requires_grad`` off around every
+call, so D is left as it was. The model is the caller's: the sweep hands it what
 :func:`probes.core.modes.probe_model` yields, so in the default ``frozen`` mode foolbox attacks a
 per-sample copy of D (one clean group's BatchNorm statistics held fixed), and in ``batch``
 mode BatchNorm sees the batches foolbox forms.
@@ -22,15 +22,15 @@ group size, not independent of it.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from probes.core.attacks import TOWARD, eps_to_abs
+from probes.core.modes import frozen_params
 from trainers.errors import UserError
 
 
@@ -52,19 +52,6 @@ def two_logits(D: nn.Module) -> TwoLogits:
     wrapper = TwoLogits(D)
     wrapper.training = False
     return wrapper
-
-
-@contextlib.contextmanager
-def frozen_params(D: nn.Module) -> Iterator[None]:
-    """Turn off ``requires_grad`` on D's parameters, restoring each flag afterwards."""
-    flags = [(p, p.requires_grad) for p in D.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def _foolbox():
