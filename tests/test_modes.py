@@ -2,6 +2,8 @@
 logit and each input gradient is the sample's own (no leakage through BatchNorm), results do not
 depend on order or batch size, and D is left exactly as it was."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -159,3 +161,59 @@ def test_fgsm_shift_matches_an_independent_per_sample_computation(data):
             flips += float(d1) <= 0
     assert rec["mean_logit_shift"] == pytest.approx(sum(shifts) / len(shifts), rel=1e-5)
     assert rec["flip_rate"] == (flips / right if right else None)
+
+
+def test_cli_attack_on_a_shipped_batchnorm_checkpoint_matches_per_sample_fgsm(tmp_path, capsys):
+    """Acceptance (issue 12): ``asgan-probe attack`` on a shipped DCGAN (BatchNorm) reports a
+    mean logit shift and flip rate equal, within 2%, to FGSM done one sample at a time against
+    the statistics of the clean reference group (the first training batch of the same seeded
+    reals), each sample with its own logit gradient, written here without the probe code."""
+    import json
+
+    from probes.cli import main
+    from probes.io import sources
+    from probes.study.arms import shipped_runs
+    from tests.conftest import run_cli
+
+    path = shipped_runs("mnist10k")["asgan-eps0.5"][0]
+    out = tmp_path / "a.json"
+    code, _, err = run_cli(main, ["attack", str(path), "--population", "real", "--n", "96",
+                                  "--eps", "2/255", "--no-progress", "--out", str(out)], capsys)
+    assert code == 0, err
+    (rec,) = json.loads(out.read_text())["records"]
+    assert rec["mode"] == "frozen"
+
+    G, D, meta = sources.load(path)
+    m = int(meta["config"]["batch_size"])
+    x = sources.reals(meta, max(96, m), seed=0)
+    ref, x = x[:m], x[:96]
+    # the clean group's batch statistics, by hand: a train-mode forward with hooks on a copy
+    Dc = copy.deepcopy(D)
+    stats = {}
+    bns = [mod for mod in Dc.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
+    hooks = [bn.register_forward_pre_hook(
+        lambda bn, a: stats.__setitem__(bn, (a[0].mean((0, 2, 3)),
+                                             a[0].var((0, 2, 3), unbiased=False))))
+        for bn in bns]
+    Dc.eval()
+    for bn in bns:
+        bn.train()
+    with torch.no_grad():
+        Dc(ref)
+    for h in hooks:
+        h.remove()
+    for bn in bns:
+        bn.running_mean.copy_(stats[bn][0])
+        bn.running_var.copy_(stats[bn][1])
+    Dc.eval()
+    shifts, right, flipped = [], 0, 0
+    for i in range(len(x)):
+        xi = x[i:i + 1].clone().requires_grad_(True)
+        d0 = Dc(xi)
+        (g,) = torch.autograd.grad(d0.sum(), xi)
+        d1 = Dc((x[i:i + 1] - 2 / 255 * 2 * g.sign()).clamp(-1, 1)).detach()
+        shifts.append(float(d0 - d1))
+        right += float(d0) > 0
+        flipped += float(d0) > 0 and float(d1) <= 0
+    assert rec["mean_logit_shift"] == pytest.approx(sum(shifts) / len(shifts), rel=0.02)
+    assert rec["flip_rate"] == pytest.approx(flipped / right, rel=0.02, abs=1e-9)
