@@ -267,7 +267,7 @@ def _diff_cell(r: Mapping) -> str:
 def _shown(path: str | Path) -> str:
     """The claims file as the report names it: relative to the repository root if inside."""
     try:
-        return Path(path).resolve().relative_to(CLAIMS_FILE.parents[1]).as_posix()
+        return Path(path).resolve().relative_to(CLAIMS_FILE.parents[2]).as_posix()
     except ValueError:
         return str(path)
 

@@ -255,12 +255,13 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
     plot_curves([read_run(study.run_dir(p)) for _, p in pair], out / "training-curves.png")
 
     def ours(group):
+        def mean(metric, arm):
+            return round(study.arm_summary(tables[group], metric)[arm]["mean"], 2)
+
         return [{"label": f"ours: {arm} ({len(tables[group][arm])} seeds)",
-                 "modes_captured": study.arm_summary(tables[group], "modes")[arm]["mean"],
-                 "high_quality_pct": study.arm_summary(tables[group],
-                                                       "high_quality_pct")[arm]["mean"],
-                 "reverse_kl": study.arm_summary(tables[group], "reverse_kl")[arm]["mean"]}
-                for arm in tables[group]]
+                 "modes_captured": mean("modes", arm),
+                 "high_quality_pct": mean("high_quality_pct", arm),
+                 "reverse_kl": mean("reverse_kl", arm)} for arm in tables[group]]
 
     lines = [
         "# asgan-probe study report", "",
