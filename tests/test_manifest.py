@@ -109,3 +109,55 @@ def test_shipped_refuses_a_tampered_file(fake_repo, monkeypatch):
         manifest.shipped("checkpoints/shipped/a.safetensors")
     with pytest.raises(UserError, match="not in"):
         manifest.shipped("checkpoints/shipped/other.safetensors")
+
+
+def _study_repo(root: Path, *, v2_seeds: list[int], plan_seeds: list[int]) -> None:
+    """A checkpoints folder with a complete v1 group "g" (arm a, seeds 0-1) and a v2 group "g"
+    whose PLAN.json asks for ``plan_seeds`` of arm a at 30 steps, ``v2_seeds`` shipped."""
+    g_spec, d_spec = net_specs("mlp", shape=(2,), z_dim=2, width=4)
+    man = root / "checkpoints" / "MANIFEST.json"
+
+    def ship(rel: str, seed: int, steps: int, **facts) -> None:
+        torch.manual_seed(seed)
+        f = save_checkpoint(root / rel, G=build_net(g_spec), D=build_net(d_spec),
+                            meta={"g_spec": g_spec, "d_spec": d_spec, "step": steps})
+        manifest.record(f, command="asgan-train ...", path=man, group="g", arm="a",
+                        seed=seed, steps=steps, **facts)
+
+    for s in (0, 1):
+        ship(f"checkpoints/shipped/g/a/seed{s}/ckpt-000020.safetensors", s, 20)
+    plan = root / manifest.STUDY_PLANS["v2"]
+    plan.parent.mkdir(parents=True, exist_ok=True)
+    plan.write_text(json.dumps({"study": "v2", "groups": {"g": {"steps": 30, "arms": {
+        "a": {"seeds": plan_seeds}}}}}))
+    manifest.record(plan, command="python scripts/make_checkpoints.py", path=man, study="v2")
+    for s in v2_seeds:  # an evolution snapshot too: it must not count as the final one
+        ship(f"checkpoints/shipped/v2/g/a/seed{s}/ckpt-000010.safetensors", s, 10, study="v2")
+        ship(f"checkpoints/shipped/v2/g/a/seed{s}/ckpt-000030.safetensors", s, 30, study="v2")
+
+
+@pytest.mark.parametrize("shipped_v2,complete", [([0], False), ([0, 1, 2], True)],
+                         ids=["v2-incomplete", "v2-complete"])
+def test_the_study_switches_to_v2_only_when_its_plan_is_shipped(tmp_path, monkeypatch,
+                                                                shipped_v2, complete):
+    from probes.study.arms import shipped_runs
+
+    monkeypatch.setattr(manifest, "ROOT", tmp_path)
+    monkeypatch.setattr(manifest, "_chosen", None)
+    monkeypatch.delenv(manifest.ENV, raising=False)
+    _study_repo(tmp_path, v2_seeds=shipped_v2, plan_seeds=[0, 1, 2])
+    assert manifest.study_complete("g") is complete
+    assert manifest.study_complete("other") is False
+    runs = shipped_runs("g")
+    want = "v2" if complete else "v1"
+    assert set(runs["a"]) == ({0, 1, 2} if complete else {0, 1})
+    assert all(("/v2/" in p.as_posix()) == (want == "v2") for p in runs["a"].values())
+    if complete:
+        assert all(p.name == "ckpt-000030.safetensors" for p in runs["a"].values())
+    assert set(shipped_runs("g", study="v1")["a"]) == {0, 1}  # the old study stays readable
+    assert set(shipped_runs("g", study="v2")["a"]) == set(shipped_v2)
+    # a PLAN.json edited after shipping is refused, not trusted
+    plan = tmp_path / manifest.STUDY_PLANS["v2"]
+    plan.write_text(plan.read_text().replace("[0, 1, 2]", "[0]"))
+    with pytest.raises(UserError, match="differs"):
+        manifest.study_complete("g")

@@ -126,3 +126,32 @@ def shipped(rel: str) -> Path:
     if not f.exists() or sha256_of(f) != entry["sha256"]:
         raise UserError(f"{f} is missing or differs from {folder / 'MANIFEST.json'}")
     return f
+
+
+# the shipped studies: "v1" (the first, entries without a ``study`` field) and "v2" (issue 15,
+# scripts/make_checkpoints.py), whose PLAN.json says which runs it holds
+STUDIES = ("v1", "v2")
+STUDY_PLANS = {"v2": "checkpoints/shipped/v2/PLAN.json"}
+
+
+def study_of(entry: dict[str, Any]) -> str:
+    """The study a manifest entry belongs to ("v1" when it records none)."""
+    return str(entry.get("study", "v1"))
+
+
+def study_complete(group: str, study: str = "v2",
+                   entries: dict[str, dict[str, Any]] | None = None) -> bool:
+    """Whether every run the ``study``'s PLAN.json lists for ``group`` (each planned arm and
+    seed, at the planned steps) has a snapshot entry in the manifest. False when the plan is
+    not shipped or does not name the group; the plan file itself is SHA-256 checked."""
+    entries = read_manifest() if entries is None else entries
+    rel = STUDY_PLANS.get(study)
+    if rel is None or rel not in entries:
+        return False
+    g = json.loads(shipped(rel).read_text()).get("groups", {}).get(group)
+    if not g:
+        return False
+    have = {(e.get("arm"), e.get("seed")) for r, e in entries.items()
+            if r.endswith(".safetensors") and study_of(e) == study and e.get("group") == group
+            and e.get("steps") == g["steps"]}
+    return all((arm, s) in have for arm, a in g["arms"].items() for s in a["seeds"])

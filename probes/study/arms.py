@@ -25,13 +25,23 @@ CONTROLS = ("twice", "gaussian-eps2", "r1", "sn")
 ATTACK_EPS = (1 / 255, 2 / 255)
 
 
-def shipped_runs(group: str) -> dict[str, dict[int, Path]]:
-    """``{arm: {seed: final checkpoint}}`` of a shipped group, from the manifest."""
-    from trainers.manifest import locate, read_manifest
+def shipped_runs(group: str, study: str | None = None) -> dict[str, dict[int, Path]]:
+    """``{arm: {seed: final checkpoint}}`` of a shipped group, from the manifest.
 
+    ``study``: "v2" (issue 15's regeneration, ``checkpoints/shipped/v2/``), "v1" (the first
+    study) or None: v2 once every run its plan lists for ``group`` is shipped
+    (:func:`trainers.manifest.study_complete`), v1 until then, so a half-made v2 group is
+    never mixed with, nor preferred to, a complete v1 one.
+    """
+    from trainers.manifest import locate, read_manifest, study_complete, study_of
+
+    entries = read_manifest()
+    if study is None:
+        study = "v2" if study_complete(group, "v2", entries) else "v1"
     runs: dict[str, dict[int, tuple[int, Path]]] = {}
-    for rel, e in read_manifest().items():
-        if e.get("group") != group or not rel.endswith(".safetensors"):
+    for rel, e in entries.items():
+        if e.get("group") != group or not rel.endswith(".safetensors") or \
+                study_of(e) != study:
             continue
         seeds = runs.setdefault(e["arm"], {})
         best = seeds.get(e["seed"])
