@@ -27,6 +27,12 @@ cross-entropy vs the logit gradient), so a few elements may differ by one step (
 the remaining iterations); "agree" means at most 0.1% of elements differ and the mean logit
 shifts match to 0.1%.
 
+Per-sample mode (SPEC 1): the same D has BatchNorm, so the bench also times our FGSM sweep
+(``attack_sweep``, 4 eps) and the gradient probe (``input_gradients`` with the default
+sparsity reducer) in ``frozen`` mode (a clean reference group of 64, the training batch,
+whose statistics are held fixed: one extra forward of 64 and a copy of D per call) against the
+same calls in ``eval`` mode, on the same images; target: frozen / eval <= 1.1.
+
 Run: ``python -m bench.attack_throughput`` (a couple of minutes on 2 cores); ``--quick`` for a
 smoke run.
 """
@@ -58,6 +64,8 @@ from trainers.loop import build_models
 
 LIBS = ("torchattacks", "foolbox", "foolbox frozen")
 TARGETS = {("fgsm", "torchattacks"): 1.2, ("fgsm", "foolbox"): 1.5, ("bim10", "torchattacks"): 1.2}
+MODE_TARGET = 1.1  # frozen / eval time of the same sweep or gradient probe
+SWEEP_EPS = (0, 1 / 255, 2 / 255, 4 / 255)
 AGREE_ATOL = 1e-5  # |ours - theirs| above this is a real difference (a flipped sign)
 
 
@@ -141,6 +149,20 @@ def make_cases(D: nn.Module, x: torch.Tensor, *, eps: float, steps: int):
     }
 
 
+def mode_cases(D: nn.Module, x: torch.Tensor, *, group: int = 64) -> dict:
+    """``{"<probe> <mode>": callable}``: our sweep and gradient probe, eval vs frozen."""
+    from probes.core.gradients import input_gradients
+    from probes.core.sweep import attack_sweep
+
+    ref = x[:group]
+    return {f"{name} {mode}": (lambda fn=fn, mode=mode: fn(mode))
+            for name, fn in (
+                ("sweep", lambda mode: attack_sweep(D, x, eps=SWEEP_EPS, mode=mode,
+                                                    reference=ref, bn_group=group)),
+                ("gradients", lambda mode: input_gradients(D, x, mode=mode, reference=ref)))
+            for mode in ("eval", "frozen")}
+
+
 def agreement(cases: dict, D: nn.Module, x: torch.Tensor) -> dict:
     """Each implementation's ``x_adv`` vs ours, element by element and by the logit shift.
 
@@ -190,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = make_cases(D, x, eps=args.eps, steps=steps)
     agree = agreement(cases, D, x)
     flat = {f"{a} {n}": fn for a, impls in cases.items() for n, fn in impls.items()}
+    modes = mode_cases(D, torch.cat([x, x.flip(0)]) if not args.quick else x)
+    flat.update(modes)
     inner = {k: (3 if k.startswith("fgsm") else 1) for k in flat}
     log(f"[attack_throughput] batch {batch}, D width {width}, eps {args.eps:.5f}, BIM steps "
         f"{steps}, {reps} reps")
@@ -204,8 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for clock, t in times.items():
         med = medians(t)
-        r = {"images_per_s": {k: round(batch / v, 1) for k, v in med.items()},
-             "speedup": {}, "speedup_channels_last": {}}
+        r = {"images_per_s": {k: round(batch / v, 1) for k, v in med.items() if k not in modes},
+             "speedup": {}, "speedup_channels_last": {},
+             "frozen_over_eval": {p: pair_ratio(t[f"{p} frozen"], t[f"{p} eval"])
+                                  for p in ("sweep", "gradients")}}
         for attack, impls in cases.items():
             # speedup of ours over each other implementation: t_theirs / t_ours per repetition
             for ours, key in (("ours", "speedup"), ("ours channels_last",
@@ -221,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
             value = head[key][attack][lib]["median"]
             checks[f"{ours} {attack} vs {lib} >="] = {"target": target, "value": value,
                                                       "met": value >= target}
+    for probe in ("sweep", "gradients"):
+        value = head["frozen_over_eval"][probe]["median"]
+        checks[f"{probe} frozen / eval <="] = {"target": MODE_TARGET, "value": value,
+                                                "met": value <= MODE_TARGET}
     table = [["attack", "implementation", "images/s", "ours faster by",
               "ours channels_last faster by", "agrees with ours"]]
     for attack, impls in cases.items():
@@ -232,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
                           fmt_ratio(sp) if sp else "-", fmt_ratio(sp_cl) if sp_cl else "-",
                           "-" if ag is None else f"{'yes' if ag['agree'] else 'NO'} "
                           f"({ag['mismatch_share']:.0e} of elements differ)"])
+    for probe in ("sweep", "gradients"):
+        table.append([probe, "frozen / eval (per-sample BatchNorm mode)", "-",
+                      fmt_ratio(head["frozen_over_eval"][probe]), "-", "-"])
     notes = [f"target {k} {v['target']}: {v['value']:.2f} {verdict(v['met'])}"
              for k, v in checks.items()]
     settings = {"batch": batch, "width": width, "eps": args.eps, "bim_steps": steps,

@@ -71,14 +71,18 @@ def frozen_copy(D: nn.Module, reference: torch.Tensor) -> nn.Module:
         x = inputs[0]
         dims = [d for d in range(x.dim()) if d != 1]
         # the biased variance: what BatchNorm's training forward normalises with
-        stats[id(bn)] = (x.mean(dims), x.var(dims, unbiased=False))
+        var, mean = torch.var_mean(x, dims, unbiased=False)
+        stats[id(bn)] = (mean, var)
 
     hooks = [bn.register_forward_pre_hook(capture) for bn in bns]
     for bn in bns:
         bn.train()  # only BatchNorm: the rest stays in eval (no spectral-norm iteration)
+    ref = reference.detach().to(_device(Df))
+    if ref.dim() == 4 and ref.device.type == "cpu":
+        ref = ref.contiguous(memory_format=torch.channels_last)  # oneDNN's faster CPU kernels
     try:
         with torch.no_grad():
-            Df(reference.detach().to(_device(Df)))
+            Df(ref)
     finally:
         for h in hooks:
             h.remove()
