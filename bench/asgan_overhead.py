@@ -33,18 +33,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from bench._common import (
-    add_common_args,
-    emit,
-    fmt_ratio,
-    interleave,
-    log,
-    medians,
-    pair_ratio,
-    per_rep,
-    setup_threads,
-    verdict,
-)
+from bench import _common as common
 from probes.core.modes import frozen_params
 from trainers import make_config
 from trainers.loop import build_models
@@ -154,23 +143,25 @@ def build_cases(shape, overrides, *, eps: float, diagnose: bool, channels_last: 
 def summarize(times: dict[str, list[float]]) -> dict:
     """Overhead ratio, floor ratio and floor efficiency per policy (per-repetition medians)."""
     base = times["baseline"]
-    out = {"median_s": {k: round(v, 6) for k, v in medians(times).items()},
+    out = {"median_s": {k: round(v, 6) for k, v in common.medians(times).items()},
            "ratio": {}, "floor_ratio": {}, "floor_efficiency": {}}
     for policy in POLICIES:
         adv, floor = times[f"asgan {policy}"], times[f"floor {policy}"]
-        out["ratio"][policy] = pair_ratio(adv, base)
-        out["floor_ratio"][policy] = per_rep(lambda b, f: (b + f) / b, base, floor)
-        out["floor_efficiency"][policy] = per_rep(lambda a, b, f: (a - b) / f, adv, base, floor)
+        out["ratio"][policy] = common.pair_ratio(adv, base)
+        out["floor_ratio"][policy] = common.per_rep(lambda b, f: (b + f) / b, base, floor)
+        out["floor_efficiency"][policy] = common.per_rep(lambda a, b, f: (a - b) / f, adv, base,
+                                                         floor)
     for name in ("baseline", "asgan real+fake"):
         if f"{name} channels_last" in times:
-            out.setdefault("channels_last_vs_nchw", {})[name] = pair_ratio(
+            out.setdefault("channels_last_vs_nchw", {})[name] = common.pair_ratio(
                 times[f"{name} channels_last"], times[name])
     if "asgan none" in times:
         # how the extra cost splits: the second step as run in the loop vs the floor, and
         # the input gradient + FGSM on top of it
-        out["second_step_vs_floor"] = per_rep(lambda n, b, f: (n - b) / f, times["asgan none"],
-                                              base, times["floor real+fake"])
-        out["perturbation_share_of_base"] = per_rep(lambda a, n, b: (a - n) / b,
+        out["second_step_vs_floor"] = common.per_rep(lambda n, b, f: (n - b) / f,
+                                                     times["asgan none"], base,
+                                                     times["floor real+fake"])
+        out["perturbation_share_of_base"] = common.per_rep(lambda a, n, b: (a - n) / b,
                                                     times["asgan real+fake"],
                                                     times["asgan none"], base)
     return out
@@ -179,7 +170,7 @@ def summarize(times: dict[str, list[float]]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.asgan_overhead", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p, reps=10)
+    common.add_common_args(p, reps=10)
     p.add_argument("--models", default=",".join(MODELS),
                    help=f"comma-separated subset of {', '.join(MODELS)}")
     p.add_argument("--eps", type=float, default=1 / 255, help="pixel units (default 1/255)")
@@ -189,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channels-last", action="store_true",
                    help="also time baseline and asgan real+fake with G, D and reals in NHWC")
     args = p.parse_args(argv)
-    setup_threads(args.threads)
+    common.setup_threads(args.threads)
     reps = 2 if args.quick else args.reps
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(names) - set(MODELS))
@@ -209,13 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch_size:
             overrides["batch_size"] = args.batch_size
         settings["models"][name] = {"shape": list(shape), **overrides}
-        log(f"[{name}] {overrides}")
+        common.log(f"[{name}] {overrides}")
         cases = build_cases(shape, overrides, eps=args.eps, diagnose=not args.no_diagnose,
                             channels_last=args.channels_last)
         # batches of work: an iteration of a tiny net lasts ~1 ms, so repeat it inside a sample
         inner = (4 if args.quick else 20) if name == "mlp" else (1 if args.quick else 2)
-        times = interleave(cases, reps=reps, warmup=args.warmup, inner=inner,
-                           progress=lambda s, n=name: log(f"[{n}] {s}"))
+        times = common.interleave(cases, reps=reps, warmup=args.warmup, inner=inner,
+                           progress=lambda s, n=name: common.log(f"[{n}] {s}"))
         results[name] = summarize(times[args.clock])
         other = "cpu" if args.clock == "wall" else "wall"
         results[name][f"{other}_clock"] = {k: v for k, v in summarize(times[other]).items()
@@ -225,16 +216,16 @@ def main(argv: list[str] | None = None) -> int:
               "baseline it/s"]]
     for name, r in results.items():
         for policy in POLICIES:
-            table.append([name, policy, fmt_ratio(r["ratio"][policy]),
-                          fmt_ratio(r["floor_ratio"][policy]),
-                          fmt_ratio(r["floor_efficiency"][policy], 2),
+            table.append([name, policy, common.fmt_ratio(r["ratio"][policy]),
+                          common.fmt_ratio(r["floor_ratio"][policy]),
+                          common.fmt_ratio(r["floor_efficiency"][policy], 2),
                           f"{1 / r['median_s']['baseline']:.1f}"])
     checks = {}
     if "dcgan32-rgb" in results:
         for label, (key, policy, bound) in TARGETS.items():
             value = results["dcgan32-rgb"][key][policy]["median"]
             checks[label] = {"target": bound, "value": value, "met": value <= bound}
-    notes = [f"target {k} {v['target']}: {v['value']:.3f} {verdict(v['met'])}"
+    notes = [f"target {k} {v['target']}: {v['value']:.3f} {common.verdict(v['met'])}"
              for k, v in checks.items()]
     if "dcgan32-rgb" in results:
         fr = results["dcgan32-rgb"]["floor_ratio"]
@@ -243,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"real {fr['real']['median'] - 1:+.0%}")
     notes.append("medians of per-repetition ratios, [inter-quartile range]; floor efficiency"
                  " = (asgan - baseline) / floor, 1.00 = nothing beyond the extra D update")
-    emit("asgan_overhead", {"settings": settings, "results": results, "targets": checks},
+    common.emit("asgan_overhead", {"settings": settings, "results": results, "targets": checks},
          table, out=args.out, notes=notes)
     return 0
 

@@ -47,17 +47,7 @@ import warnings
 import torch
 from torch import nn
 
-from bench._common import (
-    add_common_args,
-    emit,
-    fmt_ratio,
-    interleave,
-    log,
-    medians,
-    pair_ratio,
-    setup_threads,
-    verdict,
-)
+from bench import _common as common
 from probes.core.attacks import bim, fgsm
 from trainers import make_config
 from trainers.loop import build_models
@@ -196,13 +186,13 @@ def agreement(cases: dict, D: nn.Module, x: torch.Tensor) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.attack_throughput", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p, reps=7)
+    common.add_common_args(p, reps=7)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--eps", type=float, default=2 / 255, help="pixel units (default 2/255)")
     p.add_argument("--steps", type=int, default=10, help="BIM steps (default 10)")
     p.add_argument("--width", type=int, default=64, help="D width (default 64: DCGAN-32)")
     args = p.parse_args(argv)
-    setup_threads(args.threads)
+    common.setup_threads(args.threads)
     batch, width, reps, steps = args.batch, args.width, args.reps, args.steps
     if args.quick:
         batch, width, reps, steps = 16, 8, 2, 3
@@ -215,10 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     modes = mode_cases(D, torch.cat([x, x.flip(0)]) if not args.quick else x)
     flat.update(modes)
     inner = {k: (3 if k.startswith("fgsm") else 1) for k in flat}
-    log(f"[attack_throughput] batch {batch}, D width {width}, eps {args.eps:.5f}, BIM steps "
+    common.log(f"[attack_throughput] batch {batch}, D width {width}, eps {args.eps:.5f}, BIM steps "
         f"{steps}, {reps} reps")
-    times = interleave(flat, reps=reps, warmup=args.warmup, inner=inner,
-                       progress=lambda s: log(f"[attack_throughput] {s}"))
+    times = common.interleave(flat, reps=reps, warmup=args.warmup, inner=inner,
+                       progress=lambda s: common.log(f"[attack_throughput] {s}"))
 
     # a fair comparison needs every call to have seen the same D: same mode, same weights and
     # BatchNorm statistics, no parameter gradient left behind
@@ -227,16 +217,16 @@ def main(argv: list[str] | None = None) -> int:
                    and all(p.grad is None for p in D.parameters()))
     results = {}
     for clock, t in times.items():
-        med = medians(t)
+        med = common.medians(t)
         r = {"images_per_s": {k: round(batch / v, 1) for k, v in med.items() if k not in modes},
              "speedup": {}, "speedup_channels_last": {},
-             "frozen_over_eval": {p: pair_ratio(t[f"{p} frozen"], t[f"{p} eval"])
+             "frozen_over_eval": {p: common.pair_ratio(t[f"{p} frozen"], t[f"{p} eval"])
                                   for p in ("sweep", "gradients")}}
         for attack, impls in cases.items():
             # speedup of ours over each other implementation: t_theirs / t_ours per repetition
             for ours, key in (("ours", "speedup"), ("ours channels_last",
                                                      "speedup_channels_last")):
-                r[key][attack] = {n: pair_ratio(t[f"{attack} {n}"], t[f"{attack} {ours}"])
+                r[key][attack] = {n: common.pair_ratio(t[f"{attack} {n}"], t[f"{attack} {ours}"])
                                   for n in impls if n != ours}
         results[clock] = r
     head = results[args.clock]
@@ -259,20 +249,21 @@ def main(argv: list[str] | None = None) -> int:
             sp_cl = head["speedup_channels_last"][attack].get(name)
             ag = agree[attack].get(name)
             table.append([attack, name, f"{head['images_per_s'][f'{attack} {name}']:.0f}",
-                          fmt_ratio(sp) if sp else "-", fmt_ratio(sp_cl) if sp_cl else "-",
+                          common.fmt_ratio(sp) if sp else "-",
+                          common.fmt_ratio(sp_cl) if sp_cl else "-",
                           "-" if ag is None else f"{'yes' if ag['agree'] else 'NO'} "
                           f"({ag['mismatch_share']:.0e} of elements differ)"])
     for probe in ("sweep", "gradients"):
         table.append([probe, "frozen / eval (per-sample BatchNorm mode)", "-",
-                      fmt_ratio(head["frozen_over_eval"][probe]), "-", "-"])
-    notes = [f"target {k} {v['target']}: {v['value']:.2f} {verdict(v['met'])}"
+                      common.fmt_ratio(head["frozen_over_eval"][probe]), "-", "-"])
+    notes = [f"target {k} {v['target']}: {v['value']:.2f} {common.verdict(v['met'])}"
              for k, v in checks.items()]
     settings = {"batch": batch, "width": width, "eps": args.eps, "bim_steps": steps,
                 "reps": reps, "warmup": args.warmup, "clock": args.clock, "quick": args.quick,
                 "d_mode": "eval", "population": "reals toward fake"}
     if not d_unchanged:
         notes.append("D changed during the run (mode, buffers or .grad): comparison invalid")
-    emit("attack_throughput", {"settings": settings, "results": results, "agreement": agree,
+    common.emit("attack_throughput", {"settings": settings, "results": results, "agreement": agree,
                                "d_unchanged": d_unchanged, "targets": checks}, table,
          out=args.out, notes=notes)
     return 0

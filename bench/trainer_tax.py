@@ -36,18 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench._common import (
-    add_common_args,
-    emit,
-    fmt_ratio,
-    interleave,
-    log,
-    medians,
-    pair_ratio,
-    per_rep,
-    setup_threads,
-    verdict,
-)
+from bench import _common as common
 from trainers import make_config, train
 from trainers.data import load_dataset
 from trainers.loop import build_models
@@ -106,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.trainer_tax", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     # warm-up: one short trainer run (first imports of tensorboard, PIL...), not a full round
-    add_common_args(p, reps=5, warmup=0)
+    common.add_common_args(p, reps=5, warmup=0)
     p.add_argument("--preset", default="mnist10k-dcgan", help="trainer preset (default "
                    "mnist10k-dcgan); its data must be built in (no --data-root)")
     p.add_argument("--iters", type=int, default=100,
@@ -118,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-tensorboard", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    setup_threads(args.threads)
+    common.setup_threads(args.threads)
     K, short, reps = args.iters, args.short, args.reps
     overrides = dict(trainer="baseline", device="cpu", log_every=args.log_every,
                      sample_every=args.sample_every, snapshot_every=args.snapshot_every,
@@ -128,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides.update(width=4, z_dim=8, batch_size=8, log_every=2, sample_every=4,
                          snapshot_every=4)
     cfg = make_config(args.preset, overrides)
-    log(f"[trainer_tax] {args.preset} {overrides}, K={K}")
+    common.log(f"[trainer_tax] {args.preset} {overrides}, K={K}")
 
     root = Path(tempfile.mkdtemp(prefix="bench-tax-"))
     try:
@@ -147,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             "data.get": lambda: [data.get(idx + i) for i in range(K)],
         }
         cases["trainer short"]()
-        times = interleave(cases, reps=reps, warmup=args.warmup,
-                           progress=lambda s: log(f"[trainer_tax] {s}"))
+        times = common.interleave(cases, reps=reps, warmup=args.warmup,
+                           progress=lambda s: common.log(f"[trainer_tax] {s}"))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -158,14 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         bare_iter = [(lg - sh) / K for lg, sh in zip(t["bare long"], t["bare short"])]
         hand_iter = [h / K for h in t["hand"]]
         results[clock] = {
-            "median_s": {k: round(v, 6) for k, v in medians(t).items()},
-            "trainer_s_per_iter": per_rep(lambda x: x, trainer_iter),
-            "bare_s_per_iter": per_rep(lambda x: x, bare_iter),
-            "hand_s_per_iter": per_rep(lambda x: x, hand_iter),
-            "ratio": pair_ratio(trainer_iter, hand_iter),
-            "bookkeeping_ratio": pair_ratio(trainer_iter, bare_iter),
-            "bare_ratio": pair_ratio(bare_iter, hand_iter),
-            "data_get_share": per_rep(lambda d, h: d / h, t["data.get"], t["hand"]),
+            "median_s": {k: round(v, 6) for k, v in common.medians(t).items()},
+            "trainer_s_per_iter": common.per_rep(lambda x: x, trainer_iter),
+            "bare_s_per_iter": common.per_rep(lambda x: x, bare_iter),
+            "hand_s_per_iter": common.per_rep(lambda x: x, hand_iter),
+            "ratio": common.pair_ratio(trainer_iter, hand_iter),
+            "bookkeeping_ratio": common.pair_ratio(trainer_iter, bare_iter),
+            "bare_ratio": common.pair_ratio(bare_iter, hand_iter),
+            "data_get_share": common.per_rep(lambda d, h: d / h, t["data.get"], t["hand"]),
         }
     head = results[args.clock]
     tax = head["ratio"]["median"] - 1
@@ -173,19 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     table = [["clock", "trainer / hand", "trainer / bare trainer", "bare trainer / hand",
               "trainer it/s", "hand it/s", "data.get / hand iter"]]
     for clock, r in results.items():
-        table.append([clock, fmt_ratio(r["ratio"]), fmt_ratio(r["bookkeeping_ratio"]),
-                      fmt_ratio(r["bare_ratio"]), f"{1 / r['trainer_s_per_iter']['median']:.1f}",
+        table.append([clock, common.fmt_ratio(r["ratio"]),
+                      common.fmt_ratio(r["bookkeeping_ratio"]), common.fmt_ratio(r["bare_ratio"]),
+                      f"{1 / r['trainer_s_per_iter']['median']:.1f}",
                       f"{1 / r['hand_s_per_iter']['median']:.1f}",
-                      fmt_ratio(r["data_get_share"])])
+                      common.fmt_ratio(r["data_get_share"])])
     notes = [f"target trainer tax < {TARGET_TAX:.0%} ({args.clock} clock): {tax:+.1%} "
-             f"{verdict(checks['trainer tax <']['met'])}; of which bookkeeping (vs the same "
+             f"{common.verdict(checks['trainer tax <']['met'])}; of which bookkeeping (vs the same "
              f"loop with it off): {head['bookkeeping_ratio']['median'] - 1:+.1%}",
              f"cadence: log every {cfg.log_every}, samples every {cfg.sample_every}, snapshots "
              f"every {cfg.snapshot_every}, tensorboard {cfg.tensorboard}"]
     settings = {"preset": args.preset, "config": cfg.to_dict(), "iters": K, "short": short,
                 "reps": reps, "warmup": args.warmup, "clock": args.clock, "quick": args.quick,
                 "progress": not args.no_progress}
-    emit("trainer_tax", {"settings": settings, "results": results, "targets": checks}, table,
+    common.emit("trainer_tax", {"settings": settings, "results": results, "targets": checks}, table,
          out=args.out, notes=notes)
     return 0
 
