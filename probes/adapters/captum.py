@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from probes.core.attacks import DEFAULT_GROUP
+from probes.core.attacks import DEFAULT_GROUP, eps_to_abs
 from probes.core.modes import probe_model, reference_group
 
 BASELINES = ("black", "mid")
@@ -80,13 +80,12 @@ def _smoothgrad(D, x, *, noise=0.15, nt_samples=16, pixel_range=(-1.0, 1.0), see
                 ) -> dict[str, Any]:
     from captum.attr import NoiseTunnel, Saliency
 
-    lo, hi = pixel_range
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # seeded, and the caller's RNG is untouched
         torch.manual_seed(seed)
         attr = NoiseTunnel(Saliency(D)).attribute(
             x, nt_type="smoothgrad", nt_samples=nt_samples, nt_samples_batch_size=1,
-            stdevs=float(noise) * (hi - lo), target=None, abs=False)
+            stdevs=eps_to_abs(float(noise), pixel_range), target=None, abs=False)
     return {"attr": attr}
 
 
