@@ -151,6 +151,23 @@ def arms_markdown(table: dict, metrics: Sequence[str], order: Sequence[str]) -> 
     return lines
 
 
+def modes_line(tables: dict) -> str:
+    """Which BatchNorm probe mode each arm's gradient and robustness numbers were measured in
+    (SPEC 1): one line under the claims, so a claim that compares arms in different modes
+    says so."""
+    by_mode: dict[str, list[str]] = {}
+    for group, table in tables.items():
+        for arm, by_seed in table.items():
+            for mode in sorted({m["mode"] for m in by_seed.values() if "mode" in m}):
+                by_mode.setdefault(mode, []).append(f"{group}/{arm}")
+    if not by_mode:
+        return ""
+    parts = [f"`{mode}` for {', '.join(arms)}" for mode, arms in sorted(by_mode.items())]
+    note = (" Claims between arms in different modes compare per-sample numbers of different "
+            "network families (with and without BatchNorm)." if len(by_mode) > 1 else "")
+    return "Probe modes of the gradient and robustness metrics: " + "; ".join(parts) + "." + note
+
+
 def protocol_lines(tables: dict, *, n_quality: int) -> list[str]:
     """The report's protocol, read from the shipped checkpoints (nets, iterations, seeds), so
     it stays true when the study is regenerated."""
@@ -276,6 +293,7 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
         "A claim that does not hold here is a finding about this scale, not a verdict on the "
         "paper.", "",
         claims_markdown(tables, registered_claims, reg), "",
+        modes_line(tables), "",
         "## mnist10k arms (mean ± 95% CI half-width over seeds)", "",
         *arms_markdown(tables["mnist10k"], ["fd", "kid", "precision", "recall",
                                             "hoyer_real", "fg_share_real", "hf_share_real",
