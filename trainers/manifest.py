@@ -101,6 +101,16 @@ def record(file: str | Path, *, command: str, path: Path = MANIFEST, **facts: An
     return entry
 
 
+def forget(rels: list[str], *, path: Path = MANIFEST) -> int:
+    """Remove the entries ``rels`` from the manifest ``path`` (one atomic write); returns how
+    many were listed. The files themselves are the caller's to delete."""
+    entries = read_manifest(path)
+    gone = [r for r in rels if entries.pop(r, None) is not None]
+    body = {"files": [entries[k] for k in sorted(entries)]}
+    atomic_write_bytes(path, (json.dumps(body, indent=2) + "\n").encode())
+    return len(gone)
+
+
 def verify(path: Path | None = None) -> list[str]:
     """Problems found (missing files, wrong hashes or sizes) in the manifest ``path``
     (default: the one in :func:`checkpoints_dir`); empty when all is well."""
