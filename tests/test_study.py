@@ -10,7 +10,6 @@ from probes.study import arms as study
 from probes.study.arms import MAIN
 from trainers.manifest import read_manifest, verify
 
-
 SHIPPED = {
     "mnist10k": {"baseline", MAIN, "asgan-eps2", "twice", "gaussian-eps2", "r1", "sn"},
     "ring8": {"baseline", MAIN, "asgan-eps2", "twice"},
