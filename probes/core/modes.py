@@ -157,7 +157,7 @@ def reference_group(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[:size]
 
 
-def group_size(D: nn.Module, mode: str, bn_group: int, batch_size: int) -> int:
+def rows_per_pass(D: nn.Module, mode: str, bn_group: int, batch_size: int) -> int:
     """Samples per forward: ``bn_group`` in ``batch`` mode (BatchNorm then normalises with the
     group's statistics, so the grouping is part of the measurement), ``batch_size`` otherwise
     (memory only: per-sample modes give the same numbers for any batch size)."""

@@ -27,7 +27,7 @@ def batch_size_for(meta: dict[str, Any], D: nn.Module, mode: str,
     """The probe batch: ``batch_size`` when given; in ``batch`` mode the batch size D was
     trained with (its BatchNorm statistics then come from batches like its training
     batches); else :data:`EVAL_BATCH` (memory only)."""
-    from probes.core.modes import group_size as rows_per_pass
+    from probes.core.modes import rows_per_pass
 
     if batch_size is not None:
         if batch_size < 1:
