@@ -155,7 +155,7 @@ def test_fgsm_shift_matches_an_independent_per_sample_computation(data):
         (g,) = torch.autograd.grad(d0.sum(), xi)
         xa = (x[i:i + 1] - eps * 2 * g.sign()).clamp(-1, 1)
         d1 = Dc(xa).detach()
-        shifts.append(float(d0 - d1))
+        shifts.append(float((d0 - d1).detach()))
         if float(d0) > 0:
             right += 1
             flips += float(d1) <= 0
@@ -212,7 +212,7 @@ def test_cli_attack_on_a_shipped_batchnorm_checkpoint_matches_per_sample_fgsm(tm
         d0 = Dc(xi)
         (g,) = torch.autograd.grad(d0.sum(), xi)
         d1 = Dc((x[i:i + 1] - 2 / 255 * 2 * g.sign()).clamp(-1, 1)).detach()
-        shifts.append(float(d0 - d1))
+        shifts.append(float((d0 - d1).detach()))
         right += float(d0) > 0
         flipped += float(d0) > 0 and float(d1) <= 0
     assert rec["mean_logit_shift"] == pytest.approx(sum(shifts) / len(shifts), rel=0.02)
