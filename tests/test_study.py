@@ -31,7 +31,9 @@ def test_every_arm_is_shipped_with_three_seeds(group):
 def test_shipped_folder_is_small_and_verified():
     assert verify() == []
     total = sum(e["bytes"] for e in read_manifest().values())
-    assert total < 30 * 2**20, f"shipped checkpoints are {total / 2**20:.1f} MiB"
+    # the cap issue 15 sets for everything shipped (v1 and the v2 runs shipped so far; v1
+    # groups are retired with make_checkpoints.py --retire-v1 as their v2 groups complete)
+    assert total <= 60e6, f"shipped checkpoints are {total / 1e6:.1f} MB"
 
 
 def test_evolution_pair_has_intermediate_snapshots():
