@@ -21,7 +21,6 @@ from typing import Any
 from probes.io import sources
 
 MAIN = "asgan-eps0.5"  # the paper's default (its "1/255" in [-1, 1] space)
-CONTROLS = ("twice", "gaussian-eps2", "r1", "sn")
 ATTACK_EPS = (1 / 255, 2 / 255)
 
 

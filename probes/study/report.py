@@ -19,7 +19,11 @@ from probes.study import arms as study
 from probes.study.arms import MAIN
 
 ATTACK_EPS = (0, 0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
-MNIST_ORDER = ("baseline", "twice", "asgan-eps0.5", "asgan-eps2", "gaussian-eps2", "r1", "sn")
+# display order of the arms of both studies (v1 and v2); arms a study lacks are skipped
+MNIST_ORDER = ("baseline", "twice", "asgan-eps0.5", "asgan-eps1", "asgan-eps2",
+               "gaussian-eps0.5", "gaussian-eps2", "first-order-eps0.5", "r1", "r1-twice", "sn")
+GRID_ORDER = ("baseline", "twice", "asgan-eps0.25", "asgan-eps0.5", "asgan-eps1", "asgan-eps1.5",
+              "asgan-eps2", "asgan-eps3", "asgan-eps4", "gaussian-eps2")
 
 
 def _log(msg: str) -> None:
@@ -310,8 +314,7 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
                        ("baseline", "twice", MAIN, "asgan-eps2")), "",
         side_by_side("ring8", ours("ring8")), "",
         *arms_markdown(tables["grid25"], ["modes", "high_quality_pct", "reverse_kl"],
-                       ("baseline", "twice", "asgan-eps0.5", "asgan-eps1", "asgan-eps2",
-                        "asgan-eps3", "asgan-eps4", "gaussian-eps2")), "",
+                       GRID_ORDER), "",
         side_by_side("grid25", ours("grid25")), "",
         "![coverage](coverage-2d.png)", "",
         f"Stacked MNIST (1000 modes, {n_stacked} samples per checkpoint, each channel read by our "
