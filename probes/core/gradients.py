@@ -29,6 +29,7 @@ images cost O(N) scalars. Imports only torch (plus :mod:`probes.core.attacks`,
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -117,8 +118,11 @@ def iter_gradients(D: nn.Module, x: Source, *, wrt: str = "logit", population: s
         if resolved == "frozen" and frozen is None:
             frozen = frozen_copy(D, reference_group(xb, DEFAULT_GROUP) if reference is None
                                  else reference)
-        with probe_model(D, "eval" if frozen is not None else resolved) as (model, _):
-            model = frozen if frozen is not None else model
+        # frozen: the copy, built once, needs no entering (D is not touched); batch/eval: D,
+        # entered and restored around each batch
+        held = contextlib.nullcontext((frozen, resolved)) if frozen is not None else \
+            probe_model(D, resolved)
+        with held as (model, _):
             xd = xb.detach().to(device).requires_grad_(True)
             logits = model(xd)  # (n_b,)
             (g,) = torch.autograd.grad(objective(logits, wrt=wrt, population=population).sum(),
