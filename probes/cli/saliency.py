@@ -52,8 +52,7 @@ def _methods(text: str) -> list[str]:
 
 
 def run(args) -> int:
-    from probes.io.checkpoints import pixel_range
-    from probes.io.sources import load, resolve_device
+    from probes.io.sources import resolve_device
     from probes.measures.saliency import saliency
     from probes.viz.gradients import plot_saliency
 
@@ -70,7 +69,7 @@ def run(args) -> int:
     title = (f"{result['label']}, step {result['step']}: attributions of D's raw logit on "
              f"{args.population} inputs (clip to mean ± 3 std, mean |a| over channels)")
     # at most 16 columns stay readable; the JSON summarises all --n images
-    plot_saliency(x, attrs, args.out, pixel_range=pixel_range(load(args.checkpoint)[2]),
+    plot_saliency(x, attrs, args.out, pixel_range=tuple(result["pixel_range"]),
                   n=min(args.n, 16), title=title)
     log(f"wrote {args.out}")
     write_json({**result, "figure": args.out}, args.json)

@@ -48,7 +48,8 @@ def saliency(path: str, *, methods: Sequence[str] = ("saliency",), n: int = 16,
             row["guided_relus"] = res["guided_relus"]
         rows.append(row)
         attrs.append((m, res["attr"]))
-    result = {"probe": "saliency", **facts(meta, path), "population": population, "n": n,
+    result = {"probe": "saliency", **facts(meta, path), "pixel_range": list(pixel_range(meta)),
+              "population": population, "n": n,
               "seed": seed, "reals": real_split(meta) if population == "real" else None,
               "methods": rows}
     return result, x, attrs
