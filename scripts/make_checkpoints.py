@@ -28,9 +28,12 @@ rule (:func:`probes.study.claims.registration`) depends on it. A resumed run kee
 records every resume (``resumed``: utc, commit, step).
 
 The new study is shipped beside the old one (entries with ``"study": "v2"``; the old ones carry
-no field) and ``checkpoints/shipped/v2/PLAN.json`` (in the manifest) says what the plan holds;
-``probes.study.arms.shipped_runs(group)`` switches a group to v2 once every planned run of it is
-shipped (:func:`trainers.manifest.study_complete`).
+no field) and ``checkpoints/shipped/v2/PLAN.json`` (in the manifest) says what the plan holds.
+``probes.study.arms.shipped_runs(group)`` switches a group to v2 once v2's baseline and main
+arm have seed 0 (:func:`probes.study.arms.study_in_use`); from then on the v1 files of that
+group are dead weight against the 60 MB cap, so a sitting retires them (deletes its files and
+entries) right after shipping the run that made the switch (``--retire-v1`` does it by hand).
+Commit the deletions with the runs (``git add checkpoints/``); git history keeps v1.
 
 Usage:
     python scripts/make_checkpoints.py --list
@@ -523,6 +526,7 @@ def _finish(root, run, rc, groups, manifest_path, result, say, t0) -> None:
             return
         result["shipped"].append(run.name)
         say(f"shipped {run.name} ({time.time() - t0:.0f} s this sitting)")
+        retire_v1(root, say=say)
     elif rc in (130, 143) or (rc < 0 and -rc in (signal.SIGINT, signal.SIGTERM)):
         result["interrupted"].append(run.name)
         say(f"interrupted {run.name} at step {raw_step(root, run)}: resumes next sitting")
@@ -592,12 +596,13 @@ def print_table(runs: list[Run], root: Path, *, commands: bool = False) -> None:
 
 
 def retire_v1(root: Path, say=print) -> list[str]:
-    """Delete the first study's files and manifest entries of every group whose v2 plan is
-    completely shipped (the old study is replaced group by group, never before); returns the
-    groups retired. Commit the deletion with the manifest."""
+    """Delete the first study's files and manifest entries of every group that the study now
+    reads from v2 (:func:`probes.study.arms.study_in_use`; never before); returns the groups
+    retired. Commit the deletion with the manifest."""
     import shutil
 
-    from trainers.manifest import forget, read_manifest, study_complete, study_of
+    from probes.study.arms import study_in_use
+    from trainers.manifest import forget, read_manifest, study_of
 
     man = root / "checkpoints" / "MANIFEST.json"
     entries = read_manifest(man)
@@ -605,14 +610,14 @@ def retire_v1(root: Path, say=print) -> list[str]:
     for group in sorted({e["group"] for e in entries.values() if "group" in e}):
         old = [rel for rel, e in entries.items()
                if e.get("group") == group and study_of(e) == "v1"]
-        if not old or not study_complete(group, STUDY, entries):
+        if not old or study_in_use(group, entries) != STUDY:
             continue
         forget(old, path=man)
         folder = root / "checkpoints" / "shipped" / group
         if folder.is_dir():
             shutil.rmtree(folder)
         retired.append(group)
-        say(f"retired the v1 {group} group ({len(old)} files): v2 is complete")
+        say(f"retired the v1 {group} group ({len(old)} files): the study reads it from v2")
     return retired
 
 
@@ -642,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="print the plan in work order and stop")
     p.add_argument("--commands", action="store_true", help="with --list: each run's command")
     p.add_argument("--retire-v1", action="store_true",
-                   help="delete the first study's files of every group v2 has completed")
+                   help="delete the first study's files of every group read from v2")
     args = p.parse_args(argv)
     try:
         runs = select(plan(), args.only)

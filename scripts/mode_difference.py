@@ -32,7 +32,7 @@ from probes.io import sources  # noqa: E402
 from probes.io.checkpoints import group_size  # noqa: E402
 from probes.study.arms import shipped_runs  # noqa: E402
 
-ARMS = ("baseline", "asgan-eps0.5", "asgan-eps2")
+ARMS = ("baseline", "asgan-eps0.5", "asgan-eps1", "asgan-eps2")  # those shipped are measured
 N = 512
 
 

@@ -265,3 +265,25 @@ def test_unmeasured_claims_stay_in_the_family_and_few_seeds_are_flagged(tmp_path
     assert ev["primary"][0]["p_holm"] == pytest.approx(2 / 32)  # m = 2, floor 1/32
     md = claims_markdown(tables, claims, ALLOWED)
     assert "Too few seeds" in md and "P1 (5 pairs" in md and "not measured" in md
+
+
+def test_verdicts_wait_for_every_planned_seed(tmp_path):
+    """With 5 of 8 planned seeds trained, even a clear effect is not judged: the family is
+    judged once, at the registered number of seeds (no optional stopping)."""
+    claims, planned = _claims(tmp_path), {("mnist10k", a): range(8)
+                                          for a in ("baseline", "asgan-eps0.5", "twice")}
+    interim = evaluate_claims(_tables(n_seeds=5), claims, ALLOWED, planned)
+    assert [r["verdict"] for r in interim["primary"]] == ["pending", "pending"]
+    p1 = interim["primary"][0]
+    assert (p1["n"], p1["n_planned"]) == (5, 8) and p1["p"] == 1 / 32 and p1["hi"] < 0
+    md = claims_markdown(_tables(n_seeds=5), claims, ALLOWED, planned)
+    assert "The primary verdicts are pending" in md and "P1 5 of 8" in md
+    assert "| 5 of 8 |" in md and "**held**" not in md and "Too few seeds" not in md
+    # the plan complete: the same claims are judged
+    full = evaluate_claims(_tables(), claims, ALLOWED, planned)
+    assert [r["verdict"] for r in full["primary"]] == ["held", "inconclusive"]
+    assert full["primary"][0]["n_planned"] == 8
+    # a plan that gives too few seeds is flagged at its own count, before any data comes
+    few = {k: range(5) for k in planned}
+    md = claims_markdown(_tables(n_seeds=3), claims, ALLOWED, few)
+    assert "P1 (5 pairs: floor 0.0312" in md

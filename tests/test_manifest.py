@@ -111,51 +111,66 @@ def test_shipped_refuses_a_tampered_file(fake_repo, monkeypatch):
         manifest.shipped("checkpoints/shipped/other.safetensors")
 
 
-def _study_repo(root: Path, *, v2_seeds: list[int], plan_seeds: list[int]) -> None:
-    """A checkpoints folder with a complete v1 group "g" (arm a, seeds 0-1) and a v2 group "g"
-    whose PLAN.json asks for ``plan_seeds`` of arm a at 30 steps, ``v2_seeds`` shipped."""
+ARMS = ("baseline", "asgan-eps0.5")  # the two arms whose seed 0 switches a group to v2
+
+
+def _study_repo(root: Path, *, v2: dict[str, list[int]], plan_seeds: list[int]) -> None:
+    """A checkpoints folder with a complete v1 group "g" (both :data:`ARMS`, seeds 0-1) and a
+    v2 group "g" whose PLAN.json asks for ``plan_seeds`` of both arms at 30 steps, ``v2``
+    ``{arm: seeds}`` shipped."""
     g_spec, d_spec = net_specs("mlp", shape=(2,), z_dim=2, width=4)
     man = root / "checkpoints" / "MANIFEST.json"
 
-    def ship(rel: str, seed: int, steps: int, **facts) -> None:
+    def ship(rel: str, arm: str, seed: int, steps: int, **facts) -> None:
         torch.manual_seed(seed)
         f = save_checkpoint(root / rel, G=build_net(g_spec), D=build_net(d_spec),
                             meta={"g_spec": g_spec, "d_spec": d_spec, "step": steps})
-        manifest.record(f, command="asgan-train ...", path=man, group="g", arm="a",
+        manifest.record(f, command="asgan-train ...", path=man, group="g", arm=arm,
                         seed=seed, steps=steps, **facts)
 
-    for s in (0, 1):
-        ship(f"checkpoints/shipped/g/a/seed{s}/ckpt-000020.safetensors", s, 20)
+    for arm in ARMS:
+        for s in (0, 1):
+            ship(f"checkpoints/shipped/g/{arm}/seed{s}/ckpt-000020.safetensors", arm, s, 20)
     plan = root / manifest.STUDY_PLANS["v2"]
     plan.parent.mkdir(parents=True, exist_ok=True)
     plan.write_text(json.dumps({"study": "v2", "groups": {"g": {"steps": 30, "arms": {
-        "a": {"seeds": plan_seeds}}}}}))
+        arm: {"seeds": plan_seeds} for arm in ARMS}}}}))
     manifest.record(plan, command="python scripts/make_checkpoints.py", path=man, study="v2")
-    for s in v2_seeds:  # an evolution snapshot too: it must not count as the final one
-        ship(f"checkpoints/shipped/v2/g/a/seed{s}/ckpt-000010.safetensors", s, 10, study="v2")
-        ship(f"checkpoints/shipped/v2/g/a/seed{s}/ckpt-000030.safetensors", s, 30, study="v2")
+    for arm, seeds in v2.items():
+        for s in seeds:  # an evolution snapshot too: it must not count as the final one
+            for steps in (10, 30):
+                ship(f"checkpoints/shipped/v2/g/{arm}/seed{s}/ckpt-{steps:06d}.safetensors",
+                     arm, s, steps, study="v2")
 
 
-@pytest.mark.parametrize("shipped_v2,complete", [([0], False), ([0, 1, 2], True)],
-                         ids=["v2-incomplete", "v2-complete"])
-def test_the_study_switches_to_v2_only_when_its_plan_is_shipped(tmp_path, monkeypatch,
-                                                                shipped_v2, complete):
-    from probes.study.arms import shipped_runs
+@pytest.mark.parametrize("v2,study,complete", [
+    ({"baseline": [0]}, "v1", False),  # the main arm's seed 0 is missing: figures need it
+    ({"baseline": [0, 1], "asgan-eps0.5": [1]}, "v1", False),
+    ({"baseline": [0], "asgan-eps0.5": [0]}, "v2", False),  # begun: v2 stands for the group
+    ({"baseline": [0, 1, 2], "asgan-eps0.5": [0, 1, 2]}, "v2", True)],
+    ids=["main-arm-missing", "no-seed-0", "v2-begun", "v2-complete"])
+def test_the_study_reads_a_group_from_v2_once_both_figure_arms_have_seed_0(
+        tmp_path, monkeypatch, v2, study, complete):
+    from probes.study.arms import shipped_runs, study_in_use
 
     monkeypatch.setattr(manifest, "ROOT", tmp_path)
     monkeypatch.setattr(manifest, "_chosen", None)
     monkeypatch.delenv(manifest.ENV, raising=False)
-    _study_repo(tmp_path, v2_seeds=shipped_v2, plan_seeds=[0, 1, 2])
+    _study_repo(tmp_path, v2=v2, plan_seeds=[0, 1, 2])
+    assert study_in_use("g") == study and study_in_use("other") == "v1"
     assert manifest.study_complete("g") is complete
     assert manifest.study_complete("other") is False
+    progress = manifest.study_progress("g")
+    assert {a: p["shipped"] for a, p in progress.items()} == {a: v2.get(a, []) for a in ARMS}
+    assert all(p["planned"] == [0, 1, 2] for p in progress.values())
     runs = shipped_runs("g")
-    want = "v2" if complete else "v1"
-    assert set(runs["a"]) == ({0, 1, 2} if complete else {0, 1})
-    assert all(("/v2/" in p.as_posix()) == (want == "v2") for p in runs["a"].values())
-    if complete:
-        assert all(p.name == "ckpt-000030.safetensors" for p in runs["a"].values())
-    assert set(shipped_runs("g", study="v1")["a"]) == {0, 1}  # the old study stays readable
-    assert set(shipped_runs("g", study="v2")["a"]) == set(shipped_v2)
+    if study == "v1":
+        assert {a: set(r) for a, r in runs.items()} == {a: {0, 1} for a in ARMS}
+    else:  # only the v2 seeds shipped so far, and only their final snapshots
+        assert {a: set(r) for a, r in runs.items()} == {a: set(s) for a, s in v2.items()}
+        assert all(p.name == "ckpt-000030.safetensors" and "/v2/" in p.as_posix()
+                   for r in runs.values() for p in r.values())
+    assert set(shipped_runs("g", study="v1")["baseline"]) == {0, 1}  # v1 stays readable
     # a PLAN.json edited after shipping is refused, not trusted
     plan = tmp_path / manifest.STUDY_PLANS["v2"]
     plan.write_text(plan.read_text().replace("[0, 1, 2]", "[0]"))

@@ -149,19 +149,40 @@ def study_of(entry: dict[str, Any]) -> str:
     return str(entry.get("study", "v1"))
 
 
+def study_plan(group: str, study: str = "v2",
+               entries: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """The ``study``'s plan for ``group`` from its shipped PLAN.json (SHA-256 checked):
+    ``{"steps": int, "arms": {arm: {"seeds": [int], "options": {...}, "tier": str}}}``, or
+    None when the plan is not shipped or does not name the group."""
+    entries = read_manifest() if entries is None else entries
+    rel = STUDY_PLANS.get(study)
+    if rel is None or rel not in entries:
+        return None
+    return json.loads(shipped(rel).read_text()).get("groups", {}).get(group) or None
+
+
+def study_progress(group: str, study: str = "v2",
+                   entries: dict[str, dict[str, Any]] | None = None
+                   ) -> dict[str, dict[str, list[int]]]:
+    """Per planned arm of ``group``: ``{"planned": [seeds], "shipped": [seeds]}``, a seed being
+    shipped when its final snapshot (the planned steps) has a manifest entry; ``{}`` when
+    the study has no plan for the group."""
+    entries = read_manifest() if entries is None else entries
+    g = study_plan(group, study, entries)
+    if g is None:
+        return {}
+    have = {(e.get("arm"), e.get("seed")) for r, e in entries.items()
+            if r.endswith(".safetensors") and study_of(e) == study and e.get("group") == group
+            and e.get("steps") == g["steps"]}
+    return {arm: {"planned": list(a["seeds"]),
+                  "shipped": [s for s in a["seeds"] if (arm, s) in have]}
+            for arm, a in g["arms"].items()}
+
+
 def study_complete(group: str, study: str = "v2",
                    entries: dict[str, dict[str, Any]] | None = None) -> bool:
     """Whether every run the ``study``'s PLAN.json lists for ``group`` (each planned arm and
     seed, at the planned steps) has a snapshot entry in the manifest. False when the plan is
     not shipped or does not name the group; the plan file itself is SHA-256 checked."""
-    entries = read_manifest() if entries is None else entries
-    rel = STUDY_PLANS.get(study)
-    if rel is None or rel not in entries:
-        return False
-    g = json.loads(shipped(rel).read_text()).get("groups", {}).get(group)
-    if not g:
-        return False
-    have = {(e.get("arm"), e.get("seed")) for r, e in entries.items()
-            if r.endswith(".safetensors") and study_of(e) == study and e.get("group") == group
-            and e.get("steps") == g["steps"]}
-    return all((arm, s) in have for arm, a in g["arms"].items() for s in a["seeds"])
+    progress = study_progress(group, study, entries)
+    return bool(progress) and all(p["planned"] == p["shipped"] for p in progress.values())

@@ -1,13 +1,13 @@
 """The study: every probe run over the shipped checkpoints, per arm and seed, and the claims
 table that pairs arms by seed (an edge module: it loads checkpoints and data).
 
-Shipped runs live in ``checkpoints/shipped/<group>/<arm>/seed<k>/`` and are listed in
-``checkpoints/MANIFEST.json`` (``scripts/make_checkpoints.py`` made them). Groups: ``mnist10k``
-(DCGAN-32, width 16, 1,400 iterations: baseline, AS-GAN at 0.5/255 (the paper's default in
-our units) and 2/255, and the controls ``twice`` (D updated twice, eps 0), ``gaussian-eps2``
-(random-sign noise), ``r1`` (R1 penalty) and ``sn`` (spectral norm)); ``ring8`` and ``grid25``
-(MLP; grid25 carries the eps sweep). Every number here is computed from those files with
-fixed seeds, so re-running gives the same numbers.
+Shipped runs live in ``checkpoints/shipped/v2/<group>/<arm>/seed<k>/`` (study v2, issue 15) or,
+for a group v2 has not reached yet, ``checkpoints/shipped/<group>/...`` (the first study, v1),
+and are listed in ``checkpoints/MANIFEST.json``; ``scripts/make_checkpoints.py`` made them from
+the plan in ``checkpoints/shipped/v2/PLAN.json`` (arms, seeds, iterations: see
+``checkpoints/README.md``). A group uses one study only (:func:`study_in_use`), never a mix.
+Every number here is computed from those files with fixed seeds, so re-running gives the same
+numbers.
 """
 
 from __future__ import annotations
@@ -24,23 +24,39 @@ MAIN = "asgan-eps0.5"  # the paper's default (its "1/255" in [-1, 1] space)
 ATTACK_EPS = (1 / 255, 2 / 255)
 
 
+def study_in_use(group: str, entries: Mapping[str, Mapping] | None = None) -> str:
+    """The study whose runs stand for ``group``: "v2" once its baseline and main arm
+    (:data:`MAIN`) have their seed-0 final snapshots shipped, which is what every figure of the
+    report needs; "v1" before. From then on the v1 files of the group are retired
+    (``scripts/make_checkpoints.py`` deletes them; git history keeps them), and the report
+    shows the v2 seeds trained so far, verdicts waiting for the planned ones
+    (:func:`probes.study.claims.evaluate_claims`)."""
+    from trainers.manifest import read_manifest, study_progress
+
+    progress = study_progress(group, "v2", read_manifest() if entries is None else entries)
+    begun = all(0 in progress.get(arm, {}).get("shipped", []) for arm in ("baseline", MAIN))
+    return "v2" if progress and begun else "v1"
+
+
 def shipped_runs(group: str, study: str | None = None) -> dict[str, dict[int, Path]]:
     """``{arm: {seed: final checkpoint}}`` of a shipped group, from the manifest.
 
     ``study``: "v2" (issue 15's regeneration, ``checkpoints/shipped/v2/``), "v1" (the first
-    study) or None: v2 once every run its plan lists for ``group`` is shipped
-    (:func:`trainers.manifest.study_complete`), v1 until then, so a half-made v2 group is
-    never mixed with, nor preferred to, a complete v1 one.
+    study) or None: :func:`study_in_use`. A v2 run counts once its planned final snapshot is
+    shipped (evolution snapshots and a run cut short do not).
     """
-    from trainers.manifest import locate, read_manifest, study_complete, study_of
+    from trainers.manifest import locate, read_manifest, study_of, study_plan
 
     entries = read_manifest()
     if study is None:
-        study = "v2" if study_complete(group, "v2", entries) else "v1"
+        study = study_in_use(group, entries)
+    plan = study_plan(group, study, entries) if study != "v1" else None
     runs: dict[str, dict[int, tuple[int, Path]]] = {}
     for rel, e in entries.items():
         if e.get("group") != group or not rel.endswith(".safetensors") or \
                 study_of(e) != study:
+            continue
+        if plan is not None and e["steps"] != plan["steps"]:
             continue
         seeds = runs.setdefault(e["arm"], {})
         best = seeds.get(e["seed"])

@@ -208,10 +208,22 @@ def _values(tables: Mapping, group: str, arm: str, metric: str) -> dict[int, flo
     return {int(s): float(m[metric]) for s, m in by_seed.items()}
 
 
+def planned_pairs(claim: Mapping[str, Any],
+                  planned: Mapping[tuple[str, str], Iterable[int]] | None) -> int | None:
+    """Seed pairs the plan gives ``claim`` (seeds planned for both arms), None without a plan
+    naming both arms."""
+    if planned is None:
+        return None
+    a, b = planned.get((claim["group"], claim["a"])), planned.get((claim["group"], claim["b"]))
+    return None if a is None or b is None else len(set(a) & set(b))
+
+
 def evaluate_claims(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, float]]]],
-                    claims: Mapping[str, Any], registration: Mapping[str, Any]
+                    claims: Mapping[str, Any], registration: Mapping[str, Any],
+                    planned: Mapping[tuple[str, str], Iterable[int]] | None = None
                     ) -> dict[str, list[dict[str, Any]]]:
-    """The numbers of every claim, and verdicts for the primary ones when registration allows.
+    """The numbers of every claim, and verdicts for the primary ones when registration allows
+    and every primary claim has the seeds its plan gives it.
 
     Args:
         tables: ``{group: {arm: {seed: {metric: value}}}}``, as ``probes.study.arms.collect``
@@ -219,20 +231,27 @@ def evaluate_claims(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
         claims: :func:`load_claims`'s result.
         registration: :func:`registration`'s result; primary claims get verdicts only when
             ``primary_allowed`` (else verdict ``"not judged"``).
+        planned: ``{(group, arm): planned seeds}`` (the study's PLAN.json), or None (no plan:
+            judge whatever seeds there are). While any primary claim has fewer seed pairs
+            than its plan gives it, every primary verdict is ``"pending"``: the family is
+            judged once, at the registered number of seeds, never at a number chosen by
+            looking (no optional stopping); the interim numbers are still shown.
 
     Returns:
         ``{"primary": [...], "exploratory": [...]}``, rows in file order: the claim's fields,
-        ``n`` (seed pairs), ``mean_a``, ``mean_b``, ``diff``, ``lo``, ``hi`` (95% t-interval),
-        ``d_z``, ``p`` (one-sided exact sign-flip p in the registered direction), ``agree``
-        (pairs on the claimed side) and, for primary rows, ``p_holm`` and ``verdict``.
-        A claim whose group, arm or metric was not measured has ``n = 0`` and NaN numbers.
+        ``n`` (seed pairs), ``n_planned`` (pairs the plan gives it, or None), ``mean_a``,
+        ``mean_b``, ``diff``, ``lo``, ``hi`` (95% t-interval), ``d_z``, ``p`` (one-sided exact
+        sign-flip p in the registered direction), ``agree`` (pairs on the claimed side) and,
+        for primary rows, ``p_holm`` and ``verdict``. A claim whose group, arm or metric was
+        not measured has ``n = 0`` and NaN numbers.
     """
     rows = []
     for c in claims["claims"]:
         va = _values(tables, c["group"], c["a"], c["metric"])
         vb = _values(tables, c["group"], c["b"], c["metric"])
-        row = dict(c, n=0, mean_a=math.nan, mean_b=math.nan, diff=math.nan, lo=math.nan,
-                   hi=math.nan, d_z=math.nan, p=math.nan, agree=0, diffs=None)
+        row = dict(c, n=0, n_planned=planned_pairs(c, planned), mean_a=math.nan,
+                   mean_b=math.nan, diff=math.nan, lo=math.nan, hi=math.nan, d_z=math.nan,
+                   p=math.nan, agree=0, diffs=None)
         common = sorted(set(va) & set(vb)) if va and vb else []
         if common:
             d = paired(va, vb)
@@ -246,9 +265,11 @@ def evaluate_claims(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
     primary = [r for r in rows if r["kind"] == "primary"]
     verdicts = primary_verdicts([r["diffs"] for r in primary], [r["expect"] for r in primary],
                                 alpha=claims["alpha"])
+    pending = any(r["n_planned"] is not None and r["n"] < r["n_planned"] for r in primary)
     for r, v in zip(primary, verdicts):
         r["p_holm"], r["zero_variance"] = v["p_holm"], v["zero_variance"]
-        r["verdict"] = v["verdict"] if registration["primary_allowed"] else "not judged"
+        r["verdict"] = ("not judged" if not registration["primary_allowed"]
+                        else "pending" if pending else v["verdict"])
     for r in rows:
         del r["diffs"]
     return {"primary": primary, "exploratory": [r for r in rows if r["kind"] != "primary"]}
@@ -272,21 +293,34 @@ def _shown(path: str | Path) -> str:
         return str(path)
 
 
+def _n_cell(r: Mapping) -> str:
+    return f"{r['n']}" if r["n_planned"] is None else f"{r['n']} of {r['n_planned']}"
+
+
 def claims_markdown(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, float]]]],
-                    claims: Mapping[str, Any], registration: Mapping[str, Any]) -> str:
+                    claims: Mapping[str, Any], registration: Mapping[str, Any],
+                    planned: Mapping[tuple[str, str], Iterable[int]] | None = None) -> str:
     """The report's claims section: registration line, the primary table (first), the
     exploratory table, and a few lines on the tests and their limits. Markdown text.
 
     Args: as :func:`evaluate_claims`.
     """
-    ev = evaluate_claims(tables, claims, registration)
+    ev = evaluate_claims(tables, claims, registration, planned)
     prim, expl, alpha = ev["primary"], ev["exploratory"], claims["alpha"]
     m = len(prim)
     lines = [f"Claims: `{_shown(claims['path'])}` at commit "
              f"`{registration['claims_commit']}`; the {registration['checkpoints']} "
              "checkpoints they judge were trained by code at "
              + (", ".join(f"`{k}`" for k in registration["code_commits"]) or "(none)") + "."]
-    if registration["primary_allowed"]:
+    missing = [r for r in prim if r["n_planned"] is not None and r["n"] < r["n_planned"]]
+    if registration["primary_allowed"] and missing:
+        lines.append(f"**The primary verdicts are pending**: {len(missing)} of the {m} "
+                     "primary claims have fewer seed pairs than the plan gives them ("
+                     + ", ".join(f"{r['id']} {r['n']} of {r['n_planned']}" for r in missing)
+                     + "). The numbers below are interim and decide nothing; the verdicts "
+                     "are computed once, when every planned seed is trained (the number of "
+                     "seeds was fixed in advance: no optional stopping).")
+    elif registration["primary_allowed"]:
         held = sum(r["verdict"] == "held" for r in prim)
         lines.append(f"**{held} of {m} primary claims held** (exact one-sided sign-flip test, "
                      f"Holm-adjusted across the {m}, alpha {alpha:g}).")
@@ -298,16 +332,18 @@ def claims_markdown(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in prim:
         lines.append(f"| {r['id']} | {r['group']}: {r['metric']} ({r['expect']}) | {r['a']} vs "
-                     f"{r['b']} | {r['n']} | {_f(r['mean_a'])} | {_f(r['mean_b'])} | "
+                     f"{r['b']} | {_n_cell(r)} | {_f(r['mean_a'])} | {_f(r['mean_b'])} | "
                      f"{_diff_cell(r)} | {_f(r['d_z'], 2)} | {_f(r['p'], 2)} | "
                      f"{_f(r['p_holm'], 2)} | **{r['verdict']}**"
                      + (" (zero variance)" if r["zero_variance"] else "") + " |")
     lines += [""] + [f"- **{r['id']}**: {r['rationale']}" for r in prim]
-    short = [r for r in prim if 0 < r["n"] and 2.0 ** -r["n"] > alpha / max(m, 1)]
+    # the floor that matters is the one at the number of pairs the verdict will use
+    short = [(r, r["n_planned"] or r["n"]) for r in prim if r["n"]]
+    short = [(r, k) for r, k in short if 2.0 ** -k > alpha / max(m, 1)]
     if short:
         lines.append("- Too few seeds to be held whatever the data: "
-                     + ", ".join(f"{r['id']} ({r['n']} pairs: floor {2.0 ** -r['n']:.3g} > "
-                                 f"{alpha:g}/{m})" for r in short) + ".")
+                     + ", ".join(f"{r['id']} ({k} pairs: floor {2.0 ** -k:.3g} > "
+                                 f"{alpha:g}/{m})" for r, k in short) + ".")
     lines += ["", "Exploratory claims (registered with the primary ones; numbers only, no "
               "verdict, p not adjusted for the many comparisons):", "",
               "| id | group: metric (expected) | A vs B | n | mean A | mean B | "
@@ -315,7 +351,7 @@ def claims_markdown(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in expl:
         lines.append(f"| {r['id']} | {r['group']}: {r['metric']} ({r['expect']}) | {r['a']} vs "
-                     f"{r['b']} | {r['n']} | {_f(r['mean_a'])} | {_f(r['mean_b'])} | "
+                     f"{r['b']} | {_n_cell(r)} | {_f(r['mean_a'])} | {_f(r['mean_b'])} | "
                      f"{_diff_cell(r)} | {_f(r['d_z'], 2)} | {_f(r['p'], 2)} | "
                      + (f"{r['agree']}/{r['n']} |" if r["n"] else "– |"))
     lines += [
@@ -333,7 +369,9 @@ def claims_markdown(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
         f"primary claims at most {alpha:g}. *held*: Holm p <= {alpha:g}; *opposite*: the "
         "same test in the other direction passes; *inconclusive*: neither, or all differences "
         "equal (zero variance), or fewer than 2 seeds; *not measured*: the arm or metric is "
-        "missing (it still counts in the family).",
+        "missing (it still counts in the family); *pending*: some primary claim has fewer "
+        "seed pairs than the plan gives it (n reads \"trained of planned\"), so none is "
+        "judged yet.",
         "- Exploratory p-values are unadjusted and many: about one in twenty would fall below "
         "0.05 with no effect at all. Seeds vary initialisation, data order and latents only; "
         "every verdict is about this scale of model and training, not about the paper's."]

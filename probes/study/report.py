@@ -18,6 +18,7 @@ from probes.io import sources
 from probes.study import arms as study
 from probes.study.arms import MAIN
 
+GROUPS = ("mnist10k", "ring8", "grid25", "stacked-mnist")
 ATTACK_EPS = (0, 0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
 # display order of the arms of both studies (v1 and v2); arms a study lacks are skipped
 MNIST_ORDER = ("baseline", "twice", "asgan-eps0.5", "asgan-eps1", "asgan-eps2",
@@ -172,9 +173,11 @@ def modes_line(tables: dict) -> str:
     return "Probe modes of the gradient and robustness metrics: " + "; ".join(parts) + "." + note
 
 
-def protocol_lines(tables: dict, *, n_quality: int) -> list[str]:
+def protocol_lines(tables: dict, *, n_quality: int, studies: dict[str, str] | None = None
+                   ) -> list[str]:
     """The report's protocol, read from the shipped checkpoints (nets, iterations, seeds), so
-    it stays true when the study is regenerated."""
+    it stays true when the study is regenerated; ``studies`` (``{group: "v1" | "v2"}``) adds
+    one line per group on how much of study v2's plan is trained."""
     from probes.io.sources import load
 
     def facts(group: str) -> str:
@@ -183,19 +186,27 @@ def protocol_lines(tables: dict, *, n_quality: int) -> list[str]:
         cfg = meta["config"]
         seeds = sorted({len(s) for s in runs.values()})
         return (f"{group}: {cfg['arch']} width {cfg.get('width')}, batch {cfg['batch_size']}, "
-                f"{cfg['steps']:,} iterations, {'/'.join(map(str, seeds))} seeds per arm")
+                f"{cfg['steps']:,} iterations, {'/'.join(map(str, seeds))} seeds per arm "
+                "shipped")
 
     return [
         "- **Scale**: CPU scale, not the paper's. " + "; ".join(
-            facts(g) for g in ("mnist10k", "stacked-mnist", "ring8", "grid25") if g in tables)
-        + ".",
+            facts(g) for g in GROUPS if g in tables) + ".",
+        *(["- **Which runs**: the study is being regenerated (study v2, issue 15: nets that "
+           "learn, 8 seeds for the arms of the primary claims, claims registered before the "
+           "runs; plan in `checkpoints/shipped/v2/PLAN.json`, `checkpoints/README.md`)."]
+          + progress_lines(studies) if studies else []),
         "- **Pairing**: arms share the seed, hence G/D initialisation, data order and latents; "
         "every comparison is a per-seed difference (tests and their limits below the claims "
         "tables).",
         f"- **Arms**: `baseline`; `{MAIN}` = AS-GAN at the paper's default (their 1/255 in "
-        "[-1, 1] space is 0.5/255 in our pixel units); the controls named in the tables "
-        "(`twice`: eps 0, D updated twice; `gaussian-*`: random-sign perturbation; `r1`: R1 "
-        "penalty; `sn`: spectral norm, which drops DCGAN D's BatchNorm).",
+        "[-1, 1] space is 0.5/255 in our pixel units; on ring8/grid25 in v2, 0.5 std of a "
+        "mode per coordinate); the controls named in the tables (`twice`: eps 0, D updated "
+        "twice; `gaussian-*`: random-sign perturbation of the same size; "
+        "`first-order-eps0.5`: the second D step on clean reals plus eps_abs * ||grad_x "
+        "L_D||_1, AS-GAN's first-order model; `r1`: R1 penalty, one D step; `r1-twice`: R1 "
+        "with a second clean D step, compute-matched with AS-GAN; `sn`: spectral norm, which "
+        "drops DCGAN D's BatchNorm and is probed in eval mode).",
         f"- **Quality**: Frechet distance (FD), KID (100 subsets of up to 1,000, as "
         "`asgan-probe quality`) and PRDC in the feature space of our digit classifier (not "
         f"Inception: these are not FIDs), {n_quality} samples each against all of mnist10k.",
@@ -206,6 +217,65 @@ def protocol_lines(tables: dict, *, n_quality: int) -> list[str]:
         "held-out part where the checkpoint records a split, else all of the data (the "
         "shipped runs before the split was introduced trained on all of it).",
     ]
+
+
+def claims_basis(tables: dict) -> dict[str, Any]:
+    """What the registered claims are judged on: the tables of the groups read from study v2
+    (the claims name v2's arms and eps units; a group still read from v1 counts as not
+    measured), the v2 manifest entries of those groups (for the registration rule) and the
+    seeds v2's plan gives each arm (verdicts wait for all of them).
+
+    Returns ``{"studies": {group: "v1" | "v2"}, "tables", "entries", "planned" {(group, arm):
+    [seeds]}}``."""
+    from trainers.manifest import read_manifest, study_of, study_progress
+
+    entries = read_manifest()
+    studies = {g: study.study_in_use(g, entries) for g in GROUPS}
+    v2 = [g for g in GROUPS if studies[g] == "v2"]
+    planned = {(g, arm): p["planned"] for g in GROUPS
+               for arm, p in study_progress(g, "v2", entries).items()}
+    return {"studies": studies, "tables": {g: tables[g] for g in v2 if g in tables},
+            "entries": [e for e in entries.values()
+                        if e.get("group") in v2 and study_of(e) == "v2"],
+            "planned": planned}
+
+
+def arm_label(path: str | Path) -> str:
+    """A figure label for an AS-GAN checkpoint with its eps in the unit it was trained in:
+    "AS-GAN 0.5/255" (images, pixel units), "AS-GAN 0.5 std" (2-D, a mode's std), "AS-GAN
+    0.5/255 of the box" (2-D runs from before eps units were recorded)."""
+    from trainers.data import MIXTURES, canonical_name, eps_units_of
+
+    meta = sources.load(path)[2]
+    eps, units = float(meta["config"]["eps"]), eps_units_of(meta)
+    if units["unit"] == "mode-std":
+        return f"AS-GAN {eps:g} std"
+    mixture = canonical_name(meta["config"]["data"]) in MIXTURES
+    box = " of the box" if mixture and not units["recorded"] else ""
+    return f"AS-GAN {eps * 255:.3g}/255{box}"
+
+
+def progress_lines(studies: dict[str, str]) -> list[str]:
+    """One line per group: which study it is read from and, for v2, the runs trained of the
+    plan's, per arm."""
+    from trainers.manifest import study_progress
+
+    lines = []
+    for g in GROUPS:
+        prog = study_progress(g, "v2")
+        done = sum(len(p["shipped"]) for p in prog.values())
+        total = sum(len(p["planned"]) for p in prog.values())
+        arms = ", ".join(f"{a} {len(p['shipped'])}/{len(p['planned'])}"
+                         for a, p in prog.items())
+        if studies[g] == "v2":
+            lines.append(f"- **{g}**: study v2, {done} of {total} planned runs trained ({arms}).")
+        else:
+            lines.append(f"- **{g}**: the first study (v1: trained before the claims were "
+                         f"registered, older eps units); v2 has {done} of {total} runs trained, "
+                         "and the group switches to v2 once its baseline and "
+                         f"{MAIN} have seed 0. The registered claims on {g} count as not "
+                         "measured until then.")
+    return lines
 
 
 def _classifier_accuracy() -> float:
@@ -237,20 +307,20 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
 
     t0 = time.time()
     tables = {}
-    for group in ("mnist10k", "ring8", "grid25", "stacked-mnist"):
+    for group in GROUPS:
         kw = {"mnist10k": {"n_quality": n_quality}, "stacked-mnist": {"n": n_stacked}}.get(
             group, {})
         tables[group] = study.collect(group, progress=lambda s: _log(f"measuring {s}"),
                                       seed=seed, **kw)
     from probes.study.claims import CLAIMS_FILE, claims_markdown, evaluate_claims, load_claims
     from probes.study.claims import registration as registered
-    from trainers.manifest import read_manifest
 
     registered_claims = load_claims()
-    reg = registered(CLAIMS_FILE, read_manifest(), claims=registered_claims)
-    claims = evaluate_claims(tables, registered_claims, reg)
+    judged = claims_basis(tables)
+    reg = registered(CLAIMS_FILE, judged["entries"], claims=registered_claims)
+    claims = evaluate_claims(judged["tables"], registered_claims, reg, judged["planned"])
     mn = study.shipped_runs("mnist10k")
-    pair = [("baseline", mn["baseline"][0]), ("AS-GAN 0.5/255", mn[MAIN][0])]
+    pair = [("baseline", mn["baseline"][0]), (arm_label(mn[MAIN][0]), mn[MAIN][0])]
     _log("figures ...")
     fig_gradient_maps(pair, out / "fig1-maps-real.png", population="real")
     fig_gradient_maps(pair, out / "fig1-maps-fake.png", population="fake")
@@ -259,8 +329,8 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
     plot_evolution(evos, out / "fig5b-evolution.png")
     fig_attack(pair, out / "attack-curves.png")
     r8, g25 = study.shipped_runs("ring8"), study.shipped_runs("grid25")
-    fig_coverage([("baseline", r8["baseline"][0]), ("AS-GAN 0.5/255", r8[MAIN][0]),
-                  ("baseline", g25["baseline"][0]), ("AS-GAN 0.5/255", g25[MAIN][0])],
+    fig_coverage([("baseline", r8["baseline"][0]), (arm_label(r8[MAIN][0]), r8[MAIN][0]),
+                  ("baseline", g25["baseline"][0]), (arm_label(g25[MAIN][0]), g25[MAIN][0])],
                  out / "coverage-2d.png")
     plot_eps_sweep([("modes", "grid25 modes captured (of 25)", tables["grid25"]),
                     ("high_quality_pct", "grid25 high-quality samples (%)", tables["grid25"]),
@@ -292,11 +362,11 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
         "Each number is the one the matching `asgan-probe` verb reports for that checkpoint "
         "with the same settings (tests/test_report_numbers.py).", "",
         "## Protocol", "",
-        *protocol_lines(tables, n_quality=n_quality), "",
+        *protocol_lines(tables, n_quality=n_quality, studies=judged["studies"]), "",
         "## Claims", "",
         "A claim that does not hold here is a finding about this scale, not a verdict on the "
         "paper.", "",
-        claims_markdown(tables, registered_claims, reg), "",
+        claims_markdown(judged["tables"], registered_claims, reg, judged["planned"]), "",
         modes_line(tables), "",
         "## mnist10k arms (mean ± 95% CI half-width over seeds)", "",
         *arms_markdown(tables["mnist10k"], ["fd", "kid", "precision", "recall",
@@ -330,5 +400,6 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
     import json
 
     atomic_write_bytes(out / "study.json", json.dumps(
-        {"tables": tables, "claims": claims, "registration": reg}, indent=1,
+        {"tables": tables, "studies": judged["studies"], "claims": claims,
+         "registration": reg}, indent=1,
         default=float).encode())
