@@ -115,3 +115,47 @@ def test_round_trip_and_foreign_files(tmp_path, mnist):
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a readable"):
         C.read_classifier(tmp_path / "junk.safetensors")
+
+
+def _module_forward(net, x, batch_size=500):
+    """The reference: the plain nn.Module forward, ``(features, predicted digits)``."""
+    with torch.no_grad():
+        f = torch.cat([net.body(C.to_input(x[i:i + batch_size]))
+                       for i in range(0, len(x), batch_size)])
+    return f, net.head(f).argmax(dim=1)
+
+
+def _same_as_module_forward(net, x):
+    ref_f, ref_d = _module_forward(net, x)
+    f = C.features(net, x)
+    torch.testing.assert_close(f, ref_f, rtol=1e-5, atol=1e-5 * float(ref_f.abs().max()))
+    assert torch.equal(C.predict(net, x), ref_d)
+    return ref_d
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch")
+def test_onednn_path_is_the_module_forward_on_every_digit_and_stacked_g_samples(shipped, mnist):
+    from probes.io import sources
+    from probes.study.arms import shipped_runs
+
+    net, _ = shipped
+    assert C._onednn_body(net) is not None  # the path under test is the one taken
+    _same_as_module_forward(net, mnist[0])  # all 10,000 mnist10k digits, 28 px
+    # G samples at 32 px (resized), as stacked-MNIST coverage reads them, channel by channel
+    G, _, meta = sources.load(shipped_runs("stacked-mnist")["baseline"][0])
+    x = sources.fakes(G, meta, 2000, seed=0)
+    digits = _same_as_module_forward(net, x.reshape(-1, 1, *x.shape[-2:]))
+    assert torch.equal(C.predict_channels(net, x), digits.reshape(-1, 3))
+    assert len(digits.unique()) == 10  # G's samples exercise every class
+
+
+def test_onednn_path_applies_only_to_the_layer_stack_it_knows(mnist):
+    net = C.build_classifier(width=4).eval()
+    if torch.backends.mkldnn.is_available():
+        assert C._onednn_body(net) is not None
+    _same_as_module_forward(net, mnist[0][:300])  # a fresh net of another width
+    net.body[8] = torch.nn.MaxPool2d(2, ceil_mode=True)  # 7 -> 4: not what the path does
+    assert C._onednn_body(net) is None
+    with pytest.raises(RuntimeError, match="shapes"):  # the module's forward ran: 4x4 maps
+        C.features(net, mnist[0][:4])                   # no longer fit the Linear layer
+    assert C._onednn_body(C.build_classifier(width=4).double()) is None
