@@ -151,9 +151,10 @@ METRICS: dict[str, Callable[..., dict[str, float]]] = {
 
 def collect(group: str, *, arms: Sequence[str] | None = None,
             seeds: Sequence[int] | None = None, progress: Callable[[str], None] | None = None,
-            **kwargs: Any) -> dict[str, dict[int, dict[str, float]]]:
-    """``{arm: {seed: metrics}}`` for a shipped group (all arms and seeds by default)."""
-    runs = shipped_runs(group)
+            study: str | None = None, **kwargs: Any) -> dict[str, dict[int, dict[str, float]]]:
+    """``{arm: {seed: metrics}}`` for a shipped group (all arms and seeds by default) of
+    ``study`` (:func:`shipped_runs`; None: :func:`study_in_use` now)."""
+    runs = shipped_runs(group, study)
     table: dict[str, dict[int, dict[str, float]]] = {}
     for arm, by_seed in runs.items():
         if arms is not None and arm not in arms:

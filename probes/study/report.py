@@ -173,21 +173,19 @@ def modes_line(tables: dict) -> str:
     return "Probe modes of the gradient and robustness metrics: " + "; ".join(parts) + "." + note
 
 
-def protocol_lines(tables: dict, *, n_quality: int, studies: dict[str, str] | None = None
-                   ) -> list[str]:
+def protocol_lines(tables: dict, *, n_quality: int, basis: dict | None = None) -> list[str]:
     """The report's protocol, read from the shipped checkpoints (nets, iterations, seeds), so
-    it stays true when the study is regenerated; ``studies`` (``{group: "v1" | "v2"}``) adds
-    one line per group on how much of study v2's plan is trained."""
+    it stays true when the study is regenerated; ``basis`` (:func:`claims_basis`) adds one
+    line per group on how much of study v2's plan is trained."""
     from probes.io.sources import load
 
     def facts(group: str) -> str:
-        runs = study.shipped_runs(group)
+        runs = study.shipped_runs(group, basis["studies"][group] if basis else None)
         _, _, meta = load(next(iter(runs["baseline"].values())))
         cfg = meta["config"]
-        seeds = sorted({len(s) for s in runs.values()})
+        seeds = sorted({len(s) for s in tables[group].values()})
         return (f"{group}: {cfg['arch']} width {cfg.get('width')}, batch {cfg['batch_size']}, "
-                f"{cfg['steps']:,} iterations, {'/'.join(map(str, seeds))} seeds per arm "
-                "shipped")
+                f"{cfg['steps']:,} iterations, {'/'.join(map(str, seeds))} seeds per arm")
 
     return [
         "- **Scale**: CPU scale, not the paper's. " + "; ".join(
@@ -195,7 +193,7 @@ def protocol_lines(tables: dict, *, n_quality: int, studies: dict[str, str] | No
         *(["- **Which runs**: the study is being regenerated (study v2, issue 15: nets that "
            "learn, 8 seeds for the arms of the primary claims, claims registered before the "
            "runs; plan in `checkpoints/shipped/v2/PLAN.json`, `checkpoints/README.md`)."]
-          + progress_lines(studies) if studies else []),
+          + progress_lines(basis) if basis else []),
         "- **Pairing**: arms share the seed, hence G/D initialisation, data order and latents; "
         "every comparison is a per-seed difference (tests and their limits below the claims "
         "tables).",
@@ -219,25 +217,25 @@ def protocol_lines(tables: dict, *, n_quality: int, studies: dict[str, str] | No
     ]
 
 
-def claims_basis(tables: dict) -> dict[str, Any]:
+def claims_basis(tables: dict, studies: dict[str, str]) -> dict[str, Any]:
     """What the registered claims are judged on: the tables of the groups read from study v2
     (the claims name v2's arms and eps units; a group still read from v1 counts as not
-    measured), the v2 manifest entries of those groups (for the registration rule) and the
-    seeds v2's plan gives each arm (verdicts wait for all of them).
+    measured), the manifest entries of exactly the v2 runs measured (for the registration
+    rule; a run shipped while the report was measuring is left out) and the seeds v2's plan
+    gives each arm (verdicts wait for all of them).
 
-    Returns ``{"studies": {group: "v1" | "v2"}, "tables", "entries", "planned" {(group, arm):
-    [seeds]}}``."""
+    ``studies``: ``{group: "v1" | "v2"}``, the study each table was collected from.
+
+    Returns ``{"studies", "tables", "entries", "planned" {(group, arm): [seeds]}}``."""
     from trainers.manifest import read_manifest, study_of, study_progress
 
     entries = read_manifest()
-    studies = {g: study.study_in_use(g, entries) for g in GROUPS}
-    v2 = [g for g in GROUPS if studies[g] == "v2"]
+    v2 = {g: tables[g] for g in GROUPS if studies[g] == "v2" and g in tables}
     planned = {(g, arm): p["planned"] for g in GROUPS
                for arm, p in study_progress(g, "v2", entries).items()}
-    return {"studies": studies, "tables": {g: tables[g] for g in v2 if g in tables},
-            "entries": [e for e in entries.values()
-                        if e.get("group") in v2 and study_of(e) == "v2"],
-            "planned": planned}
+    measured = [e for e in entries.values() if study_of(e) == "v2" and e.get("group") in v2
+                and e.get("seed") in v2[e["group"]].get(e.get("arm"), {})]
+    return {"studies": studies, "tables": v2, "entries": measured, "planned": planned}
 
 
 def arm_label(path: str | Path) -> str:
@@ -255,26 +253,26 @@ def arm_label(path: str | Path) -> str:
     return f"AS-GAN {eps * 255:.3g}/255{box}"
 
 
-def progress_lines(studies: dict[str, str]) -> list[str]:
-    """One line per group: which study it is read from and, for v2, the runs trained of the
-    plan's, per arm."""
-    from trainers.manifest import study_progress
-
+def progress_lines(basis: dict) -> list[str]:
+    """One line per group (``basis``: :func:`claims_basis`): which study it is read from and,
+    for v2, the runs measured of the plan's, per arm."""
     lines = []
     for g in GROUPS:
-        prog = study_progress(g, "v2")
-        done = sum(len(p["shipped"]) for p in prog.values())
-        total = sum(len(p["planned"]) for p in prog.values())
-        arms = ", ".join(f"{a} {len(p['shipped'])}/{len(p['planned'])}"
-                         for a, p in prog.items())
-        if studies[g] == "v2":
-            lines.append(f"- **{g}**: study v2, {done} of {total} planned runs trained ({arms}).")
+        plan = {arm: seeds for (group, arm), seeds in basis["planned"].items() if group == g}
+        have = basis["tables"].get(g, {})
+        total = sum(len(seeds) for seeds in plan.values())
+        if basis["studies"][g] == "v2":
+            arms = ", ".join(f"{a} {len(have.get(a, {}))}/{len(seeds)}"
+                             for a, seeds in plan.items())
+            done = sum(len(have.get(a, {})) for a in plan)
+            lines.append(f"- **{g}**: study v2, {done} of {total} planned runs trained and "
+                         f"measured ({arms}).")
         else:
             lines.append(f"- **{g}**: the first study (v1: trained before the claims were "
-                         f"registered, older eps units); v2 has {done} of {total} runs trained, "
-                         "and the group switches to v2 once its baseline and "
-                         f"{MAIN} have seed 0. The registered claims on {g} count as not "
-                         "measured until then.")
+                         "registered, older eps units); v2 has not reached it yet (0 of "
+                         f"{total} planned runs measured here), and the group switches to v2 "
+                         f"once its baseline and {MAIN} have seed 0. The registered claims on "
+                         f"{g} count as not measured until then.")
     return lines
 
 
@@ -306,20 +304,23 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
     from trainers.checkpoint import atomic_write_bytes
 
     t0 = time.time()
+    # which study each group is read from, fixed once: a background sitting may ship the run
+    # that switches a group while the report is measuring
+    studies = {g: study.study_in_use(g) for g in GROUPS}
     tables = {}
     for group in GROUPS:
         kw = {"mnist10k": {"n_quality": n_quality}, "stacked-mnist": {"n": n_stacked}}.get(
             group, {})
         tables[group] = study.collect(group, progress=lambda s: _log(f"measuring {s}"),
-                                      seed=seed, **kw)
+                                      study=studies[group], seed=seed, **kw)
     from probes.study.claims import CLAIMS_FILE, claims_markdown, evaluate_claims, load_claims
     from probes.study.claims import registration as registered
 
     registered_claims = load_claims()
-    judged = claims_basis(tables)
+    judged = claims_basis(tables, studies)
     reg = registered(CLAIMS_FILE, judged["entries"], claims=registered_claims)
     claims = evaluate_claims(judged["tables"], registered_claims, reg, judged["planned"])
-    mn = study.shipped_runs("mnist10k")
+    mn = study.shipped_runs("mnist10k", studies["mnist10k"])
     pair = [("baseline", mn["baseline"][0]), (arm_label(mn[MAIN][0]), mn[MAIN][0])]
     _log("figures ...")
     fig_gradient_maps(pair, out / "fig1-maps-real.png", population="real")
@@ -328,7 +329,7 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
     evos = evolutions([study.run_dir(p) for _, p in pair], n=64, seed=seed)
     plot_evolution(evos, out / "fig5b-evolution.png")
     fig_attack(pair, out / "attack-curves.png")
-    r8, g25 = study.shipped_runs("ring8"), study.shipped_runs("grid25")
+    r8, g25 = (study.shipped_runs(g, studies[g]) for g in ("ring8", "grid25"))
     fig_coverage([("baseline", r8["baseline"][0]), (arm_label(r8[MAIN][0]), r8[MAIN][0]),
                   ("baseline", g25["baseline"][0]), (arm_label(g25[MAIN][0]), g25[MAIN][0])],
                  out / "coverage-2d.png")
@@ -342,7 +343,7 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
                                    ("fg_share_real", "grad L1 share on strokes"),
                                    ("flip_real_1", "FGSM flip rate, eps 1/255")],
               out / "arms-mnist10k.png", order=MNIST_ORDER)
-    fig_samples([(a, mn[a][0]) for a in MNIST_ORDER if a in mn], out / "samples.png")
+    fig_samples([(a, mn[a][0]) for a in MNIST_ORDER if 0 in mn.get(a, {})], out / "samples.png")
     plot_curves([read_run(study.run_dir(p)) for _, p in pair], out / "training-curves.png")
 
     def ours(group):
@@ -362,7 +363,7 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
         "Each number is the one the matching `asgan-probe` verb reports for that checkpoint "
         "with the same settings (tests/test_report_numbers.py).", "",
         "## Protocol", "",
-        *protocol_lines(tables, n_quality=n_quality, studies=judged["studies"]), "",
+        *protocol_lines(tables, n_quality=n_quality, basis=judged), "",
         "## Claims", "",
         "A claim that does not hold here is a finding about this scale, not a verdict on the "
         "paper.", "",
@@ -380,6 +381,11 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
         "![evolution](fig5b-evolution.png)", "",
         "## Robustness", "", "![attack](attack-curves.png)", "",
         "## Mode coverage", "",
+        *[f"- {g}: read from study {judged['studies'][g]}; "
+          + ("eps in units of a mode's std per coordinate." if judged["studies"][g] == "v2"
+             else "eps in the old 2-D unit, a fraction of the plotting box (v2 replaces "
+             "it with a mode's std), so its eps values do not compare with v2's.")
+          for g in ("ring8", "grid25")], "",
         *arms_markdown(tables["ring8"], ["modes", "high_quality_pct", "reverse_kl"],
                        ("baseline", "twice", MAIN, "asgan-eps2")), "",
         side_by_side("ring8", ours("ring8")), "",
