@@ -22,7 +22,7 @@ With ``--threads 1 --clock cpu`` (the honest clock on a loaded machine) the seco
 of one quiet core; the 2-core line divides them by two, which two worker processes reach and
 two intra-op threads approach. The report's other work (figures, the claims) is not in it.
 
-Run: ``python -m bench.report_cost --threads 1 --clock cpu`` (~10 minutes on a loaded 2-core
+Run: ``python -m bench.report_cost --threads 1 --clock cpu`` (~15 minutes on a loaded 2-core
 machine); ``--quick`` for a smoke run.
 """
 
