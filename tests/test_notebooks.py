@@ -21,11 +21,25 @@ def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 6, [p.name for p in NOTEBOOKS]
 
 
+# per-cell state an editor saves and nbstripout removes (run timings, view state)
+RUN_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_stored_without_outputs(path):
     dirty = [i for i, c in enumerate(_cells(path))
-             if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
-    assert dirty == [], f"{path.name}: cells {dirty} have outputs; run nbstripout"
+             if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))
+             or set(c.get("metadata", {})) & set(RUN_METADATA)]
+    assert dirty == [], f"{path.name}: cells {dirty} have outputs or run metadata; run nbstripout"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_says_which_study(path):
+    """A notebook that reads the shipped study says which study (v1 or v2) each group is read
+    from and how much of v2's plan is trained, so interim numbers read as interim."""
+    src = "\n".join("".join(c["source"]) for c in _cells(path) if c["cell_type"] == "code")
+    if "shipped_runs(" in src or "collect(" in src:
+        assert "study_in_use(" in src and "study_progress(" in src, path.name
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
