@@ -39,7 +39,7 @@ def test_says_which_study(path):
     from and how much of v2's plan is trained, so interim numbers read as interim."""
     src = "\n".join("".join(c["source"]) for c in _cells(path) if c["cell_type"] == "code")
     if "shipped_runs(" in src or "collect(" in src:
-        assert "study_in_use(" in src and "study_progress(" in src, path.name
+        assert "study_in_use(" in src and "status_lines(" in src, path.name
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

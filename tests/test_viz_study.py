@@ -82,6 +82,21 @@ def test_eps_sweep_curve_is_the_seed_mean_with_the_t_band(table, drawn, tmp_path
     assert ys.max() == pytest.approx(max(c["hi"] for c in cis))
 
 
+def test_eps_sweep_names_each_panels_eps_unit(table, drawn, tmp_path):
+    """The same arm names mean /255 on images and a mode's std on v2's 2-D runs: each panel's
+    axis and gaussian marker say which."""
+    noisy = dict(table, **{"gaussian-eps0.5": table["asgan-eps0.5"]})
+    V.plot_eps_sweep([("fd", "FD", noisy), ("fd", "FD", noisy, "mode-std"),
+                      ("fd", "FD", noisy, "box")], tmp_path / "sweep.png")
+    axes = drawn[0].axes
+    assert [ax.get_xlabel() for ax in axes] == [V.EPS_UNITS[u][0]
+                                                for u in ("pixel", "mode-std", "box")]
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in axes]
+    assert "gaussian sign noise, eps 0.5/255" in legends[0]
+    assert "gaussian sign noise, eps 0.5 std" in legends[1]
+    assert "gaussian sign noise, eps 0.5/255 of the box" in legends[2]
+
+
 def test_a_single_seed_draws_no_interval(tmp_path, drawn):
     one = {"baseline": {0: {"fd": 3.0}}, "asgan-eps2": {0: {"fd": 2.0}}}
     assert Path(V.plot_arms(one, [("fd", "FD")], tmp_path / "a.png")).is_file()

@@ -253,6 +253,40 @@ def arm_label(path: str | Path) -> str:
     return f"AS-GAN {eps * 255:.3g}/255{box}"
 
 
+def figure_label(arm: str, path: str | Path) -> str:
+    """A figure label for any arm, eps in the unit its checkpoint was trained in: AS-GAN arms
+    as :func:`arm_label`, ``gaussian-*`` the same with "gaussian", ``twice`` "twice (eps 0)",
+    other arms their name."""
+    if arm.startswith("asgan-"):
+        return arm_label(path)
+    if arm.startswith("gaussian-"):  # the same eps field and unit, a random-sign step
+        return arm_label(path).replace("AS-GAN", "gaussian")
+    return "twice (eps 0)" if arm == "twice" else arm
+
+
+def status_lines(groups: Sequence[str], studies: dict[str, str]) -> list[str]:
+    """What a notebook reads, from the shipped checkpoints: per group the study it is read
+    from (``studies``, fixed by the caller), the nets and iterations, the seeds shipped per
+    arm, and how many of v2's planned runs are trained (until all are, numbers are
+    interim)."""
+    from trainers.manifest import study_progress
+
+    lines = []
+    for g in groups:
+        by_arm = study.shipped_runs(g, studies[g])
+        cfg = sources.load(by_arm["baseline"][min(by_arm["baseline"])])[2]["config"]
+        seeds = {a: sorted(s) for a, s in by_arm.items()}
+        plan = study_progress(g, "v2")
+        lines += [f"{g}: read from study {studies[g]}; {cfg['arch']} width {cfg['width']}, "
+                  f"batch {cfg['batch_size']}, {cfg['steps']:,} iterations; seeds per arm: "
+                  f"{seeds}",
+                  f"  study v2: {sum(len(p['shipped']) for p in plan.values())} of "
+                  f"{sum(len(p['planned']) for p in plan.values())} planned runs trained: "
+                  + ", ".join(f"{a} {len(p['shipped'])}/{len(p['planned'])}"
+                              for a, p in plan.items())]
+    return lines
+
+
 def progress_lines(basis: dict) -> list[str]:
     """One line per group (``basis``: :func:`claims_basis`): which study it is read from and,
     for v2, the runs measured of the plan's, per arm."""
@@ -333,10 +367,12 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
     fig_coverage([("baseline", r8["baseline"][0]), (arm_label(r8[MAIN][0]), r8[MAIN][0]),
                   ("baseline", g25["baseline"][0]), (arm_label(g25[MAIN][0]), g25[MAIN][0])],
                  out / "coverage-2d.png")
-    plot_eps_sweep([("modes", "grid25 modes captured (of 25)", tables["grid25"]),
-                    ("high_quality_pct", "grid25 high-quality samples (%)", tables["grid25"]),
+    grid_unit = "mode-std" if studies["grid25"] == "v2" else "box"
+    plot_eps_sweep([("modes", "grid25 modes captured (of 25)", tables["grid25"], grid_unit),
+                    ("high_quality_pct", "grid25 high-quality samples (%)", tables["grid25"],
+                     grid_unit),
                     ("fd", "mnist10k Frechet distance (classifier features)",
-                     tables["mnist10k"])], out / "eps-sweep.png",
+                     tables["mnist10k"], "pixel")], out / "eps-sweep.png",
                    title="Fig. 3 analogue: AS-GAN eps sweep vs baseline and gaussian ablation")
     plot_arms(tables["mnist10k"], [("fd", "Frechet distance (lower better)"),
                                    ("hoyer_real", "Hoyer sparsity of grad on reals"),

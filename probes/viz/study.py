@@ -74,23 +74,32 @@ def _eps_of(arm: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def plot_eps_sweep(panels: Sequence[tuple[str, str, Mapping[str, Mapping[int, Mapping]]]],
-                   path: str | Path, *, title: str | None = None) -> Path:
-    """Metric vs eps (in /255 pixel units) for AS-GAN arms, with the baseline and the
-    gaussian ablation beside them: every seed as a faint dot, means with their 95%
-    t-intervals over seeds (band for the curve and the baseline, bar for gaussian).
+# the eps unit of an arm name's number: (axis label, suffix after a value)
+EPS_UNITS = {"pixel": ("eps (x 1/255, pixel units)", "/255"),
+             "mode-std": ("eps (std of a mode, per coordinate)", " std"),
+             "box": ("eps (x 1/255 of the plotting box: the first study's 2-D unit)",
+                     "/255 of the box")}
+
+
+def plot_eps_sweep(panels: Sequence[tuple], path: str | Path, *,
+                   title: str | None = None) -> Path:
+    """Metric vs eps for AS-GAN arms, with the baseline and the gaussian ablation beside
+    them: every seed as a faint dot, means with their 95% t-intervals over seeds (band for
+    the curve and the baseline, bar for gaussian).
 
     Args:
-        panels: ``(metric, axis label, table)`` per panel; ``table`` is ``{arm: {seed:
-            metrics}}`` (:func:`probes.study.arms.collect`). Arms ``asgan-eps<e>`` and ``twice``
-            (eps 0: D updated twice) form the curve; ``baseline`` is a horizontal band,
-            ``gaussian-eps<e>`` a separate marker at its eps.
+        panels: ``(metric, axis label, table[, unit])`` per panel; ``table`` is ``{arm:
+            {seed: metrics}}`` (:func:`probes.study.arms.collect`). Arms ``asgan-eps<e>`` and
+            ``twice`` (eps 0: D updated twice) form the curve; ``baseline`` is a horizontal
+            band, ``gaussian-eps<e>`` a separate marker at its eps. ``unit`` (a key of
+            :data:`EPS_UNITS`, default "pixel") is what the arms' eps numbers are in.
         path: PNG to write.
     """
     import seaborn as sns
 
     fig, axes = _row(len(panels), 4.6, 3.6)
-    for ax, (metric, label, table) in zip(axes, panels):
+    for ax, (metric, label, table, *unit) in zip(axes, panels):
+        xlabel, suffix = EPS_UNITS[unit[0] if unit else "pixel"]
         eps = {arm: e for arm in table if (e := _eps_of(arm)) is not None}
         curve = _long(table, metric, sorted(eps, key=eps.get), x=eps)
         if curve["value"]:
@@ -113,8 +122,8 @@ def plot_eps_sweep(panels: Sequence[tuple[str, str, Mapping[str, Mapping[int, Ma
                 ax.errorbar([float(m.group(1))], [c["mean"]],
                             yerr=None if math.isnan(c["lo"]) else err, fmt="s",
                             color=PALETTE[2], ms=6, capsize=3,
-                            label=f"gaussian sign noise, eps {m.group(1)}/255")
-        ax.set_xlabel("eps (x 1/255, pixel units)")
+                            label=f"gaussian sign noise, eps {m.group(1)}{suffix}")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
