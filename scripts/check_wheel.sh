@@ -97,7 +97,10 @@ for top in ("probes", "trainers"):
 print(f"{n} modules import from {site}")
 EOF
 "$BIN/asgan-probe" --help >/dev/null
-SHIPPED=$(ls "$REPO"/checkpoints/shipped/mnist10k/baseline/seed0/ckpt-*.safetensors | tail -1)
+# a shipped checkpoint, found the way the study finds it (the manifest: paths move when the
+# study is regenerated), by the project's interpreter in the checkout
+SHIPPED=$(cd "$REPO" && "$PY" -c 'from probes.study.arms import shipped_runs
+print(shipped_runs("mnist10k")["baseline"][0])')
 "$BIN/asgan-probe" info "$SHIPPED" >info.json
 "$BIN/asgan-train" --preset smoke --out smoke --no-progress >train.json
 SMOKE=$(ls smoke/ckpt-*.safetensors | tail -1)

@@ -211,7 +211,9 @@ def test_without_the_package_inception_says_how_to_install_it(monkeypatch):
 @packaged
 def test_quality_inception_records_provenance(tmp_path, capsys):
     out = tmp_path / "q.json"
-    ckpt = ROOT / "checkpoints/shipped/mnist10k/baseline/seed0/ckpt-001400.safetensors"
+    from probes.study.arms import shipped_runs
+
+    ckpt = shipped_runs("mnist10k")["baseline"][0]  # wherever the study's manifest has it
     code, _, err = run_cli(main, ["quality", str(ckpt), "--inception", "--n", "6", "--k", "2",
                                   "--kid-subsets", "2", "--kid-subset-size", "3",
                                   "--out", str(out)], capsys)
