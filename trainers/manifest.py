@@ -177,12 +177,3 @@ def study_progress(group: str, study: str = "v2",
     return {arm: {"planned": list(a["seeds"]),
                   "shipped": [s for s in a["seeds"] if (arm, s) in have]}
             for arm, a in g["arms"].items()}
-
-
-def study_complete(group: str, study: str = "v2",
-                   entries: dict[str, dict[str, Any]] | None = None) -> bool:
-    """Whether every run the ``study``'s PLAN.json lists for ``group`` (each planned arm and
-    seed, at the planned steps) has a snapshot entry in the manifest. False when the plan is
-    not shipped or does not name the group; the plan file itself is SHA-256 checked."""
-    progress = study_progress(group, study, entries)
-    return bool(progress) and all(p["planned"] == p["shipped"] for p in progress.values())
