@@ -81,6 +81,12 @@ def _child(argv: list[str], stall_at_write: int = 0, marker: str = "",
     until the file ``go`` exists: a run that is known to be mid-training, holding its lock."""
     # the parent's sys.stdout/err may be pytest's in-memory capture: use real files
     sys.stdout, sys.stderr = open(os.devnull, "w"), open(stderr, "w", buffering=1)  # noqa: SIM115
+    if signal_at is not None:
+        # a pytest started in the background by a non-interactive shell (`pytest &`, nohup)
+        # inherits SIGINT ignored, and the trainer rightly leaves an ignored signal ignored:
+        # give the child Python's default so the test measures the trainer, not the shell
+        signal.signal(signal_at[1], signal.default_int_handler
+                      if signal_at[1] == signal.SIGINT else signal.SIG_DFL)
     real_latents, real_fsync, writes = loop.latents, os.fsync, [0]
 
     def slow_latents(cfg, n, *keys):
@@ -682,3 +688,27 @@ def test_build_into_removes_what_a_killed_or_earlier_build_left(tmp_path):
                                                          "report.md"]
     finally:
         os.close(held)
+
+
+def test_a_signal_the_parent_ignored_stays_ignored_and_handlers_come_back():
+    """nohup / `cmd &` hand the trainer SIGINT ignored: StopSignals must not turn it back on
+    (a stray Ctrl-C to the shell would stop a run the user detached), and on exit every
+    handler is what it was before."""
+    from trainers.faults import StopSignals
+
+    before = {s: signal.getsignal(s) for s in StopSignals.SIGNALS}
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with StopSignals() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == stop._handle
+            signal.raise_signal(signal.SIGINT)  # ignored: no stop requested
+            assert stop.signum is None
+            signal.raise_signal(signal.SIGTERM)  # the first one only sets the flag
+            assert stop.signum == signal.SIGTERM
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
