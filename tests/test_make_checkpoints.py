@@ -258,3 +258,29 @@ def test_an_interrupted_run_resumes_and_keeps_its_start_facts(out_root, monkeypa
     assert [(r["from_step"], r["code_commit"]) for r in e["resumed"]] == [(step, "b" * 40)]
     _, meta = read_checkpoint(out_root / mc.ship_rels(run, groups)[-1])
     assert meta["step"] == 400
+
+
+def test_code_state_names_each_uncommitted_training_file_whole(tmp_path, monkeypatch):
+    # " M path" (modified, not staged) starts with a blank: the first path listed lost its
+    # first letter when the porcelain output was stripped as a whole
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "trainers").mkdir()
+    for f in ("scripts/make_checkpoints.py", "trainers/manifest.py", "notes.txt"):
+        (tmp_path / f).write_text("a\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    monkeypatch.setattr(mc, "CODE_ROOT", tmp_path)
+    assert mc.code_state()["code_dirty"] == []
+    for f in ("scripts/make_checkpoints.py", "trainers/manifest.py", "notes.txt"):
+        (tmp_path / f).write_text("b\n")
+    (tmp_path / "trainers" / "new.py").write_text("c\n")
+    state = mc.code_state()
+    assert state["code_dirty"] == ["scripts/make_checkpoints.py", "trainers/manifest.py",
+                                   "trainers/new.py"]
+    assert re.fullmatch(r"[0-9a-f]{40}", state["code_commit"])
