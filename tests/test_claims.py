@@ -143,9 +143,16 @@ def test_claims_registered_before_the_code_that_trained_are_primary(repo):
     assert r["primary_allowed"] and r["reason"] == ""
     assert r["claims_commit"] == registered and r["checkpoints"] == 2
     assert r["code_commits"] == sorted([trained[:7], registered])
+    assert r["code_dirty"] == {}
     # a recorded start time after the claims' commit is fine too
     ok = registration(claims, [_entry(trained, started_utc="2030-01-03T12:00:00Z")])
     assert ok["primary_allowed"]
+    # a run started with uncommitted training code is named (disclosed), not refused
+    dirty = registration(claims, [_entry(trained, code_dirty=["trainers/manifest.py"]),
+                                  _entry(trained, arm="asgan-eps0.5")])
+    assert dirty["primary_allowed"]
+    assert dirty["code_dirty"] == {
+        "checkpoints/shipped/mnist10k/baseline/seed0/ckpt.safetensors": ["trainers/manifest.py"]}
 
 
 @needs_git
@@ -243,6 +250,14 @@ def test_claims_markdown_primary_table_first_then_exploratory(tmp_path):
     explo = md[exploratory_at:].split("How to read")[0]
     assert "held" not in explo and "8/8" in explo
     assert "2^-n" in md and "Holm" in md
+    assert "uncommitted" not in md
+    dirty = dict(ALLOWED, code_dirty={
+        "checkpoints/shipped/v2/mnist10k/baseline/seed4/ckpt-003500.safetensors":
+            ["scripts/make_checkpoints.py", "trainers/manifest.py"]})
+    md = claims_markdown(_tables(), _claims(tmp_path), dirty)
+    assert ("1 of them started with uncommitted changes to the training code "
+            "(`scripts/make_checkpoints.py`, `trainers/manifest.py`") in md
+    assert "`mnist10k/baseline/seed4`" in md
 
 
 def test_claims_markdown_refuses_verdicts_when_not_registered(tmp_path):

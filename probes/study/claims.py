@@ -144,8 +144,10 @@ def registration(path: str | Path, entries: Mapping[str, Mapping] | Iterable[Map
     Returns:
         ``{"claims_commit": full hash of the file's last commit (``git log -1 --format=%H``) or
         "unknown", "code_commits": sorted ``code_commit`` values of the judged checkpoints,
-        "checkpoints": how many were judged, "primary_allowed": bool, "reason": one line, ""
-        when allowed}``.
+        "checkpoints": how many were judged, "code_dirty": ``{path: [files]}`` of the judged
+        checkpoints whose run started with uncommitted training code (disclosed, not a
+        reason to refuse: the rule is about the claims file), "primary_allowed": bool,
+        "reason": one line, "" when allowed}``.
     """
     path = Path(path).resolve()
     claims = load_claims(path) if claims is None else claims
@@ -153,8 +155,9 @@ def registration(path: str | Path, entries: Mapping[str, Mapping] | Iterable[Map
     rows = list(entries.values()) if isinstance(entries, Mapping) else list(entries)
     judged = [e for e in rows if (e.get("group"), e.get("arm")) in judged_pairs]
     commits = sorted({str(e.get("code_commit") or "unknown") for e in judged})
+    dirty = {str(e.get("path")): list(e["code_dirty"]) for e in judged if e.get("code_dirty")}
     out = {"claims_commit": "unknown", "code_commits": commits, "checkpoints": len(judged),
-           "primary_allowed": False, "reason": ""}
+           "code_dirty": dict(sorted(dirty.items())), "primary_allowed": False, "reason": ""}
     where = path.parent
     if _git(where, "rev-parse", "--show-toplevel") is None:
         out["reason"] = (f"git is not available or {where} is not in a git repository: "
@@ -312,6 +315,14 @@ def claims_markdown(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
              f"`{registration['claims_commit']}`; the {registration['checkpoints']} "
              "checkpoints they judge were trained by code at "
              + (", ".join(f"`{k}`" for k in registration["code_commits"]) or "(none)") + "."]
+    dirty = registration.get("code_dirty") or {}
+    if dirty:
+        files = sorted({f for fs in dirty.values() for f in fs})
+        lines.append(f"{len(dirty)} of them started with uncommitted changes to the training "
+                     f"code ({', '.join(f'`{f}`' for f in files)}; `code_dirty` in "
+                     "`checkpoints/MANIFEST.json`): "
+                     # the run, group/arm/seed, from .../<group>/<arm>/seed<k>/ckpt-*.safetensors
+                     + ", ".join(f"`{'/'.join(Path(p).parts[-4:-1])}`" for p in dirty) + ".")
     missing = [r for r in prim if r["n_planned"] is not None and r["n"] < r["n_planned"]]
     if registration["primary_allowed"] and missing:
         lines.append(f"**The primary verdicts are pending**: {len(missing)} of the {m} "
