@@ -99,5 +99,19 @@ def test_study_report_regenerates_every_figure(tmp_path):
     done = all(progress[c["group"]][arm]["shipped"] == progress[c["group"]][arm]["planned"]
                for c in primary for arm in (c["a"], c["b"]))
     assert ("primary claims held**" if done else "The primary verdicts are pending") in md
+    complete = all(p["shipped"] == p["planned"] for g in GROUPS
+                   for p in study_progress(g).values())
+    assert ("study v2 is complete" in md) == complete
     assert "No claim is judged as primary" not in md
     assert "VEEGAN" in md and "PacGAN" in md and "probe mode" in md
+
+
+def test_which_runs_line_says_complete_only_when_every_planned_run_is_measured():
+    from probes.study.report import _v2_state
+
+    planned = {("mnist10k", "baseline"): [0, 1], ("ring8", "baseline"): [0]}
+    full = {"mnist10k": {"baseline": {0: {}, 1: {}}}, "ring8": {"baseline": {0: {}}}}
+    assert _v2_state({"planned": planned, "tables": full}).startswith("is complete")
+    short = {"mnist10k": {"baseline": {0: {}}}, "ring8": {"baseline": {0: {}}}}
+    assert _v2_state({"planned": planned, "tables": short}) == "is being regenerated"
+    assert _v2_state({"planned": planned, "tables": {}}) == "is being regenerated"

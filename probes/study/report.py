@@ -190,9 +190,9 @@ def protocol_lines(tables: dict, *, n_quality: int, basis: dict | None = None) -
     return [
         "- **Scale**: CPU scale, not the paper's. " + "; ".join(
             facts(g) for g in GROUPS if g in tables) + ".",
-        *(["- **Which runs**: the study is being regenerated (study v2, issue 15: nets that "
-           "learn, 8 seeds for the arms of the primary claims, claims registered before the "
-           "runs; plan in `checkpoints/shipped/v2/PLAN.json`, `checkpoints/README.md`)."]
+        *([f"- **Which runs**: study v2 {_v2_state(basis)} (issue 15: nets that learn, 8 "
+           "seeds for the arms of the primary claims, claims registered before the runs; plan "
+           "in `checkpoints/shipped/v2/PLAN.json`, `checkpoints/README.md`)."]
           + progress_lines(basis) if basis else []),
         "- **Pairing**: arms share the seed, hence G/D initialisation, data order and latents; "
         "every comparison is a per-seed difference (tests and their limits below the claims "
@@ -215,6 +215,15 @@ def protocol_lines(tables: dict, *, n_quality: int, basis: dict | None = None) -
         "held-out part where the checkpoint records a split, else all of the data (the "
         "shipped runs before the split was introduced trained on all of it).",
     ]
+
+
+def _v2_state(basis: dict) -> str:
+    """"is complete" when every run study v2's plan names is measured here, else "is being
+    regenerated" (``basis``: :func:`claims_basis`)."""
+    done = all(set(seeds) <= set(basis["tables"].get(g, {}).get(arm, {}))
+               for (g, arm), seeds in basis["planned"].items())
+    return "is complete: every planned run is trained and measured" if done \
+        else "is being regenerated"
 
 
 def claims_basis(tables: dict, studies: dict[str, str]) -> dict[str, Any]:
