@@ -310,14 +310,12 @@ def test_config_eps_units_and_legacy_configs():
 
 
 def test_shipped_2d_checkpoints_load_and_say_their_unit():
-    from pathlib import Path
-
+    from probes.study.arms import shipped_runs
     from trainers.checkpoint import load_checkpoint
 
-    root = Path(__file__).resolve().parents[1] / "checkpoints" / "shipped" / "ring8"
-    path = next(iter(sorted(root.glob("*/seed0/ckpt-*.safetensors"))), None)
-    if path is None:
-        pytest.skip("no shipped ring8 checkpoint")
+    # through the manifest: the folder layout changed with study v2 (a glob on the v1 folder
+    # found nothing once v1 was retired, and the test skipped itself)
+    path = shipped_runs("ring8")["baseline"][0]
     _, _, meta = load_checkpoint(path)
     u = eps_units_of(meta)
     assert u["recorded"] == ("eps_unit" in meta)
