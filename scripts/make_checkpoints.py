@@ -258,21 +258,18 @@ def est_bytes(run: Run, groups=None, header: int = 4608) -> int:
 # ---- git facts, taken when a run starts
 
 
-def _git(*args: str, strip: bool = True) -> str:
+def _git(*args: str) -> str:
     res = subprocess.run(["git", "-C", str(CODE_ROOT), *args], capture_output=True, text=True)
-    if res.returncode != 0:
-        return ""
-    return res.stdout.strip() if strip else res.stdout
+    # trailing newline only: a leading blank is data (porcelain's " M path" status column)
+    return res.stdout.rstrip() if res.returncode == 0 else ""
 
 
 def code_state() -> dict[str, Any]:
     """``{"code_commit": HEAD (40 hex, "unknown" without git), "code_dirty": [paths]}``: the
     training code's uncommitted changes (trainers/, this script, pyproject.toml) at this
     moment; other agents' edits elsewhere do not change what trains."""
-    # unstripped: each porcelain line is "XY path", and a leading blank of the first line
-    # (" M" = modified, not staged) is part of its 3-character prefix
     dirty = _git("status", "--porcelain", "--", "trainers", "scripts/make_checkpoints.py",
-                 "pyproject.toml", strip=False)
+                 "pyproject.toml")
     return {"code_commit": _git("rev-parse", "HEAD") or "unknown",
             "code_dirty": sorted(line[3:] for line in dirty.splitlines() if line.strip())}
 
