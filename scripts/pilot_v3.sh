@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Study v3 pilot (issue 23, item 2; NOT judged): under which stress settings does the mnist10k
+# baseline collapse or diverge? baseline and AS-GAN 0.5/255, seeds 0-1, the v2 net (width 24,
+# 3,500 iterations, train split), a snapshot every 500 iterations for FD-against-iteration.
+# Settings (v2's default is lr 2e-4 for both nets, Adam beta1 0.5):
+#   lr1e-3   lr 1e-3 for both nets
+#   beta0.9  Adam beta1 0.9
+#   dlr4x    D lr 8e-4 (4x G's 2e-4)
+# Resumable: a finished run (ckpt-003500) is skipped, a started one resumes. Runs go two at a
+# time, one thread each, at nice 19. A run that stops on a non-finite loss is an outcome
+# (divergence), not an error: its exit status is recorded in <run>/exit.txt.
+#   bash scripts/pilot_v3.sh            # train what is missing
+#   JOBS=1 bash scripts/pilot_v3.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/pilot-v3}
+JOBS=${JOBS:-2}
+STEPS=3500
+declare -A SETTING=(
+  [lr1e-3]="--lr-g 1e-3 --lr-d 1e-3"
+  [beta0.9]="--beta1 0.9"
+  [dlr4x]="--lr-d 8e-4"
+)
+declare -A ARM=(
+  [baseline]="--trainer baseline"
+  [asgan-eps0.5]="--trainer asgan --eps 0.5/255"
+)
+one() {  # one run: <setting> <arm> <seed> <options...>
+  local name="$1/$2/seed$3" dir="$OUT/$1/$2/seed$3"; shift 3
+  if [ -f "$dir/ckpt-$(printf %06d $STEPS).safetensors" ] || [ -f "$dir/exit.txt" ]; then
+    return 0
+  fi
+  local cmd=(.venv/bin/asgan-train --preset mnist10k-dcgan --width 24 --steps $STEPS --split train
+             --snapshot-every 500 --sample-every 1750 --log-every 50 --tensorboard false
+             --no-progress "$@" --out "$dir")
+  if compgen -G "$dir/ckpt-*.safetensors" > /dev/null; then
+    cmd=(.venv/bin/asgan-train --resume "$dir" --steps $STEPS --no-progress)
+  fi
+  mkdir -p "$dir"
+  echo "$(date -u +%FT%TZ) start $name: ${cmd[*]}"
+  OMP_NUM_THREADS=1 nice -n 19 "${cmd[@]}" >> "$dir.log" 2>&1
+  local rc=$?
+  # 143: stopped by SIGTERM (resumes next time); anything else non-zero is the run's outcome
+  if [ $rc -ne 0 ] && [ $rc -ne 143 ]; then echo "$rc" > "$dir/exit.txt"; fi
+  echo "$(date -u +%FT%TZ) end $name rc=$rc"
+}
+export -f one; export OUT STEPS
+for seed in 0 1; do for s in lr1e-3 beta0.9 dlr4x; do for a in baseline asgan-eps0.5; do
+  echo "$s $a $seed ${ARM[$a]} ${SETTING[$s]}"
+done; done; done | xargs -P "$JOBS" -L 1 bash -c 'one "$@"' _
