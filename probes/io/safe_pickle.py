@@ -121,8 +121,9 @@ def _rebuild_from_type_v2(func, new_type, args, state):
         return torch.nn.Parameter(t, requires_grad=t.requires_grad)
     if new_type is torch.Tensor:
         return t
-    raise UserError(f"refusing to load: a tensor of type {getattr(new_type, 'global_name', new_type)}"
-                    " (only torch.Tensor and nn.Parameter are read)")
+    kind = getattr(new_type, "global_name", new_type)
+    raise UserError(f"refusing to load: a tensor of type {kind} (only torch.Tensor and "
+                    "nn.Parameter are read)")
 
 
 def _load_from_bytes(b: bytes):
