@@ -9,8 +9,13 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from probes.core.fidelity import (fidelity, ideal_direction, kde_log_density,
-                                  mixture_log_density, select_bandwidth)
+from probes.core.fidelity import (
+    fidelity,
+    ideal_direction,
+    kde_log_density,
+    mixture_log_density,
+    select_bandwidth,
+)
 
 
 def _gauss(n: int, mean, std: float, seed: int) -> torch.Tensor:
@@ -108,3 +113,48 @@ def test_fidelity_analytic_cases():
     torch.testing.assert_close(r["cos"][:3], torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64))
     torch.testing.assert_close(r["noise"][:3], torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
     assert torch.isnan(r["cos"][3]) and torch.isnan(r["noise"][3])
+
+
+def _shipped(group: str, arm: str, seed: int = 0) -> str:
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = json.loads((root / "checkpoints" / "MANIFEST.json").read_text())["files"]
+    keys = files if isinstance(files, dict) else [e["path"] for e in files]
+    hit = sorted(k for k in keys if f"/{group}/{arm}/seed{seed}/" in k and k.endswith(
+        ".safetensors"))
+    if not hit:
+        pytest.fail(f"no shipped {group}/{arm}/seed{seed} checkpoint in the manifest")
+    return str(root / hit[-1])
+
+
+def test_cli_on_a_shipped_ring8_checkpoint_is_seeded_and_bounded(tmp_path):
+    import json
+
+    from probes.cli import main
+
+    ckpt = _shipped("ring8", "baseline")
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"f{k}.json"
+        assert main(["fidelity", ckpt, "--n", "64", "--n-kde", "800", "--seed", "3",
+                     "--per-sample", "--out", str(out)]) == 0
+        outs.append(json.loads(out.read_text()))
+    assert outs[0] == outs[1]  # reproducible from the seed
+    row = outs[0]["checkpoints"][0]
+    cos = np.array(row["per_sample"]["cos"], dtype=float)
+    noise = np.array(row["per_sample"]["noise"], dtype=float)
+    assert len(cos) == 64 and np.all(np.abs(cos[np.isfinite(cos)]) <= 1)
+    np.testing.assert_allclose(noise, 1 - cos ** 2, equal_nan=True)
+    s = row["summary"]["cos"]
+    assert -1 <= s["ci_low"] <= s["mean"] <= s["ci_high"] <= 1
+    assert row["bandwidth"] > 0 and row["mode"] == "eval"
+
+
+def test_cli_refuses_image_checkpoints_in_one_line(capsys):
+    from probes.cli import main
+
+    assert main(["fidelity", _shipped("mnist10k", "baseline"), "--n", "8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ring8 or grid25" in err[0]
