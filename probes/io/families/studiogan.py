@@ -247,7 +247,17 @@ def sniff(path: Path) -> str | None:
 
 def _load(path: Path) -> dict:
     what = str(path)
+    if not path.is_file():
+        raise UserError(f"{what}: no such file")
     if not safe_pickle.is_torch_zip(path):
+        try:
+            with path.open("rb") as f:
+                head = f.read(4)
+        except OSError:
+            head = b""
+        if head.startswith(b"PK"):
+            raise UserError(f"{what}: a damaged or truncated zip file; copy the checkpoint "
+                            "again")
         raise UserError(f"{what}: not a StudioGAN checkpoint (expected a torch.save zip file "
                         "model=D-*-weights-step=N.pth; legacy pre-1.6 torch files: re-save "
                         "with torch >= 1.6)")
