@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -213,8 +214,16 @@ def test_last_label_is_accepted():
 # ------------------------------------------------------------------ malformed and malicious
 
 
+def _contents(name: str) -> dict:
+    """A fixture file's dict, read without running it (safe_pickle's TypedStorage warning
+    is torch's, not ours)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return safe_pickle.load_torch_zip(_file(name))
+
+
 def _resave(tmp_path: Path, name: str, edit) -> Path:
-    obj = safe_pickle.load_torch_zip(_file(name))
+    obj = _contents(name)
     edit(obj["state_dict"])
     path = tmp_path / "model=D-current-weights-step=1.pth"
     torch.save(obj, path)
@@ -265,7 +274,7 @@ class _Payload:
 @pytest.mark.parametrize("zipped", [True, False])
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path, zipped):
     marker = tmp_path / "pwned"
-    obj = safe_pickle.load_torch_zip(_file("sngan"))
+    obj = _contents("sngan")
     obj["best_fid"] = _Payload(marker)
     path = tmp_path / "model=D-best-weights-step=302.pth"
     if zipped:
