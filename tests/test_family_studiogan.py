@@ -114,7 +114,8 @@ def test_desc(name):
     assert desc["upstream"]["repo"] == "POSTECH-CVLab/PyTorch-StudioGAN"
     assert kw["apply_d_sn"] is sn and kw["apply_attn"] is attn and kw["d_cond_mtd"] == mtd
     assert kw["attn_d_loc"] == ([1] if attn else ["N/A"])
-    assert kw["num_classes"] == (10 if mtd != "W/O" else None)
+    assert kw["num_classes"] == (10 if mtd == "PD" else None)
+    assert desc["extra"]["head_classes"] == (10 if mtd != "W/O" else None)
     assert kw["d_conv_dim"] == (None if name.startswith("dcgan") else 4)
     assert desc["extra"]["architecture"] == ("deep_conv" if name.startswith("dcgan")
                                              else "resnet")

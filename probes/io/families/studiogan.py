@@ -20,7 +20,9 @@ inferred from the ``state_dict`` keys and shapes:
   (projection: ``embedding`` of ``(num_classes, F)``, the logit gets ``<embed(y), h>``);
   ``AC`` / ``2C`` / ``D2DCE`` (a ``linear2`` classifier or embedding head beside an
   adversarial ``linear1`` that never reads the class: the adversarial logit is unconditional
-  here and the extra heads, like InfoGAN's Q heads, are recorded in ``extra`` and dropped).
+  here and the extra heads, like InfoGAN's Q heads and TAC's ``*_mi``, are recorded in
+  ``extra`` and dropped; ``extra.head_classes`` counts the class head's rows, which ADC
+  doubles). ``2C`` and ``D2DCE`` share one D and are reported as ``2C/D2DCE``.
   ``MH`` / ``MD`` (``linear1`` with several outputs) are refused: the file cannot tell them
   apart and their logit is not one number per image.
 
@@ -484,7 +486,8 @@ def read(path: Path, *, label: int | None = None) -> tuple[nn.Module, dict]:
                 "apply_attn": bool(attn),
                 "attn_d_loc": attn or ["N/A"],
                 "d_cond_mtd": spec["d_cond_mtd"],
-                "num_classes": spec["classes"],
+                "num_classes": spec["num_classes"],  # PD only: an AC/2C head's rows are
+                # 2 x num_classes under ADC, which the tensors cannot tell (extra.head_classes)
                 "d_conv_dim": (None if spec["arch"] == "deep_conv" else
                                spec["kinds"][0][2] // (2 if spec["resolution"] == 32 else 1)),
             },
