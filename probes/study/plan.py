@@ -343,7 +343,7 @@ def load_plan(path: str | Path, root: str | Path | None = None, *,
     tiers = data["tiers"]
     if not isinstance(tiers, list) or not tiers:
         raise ck.fail(("tiers",), "tiers must be a non-empty array of [[tiers]] tables")
-    for i, t in enumerate(tiers):
+    for t in tiers:
         ck.table(t, ("tiers",), ("name", "runs"), required=("name", "runs"))
         ck.text_value(t["name"], ("tiers", "name"))
         if not isinstance(t["runs"], list) or not t["runs"]:
