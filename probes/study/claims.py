@@ -237,10 +237,11 @@ def evaluate_claims(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
         planned: ``{(group, arm): planned seeds}`` (the study's PLAN.json), or None (no plan:
             judge whatever seeds there are). A claim with ``seeds`` (a plan's claims,
             :meth:`probes.study.plan.Plan.claims`) is judged on exactly those seeds, whatever
-            others are measured, and its ``n_planned`` is their number. While any primary claim has fewer seed pairs
-            than its plan gives it, every primary verdict is ``"pending"``: the family is
-            judged once, at the registered number of seeds, never at a number chosen by
-            looking (no optional stopping); the interim numbers are still shown.
+            others are measured, and its ``n_planned`` is their number. While any primary
+            claim has fewer seed pairs than its plan gives it, every primary verdict is
+            ``"pending"``: the family is judged once, at the registered number of seeds,
+            never at a number chosen by looking (no optional stopping); the interim numbers
+            are still shown.
 
     Returns:
         ``{"primary": [...], "exploratory": [...]}``, rows in file order: the claim's fields,
