@@ -108,7 +108,7 @@ def detect_format(path: str | Path) -> str:
     from probes.io.safe_pickle import unexpected_globals
 
     try:
-        bad = unexpected_globals(path)
+        bad = [g for g in unexpected_globals(path) if not g.startswith("<")]  # not "<unreadable>"
     except Exception:  # noqa: BLE001 - the scan is a courtesy for the message
         bad = []
     if bad:

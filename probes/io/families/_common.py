@@ -122,12 +122,15 @@ def _check_zip(path: Path) -> bool:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
         raise UserError(f"{path} is a corrupt or truncated torch.save zip") from None
     size = path.stat().st_size
+    script = any("/code/" in i.filename or i.filename.endswith("constants.pkl") for i in infos)
     for info in infos:
+        if script and not (info.filename.endswith("/data.pkl") or "/data/" in info.filename):
+            continue  # TorchScript deflates its program, which is never read here
         if info.compress_type != zipfile.ZIP_STORED or info.file_size > size:
             raise UserError(f"{path}: zip entry {info.filename[:60]!r} is compressed or larger "
                             "than the file, which torch.save never writes; refusing it (a zip "
                             "bomb?)")
-    return any("/code/" in i.filename or i.filename.endswith("constants.pkl") for i in infos)
+    return script
 
 
 def is_tensor_dict(obj: Any) -> bool:
