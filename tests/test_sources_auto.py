@@ -111,6 +111,16 @@ def test_auto_reads_an_asgan_checkpoint_and_a_torchscript_archive_without_runnin
         assert G is not None and meta["step"] == 3
         with pytest.raises(UserError, match="foreign formats only"):
             load(ckpt, label=1)
+        # its record stripped: the checkpoint reader says why, auto never reads its D silently
+        from safetensors.torch import load_file, save_file
+
+        bare = tmp_path / "stripped.safetensors"
+        save_file(load_file(ckpt), str(bare))
+        assert detect_format(bare) == "asgan"
+        with pytest.raises(UserError) as err:
+            load(bare)
+        assert "\n" not in str(err.value)
+        assert load(bare, format="state-dict")[2]["d_spec"]["arch"] == "dcgan"
     script = tmp_path / "d_scripted.pt"
     torch.jit.save(torch.jit.trace(D0, _x((1, 28, 28))), script)
     assert detect_format(script) == "state-dict"

@@ -146,9 +146,14 @@ def input_shape(spec: dict) -> list[int]:
 
 
 def sniff(path: Path) -> str | None:
-    """``"state-dict"`` when the file's tensors are one of our D's (inferred, shapes fit)."""
+    """``"state-dict"`` when the file's tensors are one of our D's (inferred, shapes fit).
+    Not for a file that also holds G tensors: that is an asgan-probe checkpoint whose record
+    did not read, for the checkpoint reader to say why (``--format state-dict`` takes its D)."""
     try:
-        sd = _state_dict(read_object(path), path)
+        obj = read_object(path)
+        if isinstance(obj, dict) and any(str(k).startswith("G.") for k in obj):
+            return None
+        sd = _state_dict(obj, path)
         spec = infer_spec(sd)
         _build(spec, sd, path, f"{spec['arch']} D")
         return "state-dict"
