@@ -105,10 +105,12 @@ def detect_format(path: str | Path) -> str:
         found = detect(path)
     if found is not None:
         return found[1]
+    from probes.io.families import modules
     from probes.io.safe_pickle import unexpected_globals
 
+    stubs = [pattern for mod in modules() for pattern in mod.STUBS]  # a family's own classes
     try:
-        bad = [g for g in unexpected_globals(path) if not g.startswith("<")]  # not "<unreadable>"
+        bad = [g for g in unexpected_globals(path, stubs=stubs) if not g.startswith("<")]
     except Exception:  # noqa: BLE001 - the scan is a courtesy for the message
         bad = []
     if bad:
