@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from probes.io.checkpoints import group_size, pixel_range
+from probes.io.checkpoints import facts, group_size, pixel_range
 from trainers.errors import UserError
 
 DEFAULT_EPS = (0, 0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
@@ -54,21 +54,14 @@ def labels_for(paths: Sequence[str]) -> list[str]:
 
 def samples(G, meta: dict[str, Any], population: str, *, n: int, seed: int, device="cpu",
             data: str | None = None, data_root: str | None = None, reals: str | None = None,
-            foreign: bool = False):
+            fakes: str | None = None):
     """``(x, reference)`` for one checkpoint and population (:func:`probes.io.sources.
-    probe_inputs`); foreign reals are mapped into the range D takes."""
-    from probes.io.sources import dataset_for, probe_inputs, to_pixel_range
+    probe_inputs`: a foreign D's reals mapped into its range, fakes from the ``fakes``
+    folder when given)."""
+    from probes.io.sources import probe_inputs
 
-    x, ref = probe_inputs(meta, G, population=population, n=n, seed=seed, device=device,
-                          data=data, data_root=data_root, part=reals)
-    if foreign and population == "real":  # our checkpoints record their data's range as theirs
-        src = tuple(dataset_for(meta, data=data, data_root=data_root).pixel_range)
-        x, ref = (to_pixel_range(t, src, pixel_range(meta)) for t in (x, ref))
-    shape = meta.get("data", {}).get("shape")
-    if shape and list(x.shape[1:]) != list(shape):
-        raise UserError(f"the samples have shape {list(x.shape[1:])} but D takes {shape}: pick "
-                        "matching --data (and resolution)")
-    return x, ref
+    return probe_inputs(meta, G, population=population, n=n, seed=seed, device=device,
+                        data=data, data_root=data_root, part=reals, fakes_dir=fakes)
 
 
 def _transfer_targets(path, meta, label, targets) -> dict[str, tuple[str, Any]]:
@@ -105,7 +98,9 @@ def attack(
     data: str | None = None,
     data_root: str | None = None,
     reals: str | None = None,
-    format: str = "asgan",
+    format: str = "auto",
+    label: int | None = None,
+    fakes: str | None = None,
     arch: str | None = None,
     arch_kwargs: dict[str, Any] | None = None,
     foreign_range: tuple[float, float] | None = None,
@@ -133,6 +128,10 @@ def attack(
             ``[0, eps_max]`` (default: the largest eps, or 8/255) for fgsm/bim.
         reals: which reals (``--reals``: held-out, train or all; default the held-out part
             when the checkpoint records a split).
+        format, label: how to read the files (:func:`probes.io.sources.load`: default auto;
+            the class bound for a conditional D).
+        fakes: a folder of generated images, the fakes instead of G's (a discriminator file
+            has no G: without it only ``populations=("real",)`` works for one).
         Others: as in :func:`probes.core.sweep.attack_sweep` and :func:`probes.io.sources.load`.
 
     Returns:
@@ -147,14 +146,14 @@ def attack(
     eps_max = eps_max if eps_max is not None else (max(eps) or 8 / 255)
 
     def _load(path):
-        return load(path, device=dev, format=format, arch=arch, arch_kwargs=arch_kwargs,
-                    pixel_range=foreign_range)
+        return load(path, device=dev, format=format, label=label, arch=arch,
+                    arch_kwargs=arch_kwargs, pixel_range=foreign_range)
 
     sources = [_load(p) for p in paths]
     for path, (G, _, _) in zip(paths, sources):
-        if G is None and "fake" in populations:
-            raise UserError(f"{path} is a foreign discriminator with no generator: use "
-                            "--population real")
+        if G is None and "fake" in populations and fakes is None:
+            raise UserError(f"{path} is a discriminator file with no generator: name a folder "
+                            "of generated images with --fakes DIR, or use --population real")
     names = labels_for(list(paths) + list(transfer_to))
     targets = list(zip(transfer_to, names[len(paths):], [_load(p) for p in transfer_to]))
     crafters = {m: crafter(m, seed=seed, steps=steps, foolbox_kwargs=foolbox_kwargs)
@@ -168,10 +167,14 @@ def attack(
         scale = None if units["unit"] == "pixel" else units["scale"]
         transfer = _transfer_targets(path, meta, label, targets)
         info = {"checkpoint": str(path), "label": label, "eps_unit": units["text"]}
+        if "family" in meta:  # a discriminator file: which family, reduction and class
+            info.update({k: v for k, v in facts(meta, path).items()
+                         if k in ("format", "family", "reduction", "class_label")})
         for pop in populations:
             x, ref = samples(G, meta, pop, n=n, seed=seed, device=dev, data=data,
-                             data_root=data_root, reals=reals, foreign=format != "asgan")
-            inputs = {"reals": real_split(meta, reals, data=data) if pop == "real" else None}
+                             data_root=data_root, reals=reals, fakes=fakes)
+            inputs = {"reals": real_split(meta, reals, data=data) if pop == "real" else None,
+                      **({"fakes": str(fakes)} if pop == "fake" and fakes else {})}
             for method in methods:
                 recs = attack_sweep(
                     D, x, eps=eps, population=pop, method=crafters[method], steps=steps,
@@ -195,7 +198,7 @@ def attack(
                     min_rows.append({**info, **inputs, **out})
     settings = {"eps": list(eps), "methods": list(methods), "populations": list(populations),
                 "n": n, "steps": steps, "step_size": step_size, "random_start": random_start,
-                "mode": mode, "seed": seed, "format": format,
+                "mode": mode, "seed": seed, "format": format, "label": label,
                 "checkpoints": [str(p) for p in paths],
                 "transfer_to": [str(p) for p in transfer_to]}
     result = {"command": "attack", "settings": settings, "records": records}

@@ -104,14 +104,18 @@ def random_d(meta: dict[str, Any], seed: int, device) -> nn.Module:
 
 def load_entries(paths: Sequence[str], *, population: str, n: int, seed: int, device,
                  fakes_from: str = "own", random_reference: bool = False,
-                 reals: str | None = None) -> list[dict[str, Any]]:
+                 reals: str | None = None, data: str | None = None,
+                 data_root: str | None = None, format: str = "auto",
+                 label: int | None = None, fakes: str | None = None) -> list[dict[str, Any]]:
     """Checkpoints with their inputs: ``{"G", "D", "meta", "info", "label", "x",
-    "reference"}``. Reals (and ``fakes_from="first"``) are the same samples for all."""
+    "reference"}``. Reals (and ``fakes_from="first"``, and the ``fakes`` folder) are the same
+    samples for all. ``data``/``data_root``: the reals (a discriminator file has no dataset);
+    ``format``/``label``: :func:`probes.io.sources.load`."""
     from probes.io.sources import load, probe_inputs
 
     entries = []
     for path in paths:
-        G, D, meta = load(path, device=device)
+        G, D, meta = load(path, device=device, format=format, label=label)
         info = facts(meta, path)
         entries.append({"G": G, "D": D, "meta": meta, "info": info, "label": info["label"]})
     shapes = {tuple(e["meta"].get("data", {}).get("shape", ())) for e in entries}
@@ -126,14 +130,13 @@ def load_entries(paths: Sequence[str], *, population: str, n: int, seed: int, de
                 "label": f"random-init D ({arch}, seed {seed})"}
         entries.append({"G": first["G"], "D": random_d(first["meta"], seed, device),
                         "meta": first["meta"], "info": info, "label": info["label"]})
-    shared = population == "real" or fakes_from == "first"
-    x0 = probe_inputs(first["meta"], first["G"], population=population, n=n, seed=seed,
-                      device=device, part=reals)
+    shared = population == "real" or fakes_from == "first" or fakes is not None
+    where = dict(population=population, n=n, seed=seed, device=device, part=reals, data=data,
+                 data_root=data_root, fakes_dir=fakes)
+    x0 = probe_inputs(first["meta"], first["G"], **where)
     for e in entries:
         own = not (shared or e is first or e["info"].get("reference"))
-        e["x"], e["reference"] = probe_inputs(e["meta"], e["G"], population=population, n=n,
-                                              seed=seed, device=device, part=reals
-                                              ) if own else x0
+        e["x"], e["reference"] = probe_inputs(e["meta"], e["G"], **where) if own else x0
     return entries
 
 
@@ -142,12 +145,15 @@ def gradients(paths: Sequence[str], *, population: str = "real", n: int = 512,
               fakes_from: str = "own", boot: int = 1000, random_reference: bool = False,
               hist: bool = False, hist_scale: str = "raw", hist_bins: int = HIST_BINS,
               keep: int = 0, seed: int = 0, device: str = "cpu", check_maps: bool = False,
-              reals: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+              reals: str | None = None, data: str | None = None, data_root: str | None = None,
+              format: str = "auto", label: int | None = None, fakes: str | None = None
+              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Sparsity and structure of each checkpoint's input gradient on the same inputs.
 
     ``reals``: which reals (``--reals``; default the held-out part when the checkpoint records
     a split). ``check_maps``: fail at once (before any work) if gradient maps were asked for
-    on points.
+    on points. ``data``, ``data_root``, ``format``, ``label``, ``fakes``: as in
+    :func:`load_entries` (a discriminator file: reals from ``data``, fakes from ``fakes``).
 
     Returns:
         ``(result, entries)``: the JSON-able result (per checkpoint: facts, mode, reference
@@ -163,7 +169,8 @@ def gradients(paths: Sequence[str], *, population: str = "real", n: int = 512,
 
     entries = load_entries(paths, population=population, n=n, seed=seed, device=device,
                            fakes_from=fakes_from, random_reference=random_reference,
-                           reals=reals)
+                           reals=reals, data=data, data_root=data_root, format=format,
+                           label=label, fakes=fakes)
     from probes.core.gradients import histogram_reducer
 
     first = entries[0]
@@ -179,7 +186,9 @@ def gradients(paths: Sequence[str], *, population: str = "real", n: int = 512,
                         "batch_sizes": res["batch_sizes"],
                         "reference_n": int(e["reference"].shape[0])
                         if res["mode"] == "frozen" else None,
-                        "reals": real_split(e["meta"], reals) if population == "real" else None,
+                        "reals": real_split(e["meta"], reals, data=data)
+                        if population == "real" else None,
+                        **({"fakes": str(fakes)} if population == "fake" and fakes else {}),
                         "logit_mean": float(res["logits"].double().mean()),
                         "measures": summarize(res["per_image"], n_boot=boot, seed=seed),
                         **({"histogram": histogram_record(res)} if edges is not None else {})})
