@@ -1,0 +1,264 @@
+"""BasicSR / Real-ESRGAN: the U-Net discriminator with spectral norm (``UNetDiscriminatorSN``).
+
+Upstream: ``xinntao/BasicSR`` ``basicsr/archs/discriminator_arch.py`` (from BasicSR 1.3.4; the
+same class first shipped in ``xinntao/Real-ESRGAN``'s ``realesrgan/archs``). Training saves
+``experiments/<name>/models/net_d_<iter>.pth`` = ``torch.save({'params': state_dict})``
+(``params_ema`` where an EMA copy is kept; a bare state_dict is accepted too). Layer facts,
+rebuilt here in plain torch with the file's names (``conv0`` .. ``conv9``):
+
+- ``conv0``: 3x3 conv ``num_in_ch -> num_feat`` with bias (no spectral norm);
+- ``conv1..3``: 4x4 stride-2 pad-1 convs, no bias, channels x2 each (``F -> 2F -> 4F -> 8F``);
+- ``conv4..6``: 3x3 convs halving the channels, each after a bilinear x2 upsampling
+  (``align_corners=False``); with ``skip_connection`` the outputs of conv4/5/6 get
+  ``x2``/``x1``/``x0`` added (the encoder features of the same side);
+- ``conv7``, ``conv8``: 3x3 ``F -> F``; ``conv9``: 3x3 ``F -> 1`` with bias (no spectral norm);
+- LeakyReLU(0.2) after every conv but conv9. Output: a per-pixel map ``(N, 1, H, W)``.
+
+Spectral norm is torch's hook style (``weight_orig``, ``weight_u``, ``weight_v``; the newer
+``parametrizations.weight.original/0._u/0._v`` names are mapped to it): the weight is
+``weight_orig / sigma``, ``sigma = u . (W v)`` from the *stored* u and v, the eval-mode maths of
+torch, with no power iteration (:class:`probes.io.authors.SpectralNormed`).
+
+``num_in_ch`` and ``num_feat`` come from the tensors. ``skip_connection`` has no tensors of its
+own, so it is read from the run's BasicSR options file when one sits beside ``models/``
+(``experiments/<name>/*.yml`` with ``network_d: {type: UNetDiscriminatorSN, skip_connection:
+...}``), else taken from the caller, else ``True``: every Real-ESRGAN option file sets it so.
+``extra`` says which source decided.
+
+Images are in **[0, 1]** (BasicSR's data pipeline); the side must be a multiple of 8 with skip
+connections (the encoder features are added after x2 upsampling). ``resolution`` is declared
+256, Real-ESRGAN's training crop (``gt_size``). Real-ESRGAN's GAN loss averages the per-pixel
+map, so the declared reduction is ``mean`` over positions. No BatchNorm, no coupling.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from probes.io.authors import SpectralNormed
+from probes.io.safe_pickle import is_torch_zip, load_torch_zip
+from trainers.errors import UserError
+
+NAMES: tuple[str, ...] = ("basicsr-unet",)
+FORMAT = ("BasicSR / Real-ESRGAN net_d_*.pth: torch.save({'params' | 'params_ema': state_dict}) "
+          "of UNetDiscriminatorSN (or a bare state_dict)")
+CHECKED = ("tensors and plain containers only; num_in_ch, num_feat from the tensors, "
+           "skip_connection from the run's options file or the caller; loaded strictly, "
+           "spectral-norm u, v as stored")
+COUPLING = "none (spectral norm with stored u, v; no BatchNorm)"
+STUBS: tuple[str, ...] = ()
+
+RESOLUTION = 256  # Real-ESRGAN's gt_size; any multiple of 8 works
+PARAM_KEYS = ("params", "params_ema")
+_SN_NEW = {"parametrizations.weight.original": "weight_orig",
+           "parametrizations.weight.0._u": "weight_u",
+           "parametrizations.weight.0._v": "weight_v"}
+_SNIFF_LOAD_LIMIT = 256 << 20  # bytes
+
+
+def _act(t: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(t, 0.2)
+
+
+def _up(t: torch.Tensor) -> torch.Tensor:
+    """x2 bilinear upsampling, as upstream (``align_corners=False``)."""
+    return F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+class UNetSN(nn.Module):
+    """x (N, num_in_ch, H, W) in [0, 1] -> per-pixel logits (N, 1, H, W) (module docstring)."""
+
+    def __init__(self, num_in_ch: int, num_feat: int, skip_connection: bool) -> None:
+        super().__init__()
+        f = num_feat
+        self.skip_connection = skip_connection
+        self.conv0 = nn.Conv2d(num_in_ch, f, 3, 1, 1)
+        for i, (c_in, c_out) in enumerate(((f, 2 * f), (2 * f, 4 * f), (4 * f, 8 * f)), 1):
+            setattr(self, f"conv{i}", SpectralNormed((c_out, c_in, 4, 4), bias=False, stride=2,
+                                                     padding=1))
+        for i, (c_in, c_out) in enumerate(((8 * f, 4 * f), (4 * f, 2 * f), (2 * f, f), (f, f),
+                                           (f, f)), 4):
+            setattr(self, f"conv{i}", SpectralNormed((c_out, c_in, 3, 3), bias=False, stride=1,
+                                                     padding=1))
+        self.conv9 = nn.Conv2d(f, 1, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.skip_connection and (x.shape[-1] % 8 or x.shape[-2] % 8):
+            raise UserError(f"a U-Net D with skip connections takes sides that are multiples "
+                            f"of 8, got {tuple(x.shape[-2:])}; resize or crop the images")
+        act, up = _act, _up
+        x0 = act(self.conv0(x))
+        x1 = act(self.conv1(x0))
+        x2 = act(self.conv2(x1))
+        x3 = act(self.conv3(x2))
+        h = act(self.conv4(up(x3)))
+        if self.skip_connection:
+            h = h + x2
+        h = act(self.conv5(up(h)))
+        if self.skip_connection:
+            h = h + x1
+        h = act(self.conv6(up(h)))
+        if self.skip_connection:
+            h = h + x0
+        h = act(self.conv8(act(self.conv7(h))))
+        return self.conv9(h)
+
+
+# ----------------------------------------------------------------------------- reading
+def _state_dict(obj: Any, what: str) -> tuple[dict[str, torch.Tensor], str]:
+    """``(the D's tensors with hook-style spectral-norm names, the key they sat under)``."""
+    key = "(bare)"
+    sd = obj
+    if isinstance(obj, dict):
+        for k in PARAM_KEYS:
+            if isinstance(obj.get(k), dict):
+                sd, key = obj[k], k
+                break
+    if not isinstance(sd, dict) or not all(isinstance(k, str) for k in sd):
+        raise UserError(f"{what}: holds a {type(sd).__name__}, not a BasicSR network file "
+                        "({'params': state_dict})")
+    out: dict[str, torch.Tensor] = {}
+    for k, v in sd.items():
+        if not torch.is_tensor(v):
+            continue
+        k = k[len("module."):] if k.startswith("module.") else k
+        for new, old in _SN_NEW.items():
+            k = re.sub(rf"\.{re.escape(new)}$", f".{old}", k)
+        out[k] = v
+    return out, key
+
+
+def _infer(sd: dict[str, torch.Tensor], what: str) -> tuple[int, int]:
+    """``(num_in_ch, num_feat)``: from conv0's weight (UserError if not a UNetDiscriminatorSN)."""
+    w0 = sd.get("conv0.weight")
+    if (w0 is None or w0.dim() != 4 or tuple(w0.shape[2:]) != (3, 3)
+            or "conv9.weight" not in sd or "conv1.weight_orig" not in sd):
+        raise UserError(f"{what}: no conv0 3x3 / spectral-normed conv1 / conv9 tensors; not a "
+                        "BasicSR UNetDiscriminatorSN file")
+    return int(w0.shape[1]), int(w0.shape[0])
+
+
+def _build(sd: dict[str, torch.Tensor], num_in_ch: int, num_feat: int, skip: bool,
+           what: str) -> UNetSN:
+    net = UNetSN(num_in_ch, num_feat, skip)
+    ours = net.state_dict()
+    if set(sd) != set(ours):
+        extra, missing = sorted(set(sd) - set(ours)), sorted(set(ours) - set(sd))
+        raise UserError(f"{what}: the tensors do not fit UNetDiscriminatorSN(num_in_ch="
+                        f"{num_in_ch}, num_feat={num_feat}) (unexpected {extra[:3]}, missing "
+                        f"{missing[:3]})")
+    for k, v in ours.items():
+        if tuple(sd[k].shape) != tuple(v.shape):
+            raise UserError(f"{what}: {k} has shape {tuple(sd[k].shape)}, UNetDiscriminatorSN("
+                            f"num_in_ch={num_in_ch}, num_feat={num_feat}) needs "
+                            f"{tuple(v.shape)}")
+    net.load_state_dict({k: sd[k].to(v.dtype) for k, v in ours.items()})
+    for name, m in net.named_children():
+        if isinstance(m, SpectralNormed):
+            sigma = float(torch.dot(m.weight_u, torch.mv(m.weight_orig.flatten(1), m.weight_v)))
+            if not (abs(sigma) > 0 and sigma == sigma and abs(sigma) != float("inf")):
+                raise UserError(f"{what}: {name}'s spectral-norm vectors give sigma = {sigma}; "
+                                "the file's u/v are broken")
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval()
+
+
+def _options_skip(path: Path) -> tuple[bool | None, str | None]:
+    """``skip_connection`` from the run's options file (``<exp>/*.yml`` beside ``models/``)."""
+    try:
+        import yaml  # optional: only to read the run's options file
+    except ImportError:
+        return None, None
+    roots = [path.parent.parent] if path.parent.name == "models" else []
+    for root in roots + [path.parent]:
+        for yml in sorted(root.glob("*.yml"))[:20]:
+            try:
+                opt = yaml.safe_load(yml.read_text(encoding="utf-8", errors="replace"))
+            except (OSError, yaml.YAMLError):
+                continue
+            net_d = opt.get("network_d") if isinstance(opt, dict) else None
+            if isinstance(net_d, dict) and net_d.get("type") == "UNetDiscriminatorSN":
+                skip = net_d.get("skip_connection", True)  # the class's default
+                if isinstance(skip, bool):
+                    return skip, str(yml)
+    return None, None
+
+
+def sniff(path: Path) -> str | None:
+    """``"basicsr-unet"`` for a torch zip holding a UNetDiscriminatorSN state_dict (as is, or
+    under ``params`` / ``params_ema``); else None. Never raises."""
+    try:
+        path = Path(path)
+        if not path.is_file() or not is_torch_zip(path):
+            return None
+        with zipfile.ZipFile(path) as zf:
+            pkl = [n for n in zf.namelist() if n.endswith("data.pkl")]
+            if len(pkl) != 1:
+                return None
+            data = zf.read(pkl[0])
+        if not (b"conv0.weight" in data and b"conv9.weight" in data and b"conv1." in data):
+            return None
+        if path.stat().st_size > _SNIFF_LOAD_LIMIT:
+            return NAMES[0]
+        sd, _ = _state_dict(load_torch_zip(path, stubs=STUBS), str(path))
+        c, f = _infer(sd, str(path))
+        _build(sd, c, f, True, str(path))
+        return NAMES[0]
+    except Exception:  # sniff never raises: anything unreadable is not ours
+        return None
+
+
+def read(path: Path, *, label: int | None = None, skip_connection: bool | None = None
+         ) -> tuple[nn.Module, dict]:
+    """The file's U-Net D rebuilt in our code: ``(D, desc)`` (FAMILIES.md). ``D(x)``: x (N, C,
+    H, W) in [0, 1] -> (N, 1, H, W) logits as upstream. ``skip_connection``: used when the run's
+    options file does not say (module docstring); an options file that disagrees is an error.
+    UserError (one line) for a label (the D is unconditional), malformed or foreign files."""
+    path = Path(path)
+    what = str(path)
+    if label is not None:
+        raise UserError(f"{what}: a BasicSR U-Net D is unconditional; drop the label")
+    if not path.is_file():
+        raise UserError(f"{what}: no such file")
+    if not is_torch_zip(path):
+        raise UserError(f"{what}: not a torch.save zip file; BasicSR writes net_d_*.pth with "
+                        "torch.save (re-save legacy files with a current torch)")
+    sd, key = _state_dict(load_torch_zip(path, stubs=STUBS, what=what), what)
+    stored_dtype = str(next(iter(sd.values())).dtype).replace("torch.", "") if sd else "?"
+    num_in_ch, num_feat = _infer(sd, what)
+    opt_skip, opt_file = _options_skip(path)
+    if opt_skip is not None and skip_connection is not None and opt_skip != skip_connection:
+        raise UserError(f"{what}: skip_connection={skip_connection} was asked for, but the run's "
+                        f"options file {opt_file} says {opt_skip}")
+    if opt_skip is not None:
+        skip, source = opt_skip, f"options file {opt_file}"
+    elif skip_connection is not None:
+        skip, source = bool(skip_connection), "caller"
+    else:
+        skip, source = True, "default (Real-ESRGAN's options; the file has no tensor for it)"
+    net = _build(sd, num_in_ch, num_feat, skip, what)
+    desc = {
+        "family": NAMES[0], "format": FORMAT, "resolution": RESOLUTION, "channels": num_in_ch,
+        "conditional": False, "num_classes": None, "label": None, "pixel_range": [0.0, 1.0],
+        "output": {"shape": "(N, 1, H, W)", "reduction": "mean",
+                   "why": "Real-ESRGAN's GAN loss averages the per-pixel map"},
+        "coupling": [], "randomness": "none",
+        "upstream": {"repo": "xinntao/BasicSR",
+                     "class": "basicsr.archs.discriminator_arch.UNetDiscriminatorSN",
+                     "init_kwargs": {"num_in_ch": num_in_ch, "num_feat": num_feat,
+                                     "skip_connection": skip}},
+        "extra": {"architecture": f"UNetDiscriminatorSN(num_feat={num_feat}, skip_connection="
+                                  f"{skip})",
+                  "param_key": key, "skip_connection_source": source,
+                  "stored_dtype": stored_dtype, "side_multiple": 8,
+                  "spectral_norm": "stored u, v; no power iteration"},
+    }
+    return net, desc
