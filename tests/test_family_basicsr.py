@@ -185,3 +185,44 @@ def test_bad_files(tmp_path):
         with pytest.raises(UserError) as e:
             basicsr.read(p)
         assert words in _one_line(e)
+
+
+# ------------------------------------------------------------------ VGGStyleDiscriminator
+VGG = FIX / "net_d_vgg128.pth"
+IO_VGG = load_file(FIX / "io_vgg.safetensors")
+
+
+def test_vgg_matches_upstream():
+    assert basicsr.sniff(VGG) == "basicsr-vgg"
+    D, d = basicsr.read(VGG)
+    x, y_up = IO_VGG["x_vgg128"].float(), IO_VGG["y_vgg128"]
+    with torch.no_grad():
+        y = D(x)
+    assert y.shape == y_up.shape == (2, 1)
+    torch.testing.assert_close(y, y_up, rtol=1e-5, atol=1e-5 * y_up.abs().max().item())
+    assert (y_up[0] - y_up[1]).abs() > 0.1  # the samples differ: a bias-only D would fail
+    assert d["family"] == "basicsr-vgg" and d["resolution"] == 128
+    assert d["output"]["reduction"] == "squeeze" and d["output"]["shape"] == "(N, 1)"
+    assert d["coupling"] == [{"kind": "batchnorm", "layers": 9}]
+    assert d["upstream"]["init_kwargs"] == {"num_in_ch": 3, "num_feat": 2, "input_size": 128}
+    bn = [m for m in D.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all((m.running_var - 1).abs().max() > 0.1 for m in bn)  # stats off init
+    with pytest.raises(UserError) as e:
+        D(torch.rand(1, 3, 64, 64))
+    assert "128" in _one_line(e)
+    with pytest.raises(UserError) as e:
+        basicsr.read(VGG, skip_connection=True)
+    assert "skip" in _one_line(e)
+
+
+def test_vgg_input_size_inferred(tmp_path):
+    # a 256 px file differs by the conv5_* / bn5_* tensors only (layer facts, our own net)
+    sd = basicsr.VGGStyle(3, 2, 256).state_dict()
+    p = tmp_path / "net_d_vgg256.pth"
+    torch.save({"params": sd}, p)
+    assert basicsr.sniff(p) == "basicsr-vgg"
+    D, d = basicsr.read(p)
+    assert d["resolution"] == 256 and d["coupling"] == [{"kind": "batchnorm", "layers": 11}]
+    with torch.no_grad():
+        assert D(torch.rand(2, 3, 256, 256)).shape == (2, 1)
+    assert taming.sniff(VGG) is None
