@@ -19,6 +19,9 @@ The table (:func:`table`; the README carries the same):
 
 | module | --format | file format | what is checked | coupling |
 |---|---|---|---|---|
+| studiogan | studiogan | PyTorch-StudioGAN model=D-{best,current}-weights-step=N.pth: torch.save zip of {state_dict, optimizer, step, best_fid, ...} | restricted unpickling (no globals beyond tensors/containers/numpy scalars); architecture, widths, spectral norm, BatchNorm, attention and class head inferred from keys and shapes; every tensor used, shapes checked | BatchNorm (DCGAN, non-SN ResNets): frozen; spectral-norm D's have none (u, v folded into the weights) |
+| taming | taming-patchgan | taming-transformers / latent-diffusion Lightning *.ckpt (NLayerDiscriminator under loss.discriminator.main.*) or a torch.save state_dict of that D | only tensors, plain containers and inert Lightning/omegaconf records unpickled; n_layers, ndf, channels, BatchNorm/ActNorm inferred, every tensor loaded strictly | BatchNorm: removed by the probe modes (frozen clean-group statistics); ActNorm: none (stored loc/scale, never re-initialised) |
+| basicsr | basicsr-unet, basicsr-vgg | BasicSR / Real-ESRGAN net_d_*.pth: torch.save({'params' | 'params_ema': state_dict}) of UNetDiscriminatorSN or VGGStyleDiscriminator (or a bare state_dict) | tensors and plain containers only; num_in_ch, num_feat (, input_size) from the tensors, U-Net skip_connection from the run's options file or the caller; loaded strictly, spectral-norm u, v as stored | U-Net: none (spectral norm with stored u, v); VGG-style: BatchNorm, removed by the probe modes (frozen clean-group statistics) |
 | mimicry | mimicry | torch-mimicry netD checkpoint {model_state_dict, optimizer_state_dict, global_step} | tensors only (weights_only); every tensor name one of SNGAN-32/DCGAN-32's; strict load into our resnet D | none (no BatchNorm, no batch statistics) |
 | authors | authors, authors-dcgan | torch.save(netD.state_dict()) of the AS-GAN authors' twelve model files / a pytorch/examples DCGAN netD | tensors only (weights_only / safetensors); family inferred from names and shapes, every shape checked before a net is built; sigmoid stripped | BatchNorm (DCGAN families): frozen clean-reference statistics; none (ResNets) |
 | ours | state-dict | a state_dict of an asgan-probe D (dcgan/resnet/mlp), torch.save or safetensors (TorchScript: tensors only) | tensors only (weights_only / safetensors); architecture inferred from names and shapes; strict load | BatchNorm (dcgan): frozen clean-reference statistics; none otherwise |
@@ -39,6 +42,9 @@ from trainers.errors import UserError
 # older tensor-dict formats (mimicry, authors, ours), whose sniffers accept any state_dict of
 # the right names and shapes.
 MODULES = (
+    "studiogan",
+    "taming",
+    "basicsr",
     "mimicry",
     "authors",
     "ours",

@@ -23,7 +23,7 @@ rebuilt here in plain torch with the file's names (``conv0`` .. ``conv9``):
 Spectral norm is torch's hook style (``weight_orig``, ``weight_u``, ``weight_v``; the newer
 ``parametrizations.weight.original/0._u/0._v`` names are mapped to it): the weight is
 ``weight_orig / sigma``, ``sigma = u . (W v)`` from the *stored* u and v, the eval-mode maths of
-torch, with no power iteration (:class:`probes.io.authors.SpectralNormed`).
+torch, with no power iteration (:class:`probes.io.families.authors.SpectralNormed`).
 
 ``num_in_ch`` and ``num_feat`` come from the tensors. ``skip_connection`` has no tensors of its
 own, so it is read from the run's BasicSR options file when one sits beside ``models/``
@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from probes.io.authors import SpectralNormed
+from probes.io.families.authors import SpectralNormed
 from probes.io.safe_pickle import is_torch_zip, load_torch_zip
 from trainers.errors import UserError
 
