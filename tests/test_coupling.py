@@ -226,3 +226,15 @@ def test_probes_leave_no_trace_on_a_minibatch_std_module():
     check(net, x, mode="batch")
     _same_state(before, _state(net))
     assert causes(net)[1]["group_size"] == 4
+
+
+def test_a_random_forward_is_not_taken_for_a_coupling():
+    class Noisy(nn.Module):
+        def forward(self, x):
+            return x.flatten(1).mean(1) + torch.randn(len(x))
+
+    x, _ = _data()
+    with pytest.raises(CouplingError, match="random numbers.*probes.discriminator"):
+        check(Noisy(), x)
+    Dm, meta = probes.discriminator(Noisy(), shape=(3, 16, 16))  # seeded: per sample again
+    assert check(Dm, x)["per_sample"]

@@ -130,10 +130,12 @@ def probe_batch(x: torch.Tensor, n: int = PROBE_N) -> torch.Tensor:
     return x[idx.to(x.device)].detach()
 
 
-def cross_change(model: nn.Module, xb: torch.Tensor) -> float:
-    """The largest ``|logit_i(x') - logit_i(x)|`` over ``i != 0`` when sample 0 of ``xb`` is
-    replaced by a fixed uniform draw spanning ``xb``'s value range (0.0: no leak, bit for bit).
-    ``model`` maps ``(n, ...)`` to logits ``(n,)``."""
+def cross_change(model: nn.Module, xb: torch.Tensor) -> tuple[float, float]:
+    """``(change, scale)``: the largest ``|logit_i(x') - logit_i(x)|`` over ``i != 0`` when
+    sample 0 of ``xb`` is replaced by a fixed uniform draw spanning ``xb``'s value range (0.0:
+    no leak, bit for bit), and the largest ``|logit|`` on ``xb``. ``model`` maps ``(n, ...)``
+    to logits ``(n,)``; ``xb`` is scored twice, and a forward that gives two answers (random
+    numbers drawn) is a :class:`CouplingError` of its own."""
     lo, hi = float(xb.min()), float(xb.max())
     if not hi > lo:
         lo, hi = lo - 1.0, hi + 1.0
@@ -141,10 +143,15 @@ def cross_change(model: nn.Module, xb: torch.Tensor) -> float:
     xp = xb.clone()
     xp[0] = (torch.rand(xb.shape[1:], generator=g) * (hi - lo) + lo).to(xb)
     with torch.no_grad():
-        a, b = model(xb), model(xp)
+        a, b, again = model(xb), model(xp), model(xb)
     if a.shape != (xb.shape[0],):
         raise ValueError(f"D returned shape {tuple(a.shape)}, not logits ({xb.shape[0]},)")
-    return float((a[1:].double() - b[1:].double()).abs().max())
+    if not torch.equal(a, again):  # not a coupling: the same batch scored twice differs
+        raise CouplingError(
+            f"D's forward draws random numbers (the same batch scored twice differs by "
+            f"{float((a - again).abs().max()):.3g}), so no per-sample number is reproducible: "
+            "declare it with probes.discriminator(module, ...), which seeds every forward")
+    return float((a[1:].double() - b[1:].double()).abs().max()), float(a.abs().max())
 
 
 def check(D: nn.Module, x: torch.Tensor, *, mode: str = "auto",
@@ -173,7 +180,9 @@ def check(D: nn.Module, x: torch.Tensor, *, mode: str = "auto",
 
     Raises:
         CouplingError: ``mode`` resolves to a per-sample mode (``frozen``/``eval``) and a
-            logit still moves: one line naming the cause and the modes that can be asked for.
+            logit still moves: one line naming the cause and the modes that can be asked for;
+            or D's forward gives two answers for one batch (seed it:
+            :func:`probes.core.contract.wrap`).
     """
     from probes.core.modes import _device, probe_model, reference_group, resolve_mode
 
@@ -186,16 +195,14 @@ def check(D: nn.Module, x: torch.Tensor, *, mode: str = "auto",
     xb = probe_batch(x, n).to(_device(D))
     ref = reference_group(x, 64) if reference is None else reference
     with probe_model(D, resolved, ref if resolved == "frozen" else None) as (model, _):
-        with torch.no_grad():
-            scale = float(model(xb).abs().max()) if xb.shape[0] else 0.0
-        tol = 1e-6 * max(1.0, scale)
-        change = cross_change(model, xb)
+        change, scale = cross_change(model, xb)
+    tol = 1e-6 * max(1.0, scale)  # float32 round-off at the logits' size
     if resolved == "batch":
         view = change
     else:
         try:
             with probe_model(D, "batch") as (model, _):
-                view = cross_change(model, xb)
+                view = cross_change(model, xb)[0]
         except (ValueError, RuntimeError):  # a layer that refuses this batch size
             view = None
     coupled_view = None if view is None else view > tol

@@ -223,7 +223,8 @@ def attack(
                               foreign=format != "asgan" or meta.get("format") == "module")
             inputs = {"reals": (real_split(meta, reals, data=data) if given is None
                                 else "given by the caller") if pop == "real" else None}
-            coupling = coupling_record(D, xs, mode=mode, reference=ref, name=label)
+            coupling = {name: coupling_record(T, xs, mode=mode, reference=ref, name=name)
+                        for name, T in [(label, D)] + [(k, v[1]) for k, v in transfer.items()]}
             for method in methods:
                 recs = attack_sweep(
                     D, xs, eps=eps, population=pop, method=crafters[method], steps=steps,
@@ -236,7 +237,7 @@ def attack(
                     tpath, tlabel = (path, label) if on == "self" else (transfer[on][0], on)
                     records.append({**info, "evaluated_on": str(tpath),
                                     "evaluated_on_label": tlabel, "transfer": on != "self",
-                                    **inputs, **r, "coupling": coupling})
+                                    **inputs, **r, "coupling": coupling[tlabel]})
                 if min_eps and method in OWN:
                     out = min_flip_eps(D, xs, population=pop, method=method, eps_max=eps_max,
                                        iters=bisect_steps, steps=steps, step_size=step_size,
@@ -244,7 +245,7 @@ def attack(
                                        bn_group=group, reference=ref, eps_scale=scale,
                                        progress=progress)
                     out.pop("per_sample")
-                    min_rows.append({**info, **inputs, **out, "coupling": coupling})
+                    min_rows.append({**info, **inputs, **out, "coupling": coupling[label]})
     settings = {"eps": list(eps), "methods": list(methods), "populations": list(populations),
                 "n": n, "steps": steps, "step_size": step_size, "random_start": random_start,
                 "mode": mode, "seed": seed, "format": format,
