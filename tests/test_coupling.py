@@ -238,3 +238,10 @@ def test_a_random_forward_is_not_taken_for_a_coupling():
         check(Noisy(), x)
     Dm, meta = probes.discriminator(Noisy(), shape=(3, 16, 16))  # seeded: per sample again
     assert check(Dm, x)["per_sample"]
+
+
+def test_too_few_references_for_a_group_is_a_user_error():
+    x, _ = _data(n=10)
+    Dm, meta = probes.discriminator(_net(group=32), shape=(3, 16, 16))
+    with pytest.raises(UserError, match="at least 31 clean reference"):
+        attack([(Dm, meta)], x=x, populations=("real",), n=10, eps=(0,))

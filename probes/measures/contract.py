@@ -105,13 +105,17 @@ def resolve(item: Item, load: Callable[[str | Path], tuple], *,
 def coupling_record(D: nn.Module, x: torch.Tensor, *, mode: str,
                     reference: torch.Tensor | None, name: str) -> dict[str, Any]:
     """:func:`probes.core.coupling.check` of D on the probe's own inputs ``x`` in ``mode``;
-    a :class:`UserError` naming ``name`` when a per-sample mode leaves a coupling."""
+    a :class:`UserError` naming ``name`` when a per-sample mode leaves a coupling, D's forward
+    is random, or the probe cannot be set up (e.g. fewer clean reference samples than a
+    minibatch-stddev group needs)."""
     from probes.core.coupling import CouplingError, check
 
     try:
         return check(D, x, mode=mode, reference=reference)
     except CouplingError as e:
         raise UserError(f"{name}: {e}") from None
+    except ValueError as e:  # too few reference samples for a group, a D that is not (N,)
+        raise UserError(f"{name}: {' '.join(str(e).split())}") from None
 
 
 def contract_record(meta: dict[str, Any], D: nn.Module) -> dict[str, Any]:
