@@ -245,3 +245,27 @@ def test_too_few_references_for_a_group_is_a_user_error():
     Dm, meta = probes.discriminator(_net(group=32), shape=(3, 16, 16))
     with pytest.raises(UserError, match="at least 31 clean reference"):
         attack([(Dm, meta)], x=x, populations=("real",), n=10, eps=(0,))
+
+
+@pytest.mark.parametrize("name", ["dcgan", "sngan", "resnet_bn", "biggan_pd"])
+def test_the_check_agrees_with_a_family_readers_description(name):
+    """StudioGAN D's read from upstream-written files: the check finds what the reader says
+    the rebuilt net contains (BatchNorm or nothing), and the default mode is per sample."""
+    from pathlib import Path
+
+    from probes.io.families import studiogan
+
+    (path,) = (Path(__file__).parent / "fixtures" / "studiogan" / name).glob("model=*.pth")
+    D, desc = studiogan.read(path, label=1 if _conditional(path) else None)
+    s = desc["resolution"]
+    Dm, meta = probes.discriminator(D, shape=(desc["channels"], s, s),
+                                    pixel_range=desc["pixel_range"],
+                                    reduction=desc["output"]["reduction"])
+    x = torch.rand(16, desc["channels"], s, s, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    rec = check(Dm, x)
+    assert rec["causes"] == desc["coupling"] and rec["per_sample"]
+    assert rec["batch_view"]["coupled"] is bool(desc["coupling"])
+
+
+def _conditional(path):
+    return path.parent.name.endswith("_pd")
