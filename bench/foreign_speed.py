@@ -13,8 +13,9 @@ then run, interleaved, on the same batch in [-1, 1] and the same threads:
   ``upfirdn2d`` reference implementations: the custom CUDA kernels do not apply on the CPU).
 
 Configs: 32 px as upstream's ``cifar`` (``fmaps=1``: channel_base 32768, channel_max 512,
-mbstd group 32, num_fp16_res 4, conv_clamp 256, resnet), batch 64; 256 px as ``paper256``
-(channel_base 16384, mbstd group 8), batch 8. Before timing, the two outputs and input
+mbstd group 32, num_fp16_res 4, conv_clamp 256, resnet), 256 px as ``paper256``
+(channel_base 16384, mbstd group 8); the batch is each config's per-GPU batch (cifar: 64 on 2
+GPUs = 32; paper256: 64 on 8 GPUs = 8). Before timing, the two outputs and input
 gradients are compared (max relative difference). Target: ours / upstream <= 1.1 (issue 21).
 
 Run: ``python -m bench.foreign_speed --upstream /path/to/stylegan2-ada-pytorch`` (a few
@@ -43,7 +44,7 @@ TARGET = 1.1
 # name -> (resolution, Discriminator kwargs, batch)
 CONFIGS = {
     "32px cifar": (32, dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256,
-                            architecture="resnet", epilogue_kwargs=dict(mbstd_group_size=32)), 64),
+                            architecture="resnet", epilogue_kwargs=dict(mbstd_group_size=32)), 32),
     "256px paper256": (256, dict(channel_base=16384, channel_max=512, num_fp16_res=4,
                                  conv_clamp=256, architecture="resnet",
                                  epilogue_kwargs=dict(mbstd_group_size=8)), 8),

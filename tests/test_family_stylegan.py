@@ -343,3 +343,21 @@ def test_sniff(tmp_path):
     data = (FIX / "sg3_orig64.pkl").read_bytes()
     (tmp_path / "cut.pkl").write_bytes(data[:5000])
     assert S.sniff(tmp_path / "cut.pkl") is None
+
+
+def test_damaged_files_give_one_line_or_load(tmp_path):
+    """Seeded byte damage anywhere in a snapshot: a one-line UserError or a D that loads
+    (e.g. a changed weight value); never another exception; sniff never raises."""
+    data = bytearray((FIX / "sg2ada_cond_skip32.pkl").read_bytes())
+    g = torch.Generator().manual_seed(0)
+    p = tmp_path / "damaged.pkl"
+    for _ in range(40):
+        bad = bytearray(data)
+        for pos in torch.randint(0, len(bad), (3,), generator=g).tolist():
+            bad[pos] = int(torch.randint(0, 256, (1,), generator=g))
+        p.write_bytes(bytes(bad))
+        assert S.sniff(p) in (None, *S.NAMES)
+        try:
+            S.read(p, label=1)
+        except UserError as e:
+            assert str(e) and "\n" not in str(e)

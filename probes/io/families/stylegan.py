@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import warnings
 from pathlib import Path
 from typing import Any
@@ -355,6 +356,8 @@ class _Rec:
                 raise UserError(f"{what}: {where}.{key} is not a dict")
             self.tensors.update(d)
         self.children = self.state.get("_modules") or {}
+        if not isinstance(self.children, dict):
+            raise UserError(f"{what}: {where}._modules is not a dict")
 
     def child(self, name: str, cls: str | tuple[str, ...]) -> _Rec:
         obj = self.children.get(name)
@@ -379,7 +382,7 @@ class _Rec:
 
     def value(self, name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
         v = self.state.get(name, default)
-        if v is ...:
+        if v is ... or (v is None and default is ...):
             raise UserError(f"{self.what}: {self.where} records no {name}")
         if isinstance(v, np.generic):
             v = v.item()
@@ -394,6 +397,14 @@ def _num(rec: _Rec, name: str, default: Any = ...) -> float | None:
     return None if v is None else float(v)
 
 
+def _filter(rec: _Rec) -> torch.Tensor:
+    f = rec.tensor("resample_filter", (1, 2))
+    if f.numel() == 0 or f.dim() == 2 and f.shape[0] != f.shape[1]:
+        raise UserError(f"{rec.what}: {rec.where}.resample_filter has shape {tuple(f.shape)}; "
+                        "expected [taps] or a square [taps, taps]")
+    return f
+
+
 def _conv(rec: _Rec, c_in: int, *, k: int | None = None) -> Conv:
     w = rec.tensor("weight", 4)
     o, i, kh, kw = w.shape
@@ -404,7 +415,7 @@ def _conv(rec: _Rec, c_in: int, *, k: int | None = None) -> Conv:
     if b is not None and b.shape != (o,):
         raise UserError(f"{rec.what}: weights don't fit: {rec.where}.bias is {tuple(b.shape)},"
                         f" expected ({o},)")
-    f = rec.tensor("resample_filter", (1, 2))
+    f = _filter(rec)
     act = rec.value("activation", str)
     if act not in ACTIVATIONS:
         raise UserError(f"{rec.what}: {rec.where} uses activation {act!r}; known: "
@@ -413,6 +424,8 @@ def _conv(rec: _Rec, c_in: int, *, k: int | None = None) -> Conv:
         raise UserError(f"{rec.what}: {rec.where} upsamples; a StyleGAN D never does")
     down = rec.value("down", int, 1)
     pad = rec.value("padding", int, kh // 2)
+    if down < 1 or pad < 0:
+        raise UserError(f"{rec.what}: {rec.where} records down={down}, padding={pad}")
     return Conv(w, b, f, weight_gain=_num(rec, "weight_gain"), activation=act,
                 act_gain=_num(rec, "act_gain"), conv_clamp=_num(rec, "conv_clamp", None),
                 down=down, padding=pad)
@@ -580,7 +593,7 @@ def _rebuild(D: _Rec, label: int | None) -> tuple[StyleGANDiscriminator, dict]:
             if layers["skip"].weight.shape[0] != layers["conv1"].weight.shape[0]:
                 raise UserError(f"{what}: weights don't fit: {b.where}.skip and conv1 differ "
                                 "in output channels")
-        blocks[r] = Block(a, first, layers, b.tensor("resample_filter", (1, 2)))
+        blocks[r] = Block(a, first, layers, _filter(b))
         c_prev = layers["conv1"].weight.shape[0]
     e = D.child("b4", "DiscriminatorEpilogue")
     ea = e.value("architecture", str)
@@ -657,8 +670,20 @@ def read(path: Path, *, label: int | None = None) -> tuple[nn.Module, dict]:
     if D.class_name != "Discriminator":
         raise UserError(f"{what}: D is a {D.class_name}, not a StyleGAN2-ADA/StyleGAN3 "
                         "Discriminator")
-    if isinstance(label, bool) or (label is not None and not isinstance(label, int)):
-        raise UserError(f"{what}: label must be an integer class, got {label!r}")
+    if label is not None:
+        if isinstance(label, bool) or not hasattr(label, "__index__"):
+            raise UserError(f"{what}: label must be an integer class, got {label!r:.40}")
+        label = operator.index(label)
+    try:
+        return _describe(top, D, label, what)
+    except UserError:
+        raise
+    except Exception as err:  # a record of the wrong kind somewhere: say so, in one line
+        raise UserError(f"{what}: malformed StyleGAN snapshot ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0][:100] if str(err) else 'no detail'})") from None
+
+
+def _describe(top: Any, D: _Rec, label: int | None, what: str) -> tuple[nn.Module, dict]:
     net, facts = _rebuild(D, label)
     family, how = _family(D, top)
     _, src_note, sha = source_identity(D.src)
