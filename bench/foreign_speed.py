@@ -103,6 +103,7 @@ def case(call, x: torch.Tensor):
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach(), b.detach()
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
