@@ -401,7 +401,13 @@ def read(path: Path, *, label: int | None = None) -> tuple[nn.Module, dict]:
     what = str(path)
     if not path.is_file():
         raise UserError(f"{what}: not found (or not a regular file)")
-    obj = safe_pickle.read_any(path, stubs=STUBS, what=what)
+    return build(safe_pickle.read_any(path, stubs=STUBS, what=what), label=label, what=what)
+
+
+def build(obj: Any, *, label: int | None = None, what: str = "snapshot"
+          ) -> tuple[nn.Module, dict]:
+    """:func:`read` from the unpickled records ``obj`` (what :func:`safe_pickle.read_any`
+    returns for an R3GAN snapshot with :data:`STUBS`): a snapshot dict or a pickled D."""
     d, snap = _find_d(obj, what)
     r = _Reader(what)
     ext = r.mod(d, "ExtractionLayer", _CONV, "D")
