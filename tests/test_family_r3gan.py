@@ -12,6 +12,7 @@ import pickle
 import sys
 import types
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, safe_open
@@ -153,6 +154,8 @@ def test_label_rules_are_one_line_errors():
         msg = str(e.value)
         assert words in msg and "\n" not in msg, (label, msg)
         assert str(snap) in msg
+    D, desc = r3gan.read(COND, label=np.int64(7))  # a numpy integer is a class id too
+    assert desc["label"] == 7 and type(desc["label"]) is int
 
 
 # ----------------------------------------------------------------------------- safety

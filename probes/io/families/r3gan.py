@@ -42,6 +42,7 @@ they match upstream's forward with those stages switched to float32 to 1e-5.
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -381,7 +382,8 @@ def _check_label(label: Any, c_dim: int | None, what: str) -> int | None:
     if label is None:
         raise UserError(f"{what}: a conditional R3GAN D ({c_dim} classes): give the class to "
                         f"bind to every image (label 0..{c_dim - 1})")
-    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < c_dim:
+    if isinstance(label, bool) or not isinstance(label, numbers.Integral) or not (
+            0 <= label < c_dim):
         raise UserError(f"{what}: class label {label!r} is out of range for this R3GAN D "
                         f"({c_dim} classes): give an integer 0..{c_dim - 1}")
     return int(label)
@@ -517,7 +519,7 @@ def build(obj: Any, *, label: int | None = None, what: str = "snapshot"
         "extra": {
             "init_kwargs_source": "read off the pickled module tree (a plain pickle records "
                                   "no constructor arguments)",
-            "embedded_source": None,
+            "embedded_source": "none: a plain pickle of module objects, no persistence records",
             "upstream_stage_dtypes": dtypes,
             "computed_in": "float32",
             "bf16_note": (f"upstream computes stages {bf16} in bfloat16; these logits are the "
