@@ -145,9 +145,9 @@ def test_changing_one_sample_leaves_the_others_bit_identical(snap):
 
 # ----------------------------------------------------------------------------- labels
 def test_label_rules_are_one_line_errors():
-    cases = [(COND, None, "conditional"), (COND, 10, "out of range"), (COND, -1, "out of range"),
-             (COND, True, "out of range"), (COND, "3", "out of range"),
-             (UNCOND, 0, "unconditional")]
+    cases = [(COND, None, "conditional"), (COND, 10, "not a class"), (COND, -1, "not a class"),
+             (COND, True, "not a class"), (COND, "3", "not a class"),
+             (COND, torch.tensor([3, 4]), "not a class"), (UNCOND, 0, "unconditional")]
     for snap, label, words in cases:
         with pytest.raises(UserError) as e:
             r3gan.read(snap, label=label)

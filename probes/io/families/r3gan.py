@@ -197,6 +197,13 @@ class R3GANDiscriminator(nn.Module):
 
 
 # ----------------------------------------------------------------------------- reading
+def _short(v: Any) -> str:
+    """A one-line, short description of a recorded value for an error message."""
+    plain = v is None or isinstance(v, (bool, int, float, str, tuple, list))
+    text = repr(v) if plain else getattr(v, "global_name", type(v).__name__)
+    return " ".join(text.split())[:40]
+
+
 class _Reader:
     """Walks the recorded module tree of D; every failure is one ``UserError`` line."""
 
@@ -227,6 +234,15 @@ class _Reader:
         sub = self.part(rec, "_modules", name, where, optional)
         return None if sub is None and optional else self.rec(sub, names, f"{where}.{name}")
 
+    def children(self, rec, where) -> list[Any]:
+        """The entries ``0..n-1`` of a recorded ``ModuleList``, in order."""
+        mods = rec.dict.get("_modules")
+        if not isinstance(mods, dict) or not mods:
+            raise self.fail(f"{where} is empty")
+        if set(mods) != {str(i) for i in range(len(mods))}:
+            raise self.fail(f"{where} holds modules {sorted(map(str, mods))[:6]}, not 0..n-1")
+        return [mods[str(i)] for i in range(len(mods))]
+
     def tensor(self, rec, name, where, shape=None, kind="_parameters", optional=False):
         t = self.part(rec, kind, name, where, optional=True)
         if t is None:
@@ -250,7 +266,7 @@ class _Reader:
         else:
             ok = type(v) is kind
         if not ok:
-            raise self.fail(f"{where}.{name} is {v!r:.40}, expected {kind.__name__}")
+            raise self.fail(f"{where}.{name} is {_short(v)}, expected {kind.__name__}")
         return v
 
     def conv(self, rec, where, c_in, c_out=None):
@@ -312,7 +328,7 @@ class _Reader:
         hyper = {k: self.attr(conv, k, cw, tuple) for k in ("stride", "padding", "dilation")}
         hyper["groups"] = self.attr(conv, "groups", cw)
         if conv.dict.get("padding_mode", "zeros") != "zeros":
-            raise self.fail(f"{cw} pads with {conv.dict.get('padding_mode')!r}, not zeros")
+            raise self.fail(f"{cw} pads with {_short(conv.dict.get('padding_mode'))}, not zeros")
         if (w.dim() != 4 or w.shape[1] * hyper["groups"] != c or (b is not None and
                                                                    b.shape != (w.shape[0],))):
             raise self.fail(f"{cw}: weight {tuple(w.shape)} does not fit {c} channels")
@@ -337,15 +353,14 @@ def _find_d(obj: Any, what: str) -> tuple[safe_pickle.Stub, dict[str, Any]]:
     top = obj
     if isinstance(obj, dict):
         if "D" not in obj:
-            raise UserError(f"{what}: an R3GAN snapshot without a discriminator (keys: "
-                            f"{', '.join(map(str, list(obj)[:8]))}); pass a network-snapshot "
-                            "file written by training")
+            keys = ", ".join(_short(k) for k in list(obj)[:8])
+            raise UserError(f"{what}: an R3GAN snapshot without a discriminator (keys: {keys}); "
+                            "pass a network-snapshot file written by training")
         obj = obj["D"]
     name = getattr(obj, "global_name", type(obj).__name__)
     if name == _D_WRAPPER:
-        model = obj.dict.get("_modules", {}).get("Model") if isinstance(obj, safe_pickle.Stub) \
-            else None
-        obj = model
+        mods = obj.dict.get("_modules") if isinstance(obj, safe_pickle.Stub) else None
+        obj = mods.get("Model") if isinstance(mods, dict) else None
         name = getattr(obj, "global_name", type(obj).__name__)
     if name != _D_MODEL or not isinstance(obj, safe_pickle.Stub):
         raise UserError(f"{what}: not a readable R3GAN snapshot: its D is {name}, expected "
@@ -377,14 +392,14 @@ def _check_label(label: Any, c_dim: int | None, what: str) -> int | None:
     if c_dim is None:
         if label is not None:
             raise UserError(f"{what}: this R3GAN D is unconditional; drop the class label "
-                            f"(got {label!r})")
+                            f"(got {_short(label)})")
         return None
     if label is None:
         raise UserError(f"{what}: a conditional R3GAN D ({c_dim} classes): give the class to "
                         f"bind to every image (label 0..{c_dim - 1})")
     if isinstance(label, bool) or not isinstance(label, numbers.Integral) or not (
             0 <= label < c_dim):
-        raise UserError(f"{what}: class label {label!r} is out of range for this R3GAN D "
+        raise UserError(f"{what}: class label {_short(label)} is not a class of this R3GAN D "
                         f"({c_dim} classes): give an integer 0..{c_dim - 1}")
     return int(label)
 
@@ -414,10 +429,7 @@ def build(obj: Any, *, label: int | None = None, what: str = "snapshot"
     r = _Reader(what)
     ext = r.mod(d, "ExtractionLayer", _CONV, "D")
     main = r.mod(d, "MainLayers", _TORCH_LIST, "D")
-    stage_recs = [main.dict.get("_modules", {}).get(str(i)) for i in
-                  range(len(main.dict.get("_modules", {})))]
-    if len(stage_recs) < 1:
-        raise r.fail("D.MainLayers is empty")
+    stage_recs = r.children(main, "D.MainLayers")
     # the channel flow: input channels from the extraction conv
     ext_layer = r.mod(ext, "Layer", _TORCH_CONV, "D.ExtractionLayer")
     ew = r.tensor(ext_layer, "weight", "D.ExtractionLayer.Layer")
@@ -438,10 +450,7 @@ def build(obj: Any, *, label: int | None = None, what: str = "snapshot"
         dt = srec.dict.get("DataType", torch.float32)
         dtypes.append(str(dt).replace("torch.", "") if isinstance(dt, torch.dtype) else repr(dt))
         layers = r.mod(srec, "Layers", _TORCH_LIST, where)
-        lrecs = layers.dict.get("_modules", {})
-        lrecs = [lrecs.get(str(j)) for j in range(len(lrecs))]
-        if not lrecs:
-            raise r.fail(f"{where}.Layers is empty")
+        lrecs = r.children(layers, f"{where}.Layers")
         widths.append(c)
         mods, blk_facts = [], []
         for j, lrec in enumerate(lrecs[:-1]):
