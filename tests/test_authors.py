@@ -1,7 +1,7 @@
-"""probes.io.authors / ``--format authors``: the AS-GAN authors' twelve discriminators.
+"""probes.io.families.authors / ``--format authors``: the AS-GAN authors' twelve discriminators.
 
 The reference nets below are written from the layer facts of the authors' model files
-(``CirclePassFilter/AS_GAN``, ``model/*.py``), independently of probes.io.authors: torch's
+(``CirclePassFilter/AS_GAN``, ``model/*.py``), independently of probes.io.families.authors: torch's
 own hook-style spectral norm, BatchNorm, and the sigmoid where the authors put one. Each is
 trained for a few forwards (running stats and spectral-norm vectors off their init), saved
 with ``torch.save(netD.state_dict())`` and loaded back through ``probes.io.sources.load`` or
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from probes.io import authors
+from probes.io.families import authors
 from probes.io.sources import load
 from tests.conftest import run_cli
 from trainers.errors import UserError

@@ -223,6 +223,26 @@ def test_fashion_mnist_from_idx_root(tmp_path, layout, test_split, gz):
         torch.arange(3)).shape == (3, 1, 32, 32)
 
 
+def test_fashion_mnist_parts_are_the_official_train_and_test_sets(tmp_path):
+    arrays = fashion_root(tmp_path, layout="flat")
+    train = load_dataset("fashion-mnist", root=tmp_path, part="train")
+    held = load_dataset("fashion-mnist", root=tmp_path, part="heldout")
+    for ds, key in ((train, "train"), (held, "t10k")):
+        images, labels = arrays[key]
+        assert torch.equal(ds.get(torch.arange(ds.n)),
+                           torch.from_numpy(images).float().unsqueeze(1) / 127.5 - 1)
+        assert torch.equal(ds.labels, torch.from_numpy(labels).long())
+    rec = held.info["split"]
+    assert rec == train.info["split"] and (rec["n_train"], rec["n_heldout"]) == (6, 4)
+    assert rec["heldout_sha256"] == hashlib.sha256(arrays["t10k"][0].tobytes()).hexdigest()
+    data.check_split(held, rec)  # the record a checkpoint keeps matches what is rebuilt
+    assert data.training_part("fashion-mnist", "auto") == "train"
+    only_train = tmp_path / "only-train"
+    fashion_root(only_train, layout="flat", test_split=False)
+    user_error(lambda: load_dataset("fashion-mnist", root=only_train, part="heldout"),
+               "t10k", "split=none")
+
+
 def test_fashion_mnist_default_is_the_debian_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "FASHION_DEBIAN_ROOT", str(tmp_path / "absent"))
     user_error(lambda: load_dataset("fashion-mnist"), "dataset-fashion-mnist", "--data-root")

@@ -1,7 +1,7 @@
-"""probes.io.foreign / probes.io.sources.load(format=...): plain state_dicts of our nets (arch
-inferred
-or named), the pytorch/examples-style DCGAN netD of the AS-GAN authors' script, torch-mimicry
-checkpoints; and clear errors, never code execution, for everything else."""
+"""The older foreign families (probes.io.families: ours, authors, mimicry) through
+probes.io.sources.load(format=...): plain state_dicts of our nets (arch inferred or named), the
+pytorch/examples-style DCGAN netD of the AS-GAN authors' script, torch-mimicry checkpoints; and
+clear errors, never code execution, for everything else."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from probes.io.foreign import infer_spec, load_foreign
+from probes.io.families.ours import infer_spec
 from probes.io.sources import load
 from trainers.errors import UserError
 from trainers.nets import build_net, net_specs
@@ -277,11 +277,11 @@ def test_unsupported_files_raise_one_line_user_errors(tmp_path, name, fmt, word)
 
 def test_load_foreign_validates_its_options(tmp_path):
     marker = _bad_files(tmp_path)
-    with pytest.raises(UserError, match="state-dict and authors only"):
-        load_foreign(tmp_path / "good.pt", format="mimicry", arch="dcgan")
+    with pytest.raises(UserError, match="--arch applies to .*state-dict.* only, not mimicry"):
+        load(tmp_path / "good.pt", format="mimicry", arch="dcgan")
     with pytest.raises(UserError, match="hi > lo"):
-        load_foreign(tmp_path / "good.pt", format="state-dict", pixel_range=(1.0, 0.0))
-    _, _, meta = load_foreign(tmp_path / "good.pt", format="state-dict", pixel_range=(0, 1))
+        load(tmp_path / "good.pt", format="state-dict", pixel_range=(1.0, 0.0))
+    _, _, meta = load(tmp_path / "good.pt", format="state-dict", pixel_range=(0, 1))
     assert meta["pixel_range"] == [0.0, 1.0] and not marker.exists()
 
 
@@ -327,6 +327,6 @@ def test_safetensors_dtype_torch_lacks_is_a_user_error(tmp_path, dtype, per_floa
     path = tmp_path / "netD.safetensors"
     path.write_bytes(_relabel_safetensors(save(dict(sd)), dtype, per_float))
     with pytest.raises(UserError) as err:
-        load_foreign(path, format=fmt)
+        load(path, format=fmt)
     msg = str(err.value)
     assert "\n" not in msg and dtype in msg and "torch cannot represent" in msg

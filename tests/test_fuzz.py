@@ -2,7 +2,9 @@
 
 Readers fuzzed (in one child process, so a crash, a hang or a runaway allocation cannot take
 pytest down with it): the checkpoint reader (``trainers.checkpoint``: load_checkpoint and the
-resume path), the foreign-weights reader (``probes.io.foreign``) and the data roots
+resume path), the older foreign formats through ``probes.io.sources.load``, every family
+reader of the registry (``probes.io.families.MODULES``, seeded by each family's fixture files
+under ``tests/fixtures/<module>/``: a family without them fails a test) and the data roots
 (``trainers.data``). Cases come from a seeded mutator (truncations, bit flips, edited
 headers, huge declared sizes, wrong dtypes and shapes, re-signed tampering that passes the
 checksum, pickles with a code payload, zip/gzip bombs, pipes and devices). Every case must end
@@ -514,13 +516,20 @@ def _foreign_bases(work: Path) -> dict[str, bytes]:
     return out
 
 
+OLD_FORMATS = ("state-dict", "authors", "authors-dcgan", "mimicry", "auto")
+
+
 def foreign_suite(work: Path, marker: Path) -> dict:
-    """``probes.io.foreign.load_foreign`` (torch.load weights_only=True) under every format."""
+    """``probes.io.sources.load`` of the older tensor-dict formats (torch.load
+    weights_only=True / safetensors), each format named and ``auto``, on files made here."""
+    from probes.io.sources import load
+
     suite = Suite("foreign", marker)
-    try:
-        from probes.io.foreign import FORMATS, load_foreign
-    except ImportError:
-        return {**suite.report(), "absent": True}
+    FORMATS = OLD_FORMATS
+
+    def load_foreign(path, format):
+        return load(path, format=format)
+
     bases = _foreign_bases(work)
     case_file = work / "case.pt"
 
@@ -559,6 +568,138 @@ def foreign_suite(work: Path, marker: Path) -> dict:
         run_bytes(f"{seed}:{name}:{kind}", data)
         seed += 1
     return suite.report()
+
+
+# ============================================================================ families suite
+
+FIXTURES = ROOT / "tests" / "fixtures"
+N_FAMILY_MUTATIONS = 40  # seeded byte mutations per family (spread over its fixture files)
+
+
+def family_bases(name: str, mod) -> dict[str, Path]:
+    """A family's fuzz seeds: the files of ``tests/fixtures/<module>/`` its sniffer knows."""
+    folder = FIXTURES / name
+    if not folder.is_dir():
+        return {}
+    return {p.name: p for p in sorted(folder.iterdir()) if p.is_file() and mod.sniff(p)}
+
+
+def _read_family(path: Path, fmt: str) -> None:
+    """What a user's load does; a conditional file is read with class 0 bound when it asks
+    for a label (the first error is the one reported otherwise)."""
+    from probes.io.sources import load
+    from trainers.errors import UserError
+
+    try:
+        load(path, format=fmt)
+    except UserError as first:
+        try:
+            load(path, format=fmt, label=0)
+        except UserError:
+            raise first from None
+
+
+def _cli_info(path: Path) -> None:
+    """``asgan-probe info PATH`` in process: exit 2 with one stderr line and no traceback is a
+    one-line error (raised as UserError here); exit 0 a valid read; anything else a failure."""
+    import contextlib
+
+    from probes.cli import main
+    from trainers.errors import UserError
+
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        code = main(["info", str(path)])
+    text = err.getvalue()
+    if code == 2 and text.count("\n") == 1 and "Traceback" not in text:
+        raise UserError(text.strip())
+    if code != 0:
+        raise AssertionError(f"info exited {code} with {text[-300:]!r}")
+
+
+def _zip_with_pickle(base: bytes | None, payload: bytes) -> bytes:
+    """A torch.save-like zip whose ``data.pkl`` is ``payload`` (the base's other records kept
+    when the base is a zip)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        if base is not None and base[:2] == b"PK":
+            src = zipfile.ZipFile(io.BytesIO(base))
+            for info in src.infolist():
+                data = payload if info.filename.endswith("data.pkl") else src.read(info)
+                dst.writestr(info.filename, data)
+        else:
+            dst.writestr("archive/data.pkl", payload)
+            dst.writestr("archive/version", b"3\n")
+    return out.getvalue()
+
+
+def families_suite(work: Path, marker: Path) -> dict:
+    """Every family of ``probes.io.families.MODULES``, seeded by its fixture files: each
+    base under its own format and ``auto``; code payloads (whole-file pickles in every
+    protocol, a payload as a zip's ``data.pkl``, a payload inside a legitimate container) under
+    its format, ``auto`` and ``asgan-probe info``; wrong containers; every other family's
+    format; seeded truncations, bit flips and edits. A family without fixtures is listed (the
+    pytest side fails for it)."""
+    import torch
+
+    from probes.io import families
+
+    suite = Suite("families", marker)
+    seeds: dict[str, list[str]] = {}
+    per: dict[str, list[str]] = {}
+    all_formats = families.names()
+    for name, mod in zip(families.MODULES, families.modules()):
+        bases = family_bases(name, mod)
+        seeds[name] = sorted(bases)
+        per[name] = []
+        if not bases:
+            continue
+
+        def run(case: str, data: bytes, formats, suffix: str, cli: bool = False,
+                name=name) -> None:
+            path = work / f"{name}-case{suffix}"
+            path.write_bytes(data)
+            for fmt in formats:
+                label = f"{name}|{case}|{fmt}"
+                per[name].append(label)
+                suite.run(label, lambda fmt=fmt: _read_family(path, fmt))
+            if cli:
+                per[name].append(f"{name}|{case}|cli-info")
+                suite.run(f"{name}|{case}|cli-info", lambda: _cli_info(path))
+
+        for fname, path in bases.items():
+            fmt, data, suffix = mod.sniff(path), path.read_bytes(), path.suffix
+            run(f"base:{fname}", data, (fmt, "auto"), suffix, cli=True)
+            others = [f for f in all_formats if f not in mod.NAMES]
+            run(f"other-formats:{fname}", data, others, suffix)
+            payloads = _payloads(marker)
+            for pname, pdata in payloads.items() if fname == min(bases) else ():
+                run(f"{pname}:{fname}", pdata, (fmt, "auto"), suffix,  # whole-file: once
+                    cli=pname.endswith("p2"))
+            evil = payloads["pickle-os.system-p2"]
+            run(f"payload-as-data.pkl:{fname}", _zip_with_pickle(data, evil), (fmt, "auto"),
+                suffix, cli=True)
+            inside = io.BytesIO()
+            torch.save({"state_dict": {"w": torch.zeros(2)}, "callbacks": [_Payload(marker)]},
+                       inside)
+            run(f"payload-in-container:{fname}", inside.getvalue(), (fmt, "auto"), suffix,
+                cli=True)
+            containers = {"gzip": gzip.compress(data), "empty": b"",
+                          "pickle-in-zip": _zip_with_pickle(None, data)}
+            if data[:2] == b"PK":
+                with zipfile.ZipFile(io.BytesIO(data)) as z:
+                    pkl = next(n for n in z.namelist() if n.endswith("data.pkl"))
+                    containers["zip-data.pkl-alone"] = z.read(pkl)
+            for cname, cdata in containers.items():
+                run(f"container-{cname}:{fname}", cdata, (fmt, "auto"), suffix)
+        names = sorted(bases)
+        for i in range(N_FAMILY_MUTATIONS):
+            r = random.Random(20_000 + 1000 * families.MODULES.index(name) + i)
+            fname = names[i % len(names)]
+            kind, data = _mutate_bytes(bases[fname].read_bytes(), r)
+            run(f"{i}:{fname}:{kind}", data, (mod.sniff(bases[fname]), "auto"),
+                bases[fname].suffix)
+    return {**suite.report(), "seeds": seeds, "cases": per}
 
 
 # ============================================================================ data suite
@@ -806,7 +947,7 @@ def _child_main(work: Path) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (here + AS_HEADROOM, resource.RLIM_INFINITY))
     report = {}
     for name, fn in (("checkpoint", checkpoint_suite), ("foreign", foreign_suite),
-                     ("data", data_suite)):
+                     ("families", families_suite), ("data", data_suite)):
         start = time.perf_counter()
         sub = work / name
         sub.mkdir(exist_ok=True)
@@ -858,9 +999,47 @@ def test_data_roots_fuzz(fuzz_report):
 
 def test_foreign_reader_fuzz(fuzz_report):
     rep = fuzz_report["foreign"]
-    if rep.get("absent"):
-        pytest.skip("probes.io.foreign is not there")
     print(_summary("foreign reader", rep))
     assert rep["tried"] >= N_FOREIGN
     assert rep["failures"] == [], json.dumps(rep["failures"][:10], indent=1)
     assert rep["outcomes"]["base-state-dict|state-dict"] == "ok"
+
+
+def _family_modules() -> list[str]:
+    from probes.io.families import MODULES
+
+    return list(MODULES)
+
+
+@pytest.mark.parametrize("name", _family_modules())
+def test_every_family_has_fuzz_fixtures(name):
+    """The fuzz is seeded by each registered family's fixture files: a family without one
+    would be skipped silently, so it fails here instead."""
+    import importlib
+
+    mod = importlib.import_module(f"probes.io.families.{name}")
+    bases = family_bases(name, mod)
+    assert bases, (f"family {name!r} has no fixtures under tests/fixtures/{name}/ (a file in "
+                   f"its on-disk format that {name}.sniff recognises): the fuzz cannot cover it")
+
+
+@pytest.mark.parametrize("name", _family_modules())
+def test_family_reader_fuzz(fuzz_report, name):
+    rep = fuzz_report["families"]
+    cases = rep["cases"][name]
+    outcomes = {c: rep["outcomes"][c] for c in cases}
+    failures = [f for f in rep["failures"] if f["case"].startswith(f"{name}|")]
+    print(f"family {name}: {len(cases)} cases on seeds {rep['seeds'][name]}: "
+          f"{sum(v == 'ok' for v in outcomes.values())} valid loads, "
+          f"{sum(v == 'user_error' for v in outcomes.values())} one-line errors, "
+          f"{len(failures)} failures")
+    assert rep["seeds"][name], f"no fuzz seeds for {name} (see test_every_family_has_fuzz_fixtures)"
+    assert failures == [], json.dumps(failures[:10], indent=1)
+    assert len(cases) >= 2 * N_FAMILY_MUTATIONS
+    for seed in rep["seeds"][name]:  # each fixture loads, named and auto, and info reads it
+        base = [c for c in cases if c.startswith(f"{name}|base:{seed}|")]
+        assert base and all(outcomes[c] == "ok" for c in base), {c: outcomes[c] for c in base}
+    evil = [c for c in cases if "payload" in c or "pickle-" in c.split("|")[1]]
+    assert evil and all(outcomes[c] == "user_error" for c in evil), \
+        [c for c in evil if outcomes[c] != "user_error"][:5]
+

@@ -39,6 +39,10 @@ from trainers.data import MNIST10K_SPLIT as SPLIT  # noqa: F401
 from trainers.data import mnist10k_split as heldout_split  # noqa: F401
 
 SHIPPED = "checkpoints/shipped/classifier/mnist10k-cnn.safetensors"
+# the shipped classifier of each dataset that has one: its feature space is where that data's
+# Frechet distance is measured (Fashion-MNIST's own, not the digits')
+SHIPPED_FOR = {"mnist10k": SHIPPED,
+               "fashion-mnist": "checkpoints/shipped/classifier/fashion-mnist-cnn.safetensors"}
 FORMAT = "asgan-probe-classifier"
 VERSION = 1
 FEATURE_DIM = 128
@@ -290,11 +294,12 @@ def read_classifier(path: str | Path, *, device: str | torch.device = "cpu"
     return net.to(device).eval(), meta
 
 
-def load_classifier(path: str | Path | None = None, *, device: str | torch.device = "cpu"
-                    ) -> tuple[DigitCNN, dict[str, Any]]:
-    """The shipped classifier (``path`` None: verified against ``checkpoints/MANIFEST.json``)
-    or the file at ``path``. Returns ``(net, meta)``; ``meta["heldout_accuracy"]`` is the
-    held-out accuracy measured when it was trained, ``meta["split"]`` the split.
+def load_classifier(path: str | Path | None = None, *, device: str | torch.device = "cpu",
+                    data: str = "mnist10k") -> tuple[DigitCNN, dict[str, Any]]:
+    """The shipped classifier of ``data`` (``path`` None: :data:`SHIPPED_FOR`, verified against
+    ``checkpoints/MANIFEST.json``) or the file at ``path``. Returns ``(net, meta)``;
+    ``meta["heldout_accuracy"]`` is the held-out accuracy measured when it was trained,
+    ``meta["split"]`` the split.
 
     Raises:
         trainers.errors.UserError: the shipped file is missing or differs from the manifest.
@@ -303,16 +308,27 @@ def load_classifier(path: str | Path | None = None, *, device: str | torch.devic
     if from_manifest:
         from trainers.manifest import shipped
 
-        path = shipped(SHIPPED)  # wherever the checkpoints folder is (trainers.manifest)
+        if data not in SHIPPED_FOR:
+            from trainers.errors import UserError
+
+            raise UserError(f"no shipped classifier for {data!r} (there is one for "
+                            f"{', '.join(SHIPPED_FOR)}); pass --classifier FILE")
+        path = shipped(SHIPPED_FOR[data])  # wherever the checkpoints folder is
     net, meta = read_classifier(path, device=device)
     return net, dict(meta, file=str(path), shipped=from_manifest)
 
 
 def classifier_summary(meta: dict[str, Any]) -> dict[str, Any]:
     """What every count or score made with the classifier reports next to it."""
-    return {"file": SHIPPED if meta.get("shipped") or meta.get("file", "").endswith(SHIPPED)
+    data = meta.get("data", {}).get("name", "mnist10k")
+    rel = SHIPPED_FOR.get(data, SHIPPED)
+    split = meta["split"]
+    held = (f"{split['n_heldout']} of {split['n']} mnist10k digits (seeded permutation, seed "
+            f"{split['seed']})" if data == "mnist10k" else
+            f"the {split['n_heldout']} images of {data}'s official test set")
+    return {"file": rel if meta.get("shipped") or meta.get("file", "").endswith(rel)
             else meta.get("file"),
+            "data": data,
             "heldout_accuracy": meta.get("heldout_accuracy"),
-            "heldout": f"{meta['split']['n_heldout']} of {meta['split']['n']} mnist10k digits "
-                       f"(seeded permutation, seed {meta['split']['seed']})",
+            "heldout": held,
             "feature_dim": meta.get("feature_dim")}

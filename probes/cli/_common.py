@@ -29,14 +29,33 @@ def add_reals(p) -> None:
                         "train/held-out split (reals D never trained on), else all of the data")
 
 
-def add_foreign(p) -> None:
-    """The options that read a foreign discriminator file (``probes.io.foreign``)."""
-    from probes.io.sources import FORMATS
+def add_foreign(p, *, fakes: bool = True) -> None:
+    """The options that say how to read a file (``probes.io.sources.load``): ``--format``
+    (default auto), ``--label``, ``--arch``; and ``--fakes`` (a folder of generated images:
+    the fakes of a discriminator file that carries no G)."""
+    from probes.io.sources import formats
 
-    p.add_argument("--format", choices=FORMATS, default="asgan",
-                   help="file format (foreign: see probes/io/foreign.py)")
+    p.add_argument("--format", choices=formats(), default="auto",
+                   help="file format (default auto: recognised from the contents; families: "
+                        "see probes/io/families/__init__.py)")
+    p.add_argument("--label", type=int, default=None, metavar="K",
+                   help="conditional discriminators: the class bound for every sample")
     p.add_argument("--arch", default=None, help="state-dict format: dcgan, resnet or mlp; "
                    "authors: a model-file name, e.g. resnet64_same_sn (default: inferred)")
+    if fakes:
+        p.add_argument("--fakes", default=None, metavar="DIR",
+                       help="fakes from this folder of generated images (any size: center "
+                            "square crop, resized to D's side, mapped to its range) instead "
+                            "of G; the only fakes of a discriminator file, which has no G")
+
+
+def add_data(p) -> None:
+    """``--data`` / ``--data-root``: where reals come from (a foreign D has no dataset)."""
+    p.add_argument("--data", default=None,
+                   help="dataset for reals (default: the checkpoint's; for a discriminator "
+                        "file e.g. imagefolder with --data-root DIR)")
+    p.add_argument("--data-root", default=None,
+                   help="folder of user data (imagefolder: any images, resized to D's side)")
 
 
 def json_obj(text: str | None, flag: str) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from probes.cli._common import (
     add_common,
+    add_data,
     add_foreign,
     add_mode,
     add_reals,
@@ -29,8 +30,10 @@ EXAMPLES = """examples:
   asgan-probe attack runs/a1/ckpt-002000.safetensors --min-eps --min-eps-max 16/255
   asgan-probe attack runs/a1/ckpt-002000.safetensors --method foolbox:L2DeepFoolAttack \\
       --eps 0,0.05,0.1 --foolbox-kwargs '{"steps": 50}'
-  asgan-probe attack netD_epoch_24.pth --format authors --data cifar10 \\
-      --data-root ~/data/cifar10 --population real
+  asgan-probe attack netD_epoch_24.pth --data cifar10 --data-root ~/data/cifar10 \\
+      --population real                        # format recognised: the AS-GAN authors' netD
+  asgan-probe attack network-snapshot.pkl --label 3 --data imagefolder --data-root ~/reals \\
+      --fakes ~/generated                      # a conditional D file, class 3; no G: --fakes
 
 eps is in [0, 1] pixel units (1/255 = one grey level; the paper's "1/255" is 0.5/255 here);
 for foolbox L2/L1 attacks it is the radius in that norm, same units. Records: one per
@@ -78,8 +81,7 @@ def _add_inputs(p) -> None:
                         "(default: the checkpoint's training batch size, else 64)")
     p.add_argument("--batch-size", type=int, default=256,
                    help="samples per pass in per-sample modes (memory only)")
-    p.add_argument("--data", default=None, help="dataset for reals (default: the checkpoint's)")
-    p.add_argument("--data-root", default=None, help="folder of user data")
+    add_data(p)
     add_reals(p)
     add_foreign(p)
     p.add_argument("--arch-kwargs", default=None, help="state-dict format: JSON kwargs")
@@ -126,7 +128,7 @@ def _options(args) -> dict:
         batch_size=args.batch_size, bn_group=args.bn_group, transfer_to=args.transfer_to,
         min_eps=args.min_eps, eps_max=first(args.min_eps_max), bisect_steps=args.bisect_steps,
         data=args.data, data_root=args.data_root, reals=args.reals, format=args.format,
-        arch=args.arch,
+        label=args.label, fakes=args.fakes, arch=args.arch,
         arch_kwargs=json_obj(args.arch_kwargs, "--arch-kwargs") or None,
         foreign_range=_pixel_range(args.pixel_range),
         foolbox_kwargs=json_obj(args.foolbox_kwargs, "--foolbox-kwargs"), device=args.device)

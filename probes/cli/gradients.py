@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from probes.cli._common import add_common, add_mode, add_reals, log, write_json
+from probes.cli._common import (
+    add_common,
+    add_data,
+    add_foreign,
+    add_mode,
+    add_reals,
+    log,
+    write_json,
+)
 from trainers.errors import UserError
 
 NAME = "gradients"
@@ -14,6 +22,7 @@ EXAMPLES = """examples:
       --population real --n 512 --out grads.json --hist hist.png --maps maps.png
   asgan-probe gradients runs/a1/ckpt-002000.safetensors --wrt g_loss --population fake \\
       --mode eval --random-reference
+  asgan-probe gradients netD.pth --data imagefolder --data-root ~/reals --n 64
 
 All checkpoints see the same real images (seeded); with --population fake each D gets its
 own G's samples unless --fakes-from first. Paired differences (first checkpoint minus each
@@ -29,6 +38,8 @@ def add_arguments(p) -> None:
                    help="differentiate D's raw logit, the non-saturating G loss, or D's loss")
     add_mode(p)
     add_reals(p)
+    add_data(p)
+    add_foreign(p)
     p.add_argument("--batch-size", type=int, default=None,
                    help="probe batch (default: D's training batch in batch mode, else 256)")
     p.add_argument("--fakes-from", choices=("own", "first"), default="own",
@@ -67,7 +78,9 @@ def run(args) -> int:
         random_reference=args.random_reference, hist=bool(args.hist),
         hist_scale=args.hist_scale, hist_bins=args.hist_bins,
         keep=args.n_maps if args.maps else 0, seed=args.seed,
-        device=resolve_device(args.device), check_maps=bool(args.maps), reals=args.reals)
+        device=resolve_device(args.device), check_maps=bool(args.maps), reals=args.reals,
+        data=args.data, data_root=args.data_root, format=args.format, label=args.label,
+        fakes=args.fakes)
     for row in result["checkpoints"]:
         _log_row(row)
     write_json(result, args.out)

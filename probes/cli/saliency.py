@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes.cli._common import add_mode, log, write_json
+from probes.cli._common import add_data, add_foreign, add_mode, log, write_json
 from trainers.errors import UserError
 
 NAME = "saliency"
@@ -27,6 +27,8 @@ def add_arguments(p) -> None:
     p.add_argument("--n", type=int, default=16, help="images (default 16)")
     p.add_argument("--population", choices=("real", "fake"), default="real")
     add_mode(p)
+    add_data(p)
+    add_foreign(p)
     p.add_argument("--baseline", choices=("black", "mid"), default="black",
                    help="integrated-gradients baseline image")
     p.add_argument("--steps", type=int, default=50, help="integrated-gradients steps")
@@ -62,7 +64,9 @@ def run(args) -> int:
     result, x, attrs = saliency(
         args.checkpoint, methods=methods, n=args.n, population=args.population, mode=args.mode,
         baseline=args.baseline, steps=args.steps, noise=args.noise,
-        nt_samples=args.nt_samples, seed=args.seed, device=resolve_device(args.device))
+        nt_samples=args.nt_samples, seed=args.seed, device=resolve_device(args.device),
+        data=args.data, data_root=args.data_root, format=args.format, label=args.label,
+        fakes=args.fakes)
     for row in result["methods"]:
         log(f"{row['method']:<11} mode {row['mode']:<6} "
             f"hoyer {row['measures']['hoyer']['mean']:.3f}")

@@ -17,13 +17,20 @@ DEFAULT_GROUP = 64  # DCGAN's training batch, for foreign files that do not reco
 
 def describe(meta: dict[str, Any], path: str | Path) -> dict[str, Any]:
     """Short facts that identify a checkpoint in results: path, step, trainer, eps (pixel
-    units), perturbation, data, D architecture."""
+    units), perturbation, data, D architecture; for a discriminator file of another family
+    also its format, family, the reduction of its output to (N,) logits, the class bound
+    (``class_label``) and its input range."""
     cfg = meta.get("config", {})
-    return {"checkpoint": str(path), "step": meta.get("step"), "trainer": cfg.get("trainer"),
+    info = {"checkpoint": str(path), "step": meta.get("step"), "trainer": cfg.get("trainer"),
             "eps": cfg.get("eps") if cfg.get("trainer") == "asgan" else None,
             "perturbation": cfg.get("perturbation") if cfg.get("trainer") == "asgan" else None,
             "data": meta.get("data", {}).get("name", cfg.get("data")),
             "d_arch": meta.get("d_spec", {}).get("arch")}
+    if "family" in meta:  # a discriminator file of another family (probes.io.sources.load)
+        info.update(format=meta.get("format"), family=meta["family"].get("family"),
+                    reduction=meta.get("reduction"), class_label=meta.get("label"),
+                    pixel_range=meta.get("pixel_range"))
+    return info
 
 
 def kind(info: dict[str, Any]) -> str:

@@ -23,12 +23,15 @@ CAVEAT = ("stacked MNIST here is built from the 10k-digit mnist10k subset and re
           "classifier: the numbers are indicative, not the papers'")
 
 
-def load_digit_classifier(path: str | None, device) -> tuple[Any, dict[str, Any]]:
-    """``(net, summary)`` of the digit classifier (the shipped one when ``path`` is None)."""
-    from probes.adapters.classifier import classifier_summary, load_classifier
+def load_digit_classifier(path: str | None, device, data: str = "mnist10k"
+                          ) -> tuple[Any, dict[str, Any]]:
+    """``(net, summary)`` of the classifier at ``path``, or when None the shipped one of
+    ``data`` (Fashion-MNIST has its own; any other data gets the digit classifier's)."""
+    from probes.adapters.classifier import SHIPPED_FOR, classifier_summary, load_classifier
 
     try:
-        net, meta = load_classifier(path, device=device)
+        net, meta = load_classifier(path, device=device,
+                                    data=data if data in SHIPPED_FOR else "mnist10k")
     except ValueError as e:
         raise UserError(f"{e}; pass a classifier made by scripts/train_classifier.py "
                         "(or none, for the shipped one)") from None

@@ -5,8 +5,9 @@ For each checkpoint, ``n`` generated samples are compared with ``n`` real sample
 checkpoint's own dataset (both chosen by ``seed``; the reals from all of the data, the
 distribution G learns, whatever split the checkpoint records) in a feature space:
 
-- ``classifier``: the shipped digit classifier's 128-d penultimate layer, for grey 28/32 px
-  image data (32 px resized to 28, reals and fakes alike);
+- ``classifier``: a shipped classifier's 128-d penultimate layer, for grey 28/32 px image data
+  (32 px resized to 28, reals and fakes alike): Fashion-MNIST's own classifier on
+  fashion-mnist, the digit classifier on everything else;
 - ``classifier-per-channel``: the same per channel, concatenated (384-d), for stacked-mnist;
 - ``raw``: the coordinates themselves, for the 2-D mixtures;
 - ``inception``: pool3 of the FID Inception (TF's 2015-12-05 graph), with ``inception=True``
@@ -112,7 +113,8 @@ def scores(G, meta: dict[str, Any], spaces: Sequence[str], *, n: int, seed: int 
             extra["weights"] = incep.info
         elif space != "raw":
             extra["classifier"] = clf
-            if meta.get("data", {}).get("name") not in ("mnist10k", "stacked-mnist"):
+            if (clf or {}).get("data", "mnist10k") == "mnist10k" and \
+                    meta.get("data", {}).get("name") not in ("mnist10k", "stacked-mnist"):
                 extra["note"] = "a digit classifier's features on non-digit data"
         if key not in cache:
             cache[key] = featurize(x_real)
@@ -147,12 +149,16 @@ def quality(paths: Sequence[str], *, n: int = 10_000, seed: int = 0, device: str
             raise UserError(f"--n {n} asks for more real {ds.name} samples than the {ds.n} it "
                             "has; lower --n")
         loaded.append((path, G, meta, spaces))
-    net = clf = None
-    if any(s.startswith("classifier") for *_, spaces in loaded for s in spaces):
-        net, clf = load_digit_classifier(classifier, dev)
+    nets: dict[str, tuple] = {}  # data name -> (net, summary): each dataset's own classifier
     rows = []
     for path, G, meta, spaces in loaded:
         info = facts(meta, path)
+        net = clf = None
+        if any(s.startswith("classifier") for s in spaces):
+            data = meta.get("data", {}).get("name", "mnist10k")
+            if data not in nets:
+                nets[data] = load_digit_classifier(classifier, dev, data=data)
+            net, clf = nets[data]
         log(f"{info['label']}: {n} real and {n} generated samples; spaces {', '.join(spaces)}")
         rows.append({**info, "n": n, "seed": seed, "reals": sources.real_split(meta, REALS),
                      "scores": scores(G, meta, spaces, n=n, seed=seed, device=dev, net=net,

@@ -193,7 +193,7 @@ def _existing_dir(name: str, root, layout: str) -> Path:
 # check it is the same one (``heldout_sha256``).
 
 PARTS = ("all", "train", "heldout")
-SPLIT_DATASETS = ("mnist10k", "stacked-mnist", "ring8", "grid25")
+SPLIT_DATASETS = ("mnist10k", "stacked-mnist", "ring8", "grid25", "fashion-mnist")
 # the digit classifier's split (scripts/train_classifier.py): one definition for both
 MNIST10K_SPLIT = {"n": 10_000, "n_heldout": 1_000, "seed": 0}
 
@@ -638,11 +638,14 @@ def _read_idx_split(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray] 
     return x, y
 
 
-def load_fashion_mnist(*, root=None, resolution=None, seed=0, n=None) -> Dataset:
+def load_fashion_mnist(*, root=None, resolution=None, seed=0, n=None, part="all") -> Dataset:
     """Fashion-MNIST (Zalando, MIT): train (60k) then t10k (10k) if present; (1, 28, 28).
 
     ``root`` None uses the Debian package's folder ``/usr/share/datasets/fashion-mnist`` (it
-    installs the four ``*-ubyte.gz`` files there, flat). Labels = class 0..9.
+    installs the four ``*-ubyte.gz`` files there, flat). Labels = class 0..9. Its split is the
+    official one: ``part="train"`` is the 60,000 training images, ``"heldout"`` the 10,000
+    ``t10k`` test images (which must then be present); the record's ``heldout_sha256`` is the
+    SHA-256 of the t10k images, so a probe checks it reads the same test set.
     """
     name = "fashion-mnist"
     if root is None and not Path(FASHION_DEBIAN_ROOT).is_dir():
@@ -657,15 +660,29 @@ def load_fashion_mnist(*, root=None, resolution=None, seed=0, n=None) -> Dataset
     else:
         raise UserError(f"{name}: no train-images-idx3-ubyte[.gz] + train-labels-idx1-ubyte[.gz]"
                         f" under {base}; expected {FASHION_LAYOUT}; pass --data-root")
-    splits = [train] + [s for s in [_read_idx_split(folder, "t10k")] if s is not None]
+    test = _read_idx_split(folder, "t10k")
+    info = {"source": str(folder), "credit": "Fashion-MNIST by Han Xiao, Kashif Rasul, Roland "
+                                             "Vollgraf (Zalando Research), MIT licence"}
+    if part != "all":
+        if test is None:
+            raise UserError(f"{name}: the held-out part is the official t10k test set, and "
+                            f"{folder} has no t10k-images-idx3-ubyte[.gz] + t10k-labels-"
+                            "idx1-ubyte[.gz]; add them or use split=none")
+        splits = [train if part == "train" else test]
+        info.update(part=part, split={
+            "name": "fashion-mnist-official", "dataset": name, "kind": "official",
+            "n_train": len(train[0]), "n_heldout": len(test[0]),
+            "rule": "the official split: train = train-*-ubyte, held-out = t10k-*-ubyte",
+            "heldout_sha256": hashlib.sha256(np.ascontiguousarray(test[0]).tobytes())
+            .hexdigest(),
+            "heldout_sha256_of": "the t10k images, uint8, file order"})
+    else:
+        splits = [train] + ([test] if test is not None else [])
+        info["splits"] = ["train", "t10k"][: len(splits)]
     images = torch.from_numpy(np.concatenate([s[0] for s in splits])).unsqueeze(1)
     labels = torch.from_numpy(np.concatenate([s[1] for s in splits]))
-    return _image_dataset(
-        name, images, labels, resolution=_check_resolution(name, resolution, None), n=n,
-        info={"source": str(folder), "splits": ["train", "t10k"][: len(splits)],
-              "credit": "Fashion-MNIST by Han Xiao, Kashif Rasul, Roland Vollgraf (Zalando "
-                        "Research), MIT licence"},
-    )
+    return _image_dataset(name, images, labels,
+                          resolution=_check_resolution(name, resolution, None), n=n, info=info)
 
 
 # ----------------------------------------------------------------------------- CIFAR-10

@@ -1,4 +1,5 @@
-"""The AS-GAN authors' discriminators, rebuilt from their saved ``netD`` state_dicts.
+"""The AS-GAN authors' discriminators, rebuilt from their saved ``netD`` state_dicts
+(``--format authors``, and ``authors-dcgan``).
 
 The public AS-GAN repository (``CirclePassFilter/AS_GAN``) trains with one of twelve model
 files under ``model/`` and saves ``torch.save(netD.state_dict())``. These nets are written
@@ -37,18 +38,37 @@ eval-mode maths of torch, with no power iteration (D is probed here, never train
 from torch <= 1.0 store the normalised ``weight`` and no ``weight_v``; a v that reproduces
 that weight is derived on load. BatchNorm files from torch 0.4.0 lack
 ``num_batches_tracked``; it is set to 0 (only training with ``momentum=None`` reads it).
+
+``authors-dcgan`` (kept for files it read before): ``netD`` of a pytorch/examples-style DCGAN
+script (the authors' script builds on it): ``torch.save(netD.state_dict())`` with keys
+``main.<i>.*``, stride-2 4x4 convs without bias, BatchNorm from the second conv,
+LeakyReLU(0.2), a last conv to one channel and an ``nn.Sigmoid`` head. Layer for layer this
+is our ``dcgan`` discriminator (28/32/64 px, any width and channel count), which has no
+sigmoid: the sigmoid is stripped and D returns the logits. ``authors`` reads the same files
+with their own names (and 128 px, spectral norm); ``auto`` prefers it, falling back to
+``authors-dcgan`` for the layouts only it reads (28 px, one channel).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probes.io.families._common import container, logits_desc, no_label, read_object, state_dict_of
 from trainers.errors import UserError
+
+NAMES = ("authors", "authors-dcgan")
+FORMAT = ("torch.save(netD.state_dict()) of the AS-GAN authors' twelve model files / a "
+          "pytorch/examples DCGAN netD")
+CHECKED = ("tensors only (weights_only / safetensors); family inferred from names and shapes, "
+           "every shape checked before a net is built; sigmoid stripped")
+COUPLING = "BatchNorm (DCGAN families): frozen clean-reference statistics; none (ResNets)"
+STUBS: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -341,4 +361,73 @@ def n_tensors(family: str) -> int:
     """How many tensors the family's state_dict holds (BatchNorm buffers included)."""
     with torch.device("meta"):
         return len(build(family, width=1).state_dict())
+
+
+# ----------------------------------------------------------------------------- the family
+def _dcgan_examples(sd: dict, path: Path) -> tuple[nn.Module, dict]:
+    """A pytorch/examples-style DCGAN netD (``main.*``), rebuilt as our dcgan D."""
+    from probes.io.families.ours import _build, _dcgan_spec
+
+    if not sd or not all(k.startswith("main.") for k in sd):
+        raise UserError(f"{path} is not a pytorch/examples-style DCGAN netD (keys should start "
+                        f"with 'main.', got {list(sd)[:3]}...); see --format choices")
+    sd = {k[len("main."):]: v for k, v in sd.items()}
+    if any(k.endswith(".bias") and sd[k].dim() == 1 and f"{k[:-5]}.running_mean" not in sd
+           for k in sd):
+        raise UserError(f"{path}: the DCGAN convs carry biases, unlike pytorch/examples' netD; "
+                        "not supported")
+    spec = _dcgan_spec(sd)
+    spec["kwargs"]["spectral_norm"] = False
+    if spec["kwargs"]["resolution"] not in (28, 32, 64):
+        raise UserError(f"{path}: a DCGAN netD for {spec['kwargs']['resolution']} px; "
+                        "supported: 28, 32, 64 px")
+    return _build(spec, sd, path, "a pytorch/examples DCGAN netD"), spec
+
+
+def sniff(path: Path) -> str | None:
+    """``"authors"`` for one of the twelve families, ``"authors-dcgan"`` for a
+    pytorch/examples DCGAN netD that only that format reads; None otherwise."""
+    try:
+        sd = state_dict_of(read_object(path), path)
+    except Exception:  # noqa: BLE001 - a sniffer answers None for anything else
+        return None
+    for name, fn in (("authors", lambda: load(sd, str(path))),
+                     ("authors-dcgan", lambda: _dcgan_examples(sd, path))):
+        try:
+            fn()
+            return name
+        except Exception:  # noqa: BLE001
+            continue
+    return None
+
+
+def read(path: Path, *, label: int | None = None, format: str | None = "authors",
+         arch: str | None = None) -> tuple[nn.Module, dict]:
+    """``(D, desc)`` for an authors' ``netD`` file; ``format`` ``"authors"`` (``arch``: a
+    family or model-file name, default inferred) or ``"authors-dcgan"``."""
+    no_label(label, "AS-GAN authors'")
+    obj = read_object(path)
+    sd = state_dict_of(obj, path)
+    if format == "authors-dcgan":
+        if arch is not None:
+            raise UserError("--arch applies to --format state-dict and authors only, not "
+                            "authors-dcgan")
+        D, spec = _dcgan_examples(sd, path)
+        shape = [spec["kwargs"]["channels"], spec["kwargs"]["resolution"],
+                 spec["kwargs"]["resolution"]]
+        upstream = {"repo": "pytorch/examples (dcgan)", "class": "netD",
+                    "init_kwargs": dict(spec["kwargs"])}
+    else:
+        D, spec = load(sd, str(path), family=arch)
+        kw = spec["kwargs"]
+        shape = [kw["channels"], kw["resolution"], kw["resolution"]]
+        upstream = {"repo": "CirclePassFilter/AS_GAN", "class": f"model/{kw['family']}.py",
+                    "init_kwargs": {"family": kw["family"], "width": kw["width"]}}
+    why = ("their forward ends in a sigmoid; its input, the logit (N,), is returned"
+           if format == "authors-dcgan" or spec["kwargs"].get("sigmoid") else
+           "their forward returns the logit (N,)")
+    desc = logits_desc(family="as-gan-authors", format=FORMAT, D=D, shape=shape,
+                       upstream=upstream, extra={"spec": spec, "container": container(obj)},
+                       why=why)
+    return D.eval(), desc
 
