@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, safe_open
 
+from probes.core import coupling
 from probes.io import safe_pickle
 from probes.io.families import r3gan
 from trainers.errors import UserError
@@ -89,6 +90,7 @@ def test_desc_records_the_architecture(snap, io_name):
     assert got["ConditionEmbeddingDimension"] == kw.get("ConditionEmbeddingDimension", 0)
     assert sorted(got["FP16Stages"]) == sorted(kw["FP16Stages"])
     assert desc["extra"]["snapshot_keys"][:3] == ["G", "D", "G_ema"]
+    assert desc["extra"]["step"] == 1234567  # cur_nimg, images seen
     assert desc["extra"]["resampling_kernels_are_default"] is False  # perturbed filters
     # eval, float32, nothing to train, no layer that couples samples
     assert not D.training
@@ -137,6 +139,10 @@ def test_changing_one_sample_leaves_the_others_bit_identical(snap):
             others = [i for i in range(len(x)) if i != j]
             assert torch.equal(y2[others], y[others])
             assert y2[j] != y[j]
+    # the contract's coupling check finds nothing, in the probe's mode and in the batch view
+    found = coupling.check(D, x)
+    assert found["causes"] == [] and found["per_sample"] and found["max_cross_change"] == 0.0
+    assert found["batch_view"]["coupled"] is False
     # input gradients (what the probes take) are per sample too
     x = x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(D(x)[2], x)
@@ -221,7 +227,7 @@ def test_malformed_files_are_one_line_errors(tmp_path):
     other.write_bytes(pickle.dumps({"D": {"weight": torch.zeros(2)}}))
     for path, words in ((cut, "not a readable pickle"), (no_d, "without a discriminator"),
                         (other, "expected training.networks.Discriminator"),
-                        (tmp_path / "missing.pkl", "not found"), (tmp_path, "not found")):
+                        (tmp_path / "missing.pkl", "not found"), (tmp_path, "is a folder")):
         with pytest.raises(UserError) as e:
             r3gan.read(path)
         assert words in str(e.value) and "\n" not in str(e.value), str(e.value)

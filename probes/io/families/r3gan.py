@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from probes.io import safe_pickle
+from probes.io.families._common import check_file
 from trainers.errors import UserError
 
 NAMES: tuple[str, ...] = ("r3gan",)
@@ -414,10 +415,8 @@ def read(path: Path, *, label: int | None = None) -> tuple[nn.Module, dict]:
     is not an R3GAN snapshot, a code payload, a malformed tree or a label that does not fit
     the D raises a one-line :class:`UserError`; nothing in the file is ever run.
     """
-    path = Path(path)
+    path = check_file(path)
     what = str(path)
-    if not path.is_file():
-        raise UserError(f"{what}: not found (or not a regular file)")
     return build(safe_pickle.read_any(path, stubs=STUBS, what=what), label=label, what=what)
 
 
@@ -517,6 +516,7 @@ def build(obj: Any, *, label: int | None = None, what: str = "snapshot"
         "ConditionEmbeddingDimension": emb_dim if c_dim else 0,
         "FP16Stages": bf16, "c_dim": c_dim or 0, "img_resolution": resolution}
     resampler = sorted({m[-1].flip for m in stages[:-1]})
+    nimg = snap.get("cur_nimg") if type(snap.get("cur_nimg")) is int else None
     desc = {
         "family": "r3gan", "format": FORMAT, "resolution": resolution, "channels": channels,
         "conditional": c_dim is not None, "num_classes": c_dim, "label": label,
@@ -539,7 +539,7 @@ def build(obj: Any, *, label: int | None = None, what: str = "snapshot"
                           "reference conv2d (correlation)" if resampler == [False] else
                           "mixed" if resampler else None),
             "snapshot_keys": [str(k) for k in snap] if snap else None,
-            "cur_nimg": snap.get("cur_nimg") if type(snap.get("cur_nimg")) is int else None,
+            "step": nimg, "step_unit": "images seen (training_loop's cur_nimg)" if nimg else None,
             "training_set_kwargs": _plain(tsk) if tsk else None,
         },
     }
