@@ -121,15 +121,18 @@ def coupling_record(D: nn.Module, x: torch.Tensor, *, mode: str,
 def contract_record(meta: dict[str, Any], D: nn.Module) -> dict[str, Any]:
     """How D's output became one logit per sample, and its dtype, for every record:
     ``{"reduction", "output_shape", "dtype", "label", "randomness"}``. A module's declared
-    contract (:func:`discriminator`), a family reader's description (``output`` etc. in
-    ``meta``), or our own nets (``(N,)`` logits as they are)."""
+    contract (:func:`discriminator`), a family reader's description (``meta["family"]``:
+    ``output``, ``randomness``), or our own nets (``(N,)`` logits as they are)."""
     from probes.core.contract import float_dtype
 
     c = meta.get("contract") or {}
-    out = c.get("output") or meta.get("output") or {}
+    # a family reader's desc sits under meta["family"] (probes.io.sources.load)
+    desc = meta["family"] if isinstance(meta.get("family"), dict) else {}
+    out = c.get("output") or meta.get("output") or desc.get("output") or {}
     dtype = c.get("dtype") or meta.get("dtype") or str(float_dtype(D) or "").replace(
         "torch.", "") or None
     return {"reduction": out.get("reduction", "none: D returns (N,) logits"),
             "output_shape": out.get("shape", "(N,)"), "dtype": dtype,
             "label": c.get("label", meta.get("label")),
-            "randomness": c.get("randomness", meta.get("randomness", "none"))}
+            "randomness": c.get("randomness",
+                                meta.get("randomness", desc.get("randomness", "none")))}
