@@ -101,9 +101,14 @@ def _stub_class(name: str) -> type[Stub]:
 
 def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, backward_hooks=None,
                        metadata=None):
-    t = torch.empty((0,), dtype=storage.dtype, device=storage.device)
-    t.set_(storage._untyped_storage if hasattr(storage, "_untyped_storage") else storage,
-           offset, size, stride)
+    # torch's pickles hold TypedStorage: read its bytes and dtype through the private fields,
+    # as torch's own loader does (its public dtype/device warn "TypedStorage is deprecated",
+    # which would reach the user's terminal)
+    typed = hasattr(storage, "_untyped_storage")
+    untyped = storage._untyped_storage if typed else storage
+    dtype = storage._dtype if typed else storage.dtype
+    t = torch.empty((0,), dtype=dtype, device=untyped.device)
+    t.set_(untyped, offset, size, stride)
     return t
 
 

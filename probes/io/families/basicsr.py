@@ -228,7 +228,9 @@ def _build(sd: dict[str, torch.Tensor], spec: dict[str, Any], skip: bool, what: 
     net.load_state_dict({k: sd[k].to(v.dtype) for k, v in ours.items()})
     for key, m in net.named_children():
         if isinstance(m, SpectralNormed):
-            sigma = float(torch.dot(m.weight_u, torch.mv(m.weight_orig.flatten(1), m.weight_v)))
+            with torch.no_grad():  # a check, not a graph (float() of a grad tensor warns)
+                sigma = float(torch.dot(m.weight_u, torch.mv(m.weight_orig.flatten(1),
+                                                             m.weight_v)))
             if not (abs(sigma) > 0 and sigma == sigma and abs(sigma) != float("inf")):
                 raise UserError(f"{what}: {key}'s spectral-norm vectors give sigma = {sigma}; "
                                 "the file's u/v are broken")
