@@ -300,7 +300,12 @@ def load_torch_zip(path: str | Path, *, stubs: Iterable[str] = (), what: str | N
     except (zipfile.BadZipFile, OSError, ValueError) as err:
         raise _fail(what, err) from None
     with zf:
-        prefix, data = _zip_parts(zf, what)
+        try:  # a damaged archive (bad header, CRC, truncated record) fails here, not in zf()
+            prefix, data = _zip_parts(zf, what)
+        except UserError:
+            raise
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as err:
+            raise _fail(what, err) from None
         cache: dict[str, Any] = {}
 
         def persistent_load(pid: Any) -> Any:
