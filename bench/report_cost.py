@@ -1,5 +1,5 @@
 """What the study report costs per checkpoint, before and after the classifier's oneDNN path,
-and what the full v2 report would cost at that rate.
+and what the full shipped report would cost at that rate.
 
 ``asgan-probe report`` measures every shipped checkpoint with one function per group
 (:data:`probes.study.arms.METRICS`): ``image_metrics`` (mnist10k: quality on 2,000 samples,
@@ -17,7 +17,7 @@ samples, each of the 3 channels read by the digit classifier) and ``mixture_metr
 Before timing, the script checks that old and new give the same numbers: every metric equal,
 and on the full 26,000 stacked samples (78,000 channel reads) the same predicted digits and
 features within 1e-5 of the largest. The projection multiplies each group's new per-checkpoint
-seconds by its checkpoint count in ``checkpoints/shipped/v2/PLAN.json`` (the complete study).
+seconds by its checkpoint count in the shipped study's ``PLAN.json`` (the complete study).
 With ``--threads 1 --clock cpu`` (the honest clock on a loaded machine) the seconds are those
 of one quiet core; the 2-core line divides them by two, which two worker processes reach and
 two intra-op threads approach. The report's other work (figures, the claims) is not in it.
@@ -38,9 +38,8 @@ import torch
 from bench import _common as common
 from probes.adapters import classifier as C
 
-PLAN = common.REPO / "checkpoints" / "shipped" / "v2" / "PLAN.json"
 GROUPS = ("mnist10k", "stacked-mnist", "ring8", "grid25")
-TARGET_S = 360  # the full v2 report's measurements, quiet 2-core machine (setup excluded)
+TARGET_S = 360  # the full shipped report's measurements, quiet 2-core machine (setup excluded)
 
 
 @contextmanager
@@ -54,9 +53,18 @@ def old_classifier():
         C._onednn_body = fast
 
 
-def plan_counts(path=PLAN) -> dict[str, int]:
-    """Checkpoints per group in the complete v2 study (arms listed as dropped excluded)."""
-    plan = json.loads(path.read_text())
+def plan_file():
+    """The shipped study's ``PLAN.json`` (:func:`probes.study.arms.shipped_plan`)."""
+    from probes.study.arms import shipped_plan
+
+    plan = shipped_plan()
+    return plan.root / plan.ship / "PLAN.json"
+
+
+def plan_counts(path=None) -> dict[str, int]:
+    """Checkpoints per group in the complete shipped study (arms listed as dropped
+    excluded)."""
+    plan = json.loads((plan_file() if path is None else path).read_text())
     dropped = plan.get("dropped") or {}
     return {g: sum(len(a["seeds"]) for arm, a in v["arms"].items()
                    if arm not in dropped.get(g, ()))
@@ -139,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                   "per_checkpoint_old_s": per_ckpt_old, "one_core_s": total,
                   "two_cores_s": total / 2, "one_core_old_s": total_old,
                   "two_cores_old_s": total_old / 2}
-    table = [["case", "old s", "new s", f"old / new ({clock})", "v2 ckpts", "v2 total new s"]]
+    table = [["case", "old s", "new s", f"old / new ({clock})", "study ckpts", "study total new s"]]
     per_k = {t: 1000 * med[clock][f"classifier {t}"] / images for t in ("old", "new")}
     table.append(["classifier, per 1000 images", f"{per_k['old']:.3f}", f"{per_k['new']:.3f}",
                   common.fmt_ratio(ratios[clock]["classifier"], 2), "", ""])
@@ -147,14 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         table.append([f"{g} (per checkpoint)", f"{per_ckpt_old[g]:.2f}", f"{per_ckpt[g]:.2f}",
                       common.fmt_ratio(ratios[clock][g], 2), str(counts[g]),
                       f"{counts[g] * per_ckpt[g]:.0f}"])
-    table.append(["full v2, one core / two", f"{total_old:.0f} / {total_old / 2:.0f}",
+    table.append(["full study, one core / two", f"{total_old:.0f} / {total_old / 2:.0f}",
                   f"{total:.0f} / {total / 2:.0f}", "", str(sum(counts.values())), ""])
     common.emit("report_cost", {
         "settings": {"reps": reps, "clock": clock, "quick": quick, "n_classify": len(x_cls),
                      "checkpoints": {g: str(p) for g, p in paths.items()}, "kwargs": kw},
         "same_numbers": {"classifier": check, "metrics_equal": same},
         "results": {"median_s": med, "ratio_old_new": ratios, "projection": projection},
-        "targets": {f"full v2 measurements on 2 cores <= {TARGET_S} s":
+        "targets": {f"full study measurements on 2 cores <= {TARGET_S} s":
                     common.verdict(total / 2 <= TARGET_S) if not quick else "n/a"},
     }, table, out=args.out, notes=[
         f"seconds are {clock} seconds with {torch.get_num_threads()} torch thread(s); the "
