@@ -2,7 +2,8 @@
 and what the full shipped report would cost at that rate.
 
 ``asgan-probe report`` measures every shipped checkpoint with one function per group
-(:data:`probes.study.arms.METRICS`): ``image_metrics`` (mnist10k: quality on 2,000 samples,
+(:data:`probes.study.arms.MEASURES`, by each group's ``measure``): ``image_metrics``
+(mnist10k: quality on 2,000 samples,
 gradients on 256 reals and 256 fakes, FGSM on 512 reals), ``stacked_metrics`` (26,000 G
 samples, each of the 3 channels read by the digit classifier) and ``mixture_metrics``
 (ring8 / grid25, 2,500 points). Cases, timed alternately (``bench/_common.py``):
@@ -100,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     kw = {"mnist10k": {"n_quality": 200, "n_grad": 32, "n_attack": 32} if quick else {},
           "stacked-mnist": {"n": 500} if quick else {},
           "ring8": {"n": 500} if quick else {}, "grid25": {"n": 500} if quick else {}}
-    paths = {g: next(iter(next(iter(arms.shipped_runs(g).values())).values())) for g in GROUPS}
+    plan = arms.shipped_plan()
+    paths = {g: next(iter(next(iter(arms.shipped_runs(g, plan).values())).values()))
+             for g in GROUPS}
+    metrics = {g: arms.MEASURES[plan.groups[g]["measure"]] for g in GROUPS}
     net, _ = arms._classifier()
     G, _, meta = sources.load(paths["stacked-mnist"])
     n_check = 300 if quick else 26_000
@@ -110,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
 
     same = {}
     for g in GROUPS:  # also fills the report's caches (real features), so both cases share them
-        new = arms.METRICS[g](paths[g], **kw[g])
+        new = metrics[g](paths[g], **kw[g])
         with old_classifier():
-            old = arms.METRICS[g](paths[g], **kw[g])
+            old = metrics[g](paths[g], **kw[g])
         same[g] = old == new
     if not (check["ok"] and all(same.values())):
         common.log(f"old and new differ: classifier {check}, metrics {same}")
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         tag = "old" if old else "new"
         cases[f"classifier {tag}"] = timed(lambda: C.predict_channels(net, x_cls), old)
         for g in GROUPS:
-            cases[f"{g} {tag}"] = timed(lambda g=g: arms.METRICS[g](paths[g], **kw[g]), old)
+            cases[f"{g} {tag}"] = timed(lambda g=g: metrics[g](paths[g], **kw[g]), old)
     times = common.interleave(cases, reps=reps, warmup=0 if quick else args.warmup,
                               progress=common.log)
     clock = args.clock

@@ -383,7 +383,7 @@ def _finish(plan: Plan, run: Run, rc: int, result: dict, say) -> None:
 def est_bytes(plan: Plan, run: Run, header: int = 4608) -> int:
     """Shipped bytes of ``run``: its nets' tensors as :func:`trainers.checkpoint.
     export_snapshot` stores them (float16 at >= HALF_MIN_NUMEL values, else their own dtype)
-    plus ``header`` (the JSON header of a real export: 4,560 bytes for the shipped study's pilot), times
+    plus ``header`` (the JSON header of a real export: 4,560 bytes for a pilot's), times
     the snapshots shipped."""
     import torch
 

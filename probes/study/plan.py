@@ -250,7 +250,7 @@ def _seed_list(seeds: int | list[int]) -> list[int]:
 
 def _line_of(text: str, keys: tuple[str, ...]) -> int:
     """1-based line of the last of ``keys`` as a TOML key or table name, searched after the
-    line of each earlier one (``("groups", "mnist10k", "arms", "twice")``); the last line
+    line of each earlier one (``("groups", "toy", "arms", "adv")``); the last line
     found when a key is not written out (1 when none is)."""
     lines, at = text.splitlines(), 0
     for key in keys:
