@@ -127,3 +127,32 @@ def test_which_runs_line_says_complete_only_when_every_planned_run_is_measured()
     short = {"mnist10k": {"baseline": {0: {}}}, "ring8": {"baseline": {0: {}}}}
     assert _plan_state({"planned": planned, "tables": short}) == "is being regenerated"
     assert _plan_state({"planned": planned, "tables": {}}) == "is being regenerated"
+
+
+def test_a_groups_runs_are_the_plans_final_snapshots_in_the_manifest(tmp_path):
+    """On a toy plan: a run counts once its planned final snapshot is listed (an evolution
+    snapshot or a run cut short does not), and nothing outside the plan is read."""
+    from probes.study.plan import load_plan
+    from tests.test_study_plan import GOOD
+    from trainers.errors import UserError
+    from trainers.manifest import record
+
+    (tmp_path / "plan.toml").write_text(GOOD + '\n[[evolution]]\ngroup = "toy"\narm = "base"\n'
+                                        'seed = 0\nevery = 10\n')
+    plan = load_plan(tmp_path / "plan.toml")
+    listed = {"base/seed0": (10, 20), "base/seed1": (10,), "adv/seed2": (20,),
+              "other/seed0": (20,)}  # "other": an arm the plan does not have
+    for run, steps in listed.items():
+        for k in steps:
+            f = tmp_path / plan.ship / "toy" / run / f"ckpt-{k:06d}.safetensors"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_bytes(run.encode())
+            record(f, command="asgan-train ...", path=plan.manifest, root=plan.root)
+    runs = study.shipped_runs("toy", plan)
+    assert {a: {s: p.name for s, p in r.items()} for a, r in runs.items()} == {
+        "adv": {2: "ckpt-000020.safetensors"}, "base": {0: "ckpt-000020.safetensors"}}
+    assert study.plan_progress(plan, "toy") == {
+        "base": {"planned": [0, 1, 2], "shipped": [0]},
+        "adv": {"planned": [0, 1, 2], "shipped": [2]}}
+    with pytest.raises(UserError, match="no shipped checkpoints for group 'nope'"):
+        study.shipped_runs("nope", plan)
