@@ -85,7 +85,7 @@ def new(old, tmp_path_factory) -> dict:
                                 seed=old["seed"], runs=runs)
     # as the old report stored them: through JSON (seeds as text, NaN as NaN)
     stored = json.loads((out / "study.json").read_text())
-    return dict(stored, report_md=md.read_text(), figures=calls)
+    return dict(stored, report_md=md.read_text(), figures=calls, out=out, runs=runs)
 
 
 def _same(a, b) -> bool:
@@ -117,6 +117,21 @@ def test_the_report_text_is_the_old_reports(old, new):
 
 def test_every_figure_is_drawn_from_the_old_checkpoints_and_labels(old, new):
     assert new["figures"] == old["figures"]
+
+
+def test_asgan_study_report_on_the_shipped_plan_is_the_same_report(old, new):
+    """``asgan-study report studies/v2.toml`` (engine.write_report) takes the same path: the
+    plan's ``[report]`` table asks for the full report (measurements cached in the folder by
+    the first report, so nothing is measured again)."""
+    from probes.study import engine
+    from probes.study.arms import shipped_plan
+
+    plan = engine.load(shipped_plan().path)  # as the CLI loads it: the plan's own root
+    assert plan.root == shipped_plan().root
+    md = engine.write_report(plan, new["out"], n_quality=old["n_quality"],
+                             n_stacked=old["n_stacked"], n_mixture=old["n_mixture"],
+                             seed=old["seed"], runs=new["runs"], figures=False)
+    assert md.read_text() == old["report_md"]
 
 
 def test_claims_are_judged_on_exactly_their_registered_seeds(new):
