@@ -162,3 +162,28 @@ def test_claims_are_judged_on_exactly_their_registered_seeds(new):
         before["primary"] + before["exploratory"],
         [c for c in claims["claims"] if c["kind"] == "primary"]
         + [c for c in claims["claims"] if c["kind"] != "primary"]))
+
+
+@pytest.mark.parametrize("edit,line_has,says", [
+    ('main = "asgan-eps0.5"', 'main = "nope"', "main = 'nope' is not an arm of group"),
+    ('sweep = "grid25"', 'sweep = "mnist10k"', "measured as 'mixture'"),
+    ('ablation = ["gaussian-eps0.5"]', 'colour = "red"', "unknown key 'colour'")])
+def test_a_bad_report_table_is_one_line_naming_its_line(tmp_path, edit, line_has, says):
+    from probes.study.arms import shipped_plan
+    from probes.study.plan import load_plan
+    from probes.study.report import report_spec
+    from trainers.errors import UserError
+
+    shipped = shipped_plan()
+    text = shipped.path.read_text()
+    assert edit in text
+    f = tmp_path / "plan.toml"
+    f.write_text(text.replace(edit, line_has).replace(
+        'file = "../probes/study/claims.json"', f'file = "{shipped.path.parent}/../probes/'
+        'study/claims.json"'))
+    plan = load_plan(f, shipped.root)
+    with pytest.raises(UserError, match=says) as e:
+        report_spec(plan)
+    where, _, msg = str(e.value).partition(": ")
+    assert "\n" not in str(e.value)
+    assert line_has in f.read_text().splitlines()[int(where.rsplit(":", 1)[1]) - 1]
