@@ -23,3 +23,14 @@ study     the shipped study: arms and metrics (through ``measures``), the       
 cli       ``asgan-probe``: one module per verb, parse -> load -> call -> write  all above
 ========  ====================================================================  ==============
 """
+
+
+def discriminator(module, **kwargs):
+    """Any ``torch.nn.Module`` as a probe-ready discriminator: ``(D, meta)``, which every
+    measure (``probes.measures.attack.attack``, ``gradients``, ``saliency``) takes in place
+    of a file path. Keywords: ``shape`` (required), ``pixel_range``, ``reduction``, ``label``,
+    ``label_as``, ``num_classes``, ``seed``, ``group_size``, ``name``
+    (:func:`probes.measures.contract.discriminator`)."""
+    from probes.measures.contract import discriminator as _discriminator
+
+    return _discriminator(module, **kwargs)

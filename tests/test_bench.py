@@ -120,8 +120,19 @@ def _check_memory(rec: dict, rc: int) -> None:
     assert set(rec["results"]["peak_rss_mib"]) == {"n=20", "n=200"}
 
 
+def _check_coupling(rec: dict, rc: int) -> None:
+    assert rc == 0
+    for pop in ("real", "fake"):  # the DCGAN D: BatchNorm found, removed by frozen mode
+        c = rec["coupling"][pop]
+        assert c["causes"] == [{"kind": "batchnorm", "layers": 2}] and c["per_sample"]
+        assert c["batch_view"]["coupled"] and c["mode"] == "frozen"
+    share = rec["results"]["wall"]["checks_share"]["median"]
+    assert _finite_positive(share) and share < 1  # a part of the run it belongs to
+
+
 SCRIPTS = {"asgan_overhead": _check_overhead, "trainer_tax": _check_tax,
-           "attack_throughput": _check_attacks, "probe_memory": _check_memory}
+           "attack_throughput": _check_attacks, "probe_memory": _check_memory,
+           "coupling_cost": _check_coupling}
 
 
 @pytest.mark.parametrize("name", list(SCRIPTS), ids=list(SCRIPTS))

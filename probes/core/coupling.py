@@ -20,6 +20,16 @@ samples** (their features at this layer's input, set by :func:`probes.core.modes
 The statistic then still reacts to the sample itself, as it does in training (an attacker or G
 can move it), but never to another probed sample: each logit depends on its own sample only,
 and results are independent of the batch size and order.
+
+**The check** (:func:`check`), run by every measure before it probes and written into every
+record: does changing sample j move logit i (i != j)? Sample 0 of a probe batch of 8 of the
+probe's own inputs is replaced, and the other logits are compared bit for bit (to float
+round-off of the logits' size) in the probe's mode, and in ``batch`` mode for the collective
+view. :func:`causes` names what is known by type (BatchNorm; minibatch-stddev with its group
+size); a leak that no known layer explains is ``unknown``. A per-sample mode that still leaks
+raises :class:`CouplingError` (one line naming the cause and the modes that can be asked
+for), never a silent batch number. Cost: one frozen copy and six forwards of 8 samples
+(``bench/coupling_cost.py``).
 """
 
 from __future__ import annotations
@@ -77,3 +87,158 @@ class MinibatchStd(nn.Module):
         y = y.mean(dim=[2, 3, 4])  # (N, F)
         y = y.reshape(N, F, 1, 1).expand(N, F, H, W)
         return torch.cat([x, y], dim=1)
+
+
+# ------------------------------------------------------------------------ the coupling check
+_BN = nn.modules.batchnorm._BatchNorm
+PROBE_N = 8  # rows of the check's probe batch: divisible by minibatch-stddev groups 1, 2, 4, 8
+PER_SAMPLE = ("frozen", "eval")
+
+
+class CouplingError(ValueError):
+    """A per-sample probe asked of a D whose logits still depend on other samples; ``str``
+    is one line naming the cause and the modes that can be asked for."""
+
+
+def causes(D: nn.Module) -> list[dict]:
+    """The known coupling layers inside ``D`` (by type, whatever their mode), JSON-able:
+    ``{"kind": "batchnorm", "layers": k}`` and, per distinct setting,
+    ``{"kind": "minibatch-stddev", "group_size": G, "num_channels": F, "layers": k}``."""
+    out: list[dict] = []
+    bns = sum(isinstance(m, _BN) for m in D.modules())
+    if bns:
+        out.append({"kind": "batchnorm", "layers": bns})
+    seen: dict[tuple, int] = {}
+    for m in D.modules():
+        if isinstance(m, MinibatchStd):
+            key = (m.group_size, m.num_channels)
+            seen[key] = seen.get(key, 0) + 1
+    for (g, f), k in seen.items():
+        out.append({"kind": "minibatch-stddev", "group_size": g, "num_channels": f, "layers": k})
+    return out
+
+
+def describe(found: list[dict]) -> str:
+    """``causes`` in words: ``"BatchNorm (3 layers), minibatch-stddev (group 4)"``."""
+    words = []
+    for c in found:
+        if c["kind"] == "batchnorm":
+            words.append(f"BatchNorm ({c['layers']} layer{'s' * (c['layers'] > 1)})")
+        elif c["kind"] == "minibatch-stddev":
+            g = "the whole batch" if c["group_size"] is None else f"group {c['group_size']}"
+            words.append(f"minibatch-stddev ({g})")
+        else:
+            words.append(c["kind"])
+    return ", ".join(words) or "none"
+
+
+def probe_batch(x: torch.Tensor, n: int = PROBE_N) -> torch.Tensor:
+    """``n`` rows for the check: the first ``n`` of ``x``, cycled when ``x`` is shorter."""
+    if x.shape[0] < 1:
+        raise ValueError("the coupling check needs at least one sample")
+    idx = torch.arange(n) % x.shape[0]
+    return x[idx.to(x.device)].detach()
+
+
+def cross_change(model: nn.Module, xb: torch.Tensor) -> tuple[float, float]:
+    """``(change, scale)``: the largest ``|logit_i(x') - logit_i(x)|`` over ``i != 0`` when
+    sample 0 of ``xb`` is replaced by a fixed uniform draw spanning ``xb``'s value range (0.0:
+    no leak, bit for bit), and the largest ``|logit|`` on ``xb``. ``model`` maps ``(n, ...)``
+    to logits ``(n,)``; ``xb`` is scored twice, and a forward that gives two answers (random
+    numbers drawn) is a :class:`CouplingError` of its own."""
+    lo, hi = float(xb.min()), float(xb.max())
+    if not hi > lo:
+        lo, hi = lo - 1.0, hi + 1.0
+    g = torch.Generator().manual_seed(0)
+    xp = xb.clone()
+    xp[0] = (torch.rand(xb.shape[1:], generator=g) * (hi - lo) + lo).to(xb)
+    with torch.no_grad():
+        a, b, again = model(xb), model(xp), model(xb)
+    if a.shape != (xb.shape[0],):
+        raise ValueError(f"D returned shape {tuple(a.shape)}, not logits ({xb.shape[0]},)")
+    if not torch.equal(a, again):  # not a coupling: the same batch scored twice differs
+        raise CouplingError(
+            f"D's forward draws random numbers (the same batch scored twice differs by "
+            f"{float((a - again).abs().max()):.3g}), so no per-sample number is reproducible: "
+            "declare it with probes.discriminator(module, ...), which seeds every forward")
+    return float((a[1:].double() - b[1:].double()).abs().max()), float(a.abs().max())
+
+
+def check(D: nn.Module, x: torch.Tensor, *, mode: str = "auto",
+          reference: torch.Tensor | None = None, n: int = PROBE_N) -> dict:
+    """Does changing sample j move logit i (i != j)? Run before a probe, in its mode.
+
+    Perturbs sample 0 of a probe batch of ``n`` rows of ``x`` and watches the other logits,
+    in the mode the probe will use (:func:`probes.core.modes.probe_model`: ``frozen`` builds
+    its copy from ``reference``) and in ``batch`` mode (the collective view, which shows
+    whether D couples samples at all). D is left exactly as it was.
+
+    Args:
+        D: discriminator, ``D(x)`` -> logits ``(N,)``.
+        x: samples in D's pixel range (the probe's own inputs); only the first ``n`` are used.
+        mode: the probe mode asked for (``auto`` resolves as the probe resolves it).
+        reference: the clean group of ``frozen`` mode (default: the first 64 rows of ``x``).
+        n: probe batch rows (raised to twice the smallest minibatch-stddev group that does
+            not divide it, so ``batch`` mode runs).
+
+    Returns:
+        JSON-able ``{"mode", "causes", "per_sample", "max_cross_change", "batch_view":
+        {"coupled", "max_cross_change"}, "probe_n", "tolerance"}``: ``causes`` as
+        :func:`causes`, plus ``{"kind": "unknown"}`` when the batch view leaks and no known
+        layer explains it; ``per_sample`` is True when, in ``mode``, no logit moved by more
+        than ``tolerance`` (float round-off of the logits' size).
+
+    Raises:
+        CouplingError: ``mode`` resolves to a per-sample mode (``frozen``/``eval``) and a
+            logit still moves: one line naming the cause and the modes that can be asked for;
+            or D's forward gives two answers for one batch (seed it:
+            :func:`probes.core.contract.wrap`).
+    """
+    from probes.core.modes import _device, probe_model, reference_group, resolve_mode
+
+    resolved = resolve_mode(D, mode)
+    found = causes(D)
+    for c in found:
+        g = c.get("group_size")
+        if c["kind"] == "minibatch-stddev" and g and n % min(g, n):
+            n = 2 * g
+    xb = probe_batch(x, n).to(_device(D))
+    ref = reference_group(x, 64) if reference is None else reference
+    with probe_model(D, resolved, ref if resolved == "frozen" else None) as (model, _):
+        change, scale = cross_change(model, xb)
+    tol = 1e-6 * max(1.0, scale)  # float32 round-off at the logits' size
+    if resolved == "batch":
+        view = change
+    else:
+        try:
+            with probe_model(D, "batch") as (model, _):
+                view = cross_change(model, xb)[0]
+        except (ValueError, RuntimeError):  # a layer that refuses this batch size
+            view = None
+    coupled_view = None if view is None else view > tol
+    if (coupled_view or change > tol) and not found:
+        found = [{"kind": "unknown"}]
+    out = {"mode": resolved, "causes": found, "per_sample": change <= tol,
+           "max_cross_change": change,
+           "batch_view": {"coupled": coupled_view, "max_cross_change": view},
+           "probe_n": int(xb.shape[0]), "tolerance": tol}
+    if resolved in PER_SAMPLE and change > tol:
+        raise CouplingError(_message(D, resolved, found, change))
+    return out
+
+
+def _message(D: nn.Module, mode: str, found: list[dict], change: float) -> str:
+    known = [c for c in found if c["kind"] != "unknown"]
+    hint = "ask for mode 'batch' (the collective view: cross-sample terms included)"
+    if mode == "eval" and any(c["kind"] == "minibatch-stddev" for c in known):
+        return (f"mode 'eval' leaves D's {describe(known)} coupling samples (a change of one "
+                f"sample moved another's logit by {change:.3g}): ask for mode 'frozen' (per "
+                f"sample, the default) or 'batch'")
+    suspects = sorted({type(m).__name__ for m in D.modules()
+                       if any(w in type(m).__name__.lower() for w in ("std", "batch", "group"))
+                       and not isinstance(m, (_BN, MinibatchStd))})
+    named = f" (suspect layers: {', '.join(suspects)})" if suspects else ""
+    return (f"D couples samples through an unknown path{named}: in mode '{mode}' a change of "
+            f"one sample moved another's logit by {change:.3g}, beyond what {describe(known)} "
+            f"explains; per-sample probes cannot remove it: {hint}, or rebuild the layer as "
+            "probes.core.coupling.MinibatchStd if it is a minibatch-stddev")

@@ -16,6 +16,13 @@ logit through the batch mean and variance. Three modes, all leaving D exactly as
   gradient does G receive", not "how robust is this sample".
 - ``eval``: the running statistics (``auto`` for D without BatchNorm, where all three agree).
 
+The other coupling layer researchers' D's carry, StyleGAN's minibatch-stddev
+(:class:`probes.core.coupling.MinibatchStd`), is handled by the same modes: ``auto`` is
+``frozen`` for it too, and the frozen copy scores each sample inside a group completed by
+``group_size - 1`` fixed clean reference samples (their features at that layer's input); in
+``batch`` mode it keeps upstream's strided grouping of the batch as given; ``eval`` leaves it
+coupled (:func:`probes.core.coupling.check` refuses that for a per-sample probe).
+
 In every mode dropout is off and spectral norm keeps its stored vectors (no power iteration),
 so a result never depends on how many forwards came before. Torch only.
 """
@@ -29,6 +36,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from probes.core.coupling import MinibatchStd
+
 MODES = ("auto", "frozen", "batch", "eval")
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -38,34 +47,64 @@ def has_batchnorm(D: nn.Module) -> bool:
     return any(isinstance(m, _BN) for m in D.modules())
 
 
+def has_minibatch_std(D: nn.Module) -> bool:
+    """True when any minibatch-stddev layer (:class:`probes.core.coupling.MinibatchStd`) is
+    inside ``D``."""
+    return any(isinstance(m, MinibatchStd) for m in D.modules())
+
+
 def resolve_mode(D: nn.Module, mode: str) -> str:
-    """``auto`` -> ``frozen`` for BatchNorm discriminators, else ``eval`` (SPEC section 1)."""
+    """``auto`` -> ``frozen`` for discriminators with BatchNorm or minibatch-stddev, else
+    ``eval`` (SPEC section 1)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "auto":
-        return "frozen" if has_batchnorm(D) else "eval"
+        return "frozen" if has_batchnorm(D) or has_minibatch_std(D) else "eval"
     return mode
 
 
 def frozen_copy(D: nn.Module, reference: torch.Tensor) -> nn.Module:
     """A copy of D, in eval mode, whose BatchNorm layers normalise with the batch statistics
-    of the clean ``reference`` group (as D's training forward on that group would), fixed.
+    of the clean ``reference`` group (as D's training forward on that group would), fixed,
+    and whose minibatch-stddev layers score each sample in a group completed by fixed clean
+    references.
+
+    Minibatch-stddev (:class:`probes.core.coupling.MinibatchStd`, group size ``G``): its
+    ``reference`` is set to the features, at that layer's input, of the first ``G - 1``
+    samples of ``reference`` (``m - 1`` for a whole-batch layer), captured in the same clean
+    forward that gives the BatchNorm statistics; in that forward the layer already scores every
+    reference sample this way, so the BatchNorm statistics after it describe what the probe's
+    own forwards see.
 
     Args:
-        D: discriminator; not modified (not even its running statistics).
+        D: discriminator; not modified (not even its running statistics or its
+            minibatch-stddev ``reference``, which stays as it was).
         reference: clean samples ``(m, ...)`` of one population in D's pixel range, ``m >= 2``
-            (the training batch size is the natural choice); moved to D's device.
+            with BatchNorm and ``m >= G - 1`` with minibatch-stddev (the training batch size
+            is the natural choice); moved to D's device.
 
     Returns:
-        The copy. On ``reference`` itself its logits equal ``batch``-mode logits of D on that
-        group (to float round-off); on any other input each logit depends on its own sample.
+        The copy. Without minibatch-stddev, its logits on ``reference`` itself equal
+        ``batch``-mode logits of D on that group (to float round-off); on any other input
+        each logit depends on its own sample.
     """
-    if reference.shape[0] < 2:
-        raise ValueError("frozen mode needs a reference group of at least 2 clean samples "
-                         f"for BatchNorm statistics, got {reference.shape[0]}")
+    m_ref = reference.shape[0]
     Df = copy.deepcopy(D).eval()
     bns = [m for m in Df.modules() if isinstance(m, _BN)]
+    mbstds = [m for m in Df.modules() if isinstance(m, MinibatchStd)]
+    if bns and m_ref < 2:
+        raise ValueError("frozen mode needs a reference group of at least 2 clean samples "
+                         f"for BatchNorm statistics, got {m_ref}")
+    for mb in mbstds:
+        if mb.group_size is not None and m_ref < mb.group_size - 1:
+            raise ValueError(f"frozen mode needs at least {mb.group_size - 1} clean reference "
+                             f"samples to complete minibatch-stddev groups of {mb.group_size}, "
+                             f"got {m_ref}")
     stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def complete(mb: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        k = (mb.group_size if mb.group_size is not None else m_ref) - 1
+        mb.reference = inputs[0][:k].detach().clone()  # a buffer: copies and .to() carry it
 
     def capture(bn: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         x = inputs[0]
@@ -75,6 +114,7 @@ def frozen_copy(D: nn.Module, reference: torch.Tensor) -> nn.Module:
         stats[id(bn)] = (mean, var)
 
     hooks = [bn.register_forward_pre_hook(capture) for bn in bns]
+    hooks += [mb.register_forward_pre_hook(complete) for mb in mbstds]
     for bn in bns:
         bn.train()  # only BatchNorm: the rest stays in eval (no spectral-norm iteration)
     ref = reference.detach().to(_device(Df))

@@ -8,9 +8,11 @@ JSON-able record. Defaults live here, once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from probes.io.checkpoints import facts, group_size, pixel_range
 from trainers.errors import UserError
@@ -37,6 +39,17 @@ def crafter(method: str, *, seed: int = 0, steps: int | None = None,
     return foolbox_crafter(name, seed=seed, **kwargs)
 
 
+def unique_names(names: Sequence[str]) -> list[str]:
+    """``names`` with a ``#k`` suffix on the second and later repeats (two modules of one
+    class passed side by side)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return out
+
+
 def labels_for(paths: Sequence[str]) -> list[str]:
     """Shortest unique ``parent/stem`` style names for a table and a legend (the same path
     always gets the same name)."""
@@ -54,14 +67,39 @@ def labels_for(paths: Sequence[str]) -> list[str]:
 
 def samples(G, meta: dict[str, Any], population: str, *, n: int, seed: int, device="cpu",
             data: str | None = None, data_root: str | None = None, reals: str | None = None,
-            fakes: str | None = None):
+            fakes: str | None = None, given: torch.Tensor | None = None):
     """``(x, reference)`` for one checkpoint and population (:func:`probes.io.sources.
     probe_inputs`: a foreign D's reals mapped into its range, fakes from the ``fakes``
-    folder when given)."""
+    folder when given). ``given``: the samples the caller passed (in D's range): the first
+    ``n`` are probed and the first :func:`probes.io.checkpoints.group_size` form the
+    reference group, as for drawn ones."""
     from probes.io.sources import probe_inputs
 
-    return probe_inputs(meta, G, population=population, n=n, seed=seed, device=device,
-                        data=data, data_root=data_root, part=reals, fakes_dir=fakes)
+    if given is not None:
+        if given.shape[0] < 1:
+            raise UserError(f"no {population} samples given")
+        x, ref = given[:n], given[:group_size(meta)]
+    else:
+        x, ref = probe_inputs(meta, G, population=population, n=n, seed=seed, device=device,
+                              data=data, data_root=data_root, part=reals, fakes_dir=fakes)
+    shape = meta.get("data", {}).get("shape")
+    if shape and list(x.shape[1:]) != list(shape):
+        raise UserError(f"the samples have shape {list(x.shape[1:])} but D takes {shape}: pick "
+                        "matching --data (and resolution)")
+    return x, ref
+
+
+def given_samples(x, population: str):
+    """The caller's samples for ``population``: ``x`` a tensor (reals) or a mapping
+    ``{"real": tensor, "fake": tensor}``; None when none were given for it."""
+    if x is None:
+        return None
+    if isinstance(x, Mapping):
+        bad = set(x) - {"real", "fake"}
+        if bad:
+            raise UserError(f"x keys must be 'real' and/or 'fake', got {sorted(bad)}")
+        return x.get(population)
+    return x if population == "real" else None
 
 
 def _transfer_targets(path, meta, label, targets) -> dict[str, tuple[str, Any]]:
@@ -78,7 +116,7 @@ def _transfer_targets(path, meta, label, targets) -> dict[str, tuple[str, Any]]:
 
 
 def attack(
-    paths: Sequence[str],
+    paths: Sequence[Any],
     *,
     eps: Sequence[float] = DEFAULT_EPS,
     methods: Sequence[str] = ("fgsm",),
@@ -107,11 +145,14 @@ def attack(
     foolbox_kwargs: dict[str, Any] | None = None,
     device: str = "cpu",
     progress: Callable[[int], None] | None = None,
+    x: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Attack every checkpoint in ``paths`` on each population, method and eps.
 
     Args:
-        paths: checkpoints (``format`` says how to read them; foreign files carry no G).
+        paths: discriminators: checkpoint files (``format`` says how to read them; foreign
+            files carry no G), ``(D, meta)`` pairs from ``probes.discriminator(module, ...)``,
+            or bare modules (declared with defaults and the shape of ``x``).
         eps: sizes in the checkpoint's eps unit (``trainers.data.eps_units_of``): [0, 1] pixel
             units for images, multiples of a mode's std on the 2-D mixtures (their old
             checkpoints: pixel units of the plotting box, as recorded); foolbox L2/L1 attacks:
@@ -132,15 +173,23 @@ def attack(
             the class bound for a conditional D).
         fakes: a folder of generated images, the fakes instead of G's (a discriminator file
             has no G: without it only ``populations=("real",)`` works for one).
+        x: samples to probe instead of drawn ones, in D's pixel range: a tensor of reals or
+            ``{"real": ..., "fake": ...}`` (the first ``n`` are probed; the first
+            ``group_size`` form the clean reference group); the way to feed a module D.
         Others: as in :func:`probes.core.sweep.attack_sweep` and :func:`probes.io.sources.load`.
 
     Returns:
         ``{"command": "attack", "settings", "records"[, "min_eps"]}``: one record per
         (checkpoint, population, method, eps, evaluated-on), each with the checkpoint's facts,
-        the probe mode, the reference group's size and which reals were used.
+        the probe mode, the reference group's size, which reals were used, the ``contract``
+        (:func:`probes.measures.contract.contract_record`: reduction, dtype) and the
+        ``coupling`` check of D in the probe's mode (:func:`probes.measures.contract.
+        coupling_record`, run before the probe; a per-sample mode that cannot make D
+        per-sample is a UserError).
     """
     from probes.core.sweep import attack_sweep, min_flip_eps
     from probes.io.sources import load, real_split, resolve_device
+    from probes.measures.contract import contract_record, coupling_record, resolve
 
     dev = resolve_device(device)
     eps_max = eps_max if eps_max is not None else (max(eps) or 8 / 255)
@@ -149,11 +198,16 @@ def attack(
         return load(path, device=dev, format=format, label=label, arch=arch,
                     arch_kwargs=arch_kwargs, pixel_range=foreign_range)
 
-    sources = [_load(p) for p in paths]
+    resolved = [resolve(p, _load, x=given_samples(x, populations[0]) if populations else None)
+                for p in paths]
+    sources = [(G, D, meta) for G, D, meta, _ in resolved]
+    paths = unique_names([src for *_, src in resolved])
     for path, (G, _, _) in zip(paths, sources):
-        if G is None and "fake" in populations and fakes is None:
-            raise UserError(f"{path} is a discriminator file with no generator: name a folder "
-                            "of generated images with --fakes DIR, or use --population real")
+        if G is None and "fake" in populations and fakes is None and \
+                given_samples(x, "fake") is None:
+            raise UserError(f"{path} is a discriminator with no generator: name a folder of "
+                            "generated images with --fakes DIR (in Python: x={'fake': ...}), "
+                            "or use --population real")
     names = labels_for(list(paths) + list(transfer_to))
     targets = list(zip(transfer_to, names[len(paths):], [_load(p) for p in transfer_to]))
     crafters = {m: crafter(m, seed=seed, steps=steps, foolbox_kwargs=foolbox_kwargs)
@@ -161,41 +215,47 @@ def attack(
     records, min_rows = [], []
     from trainers.data import eps_units_of
 
-    for path, label, (G, D, meta) in zip(paths, names, sources):
+    for path, name, (G, D, meta) in zip(paths, names, sources):
         pr, group = pixel_range(meta), bn_group or group_size(meta)
         units = eps_units_of(meta)
         scale = None if units["unit"] == "pixel" else units["scale"]
-        transfer = _transfer_targets(path, meta, label, targets)
-        info = {"checkpoint": str(path), "label": label, "eps_unit": units["text"]}
+        transfer = _transfer_targets(path, meta, name, targets)
+        info = {"checkpoint": str(path), "label": name, "eps_unit": units["text"],
+                "contract": contract_record(meta, D)}
         if "family" in meta:  # a discriminator file: which family, reduction and class
             info.update({k: v for k, v in facts(meta, path).items()
                          if k in ("format", "family", "reduction", "class_label")})
         for pop in populations:
-            x, ref = samples(G, meta, pop, n=n, seed=seed, device=dev, data=data,
-                             data_root=data_root, reals=reals, fakes=fakes)
-            inputs = {"reals": real_split(meta, reals, data=data) if pop == "real" else None,
-                      **({"fakes": str(fakes)} if pop == "fake" and fakes else {})}
+            given = given_samples(x, pop)
+            xs, ref = samples(G, meta, pop, n=n, seed=seed, device=dev, data=data,
+                              data_root=data_root, reals=reals, fakes=fakes, given=given)
+            inputs = {"reals": (real_split(meta, reals, data=data) if given is None
+                                else "given by the caller") if pop == "real" else None,
+                      **({"fakes": str(fakes)} if pop == "fake" and fakes and given is None
+                         else {})}
+            coupling = {k: coupling_record(T, xs, mode=mode, reference=ref, name=k)
+                        for k, T in [(name, D)] + [(k, v[1]) for k, v in transfer.items()]}
             for method in methods:
                 recs = attack_sweep(
-                    D, x, eps=eps, population=pop, method=crafters[method], steps=steps,
+                    D, xs, eps=eps, population=pop, method=crafters[method], steps=steps,
                     step_size=step_size, random_start=random_start, seed=seed, mode=mode,
                     pixel_range=pr, batch_size=batch_size, bn_group=group, reference=ref,
                     transfer_to={k: v[1] for k, v in transfer.items()}, eps_scale=scale,
                     progress=progress)
                 for r in recs:
                     on = r.pop("evaluated_on")
-                    tpath, tlabel = (path, label) if on == "self" else (transfer[on][0], on)
+                    tpath, tlabel = (path, name) if on == "self" else (transfer[on][0], on)
                     records.append({**info, "evaluated_on": str(tpath),
                                     "evaluated_on_label": tlabel, "transfer": on != "self",
-                                    **inputs, **r})
+                                    **inputs, **r, "coupling": coupling[tlabel]})
                 if min_eps and method in OWN:
-                    out = min_flip_eps(D, x, population=pop, method=method, eps_max=eps_max,
+                    out = min_flip_eps(D, xs, population=pop, method=method, eps_max=eps_max,
                                        iters=bisect_steps, steps=steps, step_size=step_size,
                                        mode=mode, pixel_range=pr, batch_size=batch_size,
                                        bn_group=group, reference=ref, eps_scale=scale,
                                        progress=progress)
                     out.pop("per_sample")
-                    min_rows.append({**info, **inputs, **out})
+                    min_rows.append({**info, **inputs, **out, "coupling": coupling[name]})
     settings = {"eps": list(eps), "methods": list(methods), "populations": list(populations),
                 "n": n, "steps": steps, "step_size": step_size, "random_start": random_start,
                 "mode": mode, "seed": seed, "format": format, "label": label,

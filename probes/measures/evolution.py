@@ -46,7 +46,8 @@ def evolution(run_dir: str | Path, *, n: int = 64, population: str = "real",
 
     Returns:
         ``{"run", "population", "wrt", "n", "seed", "snapshots": [{"step", "checkpoint",
-        "mode", "batch_size", "logit_mean", "measures": {key: summary}}]}``, oldest first;
+        "mode", "batch_size", "logit_mean", "contract", "coupling", "measures": {key: summary}}]}``,
+        oldest first (``coupling``: the check run before each snapshot's probe);
         summaries as :func:`probes.core.sparsity.summarize`.
 
     Examples:
@@ -55,6 +56,7 @@ def evolution(run_dir: str | Path, *, n: int = 64, population: str = "real",
     """
     from probes.core.sparsity import summarize
     from probes.io.sources import load, probe_inputs, real_split
+    from probes.measures.contract import contract_record, coupling_record
     from trainers.checkpoint import list_snapshots
 
     snaps = list_snapshots(run_dir)
@@ -67,12 +69,14 @@ def evolution(run_dir: str | Path, *, n: int = 64, population: str = "real",
         first = first or describe(meta, path)
         xs, ref = x if (x is not None and population == "real") else probe_inputs(
             meta, G, population=population, n=n, seed=seed, device=device)
+        coupling = coupling_record(D, xs, mode=mode, reference=ref, name=str(path))
         res = per_image(D, xs, meta, reference=ref, wrt=wrt, population=population, mode=mode,
                         batch_size=batch_size, with_structure=with_structure)
         rows.append({"step": meta["step"], "checkpoint": str(path), "mode": res["mode"],
                      "batch_size": res["batch_size"],
                      "reference_n": int(ref.shape[0]) if res["mode"] == "frozen" else None,
                      "logit_mean": float(res["logits"].double().mean()),
+                     "contract": contract_record(meta, D), "coupling": coupling,
                      "measures": summarize(res["per_image"], n_boot=n_boot, seed=seed)})
     return {"run": str(run_dir), **{k: first[k] for k in ("trainer", "eps", "perturbation",
                                                           "data")},

@@ -102,21 +102,29 @@ def random_d(meta: dict[str, Any], seed: int, device) -> nn.Module:
     return D.to(device).eval()
 
 
-def load_entries(paths: Sequence[str], *, population: str, n: int, seed: int, device,
+def load_entries(paths: Sequence[Any], *, population: str, n: int, seed: int, device,
                  fakes_from: str = "own", random_reference: bool = False,
                  reals: str | None = None, data: str | None = None,
                  data_root: str | None = None, format: str = "auto",
-                 label: int | None = None, fakes: str | None = None) -> list[dict[str, Any]]:
+                 label: int | None = None, fakes: str | None = None,
+                 x: torch.Tensor | None = None, mode: str = "auto") -> list[dict[str, Any]]:
     """Checkpoints with their inputs: ``{"G", "D", "meta", "info", "label", "x",
-    "reference"}``. Reals (and ``fakes_from="first"``, and the ``fakes`` folder) are the same
-    samples for all. ``data``/``data_root``: the reals (a discriminator file has no dataset);
-    ``format``/``label``: :func:`probes.io.sources.load`."""
+    "reference", "coupling"}``. Reals (and ``fakes_from="first"``, and the ``fakes`` folder)
+    are the same samples for all. ``paths`` items: files, ``(D, meta)`` pairs
+    (``probes.discriminator``) or modules; ``data``/``data_root``: the reals (a discriminator
+    file has no dataset); ``format``/``label``: :func:`probes.io.sources.load`; ``x``: the
+    samples to probe (in D's range; the first ``n``, and the first
+    :func:`probes.io.checkpoints.group_size` as the reference group) instead of drawn ones.
+    ``coupling``: :func:`probes.measures.contract.coupling_record` in ``mode``."""
     from probes.io.sources import load, probe_inputs
+    from probes.measures.attack import unique_names
+    from probes.measures.contract import coupling_record, resolve
 
     entries = []
-    for path in paths:
-        G, D, meta = load(path, device=device, format=format, label=label)
-        info = facts(meta, path)
+    items = [resolve(p, lambda q: load(q, device=device, format=format, label=label), x=x)
+             for p in paths]
+    for (G, D, meta, _), src in zip(items, unique_names([it[3] for it in items])):
+        info = facts(meta, src)
         entries.append({"G": G, "D": D, "meta": meta, "info": info, "label": info["label"]})
     shapes = {tuple(e["meta"].get("data", {}).get("shape", ())) for e in entries}
     if len(shapes) > 1:
@@ -124,31 +132,53 @@ def load_entries(paths: Sequence[str], *, population: str, n: int, seed: int, de
                         "checkpoints of one dataset")
     first = entries[0]
     if random_reference:
+        if first["meta"].get("format") == "module":
+            raise UserError("random_reference needs a checkpoint's architecture; a module D "
+                            "has none to rebuild: compare with your own random-init module")
         arch = first["meta"]["d_spec"]["arch"]
         info = {**{k: None for k in first["info"]}, "d_arch": arch,
                 "data": first["info"]["data"], "reference": "random-init D",
                 "label": f"random-init D ({arch}, seed {seed})"}
         entries.append({"G": first["G"], "D": random_d(first["meta"], seed, device),
                         "meta": first["meta"], "info": info, "label": info["label"]})
-    shared = population == "real" or fakes_from == "first" or fakes is not None
-    where = dict(population=population, n=n, seed=seed, device=device, part=reals, data=data,
-                 data_root=data_root, fakes_dir=fakes)
-    x0 = probe_inputs(first["meta"], first["G"], **where)
+    if x is not None:
+        if population != "real":
+            raise UserError("x gives reals; for fakes pass population='real' with your "
+                            "samples, or a checkpoint with a generator")
+        if x.shape[0] < 1:
+            raise UserError("x holds no samples")
+        for e in entries:
+            e["x"], e["reference"] = x[:n], x[:group_size(e["meta"])]
+    else:
+        shared = population == "real" or fakes_from == "first" or fakes is not None
+        where = dict(population=population, n=n, seed=seed, device=device, part=reals,
+                     data=data, data_root=data_root, fakes_dir=fakes)
+        x0 = probe_inputs(first["meta"], first["G"], **where)
+        for e in entries:
+            own = not (shared or e is first or e["info"].get("reference"))
+            e["x"], e["reference"] = probe_inputs(e["meta"], e["G"], **where) if own else x0
     for e in entries:
-        own = not (shared or e is first or e["info"].get("reference"))
-        e["x"], e["reference"] = probe_inputs(e["meta"], e["G"], **where) if own else x0
+        e["coupling"] = coupling_record(e["D"], e["x"], mode=mode, reference=e["reference"],
+                                        name=e["label"])
     return entries
 
 
-def gradients(paths: Sequence[str], *, population: str = "real", n: int = 512,
+def gradients(paths: Sequence[Any], *, population: str = "real", n: int = 512,
               wrt: str = "logit", mode: str = "auto", batch_size: int | None = None,
               fakes_from: str = "own", boot: int = 1000, random_reference: bool = False,
               hist: bool = False, hist_scale: str = "raw", hist_bins: int = HIST_BINS,
               keep: int = 0, seed: int = 0, device: str = "cpu", check_maps: bool = False,
               reals: str | None = None, data: str | None = None, data_root: str | None = None,
-              format: str = "auto", label: int | None = None, fakes: str | None = None
+              format: str = "auto", label: int | None = None, fakes: str | None = None,
+              x: torch.Tensor | None = None
               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Sparsity and structure of each checkpoint's input gradient on the same inputs.
+
+    ``paths``: files, ``(D, meta)`` pairs from ``probes.discriminator(module, ...)`` or
+    modules; ``x``: reals to probe (in D's range) instead of drawn ones
+    (:func:`load_entries`). Every checkpoint's result holds its ``contract`` (reduction,
+    dtype) and the ``coupling`` check run before it (a per-sample mode that cannot make D
+    per-sample is a UserError).
 
     ``reals``: which reals (``--reals``; default the held-out part when the checkpoint records
     a split). ``check_maps``: fail at once (before any work) if gradient maps were asked for
@@ -166,11 +196,12 @@ def gradients(paths: Sequence[str], *, population: str = "real", n: int = 512,
     from probes.core.structure import CONFOUND_CHECKS, EVIDENCE, hf_reference
     from probes.core.structure import DEFINITIONS as STRUCTURE_DEFS
     from probes.io.sources import real_split
+    from probes.measures.contract import contract_record
 
     entries = load_entries(paths, population=population, n=n, seed=seed, device=device,
                            fakes_from=fakes_from, random_reference=random_reference,
                            reals=reals, data=data, data_root=data_root, format=format,
-                           label=label, fakes=fakes)
+                           label=label, fakes=fakes, x=x, mode=mode)
     from probes.core.gradients import histogram_reducer
 
     first = entries[0]
@@ -186,20 +217,23 @@ def gradients(paths: Sequence[str], *, population: str = "real", n: int = 512,
                         "batch_sizes": res["batch_sizes"],
                         "reference_n": int(e["reference"].shape[0])
                         if res["mode"] == "frozen" else None,
-                        "reals": real_split(e["meta"], reals, data=data)
-                        if population == "real" else None,
+                        "reals": (real_split(e["meta"], reals, data=data) if x is None else
+                                  "given by the caller") if population == "real" else None,
                         **({"fakes": str(fakes)} if population == "fake" and fakes else {}),
+                        "contract": contract_record(e["meta"], e["D"]),
+                        "coupling": e["coupling"],
                         "logit_mean": float(res["logits"].double().mean()),
                         "measures": summarize(res["per_image"], n_boot=boot, seed=seed),
                         **({"histogram": histogram_record(res)} if edges is not None else {})})
-    shared = population == "real" or fakes_from == "first"
+    shared = population == "real" or fakes_from == "first" or x is not None
     comparisons = [{"a": first["label"], "b": e["label"], "paired": True,
                     "measures": compare(first["res"]["per_image"], e["res"]["per_image"],
                                         n_boot=boot, seed=seed)}
                    for e in entries[1:]] if shared else []
     out = {"probe": "gradients", "population": population, "wrt": wrt, "n": n, "seed": seed,
            "n_boot": boot, "ci_level": 0.95,
-           "inputs": ("the same seeded samples for every checkpoint" if shared else
+           "inputs": ("the caller's samples (x) for every checkpoint" if x is not None else
+                      "the same seeded samples for every checkpoint" if shared else
                       "each checkpoint's own G on the same seeded latents"),
            "definitions": {**SPARSITY_DEFS, **STRUCTURE_DEFS},
            "evidence": list(EVIDENCE), "confound_checks": list(CONFOUND_CHECKS),

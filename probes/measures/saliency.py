@@ -8,15 +8,16 @@ from typing import Any
 
 import torch
 
-from probes.io.checkpoints import facts, is_image, pixel_range
+from probes.io.checkpoints import facts, group_size, is_image, pixel_range
 from trainers.errors import UserError
 
 
-def saliency(path: str, *, methods: Sequence[str] = ("saliency",), n: int = 16,
+def saliency(path: Any, *, methods: Sequence[str] = ("saliency",), n: int = 16,
              population: str = "real", mode: str = "auto", baseline: str = "black",
              steps: int = 50, noise: float = 0.15, nt_samples: int = 16, seed: int = 0,
              device: str = "cpu", data: str | None = None, data_root: str | None = None,
-             format: str = "auto", label: int | None = None, fakes: str | None = None
+             format: str = "auto", label: int | None = None, fakes: str | None = None,
+             x: torch.Tensor | None = None
              ) -> tuple[dict[str, Any], torch.Tensor, list]:
     """Attributions of D's raw logit on ``n`` seeded inputs, per method
     (:func:`probes.adapters.captum.attribute`, against the clean reference group of
@@ -24,20 +25,35 @@ def saliency(path: str, *, methods: Sequence[str] = ("saliency",), n: int = 16,
     reals, ``fakes``: a folder of generated images (a discriminator file has neither dataset
     nor G); ``format``/``label``: :func:`probes.io.sources.load`.
 
+    ``path``: a file, a ``(D, meta)`` pair from ``probes.discriminator(module, ...)`` or a
+    module; ``x``: reals to attribute (in D's range; the first ``n``, and the first
+    :func:`probes.io.checkpoints.group_size` as the reference group) instead of drawn ones.
+
     Returns:
         ``(result, x, [(method, attributions (n, C, H, W))])``; ``result`` holds the
-        checkpoint's facts and, per method, the mode, parameters, sparsity summaries of the
-        maps and IG's completeness error.
+        checkpoint's facts, its ``contract`` (reduction, dtype), the ``coupling`` check run
+        before the maps (a per-sample mode that cannot make D per-sample is a UserError)
+        and, per method, the mode, parameters, sparsity summaries of the maps and IG's
+        completeness error.
     """
     from probes.adapters.captum import attribute
     from probes.core.sparsity import sparsity, summarize
     from probes.io.sources import load, probe_inputs, real_split
+    from probes.measures.contract import contract_record, coupling_record, resolve
 
-    G, D, meta = load(path, device=device, format=format, label=label)
+    G, D, meta, path = resolve(path, lambda q: load(q, device=device, format=format,
+                                                   label=label), x=x)
     if not is_image(meta):
         raise UserError("saliency maps need image data; this checkpoint's data are points")
-    x, ref = probe_inputs(meta, G, population=population, n=n, seed=seed, device=device,
-                          data=data, data_root=data_root, fakes_dir=fakes)
+    given = x
+    if x is not None:
+        if population != "real":
+            raise UserError("x gives reals: use population='real' with your samples")
+        x, ref = x[:n], x[:group_size(meta)]
+    else:
+        x, ref = probe_inputs(meta, G, population=population, n=n, seed=seed, device=device,
+                              data=data, data_root=data_root, fakes_dir=fakes)
+    coupling = coupling_record(D, x, mode=mode, reference=ref, name=str(path))
     rows, attrs = [], []
     for m in methods:
         res = attribute(D, x, method=m, mode=mode, pixel_range=pixel_range(meta),
@@ -55,8 +71,8 @@ def saliency(path: str, *, methods: Sequence[str] = ("saliency",), n: int = 16,
         attrs.append((m, res["attr"]))
     result = {"probe": "saliency", **facts(meta, path), "pixel_range": list(pixel_range(meta)),
               "population": population, "n": n,
-              "seed": seed,
-              "reals": real_split(meta, data=data) if population == "real" else None,
+              "seed": seed, "reals": (real_split(meta, data=data) if given is None else
+                                      "given by the caller") if population == "real" else None,
               **({"fakes": str(fakes)} if population == "fake" and fakes else {}),
-              "methods": rows}
+              "contract": contract_record(meta, D), "coupling": coupling, "methods": rows}
     return result, x, attrs

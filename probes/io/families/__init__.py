@@ -19,6 +19,8 @@ The table (:func:`table`; the README carries the same):
 
 | module | --format | file format | what is checked | coupling |
 |---|---|---|---|---|
+| stylegan | stylegan2-ada, stylegan3 | NVlabs network-snapshot-*.pkl: pickled dict {G, D, G_ema, augment_pipe, training_set_kwargs}, networks as torch_utils.persistence records with embedded source | only tensors, containers and persistence/EasyDict records are unpickled; embedded source hashed, never run; every D tensor shape-checked against its neighbours | minibatch-stddev (group size and channels from the file): rebuilt as MinibatchStd, per-sample mode completes each group with clean references |
+| r3gan | r3gan | R3GAN network-snapshot-*.pkl: a plain pickle of {G, D, G_ema, ...} module objects (training.networks.Discriminator around R3GAN.Networks.Discriminator) | only the R3GAN/torch module classes are recorded (never imported or run), any other global refused; the module tree, every tensor's shape and finiteness, the stage sizes down to the 4x4 basis, class count against the embedding | none: no BatchNorm, no minibatch statistic; each logit reads its own image only |
 | studiogan | studiogan | PyTorch-StudioGAN model=D-{best,current}-weights-step=N.pth: torch.save zip of {state_dict, optimizer, step, best_fid, ...} | restricted unpickling (no globals beyond tensors/containers/numpy scalars); architecture, widths, spectral norm, BatchNorm, attention and class head inferred from keys and shapes; every tensor used, shapes checked | BatchNorm (DCGAN, non-SN ResNets): frozen; spectral-norm D's have none (u, v folded into the weights) |
 | taming | taming-patchgan | taming-transformers / latent-diffusion Lightning *.ckpt (NLayerDiscriminator under loss.discriminator.main.*) or a torch.save state_dict of that D | only tensors, plain containers and inert Lightning/omegaconf records unpickled; n_layers, ndf, channels, BatchNorm/ActNorm inferred, every tensor loaded strictly | BatchNorm: removed by the probe modes (frozen clean-group statistics); ActNorm: none (stored loc/scale, never re-initialised) |
 | basicsr | basicsr-unet, basicsr-vgg | BasicSR / Real-ESRGAN net_d_*.pth: torch.save({'params' | 'params_ema': state_dict}) of UNetDiscriminatorSN or VGGStyleDiscriminator (or a bare state_dict) | tensors and plain containers only; num_in_ch, num_feat (, input_size) from the tensors, U-Net skip_connection from the run's options file or the caller; loaded strictly, spectral-norm u, v as stored | U-Net: none (spectral norm with stored u, v); VGG-style: BatchNorm, removed by the probe modes (frozen clean-group statistics) |
@@ -42,6 +44,8 @@ from trainers.errors import UserError
 # older tensor-dict formats (mimicry, authors, ours), whose sniffers accept any state_dict of
 # the right names and shapes.
 MODULES = (
+    "stylegan",
+    "r3gan",
     "studiogan",
     "taming",
     "basicsr",
