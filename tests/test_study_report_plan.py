@@ -119,6 +119,17 @@ def test_every_figure_is_drawn_from_the_old_checkpoints_and_labels(old, new):
     assert new["figures"] == old["figures"]
 
 
+def test_every_arms_table_lists_all_shipped_arms_in_the_old_order(old):
+    """Beyond the subset: the old report's row order of every arms table over all shipped
+    arms (its MNIST_ORDER / GRID_ORDER rule) is the plan's order, which the report now uses."""
+    from probes.study.arms import shipped_plan, shipped_runs
+
+    plan = shipped_plan()
+    assert list(old["arm_order"]) == list(plan.groups)
+    for g, order in old["arm_order"].items():
+        assert [a for a in plan.arms(g) if a in shipped_runs(g, plan)] == order, g
+
+
 def test_asgan_study_report_on_the_shipped_plan_is_the_same_report(old, new):
     """``asgan-study report studies/v2.toml`` (engine.write_report) takes the same path: the
     plan's ``[report]`` table asks for the full report (measurements cached in the folder by
