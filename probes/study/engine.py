@@ -383,7 +383,7 @@ def _finish(plan: Plan, run: Run, rc: int, result: dict, say) -> None:
 def est_bytes(plan: Plan, run: Run, header: int = 4608) -> int:
     """Shipped bytes of ``run``: its nets' tensors as :func:`trainers.checkpoint.
     export_snapshot` stores them (float16 at >= HALF_MIN_NUMEL values, else their own dtype)
-    plus ``header`` (the JSON header of a real export: 4,560 bytes for the v2 pilot's), times
+    plus ``header`` (the JSON header of a real export: 4,560 bytes for a pilot's), times
     the snapshots shipped."""
     import torch
 
@@ -556,9 +556,15 @@ def report_markdown(plan: Plan, tables: Mapping) -> tuple[str, dict]:
 
 
 def write_report(plan: Plan, out: str | Path, **measure_kwargs: Any) -> Path:
-    """Measure (:func:`measure`) and write ``out/report.md`` and ``out/claims.json``."""
+    """Measure (:func:`measure`) and write ``out/report.md`` and ``out/claims.json``; a plan
+    with a ``[report]`` table gets the full study report with its figures instead
+    (:func:`probes.study.report.write_study_report`, what ``asgan-probe report`` writes)."""
     from trainers.checkpoint import atomic_write_bytes
 
+    if plan.data.get("report"):
+        from probes.study.report import write_study_report
+
+        return write_study_report(out, plan=plan, **measure_kwargs)
     out = Path(out)
     tables = measure(plan, out, **measure_kwargs)
     text, ev = report_markdown(plan, tables)

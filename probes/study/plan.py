@@ -5,9 +5,10 @@ A plan names everything about a study, and nothing about a study lives in code:
 - ``[study]``: ``name`` (the manifest's ``study`` field of every run), ``raw`` (raw runs,
   resumable, with optimizer state; not shipped), ``ship`` (shipped copies: float16, no
   optimizer state), ``manifest`` (default ``checkpoints/MANIFEST.json``), all relative to the
-  study's root (``--root``, default the folder holding the plan); ``budget_mb`` (the shipped
-  size the plan must fit), ``jobs`` (runs in parallel the cost model assumes, default 2),
-  ``about`` (optional: the first line of ``PLAN.json``).
+  study's root (``--root``, else ``root``: a folder relative to the plan's, default the
+  plan's own folder); ``budget_mb`` (the shipped size the plan must fit), ``jobs`` (runs in
+  parallel the cost model assumes, default 2), ``about`` (optional: the first line of
+  ``PLAN.json``).
 - ``[groups.<name>]``: ``preset`` (an ``asgan-train`` preset), ``measure`` (which metrics the
   report takes: ``image``, ``mixture`` or ``stacked``), ``s_per_it`` (estimated wall seconds of
   one baseline iteration with ``jobs`` runs side by side, one thread each), ``options`` (base
@@ -26,6 +27,10 @@ A plan names everything about a study, and nothing about a study lives in code:
   ``id``, ``kind`` (primary/exploratory), ``group``, ``metric``, ``a``, ``b``, ``expect``
   (lower/higher: the sign of a - b), ``seeds`` (the exact seed list it is judged on) and
   ``rationale``; registered by ``asgan-study register`` (:mod:`probes.study.engine`).
+- ``[report]`` (optional): the figures and prose of the full study report
+  (:func:`probes.study.report.report_spec` says what each key means); a plan without it gets
+  the plain report of :func:`probes.study.engine.report_markdown`. Groups and arms are shown
+  in the order the plan writes them.
 
 Every mistake is a one-line :class:`trainers.errors.UserError` naming the plan file and line.
 """
@@ -53,8 +58,8 @@ KINDS = ("primary", "exploratory")
 EXPECTS = ("lower", "higher")
 MAX_PRIMARY = 6
 CLAIM_KEYS = ("id", "kind", "group", "metric", "a", "b", "expect", "seeds", "rationale")
-_TOP = ("study", "groups", "evolution", "tiers", "dropped", "claims", "claim")
-_STUDY = ("name", "raw", "ship", "manifest", "budget_mb", "jobs", "about")
+_TOP = ("study", "groups", "evolution", "tiers", "dropped", "claims", "claim", "report")
+_STUDY = ("name", "raw", "ship", "manifest", "budget_mb", "jobs", "about", "root")
 _GROUP = ("preset", "measure", "s_per_it", "options", "arms", "about")
 _ARM = ("options", "cost", "about")
 
@@ -245,7 +250,7 @@ def _seed_list(seeds: int | list[int]) -> list[int]:
 
 def _line_of(text: str, keys: tuple[str, ...]) -> int:
     """1-based line of the last of ``keys`` as a TOML key or table name, searched after the
-    line of each earlier one (``("groups", "mnist10k", "arms", "twice")``); the last line
+    line of each earlier one (``("groups", "toy", "arms", "adv")``); the last line
     found when a key is not written out (1 when none is)."""
     lines, at = text.splitlines(), 0
     for key in keys:
@@ -389,7 +394,8 @@ def load_plan(path: str | Path, root: str | Path | None = None, *,
                           f"{e['seed']} is not in the plan")
         if isinstance(e["every"], bool) or not isinstance(e["every"], int) or e["every"] < 1:
             raise ck.fail(("evolution", "every"), "every must be an integer >= 1")
-    plan = Plan(path, Path(root).resolve() if root is not None else path.parent, data)
+    plan = Plan(path, Path(root).resolve() if root is not None
+                else (path.parent / study.get("root", ".")).resolve(), data)
     _check_claims(ck, plan, seeded)
     if check_configs:
         for (gname, aname), seeds in seeded.items():
