@@ -790,7 +790,11 @@ def verify(plan: Plan, run: Run, *, any_commit: bool = False, keep: str | Path |
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "PYTHONPATH": str(code)}
         with open(work / "train.log", "w") as log:
-            rc = subprocess.run([sys.executable, "-m", "trainers", *argv[1:]], cwd=plan.root,
+            # the code tree first on sys.path: `python -m` would put the study's root (cwd)
+            # first, whose own trainers/ (the repository's, at HEAD) would then train
+            boot = (f"import runpy, sys; sys.path.insert(0, {str(code)!r}); "
+                    "runpy.run_module('trainers', run_name='__main__', alter_sys=True)")
+            rc = subprocess.run([sys.executable, "-c", boot, *argv[1:]], cwd=plan.root,
                                 env=env, stdout=log, stderr=subprocess.STDOUT).returncode
         tail = (work / "train.log").read_text().strip().splitlines()[-1:]
         ended = "nonfinite" if rc == 2 and tail and NONFINITE_MARK in tail[0] else (

@@ -22,6 +22,7 @@ run may ship: the final step's numbers can differ from a shipped copy's in the l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -52,9 +53,16 @@ def settings(kind: str) -> dict[str, Any]:
     return out
 
 
-def numbers(path: str | Path, kind: str, metrics: Sequence[str]) -> dict[str, float]:
+def numbers(path: str | Path, kind: str, metrics: Sequence[str]) -> dict[str, float | None]:
     """``{metric: value}`` of the snapshot at ``path`` for a group of measure ``kind``
-    (module docstring); ``metrics`` a subset of the kind's names."""
+    (module docstring); ``metrics`` a subset of the kind's names. A number the measure cannot
+    give (a mixture's reverse KL when no point lies on a mode: NaN) is None, so the results
+    file stays strict JSON."""
+    return {m: (v if math.isfinite(v) else None)
+            for m, v in _numbers(path, kind, metrics).items()}
+
+
+def _numbers(path: str | Path, kind: str, metrics: Sequence[str]) -> dict[str, float]:
     if kind == "mixture":
         from probes.study.arms import mixture_metrics
 
