@@ -1,7 +1,7 @@
 """asgan-study's per-run results (issue 23, item 4): numbers per snapshot measured by the
 sitting, weights shipped only for ``ship_weights_seeds``, a non-finite stop recorded as an
 outcome, ``asgan-study verify`` (retrain, compare the final weights' SHA-256), and the plan
-checks of these keys. Smoke-sized: ring8, width 16, 20 iterations."""
+checks of these keys. Smoke-sized: ring8, width 64 (16 for the diverging arm), 300 iterations."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from trainers.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# seed 3 at lr 5e3 diverges at step 7 (found by trying seeds 0-3), after its step-5 snapshot
+# seed 3 at width 16 and lr 5e3 diverges at step 7 (found by trying seeds 0-3), after its
+# step-5 snapshot
 PLAN = """\
 [study]
 name = "smoke3"
@@ -31,15 +32,16 @@ budget_mb = 1.0
 preset = "ring8-mlp"
 measure = "mixture"
 s_per_it = 0.005
-measure_every = 10
+measure_every = 100
 ship_weights_seeds = [0]
 nonfinite = "outcome"
-options = {width = "16", steps = "20", split = "train", snapshot-every = "5", \
-keep-snapshots = "0", sample-every = "0", log-every = "5", tensorboard = "false"}
+options = {width = "64", steps = "300", split = "train", snapshot-every = "100", \
+keep-snapshots = "0", sample-every = "0", log-every = "50", tensorboard = "false"}
 
 [groups.ring8.arms]
 baseline = {cost = 1.0, options = {trainer = "baseline"}}
-hot = {cost = 1.0, options = {trainer = "baseline", lr-g = "5e3", lr-d = "5e3"}}
+hot = {cost = 1.0, options = {trainer = "baseline", lr-g = "5e3", lr-d = "5e3", \
+width = "16", snapshot-every = "5", log-every = "5"}}
 
 [[tiers]]
 name = "main"
@@ -58,18 +60,19 @@ def test_the_plan_says_what_ships_and_lists_the_keys(tmp_path, capsys):
     b0, b1, hot = plan.runs()
     assert [plan.ships_weights(r) for r in (b0, b1, hot)] == [True, False, False]
     assert all(plan.has_results(r) for r in (b0, b1, hot))
-    assert plan.shipped_steps(b0) == [20] and plan.shipped_steps(b1) == []
+    assert plan.shipped_steps(b0) == [300] and plan.shipped_steps(b1) == []
     assert plan.measure_metrics(b0) == ["modes", "high_quality_pct", "reverse_kl"]
     assert engine.ship_rels(plan, b1) == ["checkpoints/shipped/smoke3/ring8/baseline/seed1/"
                                           "results.json"]
     assert engine.weight_rels(plan, b0) == ["checkpoints/shipped/smoke3/ring8/baseline/seed0/"
-                                            "ckpt-000020.safetensors"]
-    # size model: a numbers-only run ships its log, config and results (4 log lines, 3 rows)
-    assert engine.est_bytes(plan, b1) == engine.RECORD_BYTES + 4 * engine.LOG_LINE_BYTES + \
-        3 * engine.ROW_BYTES
+                                            "ckpt-000300.safetensors"]
+    # size model: a numbers-only run ships its log, config and results (6 log lines, 4 rows)
+    assert engine.est_bytes(plan, b1) == engine.RECORD_BYTES + 6 * engine.LOG_LINE_BYTES + \
+        4 * engine.ROW_BYTES
     assert engine.est_bytes(plan, b0) > 5000 + engine.est_bytes(plan, b1)
     g = json.loads(plan.plan_json())["groups"]["ring8"]
-    assert (g["measure_every"], g["ship_weights_seeds"], g["nonfinite"]) == (10, [0], "outcome")
+    assert (g["measure_every"], g["ship_weights_seeds"], g["nonfinite"]) == (100, [0],
+                                                                            "outcome")
     engine.print_table(plan)
     out = capsys.readouterr().out
     assert "ring8/baseline/seed0" in out and "[weights]" in out and "[numbers]" in out
@@ -81,13 +84,15 @@ def test_the_plan_says_what_ships_and_lists_the_keys(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("old,new,key,msg", [
-    ('snapshot-every = "5"', 'snapshot-every = "3"', "options",
-     "snapshot-every '3' must divide measure_every 10"),
+    ('snapshot-every = "100"', 'snapshot-every = "30"', "options",
+     "snapshot-every '30' must divide measure_every 100"),
+    ('snapshot-every = "5"', 'snapshot-every = "7"', "hot",
+     "snapshot-every '7' must divide measure_every 100"),
     ('keep-snapshots = "0"', 'keep-snapshots = "1"', "options",
      "keep-snapshots '1': with measure_every"),
-    ('lr-d = "5e3"}', 'lr-d = "5e3", keep-snapshots = "2"}', "hot", "keep-snapshots '2'"),
-    ("measure_every = 10", "measure_every = 0", "measure_every", "integer >= 1"),
-    ("measure_every = 10", 'measure_every = 10\nmeasure_metrics = ["fd"]', "measure_metrics",
+    ('lr-d = "5e3",', 'lr-d = "5e3", keep-snapshots = "2",', "hot", "keep-snapshots '2'"),
+    ("measure_every = 100", "measure_every = 0", "measure_every", "integer >= 1"),
+    ("measure_every = 100", 'measure_every = 100\nmeasure_metrics = ["fd"]', "measure_metrics",
      "measure_metrics must list distinct numbers of measure 'mixture'"),
     ('nonfinite = "outcome"', 'nonfinite = "ignore"', "nonfinite",
      "nonfinite must be one of error, outcome"),
@@ -127,25 +132,29 @@ def test_a_sitting_records_numbers_ships_a_subset_and_keeps_a_nonfinite_outcome(
     assert manifest.verify(plan.manifest) == []
     ship = plan.root / plan.ship
     assert sorted(p.relative_to(ship).as_posix() for p in ship.rglob("*.safetensors")) == [
-        "ring8/baseline/seed0/ckpt-000020.safetensors"]  # weights for seed 0 only
+        "ring8/baseline/seed0/ckpt-000300.safetensors"]  # weights for seed 0 only
+    hq = []
     for r in (b0, b1):
         res = json.loads((plan.root / engine.results_rel(plan, r)).read_text())
         raw = plan.root / plan.raw_dir(r)
         # measured, the raw run keeps its last snapshot only (as keep-snapshots 1 would)
-        assert [p.name for p in list_snapshots(raw)] == ["ckpt-000020.safetensors"]
-        final = raw / "ckpt-000020.safetensors"
-        # the numbers are probes.measures.coverage's (the report's mixture numbers)
+        assert [p.name for p in list_snapshots(raw)] == ["ckpt-000300.safetensors"]
+        final = raw / "ckpt-000300.safetensors"
+        # the numbers are probes.measures.coverage's (the report's mixture numbers; NaN: null)
         from probes.study.arms import mixture_metrics
 
-        assert res["numbers"]["20"] == mixture_metrics(final, n=2500, seed=0)
-        assert sorted(res["numbers"]) == ["10", "20"] and res["outcome"] == "finished"
+        want = mixture_metrics(final, n=2500, seed=0)
+        assert res["numbers"]["300"] == {k: None if v != v else v for k, v in want.items()}
+        hq.append(res["numbers"]["300"]["high_quality_pct"])
+        assert sorted(res["numbers"]) == ["100", "200", "300"] and res["outcome"] == "finished"
         tensors, _ = read_checkpoint(final)
         digest = tensor_digest({k: v for k, v in tensors.items() if k[:2] in ("G.", "D.")})
         e = entries[engine.results_rel(plan, r)]
         assert res["weights_sha256"] == e["weights_sha256"] == digest
         assert (e["outcome"], e["steps"], e["seed"], e["weights_shipped"]) == (
-            "finished", 20, r.seed, r.seed == 0)
+            "finished", 300, r.seed, r.seed == 0)
         assert (ship / r.name / "stats.jsonl").stat().st_size < 5000
+    assert max(hq) > 0  # not only trivial zeros (seed 1: 1.0 % on the modes at step 300)
     # the diverged run: an outcome, its last good snapshot's numbers and hash, no weights
     res = json.loads((plan.root / engine.results_rel(plan, hot)).read_text())
     assert (res["outcome"], res["final_step"], sorted(res["numbers"])) == ("nonfinite", 5, ["5"])
@@ -181,12 +190,19 @@ def test_verify_a_nonfinite_run_and_a_run_without_a_results_file(tmp_path, capsy
     assert "ring8/hot/seed3: identical" in capsys.readouterr().out
     plain = tmp_path / "plain"
     plain.mkdir()
-    body = PLAN.split("[groups.ring8.arms]")[0]
-    for k in ("measure_every = 10\n", "ship_weights_seeds = [0]\n", 'nonfinite = "outcome"\n'):
-        body = body.replace(k, "")
-    p2 = _plan(plain, body.replace('keep-snapshots = "0"', 'keep-snapshots = "1"') +
-               '[groups.ring8.arms]\nbaseline = {cost = 1.0}\n\n[[tiers]]\nname = "m"\n'
-               'runs = [{group = "ring8", arms = ["baseline"], seeds = [2]}]\n')
+    p2 = _plan(plain, PLAN.split("[groups.ring8]")[0] + """\
+[groups.ring8]
+preset = "ring8-mlp"
+measure = "mixture"
+s_per_it = 0.005
+options = {width = "16", steps = "20", split = "train", snapshot-every = "10", \
+keep-snapshots = "1", sample-every = "0", log-every = "10", tensorboard = "false"}
+arms = {baseline = {cost = 1.0}}
+
+[[tiers]]
+name = "m"
+runs = [{group = "ring8", arms = ["baseline"], seeds = [2]}]
+""")
     assert main(["run", str(p2), "--nice", "0"]) == 0
     assert main(["verify", str(p2), "ring8/baseline/seed2"]) == 0
     out = capsys.readouterr().out

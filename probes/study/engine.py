@@ -17,6 +17,16 @@ snapshot of its current step and exits; the next sitting resumes it. Each run's
 ``code_commit`` and ``started_utc`` are taken when it STARTS (``started.json`` in the raw
 run), not when it is shipped; a resumed run keeps them and records every resume.
 
+Plans with per-run results (:mod:`probes.study.plan`: ``measure_every``,
+``ship_weights_seeds``, ``nonfinite``): when such a run finishes, the controller (the sitting,
+the one writer) measures its kept raw snapshots (:mod:`probes.study.snapshots`; the launcher
+waits meanwhile), writes ``results.json`` beside the shipped copy (numbers per step, outcome,
+the final weights' SHA-256), lists it in the manifest after the run's weights (when it ships
+any; its entry marks the run done) and prunes the raw run to its last snapshot. A run that
+stops on a non-finite value under ``nonfinite = "outcome"`` is shipped the same way with
+outcome ``nonfinite`` and not retried. :func:`verify` (``asgan-study verify``) retrains one
+run from its recorded command at its recorded commit and compares the weights' SHA-256.
+
 Registration (``asgan-study register``): for claims written in the plan, freezes them by
 writing ``<ship>/REGISTRATION.json`` (the SHA-256 of each claim and of all of them, the code
 commit, the time) and refuses once any run of the plan has started. Every run started after it
