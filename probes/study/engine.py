@@ -488,7 +488,7 @@ def _finish(plan: Plan, run: Run, rc: int, result: dict, say) -> None:
 # ---- the plan table
 
 
-# a results-file run's shipped record besides weights: stats.jsonl lines (v2's: 208 bytes
+# a results-file run's shipped record besides weights: stats.jsonl lines (the shipped study's: 208 bytes
 # each; AS-GAN arms log a few more fields), config.json and the results file's frame and
 # one row per measured snapshot
 LOG_LINE_BYTES, RECORD_BYTES, ROW_BYTES = 260, 2500, 200
@@ -557,7 +557,7 @@ def print_table(plan: Plan, runs: list[Run] | None = None, *, commands: bool = F
                 say=print) -> None:
     rows, tot = table(plan, runs)
     budget = plan.budget_mb
-    # plans with results files say per run what ships (v2's table is unchanged)
+    # plans with results files say per run what ships (the shipped study's table is unchanged)
     ships = any(plan.has_results(row["run"]) for row in rows)
     say(f"est min: one run's wall minutes beside {plan.jobs - 1} other run(s) (1 thread "
         f"each); cum h: hours of the machine at {plan.jobs} jobs up to this run\n")
