@@ -286,7 +286,7 @@ def test_min_flip_eps_does_not_depend_on_batch_size(bn_trained):
     a = min_flip_eps(bn_trained, x, mode="eval", batch_size=4, iters=6)
     b = min_flip_eps(bn_trained, x, mode="eval", batch_size=64, iters=6)
     assert np.allclose(a["per_sample"], b["per_sample"], equal_nan=True)
-    with pytest.raises(ValueError, match="fgsm and bim"):
+    with pytest.raises(ValueError, match="supports methods fgsm, bim"):
         min_flip_eps(bn_trained, x, method="foolbox:FGSM")
 
 

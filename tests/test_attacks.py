@@ -21,7 +21,7 @@ from probes.core.attacks import (
     logit_grad,
 )
 from probes.core.modes import probe_model, resolve_mode
-from probes.core.sweep import attack_sweep, craft_bim, craft_fgsm, min_flip_eps
+from probes.core.sweep import attack_sweep, craft_fgsm, craft_pgd, min_flip_eps
 from tests.conftest import BNConvD, LinearD
 from trainers.nets import dcgan_D
 
@@ -154,7 +154,7 @@ def test_every_output_stays_in_the_eps_ball_and_the_range(eps, lo, width, steps,
     # the sweep's crafters, several eps at once (stacked in eval mode)
     with probe_model(_PROP_D, mode):
         noise = torch.rand(x.shape, generator=g) * 2 - 1 if random_start else None
-        for craft in (craft_fgsm, craft_bim):
+        for craft in (craft_fgsm, craft_pgd):
             _, xs = craft(_PROP_D, x, [0.0, eps, eps / 3], toward=toward,
                           pixel_range=pixel_range, steps=steps, noise=noise,
                           stack=mode == "eval")
