@@ -50,7 +50,6 @@ attacked side.
 """
 
 
-
 def _eps_text(eps) -> str:
     """``(0.0, 0.5/255, ...)`` -> ``"0,0.5/255,..."``: how --eps is written."""
     return ",".join("0" if e == 0 else f"{e * 255:g}/255" for e in eps)
