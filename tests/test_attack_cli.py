@@ -1,9 +1,11 @@
 """``asgan-probe attack`` end to end on checkpoints trained here: JSON records, the figure, the
-stderr table, transfer, minimal eps, foolbox methods, foreign files, seeds; one-line errors."""
+stderr table, transfer, minimal eps, PGD-L2, foolbox methods, foreign files, seeds; defaults
+read from probes.measures.attack; one-line errors."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import subprocess
@@ -88,6 +90,37 @@ def test_same_seed_same_json_whatever_the_batch_size(ckpts, tmp_path, capsys):
     assert a != run("c.json", "--seed", "4")
 
 
+def test_pgd_l2_end_to_end_with_min_eps(ckpts, tmp_path, capsys):
+    out_json = tmp_path / "l2.json"
+    _, err = _attack(capsys, ckpts[1], "--method", "pgd-l2,fgsm", "--eps", "0,0.05,0.2",
+                     "--steps", "3", "--population", "real", "--n", "12", "--min-eps",
+                     "--bisect-steps", "3", "--out", str(out_json))
+    res = json.loads(out_json.read_text())
+    l2 = [r for r in res["records"] if r["method"] == "pgd-l2"]
+    assert [r["eps"] for r in l2] == pytest.approx([0, 0.05, 0.2])
+    assert all(r["norm"] == "l2" and r["steps"] == 3 for r in l2)
+    assert all(r["norm"] == "linf" for r in res["records"] if r["method"] == "fgsm")
+    # eps is the L2 radius in pixel units: the recorded mean L2 norm stays within it
+    assert all(0 < r["mean_l2"] <= r["eps"] * (1 + 1e-5) for r in l2[1:])
+    assert {m["method"] for m in res["min_eps"]} == {"pgd-l2", "fgsm"}
+    assert "pgd-l2" in err
+
+
+def test_cli_defaults_are_the_measures_defaults(tmp_path):
+    # the CLI reads its defaults from probes.measures.attack: parse a bare command line and
+    # compare with the library function's own defaults
+    from probes.cli import build_parser
+    from probes.cli.attack import _options
+    from probes.measures import attack as measure
+
+    args = build_parser().parse_args(["attack", str(tmp_path / "x.safetensors")])
+    opts = _options(args)
+    lib = {k: p.default for k, p in inspect.signature(measure.attack).parameters.items()}
+    for k in ("eps", "n", "steps", "batch_size", "bisect_steps", "step_size", "mode"):
+        assert list(opts[k]) == list(lib[k]) if k == "eps" else opts[k] == lib[k], k
+    assert opts["eps"] == list(measure.DEFAULT_EPS) and opts["n"] == measure.N
+
+
 def test_foolbox_methods_report_the_same_records(ckpts, tmp_path, capsys):
     pytest.importorskip("foolbox")
     out_json = tmp_path / "f.json"
@@ -98,6 +131,7 @@ def test_foolbox_methods_report_the_same_records(ckpts, tmp_path, capsys):
     assert [r["method"] for r in recs] == ["foolbox:L2ProjectedGradientDescentAttack"] * 2
     assert all(FIELDS <= r.keys() for r in recs)
     assert recs[1]["mean_l2"] <= 0.1 + 1e-5 and recs[1]["mean_l2"] > 0
+    assert all(r["norm"] == "l2" for r in recs)
     _, D, _ = load_checkpoint(ckpts[0])
     assert all(p.grad is None for p in D.parameters())
 

@@ -1,9 +1,10 @@
-"""Robustness of discriminator checkpoints: FGSM/BIM (or foolbox) sweeps, transfer, minimal eps.
+"""Robustness of discriminator checkpoints: FGSM/BIM/PGD-L2 (or foolbox) sweeps, transfer, min eps.
 
 :func:`attack` is the measurement behind ``asgan-probe attack``, the study's robustness numbers
 and notebook 02: load, draw seeded inputs (with their clean reference group), call
 :func:`probes.core.sweep.attack_sweep` / :func:`probes.core.sweep.min_flip_eps`, and return the
-JSON-able record. Defaults live here, once.
+JSON-able record. Defaults live here, once (``asgan-probe attack`` reads them); the attacks by
+name live in :data:`probes.core.sweep.ATTACKS`.
 """
 
 from __future__ import annotations
@@ -14,24 +15,30 @@ from typing import Any
 
 import torch
 
+from probes.core.sweep import ATTACKS
 from probes.io.checkpoints import facts, group_size, pixel_range
 from trainers.errors import UserError
 
-DEFAULT_EPS = (0, 0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
-OWN = ("fgsm", "bim")
-BIM_STEPS = 10
+DEFAULT_EPS = (0.0, 0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255)  # pixel units
+N = 1000  # samples per population: mnist10k's held-out reals
+STEPS = ATTACKS["bim"].steps  # iterations of bim and pgd-l2 (their registered default)
+BATCH_SIZE = 256  # samples per pass in per-sample modes (memory only)
+BISECT_STEPS = 10  # minimal-eps bisection iterations
+EPS_MAX = 8 / 255  # top of the bisection when the eps list is all zeros
+METHODS = f"{', '.join(ATTACKS)} or foolbox:<AttackName>"  # what --method takes
 
 
 def crafter(method: str, *, seed: int = 0, steps: int | None = None,
             foolbox_kwargs: dict[str, Any] | None = None):
-    """``"fgsm"``/``"bim"`` as they are, or a foolbox crafter for ``"foolbox:<Attack>"``."""
-    if method in OWN:
+    """A name of :data:`probes.core.sweep.ATTACKS` as it is, or a foolbox crafter for
+    ``"foolbox:<Attack>"``."""
+    if method in ATTACKS:
         return method
     from probes.adapters.foolbox import accepts, attack_names, foolbox_crafter
 
     name = method[len("foolbox:"):] if method.startswith("foolbox:") else None
     if name is None or name not in attack_names():
-        raise UserError(f"unknown method {method!r}; use fgsm, bim or foolbox:<AttackName> "
+        raise UserError(f"unknown method {method!r}; use {METHODS} "
                         f"(foolbox attacks: {', '.join(attack_names())})")
     kwargs = dict(foolbox_kwargs or {})
     if steps is not None and "steps" not in kwargs and accepts(name, "steps"):
@@ -121,18 +128,18 @@ def attack(
     eps: Sequence[float] = DEFAULT_EPS,
     methods: Sequence[str] = ("fgsm",),
     populations: Sequence[str] = ("real", "fake"),
-    n: int = 1000,
-    steps: int = BIM_STEPS,
+    n: int = N,
+    steps: int = STEPS,
     step_size: float | None = None,
     random_start: bool = False,
     mode: str = "auto",
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int = BATCH_SIZE,
     bn_group: int | None = None,
     transfer_to: Sequence[str] = (),
     min_eps: bool = False,
     eps_max: float | None = None,
-    bisect_steps: int = 10,
+    bisect_steps: int = BISECT_STEPS,
     data: str | None = None,
     data_root: str | None = None,
     reals: str | None = None,
@@ -155,9 +162,11 @@ def attack(
             or bare modules (declared with defaults and the shape of ``x``).
         eps: sizes in the checkpoint's eps unit (``trainers.data.eps_units_of``): [0, 1] pixel
             units for images, multiples of a mode's std on the 2-D mixtures (their old
-            checkpoints: pixel units of the plotting box, as recorded); foolbox L2/L1 attacks:
-            the radius in that norm.
-        methods: ``"fgsm"``, ``"bim"`` or ``"foolbox:<Attack>"``.
+            checkpoints: pixel units of the plotting box, as recorded); a radius in the
+            method's norm: for ``pgd-l2`` and foolbox L2/L1 attacks the norm of the whole
+            perturbation in that unit (``||x_adv - x||_2 <= eps * (hi - lo)``).
+        methods: names in :data:`probes.core.sweep.ATTACKS` (``"fgsm"``, ``"bim"``,
+            ``"pgd-l2"``) or ``"foolbox:<Attack>"``.
         populations: ``"real"`` (pushed toward "fake") and/or ``"fake"`` (toward "real").
         n: samples per population, seeded (the same reals for every checkpoint).
         mode: probe mode (:mod:`probes.core.modes`); ``auto`` is per-sample ``frozen`` for
@@ -166,7 +175,8 @@ def attack(
         bn_group: BatchNorm group size (default: each checkpoint's training batch size).
         transfer_to: checkpoints on which the perturbations crafted on each one are scored.
         min_eps, eps_max, bisect_steps: also bisect each sample's minimal flipping eps on
-            ``[0, eps_max]`` (default: the largest eps, or 8/255) for fgsm/bim.
+            ``[0, eps_max]`` (default: the largest eps, or 8/255) for the methods whose
+            registry entry allows it (fgsm, bim, pgd-l2).
         reals: which reals (``--reals``: held-out, train or all; default the held-out part
             when the checkpoint records a split).
         format, label: how to read the files (:func:`probes.io.sources.load`: default auto;
@@ -192,7 +202,7 @@ def attack(
     from probes.measures.contract import contract_record, coupling_record, resolve
 
     dev = resolve_device(device)
-    eps_max = eps_max if eps_max is not None else (max(eps) or 8 / 255)
+    eps_max = eps_max if eps_max is not None else (max(eps) or EPS_MAX)
 
     def _load(path):
         return load(path, device=dev, format=format, label=label, arch=arch,
@@ -248,7 +258,7 @@ def attack(
                     records.append({**info, "evaluated_on": str(tpath),
                                     "evaluated_on_label": tlabel, "transfer": on != "self",
                                     **inputs, **r, "coupling": coupling[tlabel]})
-                if min_eps and method in OWN:
+                if min_eps and method in ATTACKS and ATTACKS[method].min_eps:
                     out = min_flip_eps(D, xs, population=pop, method=method, eps_max=eps_max,
                                        iters=bisect_steps, steps=steps, step_size=step_size,
                                        mode=mode, pixel_range=pr, batch_size=batch_size,
