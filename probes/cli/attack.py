@@ -28,6 +28,7 @@ EXAMPLES = """examples:
       --out attack.json --plot attack.png
   asgan-probe attack runs/b1/ckpt-002000.safetensors --transfer-to runs/a1/ckpt-002000.safetensors
   asgan-probe attack runs/a1/ckpt-002000.safetensors --min-eps --min-eps-max 16/255
+  asgan-probe attack runs/ring/ckpt-005000.safetensors --eps 0,0.5,1.5   # 2-D: a mode's std
   asgan-probe attack runs/a1/ckpt-002000.safetensors --method foolbox:L2DeepFoolAttack \\
       --eps 0,0.05,0.1 --foolbox-kwargs '{"steps": 50}'
   asgan-probe attack netD_epoch_24.pth --data cifar10 --data-root ~/data/cifar10 \\
@@ -35,21 +36,23 @@ EXAMPLES = """examples:
   asgan-probe attack network-snapshot.pkl --label 3 --data imagefolder --data-root ~/reals \\
       --fakes ~/generated                      # a conditional D file, class 3; no G: --fakes
 
-eps is in [0, 1] pixel units (1/255 = one grey level; the paper's "1/255" is 0.5/255 here);
-for foolbox L2/L1 attacks it is the radius in that norm, same units. Records: one per
+eps is in the unit each checkpoint records (trainers.eps): images in [0, 1] pixel units
+(1/255 = one grey level; the paper's "1/255" is 0.5/255 here), the 2-D mixtures (ring8,
+grid25) in a mode's std (1 = one std per coordinate; at most a step of the plotting box);
+for foolbox L2/L1 attacks it is the radius in that norm, same units. Default eps: 0,0.5/255,
+1/255,2/255,4/255,8/255 on images, 0,0.25,0.5,1,1.5 std on the mixtures. Records: one per
 (checkpoint, population, method, eps, evaluated-on); flip rate = share of the samples D got
 right that the attack pushes across logit 0; logit shift > 0 = toward the attacked side.
 """
-
-DEFAULT_EPS = "0,0.5/255,1/255,2/255,4/255,8/255"
 
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoints to attack")
     p.add_argument("--method", default="fgsm",
                    help="fgsm, bim or foolbox:<AttackName>; several, comma-separated")
-    p.add_argument("--eps", default=DEFAULT_EPS,
-                   help=f"comma-separated eps in [0, 1] pixel units (default {DEFAULT_EPS})")
+    p.add_argument("--eps", default=None,
+                   help="comma-separated eps in the checkpoint's unit: pixel (0,1/255,2/255) "
+                        "or a mode's std (0,0.5,1.5) (default: the unit's grid, see below)")
     p.add_argument("--population", choices=("real", "fake", "both"), default="both",
                    help="reals pushed toward 'fake', fakes toward 'real', or both")
     p.add_argument("--n", type=int, default=1000,
@@ -57,14 +60,15 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="BIM iterations (default 10); passed to foolbox attacks that take it")
     p.add_argument("--step-size", default=None,
-                   help="BIM step, pixel units (default 2.5 * eps / steps, capped at eps)")
+                   help="BIM step, in eps units (default 2.5 * eps / steps, capped at eps)")
     p.add_argument("--random-start", action="store_true", help="BIM from a random point (PGD)")
     p.add_argument("--transfer-to", nargs="+", action="extend", default=[], metavar="CKPT2",
                    help="also score the perturbations on these discriminators")
     p.add_argument("--min-eps", action="store_true",
                    help="bisect each sample's minimal flipping eps (fgsm/bim)")
     p.add_argument("--min-eps-max", default=None,
-                   help="upper end of the bisection (default: the largest --eps, or 8/255)")
+                   help="upper end of the bisection, in eps units (default: the largest --eps, "
+                        "or the top of the unit's grid: 8/255, 1.5 std)")
     p.add_argument("--bisect-steps", type=int, default=10, help="bisection iterations")
     _add_inputs(p)
     p.add_argument("--foolbox-kwargs", default=None, help="JSON options for foolbox attacks")
@@ -121,7 +125,7 @@ def _options(args) -> dict:
         return None if text is None else parse_eps_list(text)[0]
 
     return dict(
-        eps=parse_eps_list(args.eps), methods=methods, n=args.n,
+        eps=None if args.eps is None else parse_eps_list(args.eps), methods=methods, n=args.n,
         populations=["real", "fake"] if args.population == "both" else [args.population],
         steps=BIM_STEPS if args.steps is None else args.steps, step_size=first(args.step_size),
         random_start=args.random_start, mode=args.mode, seed=args.seed,
@@ -135,7 +139,7 @@ def _options(args) -> dict:
 
 
 def _table(records: list[dict]) -> None:
-    head = (f"{'checkpoint':<28} {'pop':<4} {'method':<20} {'mode':<6} {'eps*255':>7} "
+    head = (f"{'checkpoint':<28} {'pop':<4} {'method':<20} {'mode':<6} {'eps':>9} "
             f"{'clean':>6} {'flip':>6} {'shift':>8} {'dloss':>8}")
     log(head)
     log("-" * len(head))
@@ -145,7 +149,7 @@ def _table(records: list[dict]) -> None:
         flip = "-" if r["flip_rate"] is None else f"{r['flip_rate']:.3f}"
         method = r["method"].replace("foolbox:", "fb:")[:20]
         log(f"{name[-28:]:<28} {r['population']:<4} {method:<20} {r['mode']:<6} "
-            f"{r['eps'] * 255:>7.2f} {r['clean_accuracy']:>6.3f} {flip:>6} "
+            f"{r['eps_label']:>9} {r['clean_accuracy']:>6.3f} {flip:>6} "
             f"{r['mean_logit_shift']:>8.3f} {r['mean_loss_increase']:>8.3f}"
             + ("  !" if r["warning"] else ""))
     if any(r["warning"] for r in records):
@@ -153,11 +157,14 @@ def _table(records: list[dict]) -> None:
 
 
 def _min_eps_lines(rows: list[dict]) -> None:
+    from trainers.eps import EpsUnit
+
     for m in rows:
-        med = "beyond eps_max" if m["median"] is None else f"{m['median'] * 255:.2f}/255"
+        unit = EpsUnit.from_dict(m["eps_unit"])
+        med = "beyond eps_max" if m["median"] is None else unit.label(m["median"], 3)
         log(f"min eps {m['label']} {m['population']} {m['method']} ({m['mode']}): median "
             f"{med}, {m['flipped_share'] or 0:.3f} of {m['n_correct']} flipped within "
-            f"{m['eps_max'] * 255:.2f}/255")
+            f"{unit.label(m['eps_max'])}")
 
 
 def run(args) -> int:
