@@ -74,7 +74,7 @@ class EpsUnit:
     def what(self) -> str:
         """What eps = 1 is, in words."""
         if self.name == "mode-std":
-            return f"one std of a mode ({self.scale:g})"
+            return "one std of a mode"
         return ("the full range of the plotting box (the old 2-D unit)" if self.box
                 else "the full pixel range (1/255 = one grey level)")
 
@@ -99,6 +99,11 @@ class EpsUnit:
         """The number a display shows for ``eps``: grey levels (eps * 255) for pixel units,
         eps itself for mode-std."""
         return float(eps) if self.name == "mode-std" else float(eps) * 255
+
+    def from_number(self, number: float) -> float:
+        """The eps a display's number stands for (the inverse of :meth:`number`): an arm
+        named ``asgan-eps0.5`` is 0.5/255 in pixel units, 0.5 std in mode-std."""
+        return float(number) if self.name == "mode-std" else float(number) / 255
 
     def label(self, eps: float, digits: int | None = None) -> str:
         """``"0.5/255"`` (pixel), ``"0.5 std"`` (mode-std), ``"0.5/255 of the box"`` (old

@@ -25,6 +25,7 @@ import torch
 
 from probes.viz import save_figure
 from probes.viz.style import PALETTE, figure
+from trainers.eps import named
 
 
 def _row(ncols: int, width: float, height: float):
@@ -74,11 +75,9 @@ def _eps_of(arm: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-# the eps unit of an arm name's number: (axis label, suffix after a value)
-EPS_UNITS = {"pixel": ("eps (x 1/255, pixel units)", "/255"),
-             "mode-std": ("eps (std of a mode, per coordinate)", " std"),
-             "box": ("eps (x 1/255 of the plotting box: the first study's 2-D unit)",
-                     "/255 of the box")}
+# the eps unit of an arm name's number (``asgan-eps0.5``: 0.5/255, 0.5 std or 0.5/255 of the
+# old 2-D plotting box), for the axis label and the values' labels (trainers.eps)
+EPS_UNITS = {name: named(name) for name in ("pixel", "mode-std", "box")}
 
 
 def plot_eps_sweep(panels: Sequence[tuple], path: str | Path, *,
@@ -99,7 +98,7 @@ def plot_eps_sweep(panels: Sequence[tuple], path: str | Path, *,
 
     fig, axes = _row(len(panels), 4.6, 3.6)
     for ax, (metric, label, table, *unit) in zip(axes, panels):
-        xlabel, suffix = EPS_UNITS[unit[0] if unit else "pixel"]
+        eps_unit = EPS_UNITS[unit[0] if unit else "pixel"]
         eps = {arm: e for arm in table if (e := _eps_of(arm)) is not None}
         curve = _long(table, metric, sorted(eps, key=eps.get), x=eps)
         if curve["value"]:
@@ -122,8 +121,9 @@ def plot_eps_sweep(panels: Sequence[tuple], path: str | Path, *,
                 ax.errorbar([float(m.group(1))], [c["mean"]],
                             yerr=None if math.isnan(c["lo"]) else err, fmt="s",
                             color=PALETTE[2], ms=6, capsize=3,
-                            label=f"gaussian sign noise, eps {m.group(1)}{suffix}")
-        ax.set_xlabel(xlabel)
+                            label="gaussian sign noise, eps "
+                                  f"{eps_unit.label(eps_unit.from_number(float(m.group(1))))}")
+        ax.set_xlabel(eps_unit.axis)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
