@@ -118,12 +118,9 @@ class EpsUnit:
         """``eps`` as a float if ``0 <= eps <= top``, else a one-line UserError."""
         value = float(eps)
         if not 0.0 <= value <= self.top:  # NaN fails both
-            hint = ("write e.g. 0,1/255,2/255" if self.name == "pixel" and not self.box
-                    else f"write e.g. {','.join(f'{e:g}' for e in DEFAULT_GRID['mode-std'])}"
-                    if self.name == "mode-std" else "")
+            hint = {"pixel": "e.g. 1/255", "mode-std": "e.g. 0.5"}[self.name]
             raise UserError(f"{what} {eps:g} is outside [0, {self.top:g}]: here eps is in "
-                            f"{self.name} units (eps 1 = {self.what})"
-                            + (f"; {hint}" if hint else ""))
+                            f"{self.name} units (eps 1 = {self.what}); write {hint}")
         return value
 
     def parse(self, text: str | float, what: str = "eps") -> float:
