@@ -89,3 +89,28 @@ def test_checkpoint_label_names_eps_in_its_unit():
     base = dict(RING, config={"trainer": "baseline", "eps": 0.5})
     assert facts(base, "x.safetensors")["eps_label"] is None and kind(
         facts(base, "x.safetensors")) == "baseline"
+
+
+def _recs(unit: EpsUnit, grid) -> list[dict]:
+    return [{"label": "D", "method": "fgsm", "population": "real", "eps": e,
+             "flip_rate": i / 4, "warning": None, "eps_unit": unit.to_dict()}
+            for i, e in enumerate(grid)]
+
+
+def test_attack_figure_draws_eps_in_the_records_unit(tmp_path, monkeypatch):
+    import probes.viz.attack as A
+
+    figs = []
+    save = A.save_figure
+    monkeypatch.setattr(A, "save_figure",
+                        lambda fig, path, **kw: figs.append(fig) or save(fig, path, **kw))
+    A.plot_flip_curves(_recs(of_meta(RING), (0, 0.5, 1.5)), tmp_path / "std.png")
+    A.plot_flip_curves(_recs(of_meta(MNIST), (0, 1 / 255, 4 / 255)), tmp_path / "pix.png")
+    (std_ax,), (pix_ax,) = (f.axes for f in figs)
+    assert std_ax.get_xlabel() == of_meta(RING).axis and "std of a mode" in std_ax.get_xlabel()
+    assert list(std_ax.lines[0].get_xdata()) == [0, 0.5, 1.5]
+    assert pix_ax.get_xlabel() == of_meta(MNIST).axis
+    assert list(pix_ax.lines[0].get_xdata()) == pytest.approx([0, 1, 4])  # grey levels
+    with pytest.raises(UserError, match="mix eps units"):
+        A.plot_flip_curves(_recs(of_meta(RING), (0.5,)) + _recs(of_meta(MNIST), (1 / 255,)),
+                           tmp_path / "mixed.png")
