@@ -61,9 +61,10 @@ def test_bad_checkpoints_for_probe(tmp_path, capsys):
 
 def test_dry_run_prints_resolved_config(capsys):
     code, out, _ = run_cli(train_main, ["--preset", "ring8-mlp", "--trainer", "asgan",
-                                     "--eps", "2/255", "--dry-run"], capsys)
-    cfg = json.loads(out)
-    assert code == 0 and cfg["eps"] == pytest.approx(2 / 255) and cfg["data"] == "ring8"
+                                     "--eps", "1.5", "--dry-run"], capsys)
+    cfg = json.loads(out)  # ring8: eps in a mode's std, so 1.5 (beyond pixels' 1) is fine
+    assert code == 0 and cfg["eps"] == 1.5 and cfg["data"] == "ring8"
+    assert cfg["eps_unit"] == "auto"
 
 
 def test_train_resume_and_info_through_the_console_scripts(tmp_path):
@@ -100,6 +101,7 @@ def test_report_writes_markdown_and_figures(tmp_path, capsys):
     capsys.readouterr()
     assert probe_main(["report", *runs, "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| asgan | asgan | 1 |" in md and "| baseline | baseline | - |" in md
+    # eps in the unit the run trained in (pixel units: grey levels)
+    assert "| asgan | asgan | 1/255 |" in md and "| baseline | baseline | - |" in md
     for png in ("training-curves.png", "samples.png"):
         assert (tmp_path / "rep" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

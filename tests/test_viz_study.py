@@ -94,8 +94,11 @@ def test_eps_sweep_names_each_panels_eps_unit(table, drawn, tmp_path):
     V.plot_eps_sweep([("fd", "FD", noisy, eps(u)) for u in ("pixel", "mode-std", "box")],
                      tmp_path / "sweep.png", baseline="baseline", ablation=["gaussian-eps0.5"])
     axes = drawn[0].axes
-    assert [ax.get_xlabel() for ax in axes] == [V.EPS_UNITS[u][0]
+    assert [ax.get_xlabel() for ax in axes] == [V.EPS_UNITS[u].axis
                                                 for u in ("pixel", "mode-std", "box")]
+    assert [ax.get_xlabel() for ax in axes] == [
+        "eps (x 1/255, pixel units)", "eps (std of a mode, per coordinate)",
+        "eps (x 1/255 of the plotting box: the first study's 2-D unit)"]
     legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in axes]
     assert "gaussian sign noise, eps 0.5/255" in legends[0]
     assert "gaussian sign noise, eps 0.5 std" in legends[1]

@@ -21,7 +21,7 @@ EXAMPLES = """examples:
   asgan-train --data mnist10k --arch dcgan --trainer asgan --steps 2000 --out runs/a1 --seed 0
   asgan-train --resume runs/a1 --steps 4000
   asgan-train --preset paper-cifar10 --data-root ~/data/cifar10 --device cuda --out runs/paper
-  asgan-train --preset ring8-mlp --trainer asgan --eps 2/255 --dry-run
+  asgan-train --preset ring8-mlp --trainer asgan --eps 0.5 --dry-run    # 2-D: a mode's std
 """
 
 

@@ -32,7 +32,6 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, fields
-from fractions import Fraction
 from typing import Any
 
 from trainers.errors import UserError
@@ -139,29 +138,14 @@ _LIMITS = {"width": 2**16, "z_dim": 2**16, "resolution": 2**12, "batch_size": 2*
 
 
 def parse_eps(text: str | float, unit: str = "pixel") -> float:
-    """``"1/255"``, ``"0.5/255"``, ``"0.004"`` or a float -> float in ``unit``: [0, 1] for
-    ``"pixel"``, any finite value >= 0 for ``"mode-std"`` (a multiple of a mode's std)."""
-    if isinstance(text, (int, float)):
-        value = float(text)
-    else:
-        s = str(text).strip()
-        try:
-            if "/" in s:
-                num, den = s.split("/", 1)
-                value = float(Fraction(num.strip()) / Fraction(den.strip()))
-            else:
-                value = float(s)
-        except (ValueError, ZeroDivisionError):
-            raise UserError(f"bad eps {s!r}: write a number or a fraction such as 1/255") from None
-    if unit == "mode-std":
-        if not 0.0 <= value < math.inf:
-            raise UserError(f"eps {text} is not a finite number >= 0: on 2-D mixtures eps is in "
-                            "mode-std units (1 = one std of a mode)")
-        return value
-    if not 0.0 <= value <= 1.0 or value != value:
-        raise UserError(f"eps {text} is outside [0, 1]: eps is in pixel units (1/255 = one grey "
-                        "level)")
-    return value
+    """``"1/255"``, ``"0.5/255"``, ``"1.5"`` or a float -> float in ``unit`` (a UserError
+    outside its range): [0, 1] for ``"pixel"``, a finite value >= 0 for ``"mode-std"`` (a
+    multiple of a mode's std; the upper end depends on the mixture, checked by the probes
+    against the checkpoint's recorded unit). Parsing: :mod:`trainers.eps`."""
+    from trainers.eps import EpsUnit, parse_number
+
+    value = parse_number(text)
+    return value if unit == "mode-std" else EpsUnit(unit).check(value)
 
 
 def field_types() -> dict[str, Any]:

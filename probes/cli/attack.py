@@ -34,6 +34,7 @@ EXAMPLES = """examples:
   asgan-probe attack runs/a1/ckpt-002000.safetensors --min-eps --min-eps-max 16/255
   asgan-probe attack runs/a1/ckpt-002000.safetensors --method pgd-l2 --eps 0,0.05,0.1 \\
       --steps 20
+  asgan-probe attack runs/ring/ckpt-005000.safetensors --eps 0,0.5,1.5   # 2-D: a mode's std
   asgan-probe attack runs/a1/ckpt-002000.safetensors --method foolbox:L2DeepFoolAttack \\
       --eps 0,0.05,0.1 --foolbox-kwargs '{"steps": 50}'
   asgan-probe attack netD_epoch_24.pth --data cifar10 --data-root ~/data/cifar10 \\
@@ -41,18 +42,16 @@ EXAMPLES = """examples:
   asgan-probe attack network-snapshot.pkl --label 3 --data imagefolder --data-root ~/reals \\
       --fakes ~/generated                      # a conditional D file, class 3; no G: --fakes
 
-eps is in [0, 1] pixel units (1/255 = one grey level; the paper's "1/255" is 0.5/255 here);
-for pgd-l2 and foolbox L2/L1 attacks it is the radius in that norm, same units (the L2 norm of
-the whole perturbation divided by the range width: the record's mean_l2 is at most eps).
-Records: one per (checkpoint, population, method, eps, evaluated-on); flip rate = share of the
-samples D got right that the attack pushes across logit 0; logit shift > 0 = toward the
-attacked side.
+eps is in the unit each checkpoint records (trainers.eps): images in [0, 1] pixel units
+(1/255 = one grey level; the paper's "1/255" is 0.5/255 here), the 2-D mixtures (ring8,
+grid25) in a mode's std (1 = one std per coordinate; at most a step of the plotting box);
+for pgd-l2 and foolbox L2/L1 attacks it is the radius in that norm, same units (the L2 norm
+of the whole perturbation divided by the range width: the record's mean_l2 is at most eps).
+Default eps: 0,0.5/255,1/255,2/255,4/255,8/255 on images, 0,0.25,0.5,1,1.5 std on the
+mixtures. Records: one per (checkpoint, population, method, eps, evaluated-on); flip rate =
+share of the samples D got right that the attack pushes across logit 0; logit shift > 0 =
+toward the attacked side.
 """
-
-
-def _eps_text(eps) -> str:
-    """``(0.0, 0.5/255, ...)`` -> ``"0,0.5/255,..."``: how --eps is written."""
-    return ",".join("0" if e == 0 else f"{e * 255:g}/255" for e in eps)
 
 
 def add_arguments(p) -> None:
@@ -61,8 +60,9 @@ def add_arguments(p) -> None:
     p.add_argument("--method", default="fgsm",
                    help=f"{measure.METHODS}; several, comma-separated ({methods})")
     p.add_argument("--eps", default=None,
-                   help="comma-separated eps in [0, 1] pixel units, radii in the method's norm "
-                        f"(default {_eps_text(measure.DEFAULT_EPS)})")
+                   help="comma-separated eps in the checkpoint's unit, radii in the method's "
+                        "norm: pixel (0,1/255,2/255) or a mode's std (0,0.5,1.5) (default: "
+                        "the unit's grid, see below)")
     p.add_argument("--population", choices=("real", "fake", "both"), default="both",
                    help="reals pushed toward 'fake', fakes toward 'real', or both")
     p.add_argument("--n", type=int, default=measure.N,
@@ -81,7 +81,8 @@ def add_arguments(p) -> None:
                    help="bisect each sample's minimal flipping eps ("
                         f"{', '.join(k for k, a in ATTACKS.items() if a.min_eps)})")
     p.add_argument("--min-eps-max", default=None,
-                   help="upper end of the bisection (default: the largest --eps, or 8/255)")
+                   help="upper end of the bisection, in eps units (default: the largest --eps, "
+                        "or the top of the unit's grid: 8/255, 1.5 std)")
     p.add_argument("--bisect-steps", type=int, default=measure.BISECT_STEPS,
                    help=f"bisection iterations (default {measure.BISECT_STEPS})")
     _add_inputs(p)
@@ -139,8 +140,7 @@ def _options(args) -> dict:
         return None if text is None else parse_eps_list(text)[0]
 
     return dict(
-        eps=list(measure.DEFAULT_EPS) if args.eps is None else parse_eps_list(args.eps),
-        methods=methods, n=args.n,
+        eps=None if args.eps is None else parse_eps_list(args.eps), methods=methods, n=args.n,
         populations=["real", "fake"] if args.population == "both" else [args.population],
         steps=args.steps, step_size=first(args.step_size),
         random_start=args.random_start, mode=args.mode, seed=args.seed,
@@ -154,7 +154,7 @@ def _options(args) -> dict:
 
 
 def _table(records: list[dict]) -> None:
-    head = (f"{'checkpoint':<28} {'pop':<4} {'method':<20} {'mode':<6} {'eps*255':>7} "
+    head = (f"{'checkpoint':<28} {'pop':<4} {'method':<20} {'mode':<6} {'eps':>9} "
             f"{'clean':>6} {'flip':>6} {'shift':>8} {'dloss':>8}")
     log(head)
     log("-" * len(head))
@@ -164,7 +164,7 @@ def _table(records: list[dict]) -> None:
         flip = "-" if r["flip_rate"] is None else f"{r['flip_rate']:.3f}"
         method = r["method"].replace("foolbox:", "fb:")[:20]
         log(f"{name[-28:]:<28} {r['population']:<4} {method:<20} {r['mode']:<6} "
-            f"{r['eps'] * 255:>7.2f} {r['clean_accuracy']:>6.3f} {flip:>6} "
+            f"{r['eps_label']:>9} {r['clean_accuracy']:>6.3f} {flip:>6} "
             f"{r['mean_logit_shift']:>8.3f} {r['mean_loss_increase']:>8.3f}"
             + ("  !" if r["warning"] else ""))
     if any(r["warning"] for r in records):
@@ -172,11 +172,14 @@ def _table(records: list[dict]) -> None:
 
 
 def _min_eps_lines(rows: list[dict]) -> None:
+    from trainers.eps import EpsUnit
+
     for m in rows:
-        med = "beyond eps_max" if m["median"] is None else f"{m['median'] * 255:.2f}/255"
+        unit = EpsUnit.from_dict(m["eps_unit"])
+        med = "beyond eps_max" if m["median"] is None else unit.label(m["median"], 3)
         log(f"min eps {m['label']} {m['population']} {m['method']} ({m['mode']}): median "
             f"{med}, {m['flipped_share'] or 0:.3f} of {m['n_correct']} flipped within "
-            f"{m['eps_max'] * 255:.2f}/255")
+            f"{unit.label(m['eps_max'])}")
 
 
 def run(args) -> int:

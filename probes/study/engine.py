@@ -488,9 +488,9 @@ def _finish(plan: Plan, run: Run, rc: int, result: dict, say) -> None:
 # ---- the plan table
 
 
-# a results-file run's shipped record besides weights: stats.jsonl lines (the shipped study's: 208 bytes
-# each; AS-GAN arms log a few more fields), config.json and the results file's frame and
-# one row per measured snapshot
+# a results-file run's shipped record besides weights: stats.jsonl lines (the shipped
+# study's: 208 bytes each; AS-GAN arms log a few more fields), config.json and the results
+# file's frame and one row per measured snapshot
 LOG_LINE_BYTES, RECORD_BYTES, ROW_BYTES = 260, 2500, 200
 
 

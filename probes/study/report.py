@@ -314,15 +314,10 @@ def arm_label(path: str | Path) -> str:
     """A figure label for an AS-GAN checkpoint with its eps in the unit it was trained in:
     "AS-GAN 0.5/255" (images, pixel units), "AS-GAN 0.5 std" (2-D, a mode's std), "AS-GAN
     0.5/255 of the box" (2-D runs from before eps units were recorded)."""
-    from trainers.data import MIXTURES, canonical_name, eps_units_of
+    from trainers.eps import of_meta
 
     meta = sources.load(path)[2]
-    eps, units = float(meta["config"]["eps"]), eps_units_of(meta)
-    if units["unit"] == "mode-std":
-        return f"AS-GAN {eps:g} std"
-    mixture = canonical_name(meta["config"]["data"]) in MIXTURES
-    box = " of the box" if mixture and not units["recorded"] else ""
-    return f"AS-GAN {eps * 255:.3g}/255{box}"
+    return f"AS-GAN {of_meta(meta).label(float(meta['config']['eps']), digits=3)}"
 
 
 def figure_label(arm: str, path: str | Path) -> str:

@@ -24,6 +24,7 @@ import torch
 
 from probes.viz import save_figure
 from probes.viz.style import PALETTE, figure
+from trainers.eps import named
 
 
 def _row(ncols: int, width: float, height: float):
@@ -65,11 +66,9 @@ def _long(table: Mapping[str, Mapping[int, Mapping]], metric: str, arms: Sequenc
     return out
 
 
-# the unit of an arm's eps: (axis label, suffix after a value)
-EPS_UNITS = {"pixel": ("eps (x 1/255, pixel units)", "/255"),
-             "mode-std": ("eps (std of a mode, per coordinate)", " std"),
-             "box": ("eps (x 1/255 of the plotting box: the first study's 2-D unit)",
-                     "/255 of the box")}
+# the eps unit of an arm's number (``asgan-eps0.5``: 0.5/255, 0.5 std or 0.5/255 of the old 2-D
+# plotting box), for the axis label and the values' labels (trainers.eps)
+EPS_UNITS = {name: named(name) for name in ("pixel", "mode-std", "box")}
 
 
 def plot_eps_sweep(panels: Sequence[tuple], path: str | Path, *, baseline: str | None = None,
@@ -94,7 +93,7 @@ def plot_eps_sweep(panels: Sequence[tuple], path: str | Path, *, baseline: str |
     fig, axes = _row(len(panels), 4.6, 3.6)
     for ax, (metric, label, table, eps_of) in zip(axes, panels):
         units = {u for _, u in eps_of.values()}
-        xlabel, suffix = EPS_UNITS[units.pop() if len(units) == 1 else "pixel"]
+        eps_unit = EPS_UNITS[units.pop() if len(units) == 1 else "pixel"]
         eps = {arm: e for arm, (e, _) in eps_of.items() if arm in table and arm not in ablation}
         curve = _long(table, metric, sorted(eps, key=eps.get), x=eps)
         if curve["value"]:
@@ -116,8 +115,9 @@ def plot_eps_sweep(panels: Sequence[tuple], path: str | Path, *, baseline: str |
                 ax.errorbar([eps_of[arm][0]], [c["mean"]],
                             yerr=None if math.isnan(c["lo"]) else err, fmt="s",
                             color=PALETTE[2], ms=6, capsize=3,
-                            label=f"gaussian sign noise, eps {eps_of[arm][0]:g}{suffix}")
-        ax.set_xlabel(xlabel)
+                            label="gaussian sign noise, eps "
+                                  f"{eps_unit.label(eps_unit.from_number(eps_of[arm][0]))}")
+        ax.set_xlabel(eps_unit.axis)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")

@@ -334,30 +334,15 @@ def eps_units(ds: Dataset, unit: str) -> dict:
 
 
 def eps_units_of(meta: dict) -> dict:
-    """How a checkpoint's eps converts: ``{"unit", "scale", "recorded", "text"}``.
+    """How a checkpoint's eps converts: ``{"unit", "scale", "recorded", "text"}``, from
+    :func:`trainers.eps.of_meta` (the one place that reads it; ``scale`` goes to
+    ``eps_to_abs(..., scale=)``). Checkpoints written before eps units were recorded read as
+    pixel units of their ``pixel_range`` (on ring8/grid25 a fraction of the plotting box):
+    ``recorded`` is False and ``text`` says so."""
+    from trainers.eps import of_meta
 
-    ``scale`` is the absolute size of eps = 1 (pass it to ``eps_to_abs(..., scale=)``).
-    Checkpoints written before eps units were recorded (no ``eps_unit`` in ``meta``) were
-    trained in pixel units of their ``pixel_range``, which on ring8/grid25 is a fraction of the
-    plotting box: ``recorded`` is False and ``text`` says so.
-    """
-    lo, hi = (float(v) for v in meta.get("pixel_range", (-1.0, 1.0)))
-    if "eps_unit" in meta and "eps_scale" in meta:
-        unit, scale = str(meta["eps_unit"]), float(meta["eps_scale"])
-        what = ("one std of a mode" if unit == "mode-std"
-                else f"the full range {hi - lo:g} of pixel_range [{lo:g}, {hi:g}]")
-        return {"unit": unit, "scale": scale, "recorded": True,
-                "text": f"{unit}: eps 1 = {scale:g} ({what})"}
-    box = " (the old 2-D unit: a fraction of the plotting box)" if _is_2d(meta) else ""
-    return {"unit": "pixel", "scale": hi - lo, "recorded": False,
-            "text": f"pixel: eps 1 = {hi - lo:g}, the full range of pixel_range [{lo:g}, "
-                    f"{hi:g}]{box}; not recorded in this checkpoint (written before eps units "
-                    "were), read as pixel units"}
-
-
-def _is_2d(meta: dict) -> bool:
-    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
-    return data.get("shape") == [2] or canonical_name(data.get("name", "")) in MIXTURES
+    u = of_meta(meta)
+    return {"unit": u.name, "scale": u.scale, "recorded": u.recorded, "text": u.text}
 
 
 # ----------------------------------------------------------------------------- 2-D mixtures
