@@ -117,8 +117,9 @@ def test_cli_defaults_are_the_measures_defaults(tmp_path):
     opts = _options(args)
     lib = {k: p.default for k, p in inspect.signature(measure.attack).parameters.items()}
     for k in ("eps", "n", "steps", "batch_size", "bisect_steps", "step_size", "mode"):
-        assert list(opts[k]) == list(lib[k]) if k == "eps" else opts[k] == lib[k], k
-    assert opts["eps"] == list(measure.DEFAULT_EPS) and opts["n"] == measure.N
+        assert opts[k] == lib[k], k
+    # eps None: each checkpoint's unit's default grid (trainers.eps.DEFAULT_GRID)
+    assert opts["eps"] is None and opts["n"] == measure.N
 
 
 def test_foolbox_methods_report_the_same_records(ckpts, tmp_path, capsys):
