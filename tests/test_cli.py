@@ -67,6 +67,35 @@ def test_dry_run_prints_resolved_config(capsys):
     assert cfg["eps_unit"] == "auto"
 
 
+def test_train_help_gives_every_option_its_field_help_and_default(capsys):
+    # the help text lives once, in TrainConfig's field metadata; --help shows it for every
+    # config option (units included) with the field's default
+    import dataclasses
+    import re
+
+    from trainers.cli import build_parser
+    from trainers.config import TrainConfig, config_fields
+    from trainers.data import dataset_names
+
+    with pytest.raises(SystemExit) as exit_:
+        train_main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines: compare words
+    assert exit_.value.code == 0
+    actions = {a.dest: a for a in build_parser()._actions}
+    meta = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(TrainConfig)}
+    for name in config_fields():
+        text = " ".join(meta[name].split())
+        assert len(text) > 5, f"{name} has no help text"
+        assert actions[name].help.startswith(meta[name])
+        option = "--" + name.replace("_", "-")
+        assert re.search(rf"{re.escape(option)} [A-Z]+ {re.escape(text)} \(default: ", out), \
+            f"{option}'s help is not shown"
+    assert all(a.help for a in build_parser()._actions), "an option without help"
+    assert "(default: 1/255)" in out and "(default: none)" in out
+    assert "pixel units" in meta["eps"] and "mode-std" in meta["eps"]  # eps states its units
+    assert set(dataset_names()) <= set(re.findall(r"[a-z0-9-]+", meta["data"]))
+
+
 def test_train_resume_and_info_through_the_console_scripts(tmp_path):
     """The installed entry points, as a user runs them (subprocess, no traceback)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
