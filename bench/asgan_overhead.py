@@ -2,11 +2,10 @@
 
 For each model (dcgan-32 RGB and grey, resnet-32, mlp) one run times, interleaved:
 
-- ``baseline``: one training iteration as ``trainers/loop.py`` runs it in a single process
-  with the default ``on_nonfinite=stop`` (plain optimizers): ``x_fake = G(z)``,
-  ``trainers.steps.D_STEPS["baseline"]``, then the G step (``frozen_params(D)``, ``g_loss``,
-  backward, ``opt_G.step()``);
-- ``asgan real+fake`` and ``asgan real``: the same with ``D_STEPS["asgan"]`` and the two
+- ``baseline``: one training iteration, ``trainers.steps.train_step``, the function
+  ``trainers/loop.py`` calls, in a single process with the default ``on_nonfinite=stop``
+  (plain optimizers): ``x_fake = G(z)``, ``D_STEPS["baseline"]``, then the G step;
+- ``asgan real+fake`` and ``asgan real``: the same with ``trainer=asgan`` and the two
   second-step policies (SPEC section 2);
 - ``floor real+fake`` / ``floor real``: the only unavoidable extra work, alone: one more D
   forward/backward on the second step's inputs (``2m`` or ``m`` samples) plus ``opt_D.step()``;
@@ -18,8 +17,9 @@ Reported per model: the overhead ratio ``asgan / baseline`` (median of per-repet
 the floor ratio ``(baseline + floor) / baseline`` (the best any AS-GAN could do here) and the
 floor efficiency ``(asgan - baseline) / floor`` (1.00 = the extra cost *is* the floor).
 
-The nets and optimizers come from ``trainers.loop.build_models`` and the D steps from
-``trainers.steps``: this measures the code that trains, not a copy of it.
+The nets and optimizers come from ``trainers.loop.build_models`` and the iteration is
+``trainers.steps.train_step``: this measures the code that trains, not a copy of it (the loop
+adds only the batch, the log window and the snapshots around it).
 
 Run: ``python -m bench.asgan_overhead`` (a few minutes on 2 cores); ``--quick`` for a smoke run.
 """
@@ -34,10 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from bench import _common as common
-from probes.core.modes import frozen_params
 from trainers import make_config
 from trainers.loop import build_models
-from trainers.steps import D_STEPS, d_loss, g_loss
+from trainers.steps import d_loss, train_step
 
 PIXEL_RANGE = (-1.0, 1.0)
 # name -> (per-sample data shape, config overrides). dcgan32-rgb is the cifar10-dcgan preset's
@@ -82,22 +81,15 @@ def _setup(shape, overrides, *, seed: int = 0, channels_last: bool = False):
 
 def iteration_case(shape, overrides, trainer: str, *, eps: float, channels_last: bool = False,
                    **cfg_extra) -> Callable[[], None]:
-    """One training iteration exactly as ``trainers.loop.train`` runs it, on fixed tensors."""
+    """One training iteration, ``train_step`` as ``trainers.loop`` calls it, on fixed tensors."""
     cfg, G, D, opt_G, opt_D, x_real, z = _setup(shape, dict(overrides, trainer=trainer,
                                                             eps=eps, **cfg_extra),
                                                 channels_last=channels_last)
-    d_step = D_STEPS[trainer]
     noise = torch.Generator().manual_seed(0)
 
     def run() -> None:
-        x_fake = G(z)
-        d_step(D, opt_D, x_real, x_fake, cfg=cfg, eps=eps, pixel_range=PIXEL_RANGE,
-               generator=noise)
-        opt_G.zero_grad(set_to_none=True)
-        with frozen_params(D):
-            loss_g, _ = g_loss(D, x_fake)
-            loss_g.backward()
-        opt_G.step()
+        train_step(G, D, opt_G, opt_D, x_real, z, cfg=cfg, eps=eps, pixel_range=PIXEL_RANGE,
+                   generator=noise)
 
     return run
 

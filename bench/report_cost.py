@@ -1,8 +1,9 @@
 """What the study report costs per checkpoint, before and after the classifier's oneDNN path,
-and what the full v2 report would cost at that rate.
+and what the full shipped report would cost at that rate.
 
 ``asgan-probe report`` measures every shipped checkpoint with one function per group
-(:data:`probes.study.arms.METRICS`): ``image_metrics`` (mnist10k: quality on 2,000 samples,
+(:data:`probes.study.arms.MEASURES`, by each group's ``measure``): ``image_metrics``
+(mnist10k: quality on 2,000 samples,
 gradients on 256 reals and 256 fakes, FGSM on 512 reals), ``stacked_metrics`` (26,000 G
 samples, each of the 3 channels read by the digit classifier) and ``mixture_metrics``
 (ring8 / grid25, 2,500 points). Cases, timed alternately (``bench/_common.py``):
@@ -17,7 +18,7 @@ samples, each of the 3 channels read by the digit classifier) and ``mixture_metr
 Before timing, the script checks that old and new give the same numbers: every metric equal,
 and on the full 26,000 stacked samples (78,000 channel reads) the same predicted digits and
 features within 1e-5 of the largest. The projection multiplies each group's new per-checkpoint
-seconds by its checkpoint count in ``checkpoints/shipped/v2/PLAN.json`` (the complete study).
+seconds by its checkpoint count in the shipped study's ``PLAN.json`` (the complete study).
 With ``--threads 1 --clock cpu`` (the honest clock on a loaded machine) the seconds are those
 of one quiet core; the 2-core line divides them by two, which two worker processes reach and
 two intra-op threads approach. The report's other work (figures, the claims) is not in it.
@@ -38,9 +39,8 @@ import torch
 from bench import _common as common
 from probes.adapters import classifier as C
 
-PLAN = common.REPO / "checkpoints" / "shipped" / "v2" / "PLAN.json"
 GROUPS = ("mnist10k", "stacked-mnist", "ring8", "grid25")
-TARGET_S = 360  # the full v2 report's measurements, quiet 2-core machine (setup excluded)
+TARGET_S = 360  # the full shipped report's measurements, quiet 2-core machine (setup excluded)
 
 
 @contextmanager
@@ -54,9 +54,18 @@ def old_classifier():
         C._onednn_body = fast
 
 
-def plan_counts(path=PLAN) -> dict[str, int]:
-    """Checkpoints per group in the complete v2 study (arms listed as dropped excluded)."""
-    plan = json.loads(path.read_text())
+def plan_file():
+    """The shipped study's ``PLAN.json`` (:func:`probes.study.arms.shipped_plan`)."""
+    from probes.study.arms import shipped_plan
+
+    plan = shipped_plan()
+    return plan.root / plan.ship / "PLAN.json"
+
+
+def plan_counts(path=None) -> dict[str, int]:
+    """Checkpoints per group in the complete shipped study (arms listed as dropped
+    excluded)."""
+    plan = json.loads((plan_file() if path is None else path).read_text())
     dropped = plan.get("dropped") or {}
     return {g: sum(len(a["seeds"]) for arm, a in v["arms"].items()
                    if arm not in dropped.get(g, ()))
@@ -92,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     kw = {"mnist10k": {"n_quality": 200, "n_grad": 32, "n_attack": 32} if quick else {},
           "stacked-mnist": {"n": 500} if quick else {},
           "ring8": {"n": 500} if quick else {}, "grid25": {"n": 500} if quick else {}}
-    paths = {g: next(iter(next(iter(arms.shipped_runs(g).values())).values())) for g in GROUPS}
+    plan = arms.shipped_plan()
+    paths = {g: next(iter(next(iter(arms.shipped_runs(g, plan).values())).values()))
+             for g in GROUPS}
+    metrics = {g: arms.MEASURES[plan.groups[g]["measure"]] for g in GROUPS}
     net, _ = arms._classifier()
     G, _, meta = sources.load(paths["stacked-mnist"])
     n_check = 300 if quick else 26_000
@@ -102,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
 
     same = {}
     for g in GROUPS:  # also fills the report's caches (real features), so both cases share them
-        new = arms.METRICS[g](paths[g], **kw[g])
+        new = metrics[g](paths[g], **kw[g])
         with old_classifier():
-            old = arms.METRICS[g](paths[g], **kw[g])
+            old = metrics[g](paths[g], **kw[g])
         same[g] = old == new
     if not (check["ok"] and all(same.values())):
         common.log(f"old and new differ: classifier {check}, metrics {same}")
@@ -122,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         tag = "old" if old else "new"
         cases[f"classifier {tag}"] = timed(lambda: C.predict_channels(net, x_cls), old)
         for g in GROUPS:
-            cases[f"{g} {tag}"] = timed(lambda g=g: arms.METRICS[g](paths[g], **kw[g]), old)
+            cases[f"{g} {tag}"] = timed(lambda g=g: metrics[g](paths[g], **kw[g]), old)
     times = common.interleave(cases, reps=reps, warmup=0 if quick else args.warmup,
                               progress=common.log)
     clock = args.clock
@@ -139,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                   "per_checkpoint_old_s": per_ckpt_old, "one_core_s": total,
                   "two_cores_s": total / 2, "one_core_old_s": total_old,
                   "two_cores_old_s": total_old / 2}
-    table = [["case", "old s", "new s", f"old / new ({clock})", "v2 ckpts", "v2 total new s"]]
+    table = [["case", "old s", "new s", f"old / new ({clock})", "study ckpts", "study total new s"]]
     per_k = {t: 1000 * med[clock][f"classifier {t}"] / images for t in ("old", "new")}
     table.append(["classifier, per 1000 images", f"{per_k['old']:.3f}", f"{per_k['new']:.3f}",
                   common.fmt_ratio(ratios[clock]["classifier"], 2), "", ""])
@@ -147,14 +159,14 @@ def main(argv: list[str] | None = None) -> int:
         table.append([f"{g} (per checkpoint)", f"{per_ckpt_old[g]:.2f}", f"{per_ckpt[g]:.2f}",
                       common.fmt_ratio(ratios[clock][g], 2), str(counts[g]),
                       f"{counts[g] * per_ckpt[g]:.0f}"])
-    table.append(["full v2, one core / two", f"{total_old:.0f} / {total_old / 2:.0f}",
+    table.append(["full study, one core / two", f"{total_old:.0f} / {total_old / 2:.0f}",
                   f"{total:.0f} / {total / 2:.0f}", "", str(sum(counts.values())), ""])
     common.emit("report_cost", {
         "settings": {"reps": reps, "clock": clock, "quick": quick, "n_classify": len(x_cls),
                      "checkpoints": {g: str(p) for g, p in paths.items()}, "kwargs": kw},
         "same_numbers": {"classifier": check, "metrics_equal": same},
         "results": {"median_s": med, "ratio_old_new": ratios, "projection": projection},
-        "targets": {f"full v2 measurements on 2 cores <= {TARGET_S} s":
+        "targets": {f"full study measurements on 2 cores <= {TARGET_S} s":
                     common.verdict(total / 2 <= TARGET_S) if not quick else "n/a"},
     }, table, out=args.out, notes=[
         f"seconds are {clock} seconds with {torch.get_num_threads()} torch thread(s); the "

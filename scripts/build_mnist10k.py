@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     print(f"wrote {args.out} ({Path(args.out).stat().st_size} bytes)", file=sys.stderr)
     print(f"content sha256 {record['content_sha256']}", file=sys.stderr)
-    print(f"sha256 {record['sha256']}  (must equal MNIST10K_SHA256 in trainers/data/__init__.py)")
+    print(f"sha256 {record['sha256']}  (must equal MNIST10K_SHA256 in trainers/data/mnist.py)")
     return 0
 
 

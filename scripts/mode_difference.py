@@ -1,6 +1,7 @@
 """How much the BatchNorm probe mode changes the numbers, on the shipped mnist10k checkpoints.
 
-For seed 0 of each named arm it measures, on the same 512 reals (held-out part when the
+For seed 0 of the shipped study's baseline and of its AS-GAN arms (eps > 0 on the sweep's
+curve: the plan's ``[report]`` table) it measures, on the same 512 reals (held-out part when the
 checkpoint records a split) and with the statistics of the same clean reference group (the
 first training batch of the seeded draw):
 
@@ -30,9 +31,9 @@ from probes.core.structure import structure  # noqa: E402
 from probes.core.sweep import attack_sweep, min_flip_eps  # noqa: E402
 from probes.io import sources  # noqa: E402
 from probes.io.checkpoints import group_size  # noqa: E402
-from probes.study.arms import shipped_runs  # noqa: E402
+from probes.study.arms import shipped_plan, shipped_runs  # noqa: E402
+from probes.study.report import report_spec  # noqa: E402
 
-ARMS = ("baseline", "asgan-eps0.5", "asgan-eps1", "asgan-eps2")  # those shipped are measured
 N = 512
 
 
@@ -59,8 +60,12 @@ def measure(path: Path) -> dict:
 
 
 def main() -> None:
-    runs = shipped_runs("mnist10k")
-    print(json.dumps({arm: measure(runs[arm][0]) for arm in ARMS if arm in runs}, indent=1))
+    plan = shipped_plan()
+    spec = report_spec(plan)
+    eps = spec["eps"].get(spec["image"], {})
+    arms = [spec["baseline"]] + [a for a in spec["curve"] if a in eps and eps[a][0] > 0]
+    runs = shipped_runs(spec["image"], plan)
+    print(json.dumps({arm: measure(runs[arm][0]) for arm in arms if arm in runs}, indent=1))
 
 
 if __name__ == "__main__":

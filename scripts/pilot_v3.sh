@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Study v3 pilot (issue 23, item 2; NOT judged): under which stress settings does the mnist10k
-# baseline collapse or diverge? baseline and AS-GAN 0.5/255, seeds 0-1, the v2 net (width 24,
+# baseline collapse or diverge? baseline and AS-GAN 0.5/255, seeds 0-1, the shipped study's net (width 24,
 # 3,500 iterations, train split), a snapshot every 500 iterations for FD-against-iteration.
-# Settings (v2's default is lr 2e-4 for both nets, Adam beta1 0.5):
+# Settings (the shipped study's default is lr 2e-4 for both nets, Adam beta1 0.5):
 #   lr1e-3   lr 1e-3 for both nets
 #   beta0.9  Adam beta1 0.9
 #   dlr4x    D lr 8e-4 (4x G's 2e-4)

@@ -5,8 +5,9 @@ Per run (``runs/pilot-v3/<setting>/<arm>/seed<k>/``): the Frechet distance in th
 classifier's features (the study's FD: 2,000 fakes against 2,000 reals, seed 0, as
 ``probes.study.arms.image_metrics``) at every kept snapshot; at the last snapshot the digit
 classes among 2,000 fakes (a class counts when it is at least 1 % of them); whether the run
-stopped on a non-finite loss (``exit.txt``). The v2 baselines (default setting, 8 seeds) are
-measured the same way, for the collapse rule's reference (final FD > 2x their median).
+stopped on a non-finite loss (``exit.txt``). The shipped study's baselines (its plan's
+``[report]`` baseline on mnist10k: the default setting, 8 seeds) are measured the same way,
+for the collapse rule's reference (final FD > 2x their median).
 
     python scripts/pilot_v3_measure.py [--root runs/pilot-v3]
 
@@ -61,15 +62,17 @@ def main() -> int:
     import statistics
 
     from probes.measures.coverage import load_digit_classifier
-    from probes.study.arms import shipped_runs
+    from probes.study.arms import shipped_plan, shipped_runs
 
     net, clf = load_digit_classifier(None, "cpu")
     cache: dict = {}
     root = Path(args.root)
-    v2 = {}
-    for seed, path in sorted(shipped_runs("mnist10k")["baseline"].items()):
-        v2[seed] = measure_run(Path(path).parent, net, clf, cache)["final_fd"]
-    ref = statistics.median(v2.values())
+    plan = shipped_plan()
+    base = {}
+    for seed, path in sorted(shipped_runs("mnist10k", plan)[
+            plan.data["report"]["baseline"]].items()):
+        base[seed] = measure_run(Path(path).parent, net, clf, cache)["final_fd"]
+    ref = statistics.median(base.values())
     rows = {}
     for run in sorted(p for p in root.glob("*/*/seed*") if p.is_dir()):
         name = "/".join(run.parts[-3:])
@@ -79,12 +82,14 @@ def main() -> int:
                               (r["classes"] and r["classes"]["n_classes"] < 9))
         rows[name] = r
         print(f"{name}: {r}", file=sys.stderr)
-    out = {"v2_baseline_final_fd": v2, "v2_baseline_median": ref, "n": N,
-           "class_share": CLASS_SHARE, "runs": rows,
-           "collapse_rule": "non-finite stop, or final FD > 2x the v2 baseline median, or "
-                            "fewer than 9 of 10 classes (>= 1 % each) among 2,000 fakes"}
+    out = {"reference_study": plan.name, "baseline_final_fd": base, "baseline_median": ref,
+           "n": N, "class_share": CLASS_SHARE, "runs": rows,
+           "collapse_rule": f"non-finite stop, or final FD > 2x the {plan.name} baseline "
+                            "median, or fewer than 9 of 10 classes (>= 1 % each) among 2,000 "
+                            "fakes"}
     (root / "results.json").write_text(json.dumps(out, indent=1))
-    print(f"v2 baseline FD median {ref:.1f} (8 seeds); collapse threshold {2 * ref:.1f}\n")
+    print(f"{plan.name} baseline FD median {ref:.1f} ({len(base)} seeds); collapse threshold "
+          f"{2 * ref:.1f}\n")
     print("| setting | arm | seed | FD 500 / 1000 / ... / final | classes | exit | collapsed |")
     print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():

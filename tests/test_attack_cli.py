@@ -1,9 +1,11 @@
 """``asgan-probe attack`` end to end on checkpoints trained here: JSON records, the figure, the
-stderr table, transfer, minimal eps, foolbox methods, foreign files, seeds; one-line errors."""
+stderr table, transfer, minimal eps, PGD-L2, foolbox methods, foreign files, seeds; defaults
+read from probes.measures.attack; one-line errors."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import subprocess
@@ -88,6 +90,38 @@ def test_same_seed_same_json_whatever_the_batch_size(ckpts, tmp_path, capsys):
     assert a != run("c.json", "--seed", "4")
 
 
+def test_pgd_l2_end_to_end_with_min_eps(ckpts, tmp_path, capsys):
+    out_json = tmp_path / "l2.json"
+    _, err = _attack(capsys, ckpts[1], "--method", "pgd-l2,fgsm", "--eps", "0,0.05,0.2",
+                     "--steps", "3", "--population", "real", "--n", "12", "--min-eps",
+                     "--bisect-steps", "3", "--out", str(out_json))
+    res = json.loads(out_json.read_text())
+    l2 = [r for r in res["records"] if r["method"] == "pgd-l2"]
+    assert [r["eps"] for r in l2] == pytest.approx([0, 0.05, 0.2])
+    assert all(r["norm"] == "l2" and r["steps"] == 3 for r in l2)
+    assert all(r["norm"] == "linf" for r in res["records"] if r["method"] == "fgsm")
+    # eps is the L2 radius in pixel units: the recorded mean L2 norm stays within it
+    assert all(0 < r["mean_l2"] <= r["eps"] * (1 + 1e-5) for r in l2[1:])
+    assert {m["method"] for m in res["min_eps"]} == {"pgd-l2", "fgsm"}
+    assert "pgd-l2" in err
+
+
+def test_cli_defaults_are_the_measures_defaults(tmp_path):
+    # the CLI reads its defaults from probes.measures.attack: parse a bare command line and
+    # compare with the library function's own defaults
+    from probes.cli import build_parser
+    from probes.cli.attack import _options
+    from probes.measures import attack as measure
+
+    args = build_parser().parse_args(["attack", str(tmp_path / "x.safetensors")])
+    opts = _options(args)
+    lib = {k: p.default for k, p in inspect.signature(measure.attack).parameters.items()}
+    for k in ("eps", "n", "steps", "batch_size", "bisect_steps", "step_size", "mode"):
+        assert opts[k] == lib[k], k
+    # eps None: each checkpoint's unit's default grid (trainers.eps.DEFAULT_GRID)
+    assert opts["eps"] is None and opts["n"] == measure.N
+
+
 def test_foolbox_methods_report_the_same_records(ckpts, tmp_path, capsys):
     pytest.importorskip("foolbox")
     out_json = tmp_path / "f.json"
@@ -98,6 +132,7 @@ def test_foolbox_methods_report_the_same_records(ckpts, tmp_path, capsys):
     assert [r["method"] for r in recs] == ["foolbox:L2ProjectedGradientDescentAttack"] * 2
     assert all(FIELDS <= r.keys() for r in recs)
     assert recs[1]["mean_l2"] <= 0.1 + 1e-5 and recs[1]["mean_l2"] > 0
+    assert all(r["norm"] == "l2" for r in recs)
     _, D, _ = load_checkpoint(ckpts[0])
     assert all(p.grad is None for p in D.parameters())
 
@@ -152,3 +187,70 @@ def test_console_script_runs_attack(ckpts, tmp_path):
                           "--population", "real", "--no-progress"],
                          env=env, capture_output=True, text=True, check=True)
     assert len(json.loads(res.stdout)["records"]) == 2 and "clean" in res.stderr
+
+
+def _shipped_ring8(arm: str = "asgan-eps0.5") -> str:
+    """A shipped ring8 checkpoint of ``arm``, seed 0, found through the manifest."""
+    text = (Path(__file__).resolve().parents[1] / "checkpoints" / "MANIFEST.json").read_text()
+    found = sorted({p for p in _strings(json.loads(text)) if f"/ring8/{arm}/seed0/" in p
+                    and p.endswith(".safetensors")})
+    assert found, f"no shipped ring8 {arm} seed-0 checkpoint in checkpoints/MANIFEST.json"
+    return str(Path(__file__).resolve().parents[1] / found[-1])
+
+
+def _strings(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _strings(v)
+
+
+def test_a_ring8_checkpoint_takes_eps_in_a_modes_std(tmp_path, capsys):
+    """Issue 24: ``--eps 0,0.5,1.5`` on a shipped ring8 checkpoint (eps unit: one std of a mode,
+    0.01) attacks at 0, 0.005 and 0.015 in data units and labels eps in std everywhere."""
+    path, out_json = _shipped_ring8(), tmp_path / "r8.json"
+    _, err = _attack(capsys, path, "--eps", "0,0.5,1.5", "--n", "32", "--min-eps",
+                     "--bisect-steps", "3", "--out", str(out_json))
+    res = json.loads(out_json.read_text())
+    recs = res["records"]
+    assert res["settings"]["eps"] == [0.0, 0.5, 1.5]
+    assert {r["eps_unit"]["name"] for r in recs} == {"mode-std"}
+    assert {r["eps_unit"]["scale"] for r in recs} == {0.01}
+    assert [r["eps_label"] for r in recs if r["population"] == "real"] == [
+        "0 std", "0.5 std", "1.5 std"]
+    assert all(r["eps_255"] is None for r in recs)  # no grey levels for points
+    # FGSM moves every coordinate by exactly eps std (ring8 points sit far inside the box);
+    # the record's L-inf is in the same unit (float32 points: 0.005 to ~1e-7 absolute)
+    for r in recs:
+        assert r["mean_linf"] == pytest.approx(r["eps"], abs=1e-4)
+    assert "0.5 std" in err and "1.5 std" in err and "/255" not in err
+    assert "within 1.5 std" in err  # the minimal-eps line, in the same unit
+
+
+def test_a_ring8_checkpoint_defaults_and_range(capsys):
+    """No --eps: the std grid, not 0 ... 8/255 std; eps beyond a step of the whole plotting
+    box (3 / 0.01 = 300 std) is a one-line error naming the unit."""
+    path = _shipped_ring8("baseline")
+    out, err = _attack(capsys, path, "--n", "8", "--population", "real")
+    assert [r["eps"] for r in json.loads(out)["records"]] == [0.0, 0.25, 0.5, 1.0, 1.5]
+    code, out, err = _run(["attack", path, "--eps", "0,400", "--n", "8", "--no-progress"],
+                          capsys)
+    assert code == 2 and err.count("\n") == 1 and out == ""
+    assert "outside [0, 300]" in err and "mode-std" in err
+
+
+def test_a_pixel_checkpoint_still_labels_grey_levels(ckpts, capsys):
+    out, err = _attack(capsys, ckpts[0], "--eps", "0,0.5/255,2/255", "--n", "8",
+                       "--population", "real")
+    recs = json.loads(out)["records"]
+    assert [r["eps_255"] for r in recs] == pytest.approx([0, 0.5, 2])
+    assert [r["eps_label"] for r in recs] == ["0/255", "0.5/255", "2/255"]
+    assert {r["eps_unit"]["name"] for r in recs} == {"pixel"}
+    assert "0.5/255" in err and " std" not in err
+    code, _, err = _run(["attack", ckpts[0], "--eps", "1.5", "--n", "4", "--no-progress"],
+                        capsys)
+    assert code == 2 and "outside [0, 1]" in err and "pixel" in err

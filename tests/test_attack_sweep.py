@@ -1,6 +1,6 @@
-"""probes.core.sweep: closed forms on a linear D, agreement with fgsm/bim and foolbox, batch-size
-independence, seeds, warnings, transfer, BatchNorm running stats skewed as after GAN training,
-and the minimal flipping eps."""
+"""probes.core.sweep: closed forms on a linear D (L-inf and L2), agreement with fgsm/bim/pgd_l2
+and foolbox, batch-size independence, seeds, warnings, transfer, BatchNorm running stats skewed
+as after GAN training, the minimal flipping eps, and the attack registry's contract."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from probes.core.attacks import bim, default_step_size, fgsm
+from probes.core.attacks import bim, default_step_size, fgsm, pgd_l2
 from probes.core.modes import probe_model
-from probes.core.sweep import attack_sweep, groups, min_flip_eps
+from probes.core.sweep import ATTACKS, attack_sweep, groups, min_flip_eps
 from tests.conftest import BNConvD, LinearD
 
 EPS = [0.0, 1 / 255, 2 / 255, 8 / 255]
@@ -65,6 +65,29 @@ def test_linear_d_sweep_matches_the_closed_form(population, method):
     assert recs[0]["flip_rate"] == 0 and recs[-1]["flip_rate"] > 0
 
 
+@pytest.mark.parametrize("population", ["real", "fake"])
+def test_linear_d_pgd_l2_sweep_matches_the_closed_form(population):
+    # PGD-L2 on <w, x> + b walks along w / ||w||_2 to the ball's edge: the logit moves by
+    # eps * (hi - lo) * ||w||_2 and the perturbation's L2 norm in pixel units is eps
+    D = LinearD(shape=(1, 4, 4), seed=3)
+    x = _uniform((200, 1, 4, 4), -0.5, 0.5)
+    s = POP_SIGN[population]
+    recs = attack_sweep(D, x, eps=EPS, population=population, method="pgd-l2", steps=4)
+    with torch.no_grad():
+        clean = D(x).double().numpy()
+    w2 = D.w.detach().norm().item()
+    correct = s * clean > 0
+    for r, e in zip(recs, EPS):
+        move = 2 * e * w2
+        adv = clean - s * move
+        assert r["method"] == "pgd-l2" and r["norm"] == "l2" and r["steps"] == 4
+        assert r["flip_rate"] == pytest.approx((correct & (s * adv <= 0)).sum() / correct.sum())
+        assert r["mean_logit_shift"] == pytest.approx(move, abs=1e-5)
+        assert r["mean_l2"] == pytest.approx(e, abs=1e-6)
+        assert r["mean_linf"] <= e + 1e-7
+    assert recs[-1]["flip_rate"] > 0
+
+
 def test_groups_cover_everything_in_nearly_equal_parts():
     for n, size in [(1, 64), (64, 64), (65, 64), (100, 64), (1000, 7)]:
         gs = groups(n, size)
@@ -85,20 +108,26 @@ def bn_trained():
     return D.eval()
 
 
+ONE_SHOT = {"fgsm": lambda D, x, e, mode: fgsm(D, x, eps=e, mode=mode),
+            "bim": lambda D, x, e, mode: bim(D, x, eps=e, steps=3, mode=mode),
+            "pgd-l2": lambda D, x, e, mode: pgd_l2(D, x, eps=e, steps=3, mode=mode)}
+
+
 @pytest.mark.parametrize("mode", ["eval", "batch"])
-@pytest.mark.parametrize("method", ["fgsm", "bim"])
-def test_sweep_scores_what_fgsm_and_bim_produce(bn_trained, method, mode):
+@pytest.mark.parametrize("method", list(ONE_SHOT))
+def test_sweep_scores_what_fgsm_bim_and_pgd_l2_produce(bn_trained, method, mode):
     D, x = bn_trained, _uniform((24, 1, 16, 16), seed=2)
     recs = attack_sweep(D, x, eps=EPS, method=method, steps=3, mode=mode, bn_group=24)
-    attack = (lambda e: fgsm(D, x, eps=e, mode=mode)) if method == "fgsm" else (
-        lambda e: bim(D, x, eps=e, steps=3, mode=mode))
+
+    def attack(e):
+        return ONE_SHOT[method](D, x, e, mode)
     with torch.no_grad(), probe_model(D, mode):
         clean = D(x)
         for r, e in zip(recs, EPS):
             adv = D(attack(e)) if e else clean
             assert r["mean_logit_shift"] == pytest.approx((clean - adv).mean().item(), abs=1e-5)
             assert r["mode"] == mode and r["bn_group"] == (24 if mode == "batch" else None)
-            if method == "bim":
+            if method != "fgsm":
                 assert r["steps"] == 3 and r["step_size"] == pytest.approx(
                     default_step_size(e, 3))
 
@@ -122,8 +151,27 @@ def test_sweep_with_a_foolbox_crafter_matches_bim(bn_trained):
     assert all(p.grad is None for p in D.parameters())
 
 
+def test_sweep_with_foolbox_l2pgd_matches_pgd_l2(bn_trained):
+    pytest.importorskip("foolbox")
+    from probes.adapters.foolbox import foolbox_crafter
+    from probes.core.attacks import eps_to_abs
+
+    D, x = bn_trained, _uniform((16, 1, 16, 16), seed=3)
+    eps = [0.0, 0.1, 0.4]  # L2 radii in pixel units
+    ours = attack_sweep(D, x, eps=eps, method="pgd-l2", steps=5, mode="eval")
+    for i, e in enumerate(eps[1:], start=1):
+        crafter = foolbox_crafter("L2PGD", steps=5, random_start=False,
+                                  abs_stepsize=eps_to_abs(default_step_size(e, 5)))
+        theirs = attack_sweep(D, x, eps=[e], method=crafter, mode="eval")
+        assert theirs[0]["norm"] == ours[i]["norm"] == "l2"
+        for k in NUMBERS:
+            assert theirs[0][k] == pytest.approx(ours[i][k], abs=1e-5), k
+    # near the ball's edge; inside it, as the range clip shortens moves of edge pixels
+    assert 0.35 < ours[2]["mean_l2"] <= 0.4 * (1 + 1e-5)
+
+
 # ------------------------------------------------------------------------- contracts
-@pytest.mark.parametrize("method", ["fgsm", "bim"])
+@pytest.mark.parametrize("method", ["fgsm", "bim", "pgd-l2"])
 def test_eval_mode_results_do_not_depend_on_batch_size(bn_trained, method):
     x = _uniform((40, 1, 16, 16), seed=4)
     runs = [attack_sweep(bn_trained, x, eps=EPS, method=method, steps=3, mode="eval",
@@ -143,9 +191,10 @@ def test_batch_mode_results_do_not_depend_on_batch_size(bn_trained):
     assert not np.allclose(_numbers(other), _numbers(runs[0]))
 
 
-def test_same_seed_same_records_other_seed_other_records(bn_trained):
+@pytest.mark.parametrize("method", ["bim", "pgd-l2"])
+def test_same_seed_same_records_other_seed_other_records(bn_trained, method):
     x = _uniform((20, 1, 16, 16), seed=6)
-    kw = dict(eps=EPS, method="bim", steps=2, random_start=True, mode="eval")
+    kw = dict(eps=EPS, method=method, steps=2, random_start=True, mode="eval")
     a = attack_sweep(bn_trained, x, seed=1, **kw)
     b = attack_sweep(bn_trained, x, seed=1, batch_size=7, **kw)
     c = attack_sweep(bn_trained, x, seed=2, **kw)
@@ -154,12 +203,13 @@ def test_same_seed_same_records_other_seed_other_records(bn_trained):
     assert all(r["random_start"] and r["seed"] == 1 for r in a)
 
 
-def test_sweep_random_start_is_bim_random_start(bn_trained):
+@pytest.mark.parametrize("method,attack,eps", [("bim", bim, 4 / 255), ("pgd-l2", pgd_l2, 0.2)])
+def test_sweep_random_start_is_the_attacks_random_start(bn_trained, method, attack, eps):
     x = _uniform((12, 1, 16, 16), seed=8)
-    [r] = attack_sweep(bn_trained, x, eps=[4 / 255], method="bim", steps=2, random_start=True,
+    [r] = attack_sweep(bn_trained, x, eps=[eps], method=method, steps=2, random_start=True,
                        seed=5, mode="eval")
-    xa = bim(bn_trained, x, eps=4 / 255, steps=2, random_start=True, mode="eval",
-             generator=torch.Generator().manual_seed(5))
+    xa = attack(bn_trained, x, eps=eps, steps=2, random_start=True, mode="eval",
+                generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         shift = (bn_trained(x) - bn_trained(xa)).mean().item()
     assert r["mean_logit_shift"] == pytest.approx(shift, abs=1e-6)
@@ -253,7 +303,7 @@ def test_auto_mode_gives_sane_accuracy_where_skewed_running_stats_do_not():
 
 
 # ------------------------------------------------------------------------- minimal eps
-@pytest.mark.parametrize("method", ["fgsm", "bim"])
+@pytest.mark.parametrize("method", ["fgsm", "bim", "pgd-l2"])
 @pytest.mark.parametrize("population", ["real", "fake"])
 def test_min_flip_eps_matches_the_closed_form_on_a_linear_d(population, method):
     D = LinearD(shape=(1, 4, 4), seed=3)
@@ -264,7 +314,9 @@ def test_min_flip_eps_matches_the_closed_form_on_a_linear_d(population, method):
                        iters=iters, steps=5, batch_size=7)
     with torch.no_grad():
         clean = D(x).double().numpy()
-    need = s * clean / (2 * D.w.detach().abs().sum().item())  # pixel units to reach logit 0
+    # pixel units to reach logit 0: the logit moves by eps * 2 * ||w||_1 in L-inf, ||w||_2 in L2
+    w = D.w.detach()
+    need = s * clean / (2 * (w.norm() if method == "pgd-l2" else w.abs().sum()).item())
     got = out["per_sample"]
     wrong = s * clean <= 0
     assert np.isnan(got[wrong]).all() and not np.isnan(got[~wrong]).any()
@@ -274,7 +326,7 @@ def test_min_flip_eps_matches_the_closed_form_on_a_linear_d(population, method):
     assert near.sum() > 10
     assert (got[near] >= need[near] - 1e-6).all()
     assert (got[near] <= need[near] + eps_max / 2**iters + 1e-6).all()
-    assert out["n_correct"] == (~wrong).sum()
+    assert out["n_correct"] == (~wrong).sum() and out["norm"] == ATTACKS[method].norm
     assert out["flipped_share"] == pytest.approx(np.isfinite(got[~wrong]).mean())
     finite_median = np.quantile(got[~wrong], 0.5, method="inverted_cdf")
     assert out["median"] == (None if np.isinf(finite_median) else pytest.approx(finite_median))
@@ -286,7 +338,7 @@ def test_min_flip_eps_does_not_depend_on_batch_size(bn_trained):
     a = min_flip_eps(bn_trained, x, mode="eval", batch_size=4, iters=6)
     b = min_flip_eps(bn_trained, x, mode="eval", batch_size=64, iters=6)
     assert np.allclose(a["per_sample"], b["per_sample"], equal_nan=True)
-    with pytest.raises(ValueError, match="fgsm and bim"):
+    with pytest.raises(ValueError, match="supports methods fgsm, bim"):
         min_flip_eps(bn_trained, x, method="foolbox:FGSM")
 
 
@@ -306,3 +358,24 @@ def test_eps_in_units_of_a_mode_std_on_2d_data():
         attack_sweep(D2, x, eps=[1.5], pixel_range=(-6.0, 6.0))  # pixel units stop at 1
     assert attack_sweep(D2, x, eps=[1.5], pixel_range=(-6.0, 6.0), eps_scale=0.05)[0][
         "mean_linf"] == pytest.approx(1.5)
+
+
+# ------------------------------------------------------------------------- the registry
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_registered_attack_runs_through_the_sweep_and_the_bisection(bn_trained, name):
+    # one entry is all an attack needs: the sweep records its norm and steps, the bisection
+    # takes it when the entry says so, and its eps ball holds in its own norm
+    a = ATTACKS[name]
+    x = _uniform((10, 1, 16, 16), seed=12)
+    recs = attack_sweep(bn_trained, x, eps=[0.0, 4 / 255], method=name, steps=3,
+                        random_start=a.iterative, seed=1, mode="eval")
+    for r in recs:
+        assert r["method"] == name and r["norm"] == a.norm
+        assert r["steps"] == (3 if a.iterative else a.steps)
+        assert r["random_start"] is a.iterative
+        assert (r["step_size"] is not None) is a.iterative
+    assert recs[1][{"linf": "mean_linf", "l2": "mean_l2"}[a.norm]] <= 4 / 255 * (1 + 1e-5)
+    assert recs[1]["mean_logit_shift"] > 0
+    if a.min_eps:
+        out = min_flip_eps(bn_trained, x, method=name, steps=3, iters=3, mode="eval")
+        assert out["method"] == name and out["steps"] == (3 if a.iterative else a.steps)

@@ -1,10 +1,12 @@
-"""probes.core.attacks: closed forms on a linear D, BIM(1) = FGSM, the eps ball and range
-(property),
-foolbox as the oracle, and the no-trace contract for BatchNorm and spectral-norm discriminators."""
+"""probes.core.attacks: closed forms on a linear D, BIM(1) = FGSM, BIM bit-identical to the
+L-inf loop written out (the study's numbers), the eps ball and range in L-inf and L2 (property),
+foolbox as the oracle (FGSM, BIM, PGD-L2), the uniform L2-ball start, and the no-trace contract
+for BatchNorm and spectral-norm discriminators."""
 
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -13,15 +15,18 @@ from hypothesis import strategies as st
 from torch import nn
 
 from probes.core.attacks import (
+    L2,
     TOWARD,
     bim,
     default_step_size,
     eps_to_abs,
     fgsm,
     logit_grad,
+    pgd,
+    pgd_l2,
 )
 from probes.core.modes import probe_model, resolve_mode
-from probes.core.sweep import attack_sweep, craft_bim, craft_fgsm, min_flip_eps
+from probes.core.sweep import attack_sweep, craft_fgsm, craft_pgd, min_flip_eps
 from tests.conftest import BNConvD, LinearD
 from trainers.nets import dcgan_D
 
@@ -78,6 +83,22 @@ def test_bim_closed_form_on_a_linear_d(toward, steps, step_size, frac):
     assert torch.allclose(got, expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("steps,step_size,frac", BIM_CASES, ids=["saturate", "half", "one"])
+@pytest.mark.parametrize("toward", TOWARD)
+def test_pgd_l2_closed_form_on_a_linear_d(toward, steps, step_size, frac):
+    # the gradient of a linear D is w everywhere: PGD-L2 walks along w / ||w||_2 to
+    # min(k * alpha, eps) in L2 (inputs well inside the range, nothing clips)
+    D = LinearD()
+    x = _uniform((8, 1, 4, 4), (-1, 1), margin=0.3)
+    eps = 10 / 255
+    got = pgd_l2(D, x, eps=eps, steps=steps, step_size=step_size, toward=toward)
+    w = D.w.detach()
+    expected = x + SIGN[toward] * frac * 2 * eps * w / w.norm()
+    assert torch.allclose(got, expected, atol=1e-6)
+    dist = (got - x).flatten(1).norm(dim=1)
+    assert torch.allclose(dist, torch.full((8,), frac * 2 * eps), rtol=1e-5)
+
+
 def test_default_step_size_rule():
     assert default_step_size(4 / 255, 1) == 4 / 255
     assert default_step_size(4 / 255, 2) == 4 / 255  # 2.5 eps / 2 capped at eps
@@ -112,6 +133,54 @@ def test_bim_with_one_step_is_fgsm_bit_for_bit(make, shape, mode, toward):
         assert torch.equal(a, b), eps
 
 
+def _written_out_bim(D, x, *, eps, steps, toward, lo=-1.0, hi=1.0):
+    """The L-inf loop as it stood before the norm hooks, written out: clamp(x + s * alpha *
+    sign(g)) into the eps box intersected with the range, alpha = default_step_size."""
+    r, a = eps * (hi - lo), default_step_size(eps, steps) * (hi - lo)
+    lower, upper = (x - r).clamp(lo, hi), (x + r).clamp(lo, hi)
+    xa = x
+    for _ in range(steps):
+        _, g = logit_grad(D, xa)
+        xa = torch.sign(g).mul_(SIGN[toward] * a).add_(xa).clamp_(lower, upper)
+    return xa
+
+
+@pytest.mark.parametrize("toward", TOWARD)
+def test_bim_through_the_hooks_is_bit_identical_to_the_written_out_loop(dcgan_bn, toward):
+    # the study's robustness numbers come from FGSM/BIM: the hooks must not move one bit
+    x = _uniform((12, 1, 28, 28), (-1, 1), seed=6)
+    eps = [2 / 255, 8 / 255, 0.3]
+    ref = [_written_out_bim(dcgan_bn, x, eps=e, steps=3, toward=toward) for e in eps]
+    for e, r in zip(eps, ref):
+        assert torch.equal(bim(dcgan_bn, x, eps=e, steps=3, toward=toward, mode="eval"), r)
+    with probe_model(dcgan_bn, "eval"):
+        for stack in (False, True):  # one eps at a time, and all eps as one batch
+            _, xs = craft_pgd(dcgan_bn, x, eps, toward=toward, pixel_range=(-1, 1), steps=3,
+                              stack=stack)
+            for xa, r in zip(xs, ref):
+                assert torch.equal(xa, r), stack
+    assert not torch.equal(ref[0], x)
+
+
+def test_pgd_norm_is_checked():
+    with pytest.raises(ValueError, match="norm"):
+        pgd(LinearD(), _uniform((8, 1, 4, 4), (-1, 1)), eps=0.1, norm="l1")
+
+
+def test_l2_random_start_is_uniform_in_the_ball():
+    # uniform in the unit n-ball: P(|u| <= r) = r**n, and no point outside
+    g = torch.Generator().manual_seed(0)
+    for shape in [(20000, 2), (20000, 1, 2, 2)]:
+        n = math.prod(shape[1:])
+        u = L2.noise(torch.Size(shape), g, torch.float32)
+        radius = u.flatten(1).norm(dim=1)
+        assert u.shape == shape and bool((radius <= 1 + 1e-6).all())
+        for r in (0.5, 0.8, 0.95):
+            assert (radius <= r).float().mean().item() == pytest.approx(r ** n, abs=0.012)
+        # and isotropic: the mean point is the centre
+        assert u.flatten(1).mean(0).abs().max().item() < 0.02
+
+
 BAD = [
     (dict(eps=-0.1), "eps"), (dict(eps=1.5), "eps"), (dict(eps=float("nan")), "eps"),
     (dict(eps=0.1, toward="up"), "toward"), (dict(eps=0.1, pixel_range=(1, -1)), "pixel_range"),
@@ -121,15 +190,16 @@ BAD = [
 
 
 @pytest.mark.parametrize("kwargs,word", BAD, ids=[f"bad-{i}" for i in range(len(BAD))])
-@pytest.mark.parametrize("attack", [fgsm, bim], ids=["fgsm", "bim"])
+@pytest.mark.parametrize("attack", [fgsm, bim, pgd_l2], ids=["fgsm", "bim", "pgd-l2"])
 def test_bad_arguments_raise(attack, kwargs, word):
     with pytest.raises(ValueError, match=word):
         attack(LinearD(), _uniform((8, 1, 4, 4), (-1, 1)), **kwargs)
 
 
-def test_bim_rejects_zero_steps():
+@pytest.mark.parametrize("attack", [bim, pgd_l2], ids=["bim", "pgd-l2"])
+def test_iterative_attacks_reject_zero_steps(attack):
     with pytest.raises(ValueError, match="steps"):
-        bim(LinearD(), _uniform((8, 1, 4, 4), (-1, 1)), eps=0.1, steps=0)
+        attack(LinearD(), _uniform((8, 1, 4, 4), (-1, 1)), eps=0.1, steps=0)
 
 
 # ------------------------------------------------------------------------- property
@@ -148,21 +218,33 @@ def test_every_output_stays_in_the_eps_ball_and_the_range(eps, lo, width, steps,
     e = torch.rand(4, generator=torch.Generator().manual_seed(seed)) * eps if per_sample else eps
     radius = (e if per_sample else torch.full((4,), eps)) * width
     g = torch.Generator().manual_seed(seed)
-    outs = [(fgsm(_PROP_D, x, eps=e, toward=toward, pixel_range=pixel_range, mode=mode), radius),
-            (bim(_PROP_D, x, eps=e, steps=steps, toward=toward, pixel_range=pixel_range,
-                 random_start=random_start, generator=g, mode=mode), radius)]
+    kw = dict(toward=toward, pixel_range=pixel_range, mode=mode)
+    outs = [(fgsm(_PROP_D, x, eps=e, **kw), radius, "linf"),
+            (bim(_PROP_D, x, eps=e, steps=steps, random_start=random_start, generator=g, **kw),
+             radius, "linf"),
+            (pgd_l2(_PROP_D, x, eps=e, steps=steps, random_start=random_start, generator=g,
+                    **kw), radius, "l2")]
     # the sweep's crafters, several eps at once (stacked in eval mode)
     with probe_model(_PROP_D, mode):
-        noise = torch.rand(x.shape, generator=g) * 2 - 1 if random_start else None
-        for craft in (craft_fgsm, craft_bim):
+        for craft, norm in ((craft_fgsm, "linf"), (craft_pgd, "linf"), (craft_pgd, "l2")):
+            noise = None
+            if random_start:
+                noise = (torch.rand(x.shape, generator=g) * 2 - 1 if norm == "linf" else
+                         L2.noise(x.shape, g, x.dtype))
             _, xs = craft(_PROP_D, x, [0.0, eps, eps / 3], toward=toward,
-                          pixel_range=pixel_range, steps=steps, noise=noise,
+                          pixel_range=pixel_range, steps=steps, noise=noise, norm=norm,
                           stack=mode == "eval")
-            outs += [(xa, torch.full((4,), f * width)) for xa, f in zip(xs, [0, eps, eps / 3])]
+            outs += [(xa, torch.full((4,), f * width), norm)
+                     for xa, f in zip(xs, [0, eps, eps / 3])]
     tol = 1e-6 * max(1.0, abs(lo) + width)  # float32 rounding of x +- radius
-    for x_adv, r in outs:
-        dist = (x_adv - x).abs().flatten(1).amax(1)
-        assert bool((dist <= r + tol).all()), (dist, r)
+    for x_adv, r, norm in outs:
+        d = (x_adv - x).flatten(1)
+        if norm == "linf":
+            dist = d.abs().amax(1)
+            assert bool((dist <= r + tol).all()), (dist, r)
+        else:  # the L2 norm of 256 float32 values: a relative rounding
+            dist = d.norm(dim=1)
+            assert bool((dist <= r * (1 + 1e-5) + tol).all()), (dist, r)
         assert x_adv.min() >= lo and x_adv.max() <= lo + width
 
 
@@ -217,6 +299,48 @@ def test_foolbox_fgsm_and_bim_agree_with_ours(dcgan_bn, toward, eps):
     assert torch.allclose(ours_fgsm, fb_fgsm, atol=1e-6, rtol=0)
     assert torch.allclose(ours_bim, fb_bim, atol=1e-6, rtol=0)
     assert not torch.equal(ours_bim, x)
+
+
+@pytest.fixture(scope="module")
+def dcgan_sharp(dcgan_bn):
+    """dcgan_bn with its last layer scaled x400: logits of order 1 (-2.9 .. 0.5), so a small
+    L2 ball flips some samples and not others."""
+    D = copy.deepcopy(dcgan_bn)
+    last = [m for m in D.modules() if isinstance(m, nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.weight.mul_(400)
+    return D
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.2, 1.0], ids=["0.05", "0.2", "1"])
+@pytest.mark.parametrize("toward", TOWARD)
+def test_foolbox_l2pgd_agrees_with_ours(dcgan_sharp, toward, eps):
+    # eps is an L2 radius in pixel units: foolbox gets eps * (hi - lo) and the same absolute
+    # step; both start at x (random_start off). foolbox ascends the cross-entropy of [0, d],
+    # whose gradient is the logit's times a positive factor: the same normalized direction
+    fb = pytest.importorskip("foolbox")
+    D, steps = dcgan_sharp, 10
+    x = _uniform((16, 1, 28, 28), (-1, 1), seed=3)
+    fmodel = fb.PyTorchModel(_TwoLogitsOracle(D).eval(), bounds=(-1, 1), device="cpu")
+    labels = torch.full((16,), 1 if toward == "fake" else 0)
+    attack = fb.attacks.L2PGD(abs_stepsize=eps_to_abs(default_step_size(eps, steps)),
+                              steps=steps, random_start=False)
+    for p in D.parameters():
+        p.requires_grad_(False)
+    try:
+        _, theirs, success = attack(fmodel, x, fb.criteria.Misclassification(labels),
+                                    epsilons=eps_to_abs(eps))
+    finally:
+        for p in D.parameters():
+            p.requires_grad_(True)
+    ours = pgd_l2(D, x, eps=eps, steps=steps, toward=toward, mode="eval")
+    assert torch.allclose(ours, theirs, atol=1e-6, rtol=0)
+    with torch.no_grad():
+        flipped = SIGN[toward] * D(ours) >= 0  # foolbox: the label's class lost the argmax
+    assert torch.equal(flipped, success)
+    dist = (ours - x).flatten(1).norm(dim=1) / 2  # in pixel units
+    assert torch.allclose(dist, (theirs - x).flatten(1).norm(dim=1) / 2, atol=1e-6)
+    assert bool((dist <= eps * (1 + 1e-5)).all())
 
 
 def test_foolbox_adapter_matches_and_leaves_no_grads(dcgan_bn):

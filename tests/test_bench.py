@@ -57,6 +57,29 @@ def test_render_table_pads_columns():
     assert lines == ["| a   | bb |", "|-----|----|", "| ccc | d  |"]
 
 
+def test_overhead_times_the_trainers_own_train_step(monkeypatch):
+    # the bench's docstring says it measures the code that trains: its iteration is the
+    # function the loop calls, not a retyped copy (a spy counts the calls into the real one)
+    import bench.asgan_overhead as ov
+    import trainers.loop
+    import trainers.steps
+
+    assert ov.train_step is trainers.steps.train_step is trainers.loop.train_step
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs["cfg"].trainer, kwargs["cfg"].second_step))
+        return trainers.steps.train_step(*args, **kwargs)
+
+    monkeypatch.setattr(ov, "train_step", spy)
+    shape, overrides = ov.MODELS["mlp"]
+    cases = ov.build_cases(shape, dict(overrides, **ov.QUICK["mlp"]), eps=1 / 255,
+                           diagnose=False)
+    for name in ("baseline", "asgan real+fake", "asgan real"):
+        cases[name]()
+    assert calls == [("baseline", "real+fake"), ("asgan", "real+fake"), ("asgan", "real")]
+
+
 def test_probe_memory_says_clearly_when_the_verb_is_missing(monkeypatch, capsys):
     import bench.probe_memory as pm
 

@@ -61,9 +61,39 @@ def test_bad_checkpoints_for_probe(tmp_path, capsys):
 
 def test_dry_run_prints_resolved_config(capsys):
     code, out, _ = run_cli(train_main, ["--preset", "ring8-mlp", "--trainer", "asgan",
-                                     "--eps", "2/255", "--dry-run"], capsys)
-    cfg = json.loads(out)
-    assert code == 0 and cfg["eps"] == pytest.approx(2 / 255) and cfg["data"] == "ring8"
+                                     "--eps", "1.5", "--dry-run"], capsys)
+    cfg = json.loads(out)  # ring8: eps in a mode's std, so 1.5 (beyond pixels' 1) is fine
+    assert code == 0 and cfg["eps"] == 1.5 and cfg["data"] == "ring8"
+    assert cfg["eps_unit"] == "auto"
+
+
+def test_train_help_gives_every_option_its_field_help_and_default(capsys):
+    # the help text lives once, in TrainConfig's field metadata; --help shows it for every
+    # config option (units included) with the field's default
+    import dataclasses
+    import re
+
+    from trainers.cli import build_parser
+    from trainers.config import TrainConfig, config_fields
+    from trainers.data import dataset_names
+
+    with pytest.raises(SystemExit) as exit_:
+        train_main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines: compare words
+    assert exit_.value.code == 0
+    actions = {a.dest: a for a in build_parser()._actions}
+    meta = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(TrainConfig)}
+    for name in config_fields():
+        text = " ".join(meta[name].split())
+        assert len(text) > 5, f"{name} has no help text"
+        assert actions[name].help.startswith(meta[name])
+        option = "--" + name.replace("_", "-")
+        assert re.search(rf"{re.escape(option)} [A-Z]+ {re.escape(text)} \(default: ", out), \
+            f"{option}'s help is not shown"
+    assert all(a.help for a in build_parser()._actions), "an option without help"
+    assert "(default: 1/255)" in out and "(default: none)" in out
+    assert "pixel units" in meta["eps"] and "mode-std" in meta["eps"]  # eps states its units
+    assert set(dataset_names()) <= set(re.findall(r"[a-z0-9-]+", meta["data"]))
 
 
 def test_train_resume_and_info_through_the_console_scripts(tmp_path):
@@ -100,6 +130,7 @@ def test_report_writes_markdown_and_figures(tmp_path, capsys):
     capsys.readouterr()
     assert probe_main(["report", *runs, "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| asgan | asgan | 1 |" in md and "| baseline | baseline | - |" in md
+    # eps in the unit the run trained in (pixel units: grey levels)
+    assert "| asgan | asgan | 1/255 |" in md and "| baseline | baseline | - |" in md
     for png in ("training-curves.png", "samples.png"):
         assert (tmp_path / "rep" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from trainers import data
-from trainers.data import load_dataset
+from trainers.data import cifar, idx, load_dataset, mnist
 from trainers.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,7 +153,7 @@ def test_mnist10k_tampered_copy_is_refused(tmp_path, monkeypatch, damage):
         copy.write_bytes(bytes(raw))
     elif damage == "truncate":
         copy.write_bytes(bytes(raw[:1000]))
-    monkeypatch.setattr(data, "MNIST10K_PATH", copy)
+    monkeypatch.setattr(mnist, "MNIST10K_PATH", copy)
     for name in ("mnist10k", "stacked-mnist"):
         user_error(lambda name=name: load_dataset(name), "mnist10k", "build_mnist10k.py")
 
@@ -244,10 +244,10 @@ def test_fashion_mnist_parts_are_the_official_train_and_test_sets(tmp_path):
 
 
 def test_fashion_mnist_default_is_the_debian_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "FASHION_DEBIAN_ROOT", str(tmp_path / "absent"))
+    monkeypatch.setattr(idx, "FASHION_DEBIAN_ROOT", str(tmp_path / "absent"))
     user_error(lambda: load_dataset("fashion-mnist"), "dataset-fashion-mnist", "--data-root")
     fashion_root(tmp_path, layout="flat")  # the Debian package's files, flat and gzipped
-    monkeypatch.setattr(data, "FASHION_DEBIAN_ROOT", str(tmp_path))
+    monkeypatch.setattr(idx, "FASHION_DEBIAN_ROOT", str(tmp_path))
     assert load_dataset("fashion-mnist").n == 10
 
 
@@ -433,7 +433,7 @@ def test_restricted_unpickler_reads_real_style_batches():
     array = np.arange(6, dtype=np.uint8).reshape(2, 3)
     for protocol in (2, 4, 5):
         raw = pickle.dumps({"data": array, "labels": [0, 1]}, protocol=protocol)
-        loaded = data._ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        loaded = cifar._ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
         assert np.array_equal(loaded["data"], array)
 
 
@@ -614,5 +614,35 @@ def test_builder_rebuilds_the_shipped_file(tmp_path, builder, monkeypatch):
     record = json.loads(data.MNIST10K_PATH.with_suffix(".json").read_text())
     assert builder.content_sha256(images, labels) == record["content_sha256"]
     shutil.copy(data.MNIST10K_PATH, tmp_path / "copy.npz")
-    monkeypatch.setattr(data, "MNIST10K_PATH", tmp_path / "copy.npz")
+    monkeypatch.setattr(mnist, "MNIST10K_PATH", tmp_path / "copy.npz")
     assert load_dataset("mnist10k", n=10).n == 10
+
+
+def test_package_reexports_every_public_name_of_its_modules():
+    # trainers/data is split by concern; `from trainers.data import X` stays the way in, so
+    # every public name a module defines at top level (not one it imports) is re-exported
+    import ast
+    import importlib
+    import pkgutil
+
+    missing, seen = [], 0
+    for info in pkgutil.iter_modules(data.__path__):
+        module = importlib.import_module(f"trainers.data.{info.name}")
+        tree = ast.parse(Path(module.__file__).read_text())
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = [t.id for t in targets if isinstance(t, ast.Name)]
+            else:
+                continue
+            for name in names:
+                if name.startswith("_"):
+                    continue
+                seen += 1
+                if getattr(data, name, None) is not getattr(module, name):
+                    missing.append(f"{info.name}.{name}")
+    assert seen > 40 and missing == [], f"not re-exported by trainers.data: {missing}"
+    assert sorted(data.__all__) == sorted(set(data.__all__))
+    assert all(hasattr(data, name) for name in data.__all__)

@@ -35,11 +35,11 @@ def test_stored_without_outputs(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_says_which_study(path):
-    """A notebook that reads the shipped study says which study (v1 or v2) each group is read
-    from and how much of v2's plan is trained, so interim numbers read as interim."""
+    """A notebook that reads the shipped study reads it through its plan file and says how
+    much of the plan is trained, so interim numbers read as interim."""
     src = "\n".join("".join(c["source"]) for c in _cells(path) if c["cell_type"] == "code")
     if "shipped_runs(" in src or "collect(" in src:
-        assert "study_in_use(" in src and "status_lines(" in src, path.name
+        assert "shipped_plan(" in src and "status_lines(" in src, path.name
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

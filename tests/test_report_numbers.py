@@ -17,7 +17,7 @@ import pytest
 
 from probes.cli import main
 from probes.study import arms as study
-from probes.study.arms import GRAD_KEYS, MAIN
+from probes.study.arms import GRAD_KEYS
 from tests.conftest import run_cli
 
 N_QUALITY, N_GRAD, N_ATTACK = 300, 32, 48
@@ -25,7 +25,8 @@ N_QUALITY, N_GRAD, N_ATTACK = 300, 32, 48
 
 @pytest.fixture(scope="module")
 def image_ckpt():
-    return study.shipped_runs("mnist10k")[MAIN][0]
+    plan = study.shipped_plan()  # the arm the report draws beside the baseline
+    return study.shipped_runs("mnist10k", plan)[plan.data["report"]["main"]][0]
 
 
 @pytest.fixture(scope="module")

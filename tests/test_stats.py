@@ -126,8 +126,10 @@ def test_sign_flip_p_nan_and_errors():
         sign_flip_p([1.0], "bigger")
     with pytest.raises(ValueError, match="at least one"):
         sign_flip_p([])
-    with pytest.raises(ValueError, match="at most 30"):
-        sign_flip_p(np.ones(31))
+    with pytest.raises(ValueError, match="at most 40"):
+        sign_flip_p(np.ones(41))
+
+
 
 
 def test_paired_reports_exact_p_values():
@@ -214,3 +216,34 @@ def test_simulation_large_effect_with_8_seeds_has_high_power():
     _, per_claim5, _ = _family_rates(np.random.default_rng(7), effect=5.0, n_seeds=5,
                                      families=100)
     assert per_claim5 == 0.0
+
+
+def test_sign_flip_p_is_exact_beyond_30_pairs():
+    """Equal |d| with k negative: p_greater = sum_{j <= k} C(n, j) / 2^n, analytically; n = 34
+    goes through the meet-in-the-middle path beyond the old 30-pair cap."""
+    from math import comb
+
+    from probes.core.stats import sign_flip_p
+
+    n = 34
+    for k in (0, 5, 12):
+        d = [1.0] * (n - k) + [-1.0] * k
+        assert sign_flip_p(d, "greater") == pytest.approx(
+            sum(comb(n, j) for j in range(k + 1)) / 2 ** n, rel=1e-12)
+
+
+def test_sign_flip_power_against_the_normal_approximation_and_the_null():
+    from scipy.stats import norm
+
+    from probes.core.stats import pairs_for_power, sign_flip_power
+
+    assert sign_flip_power(0.0, 1.0, 12, alpha=0.05, sims=4000, seed=1) <= 0.05 + 3 * 0.0035
+    # moderate n: the sign-flip test is about as efficient as the z-test (Pitman efficiency 1)
+    z = norm.cdf(0.7 * 16 ** 0.5 - norm.ppf(0.95))
+    assert sign_flip_power(0.7, 1.0, 16, sims=2000, seed=2) == pytest.approx(z, abs=0.05)
+    # the smallest n reaching the power (same simulation seed at every n); at few pairs the
+    # exact test's discreteness (p >= 2^-n) costs pairs the normal approximation does not see
+    found = pairs_for_power(1.2, 1.0, alpha=0.01, sims=800, seed=3)
+    n = found["n"]
+    assert found["normal_n"] <= n and found["power"] >= 0.8
+    assert sign_flip_power(1.2, 1.0, n - 1, alpha=0.01, sims=800, seed=3) < 0.8

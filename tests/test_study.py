@@ -7,65 +7,76 @@ import math
 import pytest
 
 from probes.study import arms as study
-from probes.study.arms import MAIN
-from trainers.manifest import read_manifest, study_of, study_plan, study_progress, verify
-
-GROUPS = ("mnist10k", "ring8", "grid25", "stacked-mnist")
-# what the first study (v1) shipped, for the groups still read from it: 3 seeds per arm
-V1 = {
-    "mnist10k": {"baseline", MAIN, "asgan-eps2", "twice", "gaussian-eps2", "r1", "sn"},
-    "ring8": {"baseline", MAIN, "asgan-eps2", "twice"},
-    "grid25": {"baseline", "twice", "asgan-eps0.5", "asgan-eps1", "asgan-eps2", "asgan-eps3",
-               "asgan-eps4", "gaussian-eps2"},
-    "stacked-mnist": {"baseline", MAIN},
-}
+from trainers.manifest import read_manifest, verify
 
 
-@pytest.mark.parametrize("group", GROUPS)
-def test_each_group_is_read_from_one_study_with_paired_seeds(group):
+@pytest.fixture(scope="module")
+def plan():
+    return study.shipped_plan()
+
+
+def test_each_group_is_read_from_its_plan_with_paired_seeds(plan):
+    """Every group of the shipped plan: the final snapshots of the planned runs shipped so
+    far, at the plan's iterations, in the plan's ship folder; the report's figure arms
+    (``[report]`` baseline and main) at seed 0."""
     entries = read_manifest()
-    used = study.study_in_use(group, entries)
-    runs = study.shipped_runs(group)
-    if used == "v1":
-        assert set(runs) == V1[group]
-        assert all(sorted(seeds) == [0, 1, 2] for seeds in runs.values())
-    else:  # v2: a subset of the plan, final snapshots only, figure arms at seed 0
-        progress = study_progress(group, "v2", entries)
+    spec = plan.data["report"]
+    for group in plan.groups:
+        runs = study.shipped_runs(group, plan)
+        progress = study.plan_progress(plan, group, entries)
         assert {a: sorted(r) for a, r in runs.items()} == {
-            a: p["shipped"] for a, p in progress.items() if p["shipped"]}
-        assert 0 in runs["baseline"] and 0 in runs[MAIN]
-        steps = study_plan(group, "v2", entries)["steps"]
-        for by_seed in runs.values():
+            a: p["shipped"] for a, p in sorted(progress.items()) if p["shipped"]}
+        assert 0 in runs[spec["baseline"]] and 0 in runs[spec["main"]]
+        steps = int(plan.groups[group]["options"]["steps"])
+        for arm, by_seed in runs.items():
             for s, path in by_seed.items():
-                assert path.as_posix().endswith(f"/v2/{group}/{path.parts[-3]}/seed{s}/"
+                assert path.as_posix().endswith(f"{plan.ship}/{group}/{arm}/seed{s}/"
                                                 f"ckpt-{steps:06d}.safetensors")
-        # once v2 stands for a group, its v1 files are retired (the 60 MB cap)
-        assert not [e for e in entries.values()
-                    if e.get("group") == group and study_of(e) == "v1"]
-    rows = [e for e in entries.values() if e.get("group") == group]
-    assert all(e["command"].startswith("asgan-train ") and e["sha256"] for e in rows)
+        rows = [e for e in entries.values() if e.get("group") == group]
+        assert rows and all(e["command"].startswith("asgan-train ") and e["sha256"]
+                            and e["study"] == plan.name for e in rows)
+
+
+def test_nothing_names_the_study_in_code():
+    """The study's name, arms and paths live in its plan file: no module of the toolkit
+    names it (the shipped study's plan is found through studies/SHIPPED)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    plan = study.shipped_plan()
+    arms = {a for g in plan.groups for a in plan.arms(g)} - {"baseline"}
+    hits = []
+    for folder in ("probes", "trainers", "scripts", "bench"):
+        for f in sorted((root / folder).rglob("*.py")) + sorted((root / folder).rglob("*.sh")):
+            text = f.read_text()
+            if re.search(rf"\b{re.escape(plan.name)}\b|{re.escape(plan.ship)}", text):
+                hits.append(f"{f.relative_to(root)}: {plan.name}")
+            if folder != "trainers":  # the trainers' own keys ("r1") are not arm names
+                hits += [f"{f.relative_to(root)}: {a}" for a in sorted(arms)
+                         if re.search(rf"[\"']{re.escape(a)}[\"']", text)]
+    assert hits == []
 
 
 def test_shipped_folder_is_small_and_verified():
     assert verify() == []
     total = sum(e["bytes"] for e in read_manifest().values())
-    # the cap issue 15 sets for everything shipped (the v1 groups still in use and v2)
+    # the cap issue 15 sets for everything shipped
     assert total <= 60e6, f"shipped checkpoints are {total / 1e6:.1f} MB"
 
 
-def test_evolution_pair_has_intermediate_snapshots():
+def test_evolution_pair_has_intermediate_snapshots(plan):
     from trainers.checkpoint import list_snapshots
 
-    runs = study.shipped_runs("mnist10k")
-    plan = study_plan("mnist10k", "v2")
-    final = plan["steps"] if study.study_in_use("mnist10k") == "v2" else 1400
-    for arm in ("baseline", MAIN):
-        steps = [int(p.stem[5:]) for p in list_snapshots(study.run_dir(runs[arm][0]))]
-        assert len(steps) >= 4 and steps[-1] == final
+    for e in plan.data["evolution"]:
+        runs = study.shipped_runs(e["group"], plan)
+        steps = [int(p.stem[5:]) for p in list_snapshots(study.run_dir(runs[e["arm"]][e["seed"]]))]
+        final = int(plan.groups[e["group"]]["options"]["steps"])
+        assert steps == list(range(e["every"], final + 1, e["every"]))
 
 
-def test_metrics_are_reproducible_and_finite():
-    path = study.shipped_runs("mnist10k")[MAIN][0]
+def test_metrics_are_reproducible_and_finite(plan):
+    path = study.shipped_runs("mnist10k")[plan.data["report"]["main"]][0]
     a = study.image_metrics(path, n_quality=200, n_grad=32, n_attack=32)
     b = study.image_metrics(path, n_quality=200, n_grad=32, n_attack=32)
     assert a == b
@@ -92,26 +103,56 @@ def test_study_report_regenerates_every_figure(tmp_path):
 
     claims = load_claims()["claims"]
     assert all(f"| {c['id']} |" in md for c in claims)  # every registered claim has its row
-    # the v2 runs were trained by code holding today's claims file: registered. Until every
-    # planned seed of the primary claims' arms is trained, the verdicts wait; then they come
+    # the runs were trained by code holding today's claims file: registered. Until every
+    # registered seed of the primary claims' arms is trained, the verdicts wait; then they come
+    plan = study.shipped_plan()
     primary = [c for c in claims if c["kind"] == "primary"]
-    progress = {g: study_progress(g) for g in {c["group"] for c in primary}}
+    progress = {g: study.plan_progress(plan, g) for g in plan.groups}
     done = all(progress[c["group"]][arm]["shipped"] == progress[c["group"]][arm]["planned"]
                for c in primary for arm in (c["a"], c["b"]))
     assert ("primary claims held**" if done else "The primary verdicts are pending") in md
-    complete = all(p["shipped"] == p["planned"] for g in GROUPS
-                   for p in study_progress(g).values())
-    assert ("study v2 is complete" in md) == complete
+    complete = all(p["shipped"] == p["planned"] for g in plan.groups
+                   for p in progress[g].values())
+    assert (f"study {plan.name} is complete" in md) == complete
     assert "No claim is judged as primary" not in md
     assert "VEEGAN" in md and "PacGAN" in md and "probe mode" in md
 
 
 def test_which_runs_line_says_complete_only_when_every_planned_run_is_measured():
-    from probes.study.report import _v2_state
+    from probes.study.report import _plan_state
 
     planned = {("mnist10k", "baseline"): [0, 1], ("ring8", "baseline"): [0]}
     full = {"mnist10k": {"baseline": {0: {}, 1: {}}}, "ring8": {"baseline": {0: {}}}}
-    assert _v2_state({"planned": planned, "tables": full}).startswith("is complete")
+    assert _plan_state({"planned": planned, "tables": full}).startswith("is complete")
     short = {"mnist10k": {"baseline": {0: {}}}, "ring8": {"baseline": {0: {}}}}
-    assert _v2_state({"planned": planned, "tables": short}) == "is being regenerated"
-    assert _v2_state({"planned": planned, "tables": {}}) == "is being regenerated"
+    assert _plan_state({"planned": planned, "tables": short}) == "is being regenerated"
+    assert _plan_state({"planned": planned, "tables": {}}) == "is being regenerated"
+
+
+def test_a_groups_runs_are_the_plans_final_snapshots_in_the_manifest(tmp_path):
+    """On a toy plan: a run counts once its planned final snapshot is listed (an evolution
+    snapshot or a run cut short does not), and nothing outside the plan is read."""
+    from probes.study.plan import load_plan
+    from tests.test_study_plan import GOOD
+    from trainers.errors import UserError
+    from trainers.manifest import record
+
+    (tmp_path / "plan.toml").write_text(GOOD + '\n[[evolution]]\ngroup = "toy"\narm = "base"\n'
+                                        'seed = 0\nevery = 10\n')
+    plan = load_plan(tmp_path / "plan.toml")
+    listed = {"base/seed0": (10, 20), "base/seed1": (10,), "adv/seed2": (20,),
+              "other/seed0": (20,)}  # "other": an arm the plan does not have
+    for run, steps in listed.items():
+        for k in steps:
+            f = tmp_path / plan.ship / "toy" / run / f"ckpt-{k:06d}.safetensors"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_bytes(run.encode())
+            record(f, command="asgan-train ...", path=plan.manifest, root=plan.root)
+    runs = study.shipped_runs("toy", plan)
+    assert {a: {s: p.name for s, p in r.items()} for a, r in runs.items()} == {
+        "adv": {2: "ckpt-000020.safetensors"}, "base": {0: "ckpt-000020.safetensors"}}
+    assert study.plan_progress(plan, "toy") == {
+        "base": {"planned": [0, 1, 2], "shipped": [0]},
+        "adv": {"planned": [0, 1, 2], "shipped": [2]}}
+    with pytest.raises(UserError, match="no shipped checkpoints for group 'nope'"):
+        study.shipped_runs("nope", plan)

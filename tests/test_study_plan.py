@@ -135,24 +135,23 @@ def test_a_good_plan_loads(tmp_path):
 
 
 def test_the_plan_measures_and_judges_as_the_shipped_report(tmp_path):
-    """A few shipped runs measured through the plan (asgan-study measure) and through the
-    shipped report's path (probes.study.arms.collect): the same numbers, and the claims on
-    them the same statistics (claims judged on the plan's seed lists vs PLAN.json's)."""
+    """A few shipped runs measured through the plan (asgan-study measure) and through
+    probes.study.arms.collect (the notebooks' path): the same numbers, and the claims on
+    them the same statistics (claims judged on the plan's registered seed lists vs on every
+    seed present with the plan's counts)."""
     from probes.study import arms as study
     from probes.study import engine
     from probes.study.claims import evaluate_claims, load_claims
-    from trainers.manifest import study_progress
 
     plan = load_plan(SHIPPED, ROOT)
     runs = [r for r in plan.runs() if r.group == "ring8" and r.seed < 3
             and r.arm in ("baseline", "asgan-eps0.5")]
     ours = engine.measure(plan, tmp_path, n_mixture=400, runs=runs, say=lambda m: None)
     theirs = {"ring8": study.collect("ring8", arms=("baseline", "asgan-eps0.5"),
-                                     seeds=(0, 1, 2), n=400)}
+                                     seeds=(0, 1, 2), n=400, plan=plan)}
     assert ours == theirs
     reg = {"primary_allowed": True}
-    planned = {(g, a): p["planned"] for g in plan.groups
-               for a, p in study_progress(g).items()}
+    planned = plan.planned_seeds()
     old = evaluate_claims(theirs, load_claims(), reg, planned)
     new = evaluate_claims(ours, plan.claims(), reg, None)
     pick = ("id", "n", "n_planned", "mean_a", "mean_b", "diff", "lo", "hi", "p", "agree")

@@ -147,7 +147,10 @@ def draw_all(out: Path, check: bool = True) -> list[str]:
     written.append(out / "scatter.png")
     assert not check or "matplotlib.pyplot" not in sys.modules, "a figure function imported pyplot"
     table = _table()
-    written += [study.plot_eps_sweep([("fd", "FD", table)], out / "sweep.png", title="t"),
+    eps = {"twice": (0.0, "pixel"), "asgan-eps0.5": (0.5, "pixel"), "asgan-eps2": (2.0, "pixel"),
+           "gaussian-eps2": (2.0, "pixel")}
+    written += [study.plot_eps_sweep([("fd", "FD", table, eps)], out / "sweep.png", title="t",
+                                     baseline="baseline", ablation=["gaussian-eps2"]),
                 study.plot_arms(table, [("fd", "FD")], out / "arms.png")]
     assert not check or matplotlib.get_backend() == backend, \
         f"backend switched from {backend} to {matplotlib.get_backend()}"

@@ -68,11 +68,12 @@ def test_arms_shows_every_seed_beside_the_mean_and_t_interval(table, drawn, tmp_
 
 def test_eps_sweep_curve_is_the_seed_mean_with_the_t_band(table, drawn, tmp_path,
                                                          svg_backend):
-    V.plot_eps_sweep([("fd", "FD", table)], tmp_path / "sweep.png", title="t")
+    eps = {"twice": 0.0, "asgan-eps0.5": 0.5, "asgan-eps2": 2.0}
+    V.plot_eps_sweep([("fd", "FD", table, {a: (e, "pixel") for a, e in eps.items()})],
+                     tmp_path / "sweep.png", title="t", baseline="baseline")
     assert matplotlib.get_backend() == "svg"
     ax = drawn[0].axes[0]
     curve = [ln for ln in ax.lines if ln.get_marker() == "o"][0]
-    eps = {"twice": 0.0, "asgan-eps0.5": 0.5, "asgan-eps2": 2.0}
     assert list(curve.get_xdata()) == sorted(eps.values())
     cis = [mean_ci([m["fd"] for m in table[a].values()]) for a in sorted(eps, key=eps.get)]
     assert list(curve.get_ydata()) == pytest.approx([c["mean"] for c in cis])
@@ -83,14 +84,21 @@ def test_eps_sweep_curve_is_the_seed_mean_with_the_t_band(table, drawn, tmp_path
 
 
 def test_eps_sweep_names_each_panels_eps_unit(table, drawn, tmp_path):
-    """The same arm names mean /255 on images and a mode's std on v2's 2-D runs: each panel's
-    axis and gaussian marker say which."""
+    """The same arm names mean /255 on images and a mode's std on 2-D runs: each panel's
+    axis and ablation marker say which (the unit the plan's arms train in)."""
     noisy = dict(table, **{"gaussian-eps0.5": table["asgan-eps0.5"]})
-    V.plot_eps_sweep([("fd", "FD", noisy), ("fd", "FD", noisy, "mode-std"),
-                      ("fd", "FD", noisy, "box")], tmp_path / "sweep.png")
+
+    def eps(unit):
+        return {"twice": (0.0, unit), "asgan-eps0.5": (0.5, unit), "gaussian-eps0.5": (0.5, unit)}
+
+    V.plot_eps_sweep([("fd", "FD", noisy, eps(u)) for u in ("pixel", "mode-std", "box")],
+                     tmp_path / "sweep.png", baseline="baseline", ablation=["gaussian-eps0.5"])
     axes = drawn[0].axes
-    assert [ax.get_xlabel() for ax in axes] == [V.EPS_UNITS[u][0]
+    assert [ax.get_xlabel() for ax in axes] == [V.EPS_UNITS[u].axis
                                                 for u in ("pixel", "mode-std", "box")]
+    assert [ax.get_xlabel() for ax in axes] == [
+        "eps (x 1/255, pixel units)", "eps (std of a mode, per coordinate)",
+        "eps (x 1/255 of the plotting box: the first study's 2-D unit)"]
     legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in axes]
     assert "gaussian sign noise, eps 0.5/255" in legends[0]
     assert "gaussian sign noise, eps 0.5 std" in legends[1]

@@ -1,7 +1,8 @@
 """``asgan-train``: parse, resolve the config, call :func:`trainers.loop.train`.
 
 Every config field is an option (``--eps 1/255``, ``--second-step real``), generated from
-:class:`trainers.config.TrainConfig`, so the CLI cannot drift from the config.
+:class:`trainers.config.TrainConfig` with the help text (units included) and default its
+field declares (:func:`trainers.config.field_help`), so the CLI cannot drift from the config.
 User errors print one line and exit 2; JSON (run directory, last snapshot) goes to stdout.
 """
 
@@ -13,7 +14,14 @@ import os
 import signal
 import sys
 
-from trainers.config import PRESETS, config_fields, make_config, save_config
+from trainers.config import (
+    PRESETS,
+    config_fields,
+    field_help,
+    field_types,
+    make_config,
+    save_config,
+)
 from trainers.errors import UserError
 
 EXAMPLES = """examples:
@@ -21,7 +29,7 @@ EXAMPLES = """examples:
   asgan-train --data mnist10k --arch dcgan --trainer asgan --steps 2000 --out runs/a1 --seed 0
   asgan-train --resume runs/a1 --steps 4000
   asgan-train --preset paper-cifar10 --data-root ~/data/cifar10 --device cuda --out runs/paper
-  asgan-train --preset ring8-mlp --trainer asgan --eps 2/255 --dry-run
+  asgan-train --preset ring8-mlp --trainer asgan --eps 0.5 --dry-run    # 2-D: a mode's std
 """
 
 
@@ -42,11 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--nproc", type=int, default=1,
                    help="processes for distributed data-parallel training (wraps torchrun)")
-    group = p.add_argument_group("config fields (override the preset)")
+    group = p.add_argument_group("config fields (override the preset; defaults shown are "
+                                 "TrainConfig's, before a preset)")
+    helps, types = field_help(), field_types()
     for name in config_fields():
         group.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
-                           metavar="V")
+                           metavar=_metavar(types[name]),
+                           help=helps[name].replace("%", "%%"))  # argparse %-formats help
     return p
+
+
+def _metavar(kind) -> str:
+    """``BOOL``, ``INT``, ``FLOAT`` or ``STR`` from a field's annotation (``"int | None"``)."""
+    text = str(kind)
+    for name in ("bool", "int", "float"):
+        if text.startswith(name):
+            return name.upper()
+    return "STR"
 
 
 def main(argv: list[str] | None = None) -> int:

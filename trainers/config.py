@@ -31,8 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, fields
-from fractions import Fraction
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from trainers.errors import UserError
@@ -47,47 +46,65 @@ SPLITS = ("auto", "train", "none")
 EPS_UNIT_CHOICES = ("auto", "pixel", "mode-std")
 
 
+def _field(default: Any, help: str) -> Any:
+    """A config field with its help text (units included): the one place it is written;
+    ``asgan-train --help`` shows it (:func:`field_help`)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     # data and nets
-    data: str = "mnist10k"
-    split: str = "auto"  # auto | train | none: train on the dataset's train part (see above)
-    data_root: str | None = None  # folder for user data (cifar10, celeba, lsun, imagefolder)
-    resolution: int | None = None  # px; None = the dataset's native size
-    arch: str = "dcgan"  # dcgan | resnet | mlp
-    width: int | None = None  # base channel / hidden width; None = the arch default
-    z_dim: int = 100
-    d_spectral_norm: bool = False  # spectral norm on every D weight (Miyato et al. 2018)
+    data: str = _field("mnist10k", "dataset (trainers.data): mnist10k | stacked-mnist | "
+                       "fashion-mnist | digits | ring8 | grid25 | cifar10 | celeba | lsun | "
+                       "imagefolder")
+    split: str = _field("auto", "auto | train | none: train on the dataset's train part where "
+                        "it has one (auto), insist on it (train) or use every sample (none)")
+    data_root: str | None = _field(None, "folder for user data (cifar10, celeba, lsun, "
+                                   "imagefolder; fashion-mnist without the Debian package)")
+    resolution: int | None = _field(None, "image side in px (none: the dataset's native size)")
+    arch: str = _field("dcgan", "dcgan | resnet | mlp")
+    width: int | None = _field(None, "base channel / hidden width (none: the arch default)")
+    z_dim: int = _field(100, "latent dimension (z ~ N(0, I))")
+    d_spectral_norm: bool = _field(False, "spectral norm on every D weight (Miyato et al. 2018)")
     # optimisation (Adam 2e-4, beta1 0.5: Radford et al.)
-    steps: int = 2000  # total G updates (iterations)
-    batch_size: int = 64
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    r1_gamma: float = 0.0  # R1 penalty weight on reals (Mescheder et al. 2018); 0 = off
+    steps: int = _field(2000, "total G updates (iterations)")
+    batch_size: int = _field(64, "samples per iteration (the global batch with --nproc)")
+    lr_g: float = _field(2e-4, "Adam learning rate of G")
+    lr_d: float = _field(2e-4, "Adam learning rate of D")
+    beta1: float = _field(0.5, "Adam beta1, in [0, 1)")
+    beta2: float = _field(0.999, "Adam beta2, in [0, 1)")
+    r1_gamma: float = _field(0.0, "R1 penalty weight on reals (Mescheder et al. 2018); 0 = off")
     # AS-GAN (SPEC section 2)
-    trainer: str = "baseline"  # baseline | asgan: differ only in the D step
-    eps: float = 1 / 255  # FGSM step on reals, in eps_unit (images: [0, 1] pixel units)
-    eps_unit: str = "auto"  # auto (ring8/grid25: mode-std, else pixel) | pixel | mode-std
-    eps_warmup: int = 0  # iterations with eps = 0 at the start
-    eps_epoch_off: int = 0  # batches with eps = 0 at each epoch start (authors' script: 300)
-    # fgsm | gaussian (sign of N(0, I)) | none (D updated twice) | first-order (second step
-    # on clean reals + the first-order model of the loss at the FGSM point: trainers/steps.py)
-    perturbation: str = "fgsm"
-    second_step: str = "real+fake"  # real+fake (paper Eq. 9) | real (authors' script)
-    attack_mode: str = "train"  # train: gradient of the D step itself; eval: running BN stats
+    trainer: str = _field("baseline", "baseline | asgan: differ only in the D step")
+    eps: float = _field(1 / 255, "FGSM step on reals, in eps_unit: images [0, 1] pixel units "
+                        "(1/255 = one grey level), 2-D mixtures mode-std units (1 = one std of "
+                        "a mode); a number or a fraction such as 1/255")
+    eps_unit: str = _field("auto", "auto (ring8/grid25: mode-std, else pixel) | pixel | mode-std")
+    eps_warmup: int = _field(0, "iterations with eps = 0 at the start")
+    eps_epoch_off: int = _field(0, "batches with eps = 0 at each epoch start (authors' "
+                                "script: 300)")
+    perturbation: str = _field("fgsm", "fgsm | gaussian (sign of N(0, I)) | none (D updated "
+                               "twice) | first-order (second step on clean reals + the "
+                               "first-order model of the loss at the FGSM point: "
+                               "trainers/steps.py)")
+    second_step: str = _field("real+fake", "real+fake (paper Eq. 9) | real (authors' script)")
+    attack_mode: str = _field("train", "train: gradient of the D step itself | eval: running "
+                              "BN stats")
     # bookkeeping
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    sync_bn: bool = False  # multi-process runs: BatchNorm statistics over the global batch
-    on_nonfinite: str = "stop"  # stop: error naming the last good snapshot | skip: skip the step
-    log_every: int = 50  # iterations between stats.jsonl lines
-    sample_every: int = 500  # iterations between sample grids (0 = only at the end)
-    snapshot_every: int = 1000  # iterations between ckpt-<step> snapshots (and at the end)
-    keep_snapshots: int = 0  # keep only the newest k snapshots (0 = keep all)
-    tensorboard: bool = True
-    channels_last: bool = False  # NHWC nets and reals: 0.73-0.92x the CPU time (bench/)
+    seed: int = _field(0, "seeds the nets, the data order and every random draw of a run")
+    device: str = _field("auto", "auto | cpu | cuda")
+    sync_bn: bool = _field(False, "multi-process runs: BatchNorm statistics over the global "
+                           "batch")
+    on_nonfinite: str = _field("stop", "stop: error naming the last good snapshot | skip: skip "
+                               "the step")
+    log_every: int = _field(50, "iterations between stats.jsonl lines")
+    sample_every: int = _field(500, "iterations between sample grids (0 = only at the end)")
+    snapshot_every: int = _field(1000, "iterations between ckpt-<step> snapshots (and at the "
+                                 "end; 0 = only at the end)")
+    keep_snapshots: int = _field(0, "keep only the newest k snapshots (0 = keep all)")
+    tensorboard: bool = _field(True, "write TensorBoard events to RUN_DIR/tb")
+    channels_last: bool = _field(False, "NHWC nets and reals: 0.73-0.92x the CPU time (bench/)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -139,29 +156,14 @@ _LIMITS = {"width": 2**16, "z_dim": 2**16, "resolution": 2**12, "batch_size": 2*
 
 
 def parse_eps(text: str | float, unit: str = "pixel") -> float:
-    """``"1/255"``, ``"0.5/255"``, ``"0.004"`` or a float -> float in ``unit``: [0, 1] for
-    ``"pixel"``, any finite value >= 0 for ``"mode-std"`` (a multiple of a mode's std)."""
-    if isinstance(text, (int, float)):
-        value = float(text)
-    else:
-        s = str(text).strip()
-        try:
-            if "/" in s:
-                num, den = s.split("/", 1)
-                value = float(Fraction(num.strip()) / Fraction(den.strip()))
-            else:
-                value = float(s)
-        except (ValueError, ZeroDivisionError):
-            raise UserError(f"bad eps {s!r}: write a number or a fraction such as 1/255") from None
-    if unit == "mode-std":
-        if not 0.0 <= value < math.inf:
-            raise UserError(f"eps {text} is not a finite number >= 0: on 2-D mixtures eps is in "
-                            "mode-std units (1 = one std of a mode)")
-        return value
-    if not 0.0 <= value <= 1.0 or value != value:
-        raise UserError(f"eps {text} is outside [0, 1]: eps is in pixel units (1/255 = one grey "
-                        "level)")
-    return value
+    """``"1/255"``, ``"0.5/255"``, ``"1.5"`` or a float -> float in ``unit`` (a UserError
+    outside its range): [0, 1] for ``"pixel"``, a finite value >= 0 for ``"mode-std"`` (a
+    multiple of a mode's std; the upper end depends on the mixture, checked by the probes
+    against the checkpoint's recorded unit). Parsing: :mod:`trainers.eps`."""
+    from trainers.eps import EpsUnit, parse_number
+
+    value = parse_number(text)
+    return value if unit == "mode-std" else EpsUnit(unit).check(value)
 
 
 def field_types() -> dict[str, Any]:
@@ -278,3 +280,19 @@ def save_config(cfg: TrainConfig) -> str:
 def config_fields() -> list[str]:
     return [f.name for f in fields(TrainConfig)]
 
+
+def field_help() -> dict[str, str]:
+    """Each field's help text (units included) and default, as ``asgan-train --help`` shows
+    it: ``"<help> (default: <value>)"``."""
+    return {f.name: f"{f.metadata['help']} (default: {_shown(f.default)})"
+            for f in fields(TrainConfig)}
+
+
+def _shown(value: Any) -> str:
+    """A default as a user would type it: ``none``, ``true``, ``1/255`` for whole grey levels."""
+    if value is None or isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and 0 < value < 1 and round(value * 255) >= 1 \
+            and math.isclose(value * 255, round(value * 255)):
+        return f"{round(value * 255)}/255"
+    return str(value)

@@ -1,5 +1,7 @@
-"""The training loop: one function that reads top to bottom (``_train``, the body of
-``train``), plus small helpers.
+"""The training loop: ``train`` sets a run up (``_train``) and ``_iterate`` runs its
+iterations, each one screen: a batch, :func:`trainers.steps.train_step` (the D step(s) and the
+G step, which ``bench/asgan_overhead.py`` times too), skip accounting, the log window, samples,
+snapshots, signals; every part in a small function of its own.
 
 All randomness of an iteration (its batch order, latents, gaussian noise) is derived from
 ``(seed, step)``, never from a global RNG that advances, so a run resumed from any snapshot
@@ -19,6 +21,7 @@ training process holds for as long as it writes (:mod:`trainers.lock`: one write
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -31,7 +34,6 @@ from typing import Any
 
 import torch
 
-from probes.core.modes import frozen_params
 from trainers.checkpoint import (
     atomic_write_bytes,
     list_snapshots,
@@ -56,7 +58,7 @@ from trainers.faults import (
 )
 from trainers.lock import acquire
 from trainers.nets import build_net, net_specs
-from trainers.steps import D_STEPS, eps_in_force, g_loss
+from trainers.steps import eps_in_force, train_step
 
 
 def resolve_device(name: str) -> torch.device:
@@ -232,10 +234,111 @@ def _sole_writer(ctx: Dist, out: Path):
 
 def _train(cfg: TrainConfig, out: Path, ctx: Dist, *, resume: bool, progress: bool) -> Path:
     """The body of :func:`train`, run while this process (rank 0) holds ``out``'s lock."""
-    device = ctx.device
     data = load_dataset(cfg.data, root=cfg.data_root, resolution=cfg.resolution, seed=cfg.seed,
                         part=training_part(cfg.data, cfg.split))
-    G, D, opt_G, opt_D, g_spec, d_spec = build_models(cfg, data, device)
+    G, D, opt_G, opt_D, g_spec, d_spec = build_models(cfg, data, ctx.device)
+    start, wall_before = _open_run_dir(cfg, out, ctx, resume, G, D, opt_G, opt_D)
+    writer = _tensorboard(cfg, out, start) if ctx.main else None
+    G, D = wrap(G, ctx, sync_bn=cfg.sync_bn), wrap(D, ctx, sync_bn=cfg.sync_bn)
+    skip = cfg.on_nonfinite == "skip"
+    # skip: optimizers that refuse non-finite gradients; stop: the plain ones (no extra sync)
+    step_G, step_D = (SkipNonFinite(opt_G), SkipNonFinite(opt_D)) if skip else (opt_G, opt_D)
+    # eps's unit on this data and the absolute size of eps = 1 (hi - lo for pixels, the mode
+    # std on 2-D mixtures): the training FGSM converts with it and every probe reads it back
+    units = eps_units(data, resolve_eps_unit(cfg.data, cfg.eps_unit))
+    run = _Run(cfg=cfg, out=out, ctx=ctx, data=data, G=G, D=D, opt_G=opt_G, opt_D=opt_D,
+               step_G=step_G, step_D=step_D, units=units, writer=writer,
+               meta_base=_meta_base(cfg, data, units, g_spec, d_spec, ctx),
+               wall_before=wall_before)
+    bar = _progress(progress and ctx.main, start, cfg.steps)
+    with StopSignals() as stop, _closing(bar, writer):
+        return _iterate(run, start, bar, stop)
+
+
+@dataclasses.dataclass
+class _Run:
+    """What every iteration of one run reads (set up once by :func:`_train`)."""
+
+    cfg: TrainConfig
+    out: Path
+    ctx: Dist
+    data: Dataset
+    G: torch.nn.Module  # wrapped for data-parallel runs (trainers.distributed.wrap)
+    D: torch.nn.Module
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    step_G: Any  # opt_G, or SkipNonFinite(opt_G) with on_nonfinite=skip
+    step_D: Any
+    units: dict  # {"eps_unit", "eps_scale"} (trainers.data.eps_units)
+    writer: Any  # TensorBoard SummaryWriter or None
+    meta_base: dict  # every snapshot's meta, less its step and wall time
+    wall_before: float  # seconds trained before this start (a resumed run)
+    t_start: float = dataclasses.field(default_factory=time.perf_counter)
+
+    @property
+    def skip(self) -> bool:
+        return self.cfg.on_nonfinite == "skip"
+
+
+@dataclasses.dataclass
+class _Window:
+    """The iterations since the last stats line: their scalars (one list of 0-d tensors per
+    name), how many updates ``on_nonfinite=skip`` refused, and when the window began."""
+
+    start: int  # iterations done before the window
+    values: dict[str, list[torch.Tensor]] = dataclasses.field(default_factory=dict)
+    skipped: int = 0
+    t0: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def add(self, stats: dict[str, torch.Tensor]) -> None:
+        for key, value in stats.items():
+            self.values.setdefault(key, []).append(value)
+
+
+def _iterate(run: _Run, start: int, bar, stop: StopSignals) -> Path:
+    """Iterations ``start .. cfg.steps - 1``: train, log, sample, snapshot, stop on a signal.
+    Returns the last snapshot written."""
+    cfg, ctx, data = run.cfg, run.ctx, run.data
+    order = BatchOrder(data.n, cfg.batch_size, cfg.seed)
+    z_fixed = latents(cfg, 64, "samples").to(ctx.device)
+    buffers = all_buffers(run.G, run.D) if run.skip else []
+    window, in_a_row, last, last_step = _Window(start), 0, None, None
+    run.G.train()
+    run.D.train()
+    for step in range(start, cfg.steps):
+        x_real, z, pos = _batch(run, order, step)
+        saved = [b.clone() for b in buffers]  # BatchNorm buffers, if the update is refused
+        eps = eps_in_force(cfg, step, pos)
+        window.add(train_step(run.G, run.D, run.step_G, run.step_D, x_real, z, cfg=cfg,
+                              eps=eps, pixel_range=data.pixel_range,
+                              generator=rng(cfg.seed, "noise", step),
+                              shard=(ctx.rank, ctx.world), eps_scale=run.units["eps_scale"]))
+        if run.skip:
+            in_a_row = _count_skips(run, window, buffers, saved, in_a_row, step)
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            _log_window(run, window, done, eps)
+            window = _Window(done)
+        if ctx.main and ((cfg.sample_every and done % cfg.sample_every == 0)
+                         or done == cfg.steps):
+            save_samples(unwrap(run.G), z_fixed, data, run.out / "samples" / f"step-{done:06d}.png")
+        if (cfg.snapshot_every and done % cfg.snapshot_every == 0) or done == cfg.steps:
+            last, last_step = _snapshot(run, done, window), done
+        bar.update(1)
+        # all ranks stop at the same step; a signal during the last step changes nothing
+        if ctx.any(stop.signum is not None) and done < cfg.steps:
+            if last_step != done:
+                last = _snapshot(run, done, window)
+            ctx.barrier()  # rank 0's snapshot is on disk before anyone exits
+            raise Interrupted(stop.signum or signal.SIGTERM, done, last)
+    return last or list_snapshots(run.out)[-1]
+
+
+def _open_run_dir(cfg: TrainConfig, out: Path, ctx: Dist, resume: bool, G, D, opt_G, opt_D
+                  ) -> tuple[int, float]:
+    """Remove a killed process's debris, load the newest good snapshot when resuming, write
+    ``config.json`` and cut ``stats.jsonl`` back to the start step (rank 0 writes).
+    Returns (start step, wall time trained before it)."""
     start, wall_before = 0, 0.0
     if ctx.main:
         remove_partial_files(out)  # debris of a process killed mid-write
@@ -246,131 +349,98 @@ def _train(cfg: TrainConfig, out: Path, ctx: Dist, *, resume: bool, progress: bo
             _log(ctx, f"no complete snapshot in {out} yet: starting from step 0")
         else:
             start, wall_before = _restore(Path(last), G, D, opt_G, opt_D)
-    stats_path = out / "stats.jsonl"
     if ctx.main:
         atomic_write_bytes(out / "config.json", json.dumps(cfg.to_dict(), indent=2).encode())
-        _truncate_stats(stats_path, start)
-    writer = _tensorboard(cfg, out, start) if ctx.main else None
+        _truncate_stats(out / "stats.jsonl", start)
+    return start, wall_before
 
-    G, D = wrap(G, ctx, sync_bn=cfg.sync_bn), wrap(D, ctx, sync_bn=cfg.sync_bn)
-    skip = cfg.on_nonfinite == "skip"
-    # skip: optimizers that refuse non-finite gradients; stop: the plain ones (no extra sync)
-    step_G, step_D = (SkipNonFinite(opt_G), SkipNonFinite(opt_D)) if skip else (opt_G, opt_D)
-    buffers = all_buffers(G, D) if skip else []
-    d_step = D_STEPS[cfg.trainer]
-    nhwc = _nhwc(cfg, data)
-    order = BatchOrder(data.n, cfg.batch_size, cfg.seed)
-    z_fixed = latents(cfg, 64, "samples").to(device)
-    # eps's unit on this data and the absolute size of eps = 1 (hi - lo for pixels, the mode
-    # std on 2-D mixtures): the training FGSM converts with it and every probe reads it back
-    units = eps_units(data, resolve_eps_unit(cfg.data, cfg.eps_unit))
-    meta_base = {"config": cfg.to_dict(), "g_spec": g_spec, "d_spec": d_spec,
-                 "pixel_range": list(data.pixel_range), **units,
-                 # the part trained on and the split it belongs to (absent: all of the data),
-                 # so a probe rebuilds the held-out part without reading the config
-                 "data": {"name": data.name, "shape": list(data.shape),
-                          "part": data.info.get("part", "all"),
-                          **({"split": data.info["split"]} if "split" in data.info else {})},
-                 "torch": torch.__version__, "world_size": ctx.world}
-    window: dict[str, list[torch.Tensor]] = {}
-    window_start, skipped_window, skipped_in_a_row = start, 0, 0
-    t_window, t_start = time.perf_counter(), time.perf_counter()
-    last_snapshot, last_snapshot_step = None, None
-    bar = _progress(progress and ctx.main, start, cfg.steps)
-    G.train()
-    D.train()
 
-    def snapshot(done: int) -> Path:
-        # never write non-finite state: the previous snapshot stays the last good one
-        _check_state(ctx, out, done, window, window_start, unwrap(G), unwrap(D),
-                     losses=not skip)
-        path = out / snapshot_name(done)
-        if ctx.main:
-            meta = dict(meta_base, step=done,
-                        wall_time_s=wall_before + time.perf_counter() - t_start)
-            save_checkpoint(path, G=unwrap(G), D=unwrap(D), meta=meta, opt_G=opt_G,
-                            opt_D=opt_D)
-            _prune(out, cfg.keep_snapshots)
-        return path
+def _meta_base(cfg: TrainConfig, data: Dataset, units: dict, g_spec, d_spec, ctx: Dist) -> dict:
+    """The meta every snapshot of the run records (its step and wall time are added)."""
+    return {"config": cfg.to_dict(), "g_spec": g_spec, "d_spec": d_spec,
+            "pixel_range": list(data.pixel_range), **units,
+            # the part trained on and the split it belongs to (absent: all of the data),
+            # so a probe rebuilds the held-out part without reading the config
+            "data": {"name": data.name, "shape": list(data.shape),
+                     "part": data.info.get("part", "all"),
+                     **({"split": data.info["split"]} if "split" in data.info else {})},
+            "torch": torch.__version__, "world_size": ctx.world}
 
-    with StopSignals() as stop, _closing(bar, writer):
-        for step in range(start, cfg.steps):
-            idx, pos = order(step)
-            # every rank draws the global batch and latents and takes its slice: the data
-            # order and the noise are the single-process ones
-            x_real = data.get(ctx.shard(idx)).to(device, non_blocking=True)  # (B/W, *shape)
-            if nhwc:
-                x_real = x_real.contiguous(memory_format=torch.channels_last)
-            z = ctx.shard(latents(cfg, cfg.batch_size, step)).to(device)  # (B/W, z_dim)
-            saved = [b.clone() for b in buffers]
-            x_fake = G(z)
-            eps = eps_in_force(cfg, step, pos)
-            stats = d_step(D, step_D, x_real, x_fake, cfg=cfg, eps=eps,
-                           pixel_range=data.pixel_range, generator=rng(cfg.seed, "noise", step),
-                           shard=(ctx.rank, ctx.world), eps_scale=units["eps_scale"])
 
-            step_G.zero_grad(set_to_none=True)
-            with frozen_params(D):
-                # the plain D: under DDP a forward whose backward gives D no gradients
-                # would leave its reducer waiting; G's gradients are reduced by G's wrapper
-                loss_g, _ = g_loss(unwrap(D), x_fake)
-                loss_g.backward()
-            step_G.step()
+def _batch(run: _Run, order: BatchOrder, step: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """This process's slice of iteration ``step``: reals ``(B/W, *shape)`` and latents
+    ``(B/W, z_dim)`` on the device, and the batch's position in its epoch."""
+    cfg, ctx = run.cfg, run.ctx
+    idx, pos = order(step)
+    # every rank draws the global batch and latents and takes its slice: the data order and
+    # the noise are the single-process ones
+    x_real = run.data.get(ctx.shard(idx)).to(ctx.device, non_blocking=True)
+    if _nhwc(cfg, run.data):
+        x_real = x_real.contiguous(memory_format=torch.channels_last)
+    z = ctx.shard(latents(cfg, cfg.batch_size, step)).to(ctx.device)
+    return x_real, z, pos
 
-            stats["loss_g"] = loss_g.detach()
-            for key, value in stats.items():
-                window.setdefault(key, []).append(value)
-            if skip:
-                skipped = step_G.skipped + step_D.skipped
-                step_G.skipped = step_D.skipped = 0
-                skipped_window += skipped
-                skipped_in_a_row = skipped_in_a_row + 1 if skipped else 0
-                if skipped:  # BatchNorm stats of a non-finite forward are not kept either
-                    with torch.no_grad():
-                        for buf, old in zip(buffers, saved):
-                            buf.copy_(old)
-                if skipped_in_a_row >= SKIP_LIMIT:
-                    raise UserError(f"training diverged: {SKIP_LIMIT} iterations in a row had "
-                                    f"non-finite gradients up to step {step + 1}; last good "
-                                    f"snapshot: {_last_name(out)} (lower the learning rates "
-                                    "or eps)")
-            done = step + 1
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                elapsed = time.perf_counter() - t_window
-                row = {"step": done, "eps": eps}  # in the unit meta["eps_unit"] names
-                if units["eps_unit"] == "pixel":
-                    row["eps_255"] = round(eps * 255, 4)  # grey levels: pixel units only
-                row.update(ctx.mean({k: _window_mean(v, finite_only=skip)
-                                     for k, v in window.items()}))
-                row["images_per_s"] = (len(window["loss_g"]) * cfg.batch_size
-                                       / max(elapsed, 1e-9))
-                if skip:
-                    row["skipped"] = skipped_window
-                    row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                           for k, v in row.items()}
-                else:
-                    _check_finite(row, out, window, window_start)
-                if ctx.main:
-                    _append_jsonl(stats_path, row)
-                    if writer is not None:
-                        for k, v in row.items():
-                            if k != "step" and v is not None:
-                                writer.add_scalar(k, v, done)
-                window, window_start, skipped_window = {}, done, 0
-                t_window = time.perf_counter()
-            if ctx.main and ((cfg.sample_every and done % cfg.sample_every == 0)
-                             or done == cfg.steps):
-                save_samples(unwrap(G), z_fixed, data, out / "samples" / f"step-{done:06d}.png")
-            if (cfg.snapshot_every and done % cfg.snapshot_every == 0) or done == cfg.steps:
-                last_snapshot, last_snapshot_step = snapshot(done), done
-            bar.update(1)
-            # all ranks stop at the same step; a signal during the last step changes nothing
-            if ctx.any(stop.signum is not None) and done < cfg.steps:
-                if last_snapshot_step != done:
-                    last_snapshot = snapshot(done)
-                ctx.barrier()  # rank 0's snapshot is on disk before anyone exits
-                raise Interrupted(stop.signum or signal.SIGTERM, done, last_snapshot)
-    return last_snapshot or list_snapshots(out)[-1]
+
+def _count_skips(run: _Run, window: _Window, buffers: list[torch.Tensor],
+                 saved: list[torch.Tensor], in_a_row: int, step: int) -> int:
+    """``on_nonfinite=skip``: add this iteration's refused updates to the window, put back the
+    buffers its forward changed if one was refused, and stop after ``SKIP_LIMIT`` iterations
+    in a row with one. Returns the new count of such iterations in a row."""
+    skipped = run.step_G.skipped + run.step_D.skipped
+    run.step_G.skipped = run.step_D.skipped = 0
+    window.skipped += skipped
+    in_a_row = in_a_row + 1 if skipped else 0
+    if skipped:  # BatchNorm stats of a non-finite forward are not kept either
+        with torch.no_grad():
+            for buf, old in zip(buffers, saved):
+                buf.copy_(old)
+    if in_a_row >= SKIP_LIMIT:
+        raise UserError(f"training diverged: {SKIP_LIMIT} iterations in a row had "
+                        f"non-finite gradients up to step {step + 1}; last good "
+                        f"snapshot: {_last_name(run.out)} (lower the learning rates "
+                        "or eps)")
+    return in_a_row
+
+
+def _log_window(run: _Run, window: _Window, done: int, eps: float) -> None:
+    """One ``stats.jsonl`` line (and TensorBoard scalars) for the window ending at ``done``:
+    means over its iterations and the ranks. A non-finite mean is an error naming the first
+    bad step (``on_nonfinite=stop``) or null (``skip``, finite values only)."""
+    elapsed = time.perf_counter() - window.t0
+    row = {"step": done, "eps": eps}  # in the unit meta["eps_unit"] names
+    if run.units["eps_unit"] == "pixel":
+        row["eps_255"] = round(eps * 255, 4)  # grey levels: pixel units only
+    row.update(run.ctx.mean({k: _window_mean(v, finite_only=run.skip)
+                             for k, v in window.values.items()}))
+    row["images_per_s"] = (len(window.values["loss_g"]) * run.cfg.batch_size
+                           / max(elapsed, 1e-9))
+    if run.skip:
+        row["skipped"] = window.skipped
+        row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+               for k, v in row.items()}
+    else:
+        _check_finite(row, run.out, window.values, window.start)
+    if run.ctx.main:
+        _append_jsonl(run.out / "stats.jsonl", row)
+        if run.writer is not None:
+            for k, v in row.items():
+                if k != "step" and v is not None:
+                    run.writer.add_scalar(k, v, done)
+
+
+def _snapshot(run: _Run, done: int, window: _Window) -> Path:
+    """Write ``ckpt-<done>`` (rank 0) with weights, optimizer state and meta; its path."""
+    G, D = unwrap(run.G), unwrap(run.D)
+    # never write non-finite state: the previous snapshot stays the last good one
+    _check_state(run.ctx, run.out, done, window.values, window.start, G, D,
+                 losses=not run.skip)
+    path = run.out / snapshot_name(done)
+    if run.ctx.main:
+        meta = dict(run.meta_base, step=done,
+                    wall_time_s=run.wall_before + time.perf_counter() - run.t_start)
+        save_checkpoint(path, G=G, D=D, meta=meta, opt_G=run.opt_G, opt_D=run.opt_D)
+        _prune(run.out, run.cfg.keep_snapshots)
+    return path
 
 
 @contextlib.contextmanager

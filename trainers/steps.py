@@ -1,4 +1,5 @@
-"""The D steps: ``baseline`` and ``asgan`` (SPEC section 2), and the shared GAN losses.
+"""The D steps: ``baseline`` and ``asgan`` (SPEC section 2), the shared GAN losses, and
+:func:`train_step`, one GAN iteration (the loop and ``bench/asgan_overhead.py`` both call it).
 
 Both steps take the same arguments and return named scalar tensors (no ``.item()`` here: the
 loop syncs once per log window). The only difference between the trainers is which of these
@@ -36,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from probes.core.attacks import fgsm
+from probes.core.modes import frozen_params
 from trainers.config import TrainConfig
 from trainers.distributed import unwrap
 
@@ -303,6 +305,33 @@ def d_step_asgan(D, opt_D, x_real, x_fake, *, cfg: TrainConfig, eps: float,
 
 
 D_STEPS = {"baseline": d_step_baseline, "asgan": d_step_asgan}
+
+
+def train_step(G: nn.Module, D: nn.Module, opt_G, opt_D, x_real: torch.Tensor,
+               z: torch.Tensor, *, cfg: TrainConfig, eps: float, pixel_range, generator,
+               shard=(0, 1), eps_scale=None) -> dict[str, torch.Tensor]:
+    """One training iteration: ``x_fake = G(z)``, the D step(s) of ``cfg.trainer``
+    (``D_STEPS``), then one G step on the same fakes with D's parameters frozen.
+
+    ``x_real`` ``(B, *shape)`` and ``z`` ``(B, z_dim)`` are this process's slice of the
+    iteration's batch; ``eps`` is the size in force (:func:`eps_in_force`), in the data's
+    eps unit (``eps_scale``: its absolute size of 1). ``opt_G`` / ``opt_D`` are optimizers or
+    :class:`trainers.faults.SkipNonFinite` wrappers. Returns the D step's scalars plus
+    ``loss_g``, detached 0-d tensors (no ``.item()``: the loop syncs once per log window).
+    """
+    x_fake = G(z)
+    stats = D_STEPS[cfg.trainer](D, opt_D, x_real, x_fake, cfg=cfg, eps=eps,
+                                 pixel_range=pixel_range, generator=generator, shard=shard,
+                                 eps_scale=eps_scale)
+    opt_G.zero_grad(set_to_none=True)
+    with frozen_params(D):
+        # the plain D: under DDP a forward whose backward gives D no gradients would leave
+        # its reducer waiting; G's gradients are reduced by G's wrapper
+        loss_g, _ = g_loss(unwrap(D), x_fake)
+        loss_g.backward()
+    opt_G.step()
+    stats["loss_g"] = loss_g.detach()
+    return stats
 
 
 def eps_in_force(cfg: TrainConfig, step: int, batch_in_epoch: int) -> float:

@@ -126,6 +126,16 @@ def foolbox_attack(D: nn.Module, x: torch.Tensor, *, attack: Any, eps: Sequence[
     return [c.detach() for c in clipped]
 
 
+def norm_name(attack: Any) -> str | None:
+    """``"linf"``, ``"l2"``, ``"l1"`` or ``"l0"``: the norm a foolbox attack's eps is a radius
+    in (the records' ``norm``); None when the attack declares no Lp distance."""
+    try:
+        p = attack.distance.p
+    except (AttributeError, ValueError):  # foolbox raises ValueError for "unknown distance"
+        return None
+    return {float("inf"): "linf", 2: "l2", 1: "l1", 0: "l0"}.get(p)
+
+
 def foolbox_crafter(name: str, *, seed: int = 0, **kwargs: Any):
     """A crafter for :func:`probes.core.sweep.attack_sweep` running ``foolbox.attacks.<name>``.
 
@@ -152,4 +162,5 @@ def foolbox_crafter(name: str, *, seed: int = 0, **kwargs: Any):
                                         pixel_range=pixel_range, eps_scale=eps_scale)
 
     craft.method = f"foolbox:{name}"
+    craft.norm = norm_name(attack)
     return craft

@@ -79,10 +79,9 @@ def check_at_least(**values: tuple[int | None, int]) -> None:
 
 
 def parse_eps_list(text: str) -> list[float]:
-    """``"0,0.5/255,1/255"`` -> floats in [0, 1] pixel units (UserError on a bad entry)."""
-    from trainers.config import parse_eps
+    """``"0,0.5/255,1/255"`` or ``"0,0.5,1.5"`` -> floats >= 0, in the eps unit of the
+    checkpoint they are applied to (:mod:`trainers.eps`; the measure checks each unit's range).
+    A UserError on a bad entry."""
+    from trainers.eps import parse_list
 
-    items = [s for s in text.split(",") if s.strip()]
-    if not items:
-        raise UserError(f"empty eps list {text!r}; write e.g. --eps 0,1/255,2/255")
-    return [parse_eps(s) for s in items]
+    return parse_list(text)

@@ -30,9 +30,12 @@ def run(args) -> int:
 
         md = write_report(args.runs, args.out)
     else:
+        from probes.study.arms import shipped_plan
         from probes.study.report import write_study_report
 
-        md = write_study_report(args.out, n_quality=args.n_quality, n_stacked=args.n_stacked,
-                                seed=args.seed)
+        # the shipped study's plan file (studies/SHIPPED names it): the same report as
+        # asgan-study report PLAN --root <checkout>
+        md = write_study_report(args.out, plan=shipped_plan(), n_quality=args.n_quality,
+                                n_stacked=args.n_stacked, seed=args.seed)
     log(f"wrote {md}")
     return 0

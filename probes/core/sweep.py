@@ -1,8 +1,10 @@
 """Robustness curves of a GAN discriminator: attack sweeps over eps, minimal flipping eps, transfer.
 
 For one population (reals, attacked toward "fake"; or generated samples, attacked toward
-"real") and a list of eps in [0, 1] pixel units, :func:`attack_sweep` crafts FGSM / BIM (or any
-crafter, e.g. a foolbox attack) perturbations on D and reports, per eps:
+"real") and a list of eps (radii in the attack's norm, in the data's eps unit: [0, 1] pixel
+units for images), :func:`attack_sweep` crafts the perturbations of an attack registered in
+:data:`ATTACKS` (FGSM, BIM, PGD-L2) or of any crafter (e.g. a foolbox attack) on D and reports,
+per eps:
 
 - ``clean_accuracy``: share of samples on the right side of logit 0 before the attack
   (reals: ``D(x) > 0``; fakes: ``D(x) < 0``);
@@ -37,19 +39,21 @@ Torch and numpy only.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from probes.core.attacks import (
-    bim_loop,
+    NORMS,
     default_step_size,
     direction,
     eps_to_abs,
+    iterate,
     linf_step,
     logit_grad,
 )
@@ -77,24 +81,26 @@ def craft_fgsm(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: s
     return logits, [x if e == 0 else linf_step(x, g, a, lo, hi) for e, a in zip(eps, steps)]
 
 
-def craft_bim(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: str,
-              pixel_range: tuple[float, float], steps: int = 10,
+def craft_pgd(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: str,
+              pixel_range: tuple[float, float], norm: str = "linf", steps: int = 10,
               step_size: float | None = None, noise: torch.Tensor | None = None,
               stack: bool = False, eps_scale: float | None = None, **_: Any
               ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
-    """BIM at every eps. With ``stack`` (per-sample modes only) all eps run as one batch of
-    ``len(eps) * N`` samples with per-sample radii: one forward/backward per step instead of
-    one per eps and step.
+    """BIM (``norm="linf"``) or PGD-L2 (``"l2"``) at every eps. With ``stack`` (per-sample
+    modes only) all eps run as one batch of ``len(eps) * N`` samples with per-sample radii: one
+    forward/backward per step instead of one per eps and step.
 
     Args:
-        noise: uniform noise in [-1, 1], shape of ``x``, for a random start (scaled by each
-            eps, so every eps starts from the same relative point); None = start at ``x``.
+        noise: a point of the unit ball per sample (``Norm.noise``), shape of ``x``, for a
+            random start (scaled by each eps, so every eps starts from the same relative point);
+            None = start at ``x``.
 
     Returns:
         ``(clean logits (N,) or None (random start), [x_adv per eps])``; equal to
-        :func:`probes.core.attacks.bim`.
+        :func:`probes.core.attacks.pgd`.
     """
     lo, hi = pixel_range
+    hooks = NORMS[norm]
     todo = [i for i, e in enumerate(eps) if e > 0]
     out = [x] * len(eps)
     if not todo:
@@ -110,30 +116,64 @@ def craft_bim(D: nn.Module, x: torch.Tensor, eps: Sequence[float], *, toward: st
         alpha = torch.tensor(alphas).repeat_interleave(n).to(x0).view(-1, *[1] * (x.dim() - 1))
         start = x0 if noise is None else (x0 + radius * noise.repeat(k, *([1] * (x.dim() - 1)))
                                           ).clamp_(lo, hi)
-        adv, logits = bim_loop(D, x0, start, radius=radius, alpha=alpha, steps=steps,
-                               toward=toward, pixel_range=pixel_range)
+        adv, logits = iterate(D, x0, start, radius=radius, alpha=alpha, steps=steps,
+                              toward=toward, pixel_range=pixel_range, norm=hooks)
         for j, i in enumerate(todo):
             out[i] = adv[j * n:(j + 1) * n]
         return (None if noise is not None else logits[:n]), out
     clean = None
     for i, r, a in zip(todo, radii, alphas):
         start = x if noise is None else (x + r * noise).clamp_(lo, hi)
-        out[i], logits = bim_loop(D, x, start, radius=r, alpha=a, steps=steps, toward=toward,
-                                  pixel_range=pixel_range)
+        out[i], logits = iterate(D, x, start, radius=r, alpha=a, steps=steps, toward=toward,
+                                 pixel_range=pixel_range, norm=hooks)
         clean = logits if clean is None and noise is None else clean
     return clean, out
 
 
-CRAFTERS: dict[str, Crafter] = {"fgsm": craft_fgsm, "bim": craft_bim}
+# ----------------------------------------------------------------------------- the registry
+class Attack(NamedTuple):
+    """One attack by name: everything the sweep, the minimal-eps bisection, the measure
+    (:func:`probes.measures.attack.attack`) and the CLI read about it.
+
+    Attributes:
+        crafter: ``f(D, x, eps list, *, toward, pixel_range, norm, steps, step_size, noise,
+            stack, eps_scale) -> (clean logits or None, [x_adv per eps])``.
+        norm: the norm eps is a radius in (:data:`probes.core.attacks.NORMS`).
+        iterative: ``steps``, ``step_size`` and ``random_start`` apply (else one gradient).
+        min_eps: :func:`min_flip_eps` can bisect it.
+        steps: default iterations (1 for a one-gradient attack).
+        help: one line for ``--help`` and the docs.
+    """
+
+    crafter: Crafter
+    norm: str
+    iterative: bool
+    min_eps: bool
+    steps: int
+    help: str
 
 
-def _crafter(method: str | Crafter) -> tuple[Crafter, str]:
+ATTACKS: dict[str, Attack] = {
+    "fgsm": Attack(craft_fgsm, "linf", False, True, 1,
+                   "one signed-gradient step of eps (L-inf)"),
+    "bim": Attack(craft_pgd, "linf", True, True, 10,
+                  "iterated signed-gradient steps in the L-inf ball (PGD with --random-start)"),
+    "pgd-l2": Attack(craft_pgd, "l2", True, True, 10,
+                     "normalized-gradient steps in the L2 ball of radius eps (PGD-L2)"),
+}
+"""Registered attacks. Adding one: a crafter (or a :class:`probes.core.attacks.Norm` for
+:func:`craft_pgd`) and one entry here; the sweep, :func:`min_flip_eps`, the measure and the
+CLI's ``--method`` read this table."""
+
+
+def _crafter(method: str | Crafter) -> tuple[Crafter, str, Attack | None]:
     if callable(method):
-        return method, getattr(method, "method", getattr(method, "__name__", "custom"))
-    if method not in CRAFTERS:
-        raise ValueError(f"unknown method {method!r}: choose one of {sorted(CRAFTERS)} or pass "
+        return method, getattr(method, "method", getattr(method, "__name__", "custom")), None
+    if method not in ATTACKS:
+        raise ValueError(f"unknown method {method!r}: choose one of {sorted(ATTACKS)} or pass "
                          "a crafter (e.g. probes.adapters.foolbox.foolbox_crafter)")
-    return CRAFTERS[method], method
+    rec = ATTACKS[method]
+    return functools.partial(rec.crafter, norm=rec.norm), method, rec
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -248,13 +288,16 @@ def attack_sweep(
             D's device one group at a time); not modified.
         eps: perturbation sizes in [0, 1] pixel units (``1/255`` = one grey level); 0 allowed.
         population: ``"real"`` (attacked toward "fake") or ``"fake"`` (toward "real").
-        method: ``"fgsm"``, ``"bim"`` or a crafter ``f(D, x, eps, *, toward, pixel_range,
-            steps, step_size, noise, stack) -> (clean logits or None, [x_adv per eps])``
-            such as :func:`probes.adapters.foolbox.foolbox_crafter`.
-        steps, step_size: BIM iterations and step (pixel units; default
-            :func:`probes.core.attacks.default_step_size` of each eps).
-        random_start: BIM from a uniform point of the eps ball, drawn per sample from
-            ``seed`` on the CPU (the same relative point for every eps).
+        method: a name in :data:`ATTACKS` (``"fgsm"``, ``"bim"``, ``"pgd-l2"``) or a crafter
+            ``f(D, x, eps, *, toward, pixel_range, steps, step_size, noise, stack) -> (clean
+            logits or None, [x_adv per eps])`` such as
+            :func:`probes.adapters.foolbox.foolbox_crafter`. eps is a radius in the method's
+            norm (``norm`` in the records): for ``pgd-l2`` the L2 norm of the whole
+            perturbation in eps units, so ``mean_l2 <= eps``.
+        steps, step_size: iterations and step length of an iterative method (eps units, in
+            its norm; default :func:`probes.core.attacks.default_step_size` of each eps).
+        random_start: an iterative method starts from a uniform point of its eps ball, drawn
+            per sample from ``seed`` on the CPU (the same relative point for every eps).
         seed: seed of the random start.
         mode: ``"auto" | "frozen" | "batch" | "eval"`` (:mod:`probes.core.modes`), resolved
             per discriminator (``auto``: ``frozen`` with BatchNorm, else ``eval``).
@@ -274,7 +317,8 @@ def attack_sweep(
 
     Returns:
         One record per (evaluated discriminator, eps), D's own first: ``evaluated_on``
-        (``"self"`` or the ``transfer_to`` name), ``population, method, eps, eps_255, n, mode,
+        (``"self"`` or the ``transfer_to`` name), ``population, method, norm`` (``"linf"``,
+        ``"l2"``; a crafter's ``.norm`` or None), ``eps, eps_255, n, mode,
         craft_mode, clean_accuracy, adv_accuracy, n_correct, flip_rate, mean_logit_shift,
         median_logit_shift, mean_loss_increase, mean_linf, mean_l2, steps, step_size,
         random_start, seed, bn_group, reference_n, pixel_range, warning`` (module docstring for
@@ -292,7 +336,8 @@ def attack_sweep(
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     toward, sign = _population(population)
-    craft, method_name = _crafter(method)
+    craft, method_name, rec = _crafter(method)
+    iterative = rec is not None and rec.iterative
     targets = {"self": D, **dict(transfer_to or {})}
     modes = {name: resolve_mode(T, mode) for name, T in targets.items()}
     any_batch = "batch" in modes.values()
@@ -300,9 +345,9 @@ def attack_sweep(
     n, dev = x.shape[0], _device(D)
     lo, hi = pixel_range
     noise = None
-    if random_start:
+    if random_start:  # a point of the unit ball per sample, on the CPU
         g = torch.Generator().manual_seed(seed)
-        noise = torch.rand(x.shape, generator=g, dtype=x.dtype) * 2 - 1  # per sample, CPU
+        noise = NORMS[rec.norm if rec else "linf"].noise(x.shape, g, x.dtype)
     clean = {k: torch.empty(n, device=dev) for k in targets}
     adv = {k: torch.empty(len(eps), n, device=dev) for k in targets}
     linf = torch.empty(len(eps), n, device=dev)
@@ -336,13 +381,14 @@ def attack_sweep(
         for e, row in zip(eps, _summaries(*host[name], linf_h, l2_h, eps, sign,
                                              pixels=eps_scale is None)):
             step = None
-            if method_name == "bim":
+            if iterative:
                 step = default_step_size(e, steps) if step_size is None else step_size
             records.append({
                 "evaluated_on": name, "population": population, "method": method_name,
+                "norm": rec.norm if rec else getattr(method, "norm", None),
                 **row, "mode": modes[name], "craft_mode": modes["self"],
-                "steps": steps if method_name == "bim" else (1 if method_name == "fgsm" else None),
-                "step_size": step, "random_start": bool(random_start and method_name == "bim"),
+                "steps": steps if iterative else (rec.steps if rec else None),
+                "step_size": step, "random_start": bool(random_start and iterative),
                 "seed": seed, "bn_group": bn_group if any_batch else None,
                 "reference_n": int(ref.shape[0]) if "frozen" in modes.values() else None,
                 "pixel_range": [float(lo), float(hi)],
@@ -352,32 +398,30 @@ def attack_sweep(
 
 
 # ----------------------------------------------------------------------------- min eps
-def _flip_fn(D: nn.Module, x: torch.Tensor, method: str, *, toward: str, sign: float,
+def _flip_fn(D: nn.Module, x: torch.Tensor, rec: Attack, *, toward: str, sign: float,
              steps: int, step_size: float | None, pixel_range: tuple[float, float],
              eps_scale: float | None = None):
     """``(clean logits, f)`` where ``f(eps (N,)) -> bool (N,)``: does the attack at each
-    sample's eps put it on the wrong side of logit 0? FGSM reuses one gradient."""
+    sample's eps put it on the wrong side of logit 0? A one-gradient attack (FGSM) reuses its
+    gradient; an iterative one runs :func:`probes.core.attacks.iterate` in its norm."""
     lo, hi = pixel_range
     s = direction(toward)
-    if method == "fgsm":
+    if not rec.iterative:  # FGSM: the only one-gradient attack registered (L-inf)
         logits0, g = logit_grad(D, x)
 
         def flips(e: torch.Tensor) -> torch.Tensor:
             step = s * eps_to_abs(e, pixel_range, like=x, scale=eps_scale)
             return sign * D(linf_step(x, g, step, lo, hi)) <= 0
         return logits0, flips
-    if method != "bim":
-        raise ValueError(f"min_flip_eps supports methods fgsm and bim, not {method!r}")
     with torch.no_grad():
         logits0 = D(x)
 
     def flips(e: torch.Tensor) -> torch.Tensor:
         a = e * default_step_size(1.0, steps) if step_size is None else torch.full_like(
             e, step_size)
-        xa, _ = bim_loop(D, x, x, radius=eps_to_abs(e, pixel_range, like=x, scale=eps_scale),
-                         alpha=eps_to_abs(a, pixel_range, like=x, scale=eps_scale), steps=steps,
-                         toward=toward,
-                         pixel_range=pixel_range)
+        xa, _ = iterate(D, x, x, radius=eps_to_abs(e, pixel_range, like=x, scale=eps_scale),
+                        alpha=eps_to_abs(a, pixel_range, like=x, scale=eps_scale), steps=steps,
+                        toward=toward, pixel_range=pixel_range, norm=NORMS[rec.norm])
         return sign * D(xa) <= 0
     return logits0, flips
 
@@ -404,8 +448,8 @@ def min_flip_eps(
 
     The answer is an eps that flips the sample, within ``eps_max / 2**iters`` of the smallest
     one when flipping is monotone in eps (bisection assumes it). FGSM costs one gradient and
-    ``iters + 1`` forwards per group; BIM ``iters + 1`` full attacks (its step is
-    ``default_step_size`` of each sample's eps, or ``step_size`` when given).
+    ``iters + 1`` forwards per group; BIM and PGD-L2 ``iters + 1`` full attacks (their step
+    is ``default_step_size`` of each sample's eps, or ``step_size`` when given).
 
     Args:
         D, x, population, mode, pixel_range, batch_size, bn_group, reference, eps_scale,
@@ -413,10 +457,10 @@ def min_flip_eps(
             :func:`attack_sweep`. In the default (per-sample) modes each sample's bisection
             sees only its own perturbation; in ``batch`` mode every sample of a group is
             bisected at once and its answer depends on its neighbours' eps.
-        method: ``"fgsm"`` or ``"bim"``.
-        eps_max: upper end of the search, pixel units.
+        method: a name in :data:`ATTACKS` whose ``min_eps`` is set (fgsm, bim, pgd-l2).
+        eps_max: upper end of the search, in eps units (a radius in the method's norm).
         iters: bisection steps.
-        steps, step_size: BIM settings.
+        steps, step_size: settings of an iterative method.
 
     Returns:
         ``per_sample``: float64 array ``(N,)`` in pixel units, NaN where D is wrong on the clean
@@ -430,6 +474,11 @@ def min_flip_eps(
         >>> out["median"] * 255   # grey levels
     """
     eps_to_abs(eps_max, pixel_range, scale=eps_scale)
+    bisectable = [k for k, a in ATTACKS.items() if a.min_eps]
+    if method not in bisectable:
+        raise ValueError(f"min_flip_eps supports methods {', '.join(bisectable)}, not "
+                         f"{method!r}")
+    rec = ATTACKS[method]
     if iters < 0:
         raise ValueError(f"iters must be >= 0, got {iters}")
     toward, sign = _population(population)
@@ -439,7 +488,7 @@ def min_flip_eps(
     with probe_model(D, mode, ref) as (model, resolved):
         for sl in groups(n, bn_group if resolved == "batch" else batch_size):
             xc = x[sl].to(dev, non_blocking=True)
-            logits0, flips = _flip_fn(model, xc, method, toward=toward, sign=sign, steps=steps,
+            logits0, flips = _flip_fn(model, xc, rec, toward=toward, sign=sign, steps=steps,
                                       step_size=step_size, pixel_range=pixel_range,
                                       eps_scale=eps_scale)
             with torch.no_grad():
@@ -466,7 +515,8 @@ def min_flip_eps(
     return {
         "per_sample": per, "population": population, "method": method, "mode": resolved,
         "eps_max": float(eps_max), "iters": iters, "resolution": float(eps_max) / 2 ** iters,
-        "steps": steps if method == "bim" else 1, "n": n, "n_correct": int(valid.size),
+        "norm": rec.norm, "steps": steps if rec.iterative else rec.steps, "n": n,
+        "n_correct": int(valid.size),
         "flipped_share": float(np.isfinite(valid).mean()) if valid.size else None,
         "median": _json(qs[QUANTILES.index(0.5)]),
         "quantiles": {str(q): _json(v) for q, v in zip(QUANTILES, qs)},

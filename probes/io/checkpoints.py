@@ -12,17 +12,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from trainers.eps import of_meta
+
 DEFAULT_GROUP = 64  # DCGAN's training batch, for foreign files that do not record theirs
 
 
 def describe(meta: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """Short facts that identify a checkpoint in results: path, step, trainer, eps (pixel
-    units), perturbation, data, D architecture; for a discriminator file of another family
+    """Short facts that identify a checkpoint in results: path, step, trainer, eps (in the
+    checkpoint's eps unit) and ``eps_label`` (:meth:`trainers.eps.EpsUnit.label`: "0.5/255",
+    "0.5 std"), perturbation, data, D architecture; for a discriminator file of another family
     also its format, family, the reduction of its output to (N,) logits, the class bound
     (``class_label``) and its input range."""
     cfg = meta.get("config", {})
+    asgan = cfg.get("trainer") == "asgan"
     info = {"checkpoint": str(path), "step": meta.get("step"), "trainer": cfg.get("trainer"),
-            "eps": cfg.get("eps") if cfg.get("trainer") == "asgan" else None,
+            "eps": cfg.get("eps") if asgan else None,
+            "eps_label": of_meta(meta).label(cfg.get("eps") or 0) if asgan else None,
             "perturbation": cfg.get("perturbation") if cfg.get("trainer") == "asgan" else None,
             "data": meta.get("data", {}).get("name", cfg.get("data")),
             "d_arch": meta.get("d_spec", {}).get("arch")}
@@ -34,9 +39,11 @@ def describe(meta: dict[str, Any], path: str | Path) -> dict[str, Any]:
 
 
 def kind(info: dict[str, Any]) -> str:
-    """What trained it, from :func:`describe`: ``baseline``, ``asgan, fgsm eps 1/255``..."""
+    """What trained it, from :func:`describe`: ``baseline``, ``asgan, fgsm eps 1/255``,
+    ``asgan, fgsm eps 0.5 std`` (its eps in the unit the checkpoint records)..."""
     if info.get("trainer") == "asgan":
-        return f"asgan, {info.get('perturbation') or 'fgsm'} eps {(info['eps'] or 0) * 255:g}/255"
+        eps = info.get("eps_label") or of_meta({}).label(info.get("eps") or 0)
+        return f"asgan, {info.get('perturbation') or 'fgsm'} eps {eps}"
     return info.get("trainer") or "?"
 
 

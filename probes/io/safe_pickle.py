@@ -34,6 +34,7 @@ import io
 import pickle
 import pickletools
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -289,6 +290,20 @@ def _zip_parts(zf: zipfile.ZipFile, what: str) -> tuple[str, bytes]:
     return prefix, zf.read(names[0])
 
 
+def zip_pickle_bytes(path: str | Path, limit: int | None = None) -> bytes | None:
+    """The ``data.pkl`` bytes of a ``torch.save`` zip (for a sniffer to look at, unpickled),
+    or None: not such a zip, damaged, or its pickle larger than ``limit`` bytes. Never
+    raises."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [i for i in zf.infolist() if i.filename.endswith("data.pkl")]
+            if len(names) != 1 or (limit is not None and names[0].file_size > limit):
+                return None
+            return zf.read(names[0])
+    except Exception:  # noqa: BLE001 - not a zip, unreadable, truncated: nothing to sniff
+        return None
+
+
 def load_torch_zip(path: str | Path, *, stubs: Iterable[str] = (), what: str | None = None
                    ) -> Any:
     """Read a ``torch.save`` zip file as :func:`load_pickle` reads a pickle: tensors and plain
@@ -300,11 +315,9 @@ def load_torch_zip(path: str | Path, *, stubs: Iterable[str] = (), what: str | N
     except (zipfile.BadZipFile, OSError, ValueError) as err:
         raise _fail(what, err) from None
     with zf:
-        try:  # a damaged archive (bad header, CRC, truncated record) fails here, not in zf()
+        try:
             prefix, data = _zip_parts(zf, what)
-        except UserError:
-            raise
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as err:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as err:  # damaged archive
             raise _fail(what, err) from None
         cache: dict[str, Any] = {}
 
@@ -401,7 +414,7 @@ def scan_globals(path: str | Path) -> list[str]:
                 _, data = _zip_parts(zf, str(path))
         else:
             data = Path(path).read_bytes()
-    except (OSError, UserError):
+    except (OSError, UserError, zipfile.BadZipFile, zlib.error, EOFError):
         return []
     if not data or data[0] != 0x80 and not data[:1].isalpha() and data[:1] not in b"(]}":
         return []

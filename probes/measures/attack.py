@@ -1,9 +1,10 @@
-"""Robustness of discriminator checkpoints: FGSM/BIM (or foolbox) sweeps, transfer, minimal eps.
+"""Robustness of discriminator checkpoints: FGSM/BIM/PGD-L2 (or foolbox) sweeps, transfer, min eps.
 
 :func:`attack` is the measurement behind ``asgan-probe attack``, the study's robustness numbers
 and notebook 02: load, draw seeded inputs (with their clean reference group), call
 :func:`probes.core.sweep.attack_sweep` / :func:`probes.core.sweep.min_flip_eps`, and return the
-JSON-able record. Defaults live here, once.
+JSON-able record. Defaults live here, once (``asgan-probe attack`` reads them); the attacks by
+name live in :data:`probes.core.sweep.ATTACKS`.
 """
 
 from __future__ import annotations
@@ -14,24 +15,30 @@ from typing import Any
 
 import torch
 
+from probes.core.sweep import ATTACKS
 from probes.io.checkpoints import facts, group_size, pixel_range
+from trainers.eps import DEFAULT_GRID, EpsUnit, of_meta
 from trainers.errors import UserError
 
-DEFAULT_EPS = (0, 0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
-OWN = ("fgsm", "bim")
-BIM_STEPS = 10
+DEFAULT_EPS = DEFAULT_GRID["pixel"]  # eps=None: each checkpoint's unit's grid (DEFAULT_GRID)
+N = 1000  # samples per population: mnist10k's held-out reals
+STEPS = ATTACKS["bim"].steps  # iterations of bim and pgd-l2 (their registered default)
+BATCH_SIZE = 256  # samples per pass in per-sample modes (memory only)
+BISECT_STEPS = 10  # minimal-eps bisection iterations
+METHODS = f"{', '.join(ATTACKS)} or foolbox:<AttackName>"  # what --method takes
 
 
 def crafter(method: str, *, seed: int = 0, steps: int | None = None,
             foolbox_kwargs: dict[str, Any] | None = None):
-    """``"fgsm"``/``"bim"`` as they are, or a foolbox crafter for ``"foolbox:<Attack>"``."""
-    if method in OWN:
+    """A name of :data:`probes.core.sweep.ATTACKS` as it is, or a foolbox crafter for
+    ``"foolbox:<Attack>"``."""
+    if method in ATTACKS:
         return method
     from probes.adapters.foolbox import accepts, attack_names, foolbox_crafter
 
     name = method[len("foolbox:"):] if method.startswith("foolbox:") else None
     if name is None or name not in attack_names():
-        raise UserError(f"unknown method {method!r}; use fgsm, bim or foolbox:<AttackName> "
+        raise UserError(f"unknown method {method!r}; use {METHODS} "
                         f"(foolbox attacks: {', '.join(attack_names())})")
     kwargs = dict(foolbox_kwargs or {})
     if steps is not None and "steps" not in kwargs and accepts(name, "steps"):
@@ -115,24 +122,41 @@ def _transfer_targets(path, meta, label, targets) -> dict[str, tuple[str, Any]]:
     return out
 
 
+def _eps_in_unit(unit: EpsUnit, path, eps: Sequence[float] | None,
+                step_size: float | None, eps_max: float | None
+                ) -> tuple[EpsUnit, list[float], float]:
+    """``(unit, eps grid, bisection top)`` of one checkpoint, each size checked against the
+    unit's range (a UserError naming the checkpoint)."""
+    grid = list(unit.default_grid() if eps is None else eps)
+    try:
+        grid = [unit.check(e) for e in grid]
+        if step_size is not None:
+            unit.check(step_size, "step size")
+        top = unit.check(eps_max if eps_max is not None
+                         else (max(grid) or max(unit.default_grid())), "eps max")
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    return unit, grid, top
+
+
 def attack(
     paths: Sequence[Any],
     *,
-    eps: Sequence[float] = DEFAULT_EPS,
+    eps: Sequence[float] | None = None,
     methods: Sequence[str] = ("fgsm",),
     populations: Sequence[str] = ("real", "fake"),
-    n: int = 1000,
-    steps: int = BIM_STEPS,
+    n: int = N,
+    steps: int = STEPS,
     step_size: float | None = None,
     random_start: bool = False,
     mode: str = "auto",
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int = BATCH_SIZE,
     bn_group: int | None = None,
     transfer_to: Sequence[str] = (),
     min_eps: bool = False,
     eps_max: float | None = None,
-    bisect_steps: int = 10,
+    bisect_steps: int = BISECT_STEPS,
     data: str | None = None,
     data_root: str | None = None,
     reals: str | None = None,
@@ -153,11 +177,15 @@ def attack(
         paths: discriminators: checkpoint files (``format`` says how to read them; foreign
             files carry no G), ``(D, meta)`` pairs from ``probes.discriminator(module, ...)``,
             or bare modules (declared with defaults and the shape of ``x``).
-        eps: sizes in the checkpoint's eps unit (``trainers.data.eps_units_of``): [0, 1] pixel
+        eps: sizes in each checkpoint's eps unit (:func:`trainers.eps.of_meta`): [0, 1] pixel
             units for images, multiples of a mode's std on the 2-D mixtures (their old
-            checkpoints: pixel units of the plotting box, as recorded); foolbox L2/L1 attacks:
-            the radius in that norm.
-        methods: ``"fgsm"``, ``"bim"`` or ``"foolbox:<Attack>"``.
+            checkpoints: pixel units of the plotting box, as recorded); a radius in the
+            method's norm: for ``pgd-l2`` and foolbox L2/L1 attacks the norm of the whole
+            perturbation in that unit (``||x_adv - x||_2 <= eps * (hi - lo)``). Checked
+            against each unit's range before any attack (UserError). None: each unit's default
+            grid (``trainers.eps.DEFAULT_GRID``: 0 ... 8/255 in pixel units, 0 ... 1.5 std).
+        methods: names in :data:`probes.core.sweep.ATTACKS` (``"fgsm"``, ``"bim"``,
+            ``"pgd-l2"``) or ``"foolbox:<Attack>"``.
         populations: ``"real"`` (pushed toward "fake") and/or ``"fake"`` (toward "real").
         n: samples per population, seeded (the same reals for every checkpoint).
         mode: probe mode (:mod:`probes.core.modes`); ``auto`` is per-sample ``frozen`` for
@@ -166,7 +194,9 @@ def attack(
         bn_group: BatchNorm group size (default: each checkpoint's training batch size).
         transfer_to: checkpoints on which the perturbations crafted on each one are scored.
         min_eps, eps_max, bisect_steps: also bisect each sample's minimal flipping eps on
-            ``[0, eps_max]`` (default: the largest eps, or 8/255) for fgsm/bim.
+            ``[0, eps_max]`` (default: the largest eps, or the top of the unit's default
+            grid) for the methods whose registry entry allows it (fgsm, bim, pgd-l2);
+            ``eps_max`` and ``step_size`` are in the checkpoint's unit.
         reals: which reals (``--reals``: held-out, train or all; default the held-out part
             when the checkpoint records a split).
         format, label: how to read the files (:func:`probes.io.sources.load`: default auto;
@@ -181,6 +211,8 @@ def attack(
     Returns:
         ``{"command": "attack", "settings", "records"[, "min_eps"]}``: one record per
         (checkpoint, population, method, eps, evaluated-on), each with the checkpoint's facts,
+        its ``eps_unit`` (:meth:`trainers.eps.EpsUnit.to_dict`) and ``eps_label`` ("1/255",
+        "0.5 std"),
         the probe mode, the reference group's size, which reals were used, the ``contract``
         (:func:`probes.measures.contract.contract_record`: reduction, dtype) and the
         ``coupling`` check of D in the probe's mode (:func:`probes.measures.contract.
@@ -192,7 +224,6 @@ def attack(
     from probes.measures.contract import contract_record, coupling_record, resolve
 
     dev = resolve_device(device)
-    eps_max = eps_max if eps_max is not None else (max(eps) or 8 / 255)
 
     def _load(path):
         return load(path, device=dev, format=format, label=label, arch=arch,
@@ -213,14 +244,14 @@ def attack(
     crafters = {m: crafter(m, seed=seed, steps=steps, foolbox_kwargs=foolbox_kwargs)
                 for m in methods}
     records, min_rows = [], []
-    from trainers.data import eps_units_of
-
-    for path, name, (G, D, meta) in zip(paths, names, sources):
+    # every checkpoint's eps in its own unit, checked before the first attack runs
+    plans = [_eps_in_unit(of_meta(meta), path, eps, step_size, eps_max)
+             for path, (_, _, meta) in zip(paths, sources)]
+    for path, name, (G, D, meta), (unit, grid, top) in zip(paths, names, sources, plans):
         pr, group = pixel_range(meta), bn_group or group_size(meta)
-        units = eps_units_of(meta)
-        scale = None if units["unit"] == "pixel" else units["scale"]
+        scale = None if unit.name == "pixel" else unit.scale
         transfer = _transfer_targets(path, meta, name, targets)
-        info = {"checkpoint": str(path), "label": name, "eps_unit": units["text"],
+        info = {"checkpoint": str(path), "label": name, "eps_unit": unit.to_dict(),
                 "contract": contract_record(meta, D)}
         if "family" in meta:  # a discriminator file: which family, reduction and class
             info.update({k: v for k, v in facts(meta, path).items()
@@ -237,7 +268,7 @@ def attack(
                         for k, T in [(name, D)] + [(k, v[1]) for k, v in transfer.items()]}
             for method in methods:
                 recs = attack_sweep(
-                    D, xs, eps=eps, population=pop, method=crafters[method], steps=steps,
+                    D, xs, eps=grid, population=pop, method=crafters[method], steps=steps,
                     step_size=step_size, random_start=random_start, seed=seed, mode=mode,
                     pixel_range=pr, batch_size=batch_size, bn_group=group, reference=ref,
                     transfer_to={k: v[1] for k, v in transfer.items()}, eps_scale=scale,
@@ -247,16 +278,19 @@ def attack(
                     tpath, tlabel = (path, name) if on == "self" else (transfer[on][0], on)
                     records.append({**info, "evaluated_on": str(tpath),
                                     "evaluated_on_label": tlabel, "transfer": on != "self",
-                                    **inputs, **r, "coupling": coupling[tlabel]})
-                if min_eps and method in OWN:
-                    out = min_flip_eps(D, xs, population=pop, method=method, eps_max=eps_max,
+                                    **inputs, **r, "eps_label": unit.label(r["eps"]),
+                                    "coupling": coupling[tlabel]})
+                if min_eps and method in ATTACKS and ATTACKS[method].min_eps:
+                    out = min_flip_eps(D, xs, population=pop, method=method, eps_max=top,
                                        iters=bisect_steps, steps=steps, step_size=step_size,
                                        mode=mode, pixel_range=pr, batch_size=batch_size,
                                        bn_group=group, reference=ref, eps_scale=scale,
                                        progress=progress)
                     out.pop("per_sample")
                     min_rows.append({**info, **inputs, **out, "coupling": coupling[name]})
-    settings = {"eps": list(eps), "methods": list(methods), "populations": list(populations),
+    # the grid every checkpoint shares (None when their units gave them different ones)
+    settings = {"eps": plans[0][1] if all(p[1] == plans[0][1] for p in plans) else None,
+                "methods": list(methods), "populations": list(populations),
                 "n": n, "steps": steps, "step_size": step_size, "random_start": random_start,
                 "mode": mode, "seed": seed, "format": format, "label": label,
                 "checkpoints": [str(p) for p in paths],

@@ -1,13 +1,11 @@
-"""The study: every probe run over the shipped checkpoints, per arm and seed, and the claims
-table that pairs arms by seed (an edge module: it loads checkpoints and data).
+"""The shipped study: every probe run over the shipped checkpoints, per arm and seed, and the
+claims table that pairs arms by seed (an edge module: it loads checkpoints and data).
 
-Shipped runs live in ``checkpoints/shipped/v2/<group>/<arm>/seed<k>/`` (study v2, issue 15) or,
-for a group v2 has not reached yet, ``checkpoints/shipped/<group>/...`` (the first study, v1),
-and are listed in ``checkpoints/MANIFEST.json``; ``asgan-study run studies/v2.toml`` made them from
-the plan in ``checkpoints/shipped/v2/PLAN.json`` (arms, seeds, iterations: see
-``checkpoints/README.md``). A group uses one study only (:func:`study_in_use`), never a mix.
-Every number here is computed from those files with fixed seeds, so re-running gives the same
-numbers.
+Which study is shipped, its groups, arms, seeds and iterations are all in its plan file
+(:func:`shipped_plan`: ``studies/SHIPPED`` names it; :mod:`probes.study.plan`), never in code:
+its runs live in the plan's ``ship`` folder, are listed in ``checkpoints/MANIFEST.json`` and
+were made by ``asgan-study run <plan>``. Every number here is computed from those files with
+fixed seeds, so re-running gives the same numbers.
 """
 
 from __future__ import annotations
@@ -16,58 +14,80 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probes.io import sources
 
-MAIN = "asgan-eps0.5"  # the paper's default (its "1/255" in [-1, 1] space)
+if TYPE_CHECKING:
+    from probes.study.plan import Plan
+
 ATTACK_EPS = (1 / 255, 2 / 255)
+SHIPPED = "studies/SHIPPED"  # beside checkpoints/: names the shipped study's plan file
 
 
-def study_in_use(group: str, entries: Mapping[str, Mapping] | None = None) -> str:
-    """The study whose runs stand for ``group``: "v2" once its baseline and main arm
-    (:data:`MAIN`) have their seed-0 final snapshots shipped, which is what every figure of the
-    report needs; "v1" before. From then on the v1 files of the group are retired
-    (deleted when v1 was retired; git history keeps them), and the report
-    shows the v2 seeds trained so far, verdicts waiting for the planned ones
-    (:func:`probes.study.claims.evaluate_claims`)."""
-    from trainers.manifest import read_manifest, study_progress
+def shipped_plan() -> Plan:
+    """The plan of the study shipped in :func:`trainers.manifest.checkpoints_dir` (paths
+    relative to the folder holding it: a checkout's root), from the plan file that
+    ``studies/SHIPPED`` there names (its first line that is not a comment).
 
-    progress = study_progress(group, "v2", read_manifest() if entries is None else entries)
-    begun = all(0 in progress.get(arm, {}).get("shipped", []) for arm in ("baseline", MAIN))
-    return "v2" if progress and begun else "v1"
-
-
-def shipped_runs(group: str, study: str | None = None) -> dict[str, dict[int, Path]]:
-    """``{arm: {seed: final checkpoint}}`` of a shipped group, from the manifest.
-
-    ``study``: "v2" (issue 15's regeneration, ``checkpoints/shipped/v2/``), "v1" (the first
-    study) or None: :func:`study_in_use`. A v2 run counts once its planned final snapshot is
-    shipped (evolution snapshots and a run cut short do not).
+    Raises:
+        trainers.errors.UserError: no ``studies/SHIPPED`` there, or a bad plan.
     """
-    from trainers.manifest import locate, read_manifest, study_of, study_plan
+    from probes.study.engine import load
+    from trainers.errors import UserError
+    from trainers.manifest import checkpoints_dir
 
-    entries = read_manifest()
-    if study is None:
-        study = study_in_use(group, entries)
-    plan = study_plan(group, study, entries) if study != "v1" else None
-    runs: dict[str, dict[int, tuple[int, Path]]] = {}
-    for rel, e in entries.items():
-        if e.get("group") != group or not rel.endswith(".safetensors") or \
-                study_of(e) != study:
-            continue
-        if plan is not None and e["steps"] != plan["steps"]:
-            continue
-        seeds = runs.setdefault(e["arm"], {})
-        best = seeds.get(e["seed"])
-        if best is None or e["steps"] > best[0]:
-            seeds[e["seed"]] = (e["steps"], locate(rel))
+    root = checkpoints_dir().parent
+    pointer = root / SHIPPED
+    try:
+        names = [ln.strip() for ln in pointer.read_text(encoding="utf-8").splitlines()
+                 if ln.strip() and not ln.lstrip().startswith("#")]
+    except OSError:
+        raise UserError(f"{pointer}: missing; it names the plan file of the shipped study "
+                        "(a clone has it beside checkpoints/)") from None
+    if not names:
+        raise UserError(f"{pointer}: names no plan file")
+    return load(pointer.parent / names[0], root)
+
+
+def plan_progress(plan: Plan, group: str, entries: Mapping[str, Mapping] | None = None
+                  ) -> dict[str, dict[str, list[int]]]:
+    """Per planned arm of ``group`` (plan order): ``{"planned": [seeds], "shipped": [seeds]}``,
+    a seed being shipped when its final snapshot has a manifest entry; ``{}`` when the plan
+    has no such group."""
+    from probes.study.engine import ship_rels
+    from trainers.manifest import read_manifest
+
+    entries = read_manifest(plan.manifest) if entries is None else entries
+    out: dict[str, dict[str, list[int]]] = {}
+    for r in plan.runs():
+        if r.group == group:
+            p = out.setdefault(r.arm, {"planned": [], "shipped": []})
+            p["planned"].append(r.seed)
+            if ship_rels(plan, r)[-1] in entries:
+                p["shipped"].append(r.seed)
+    return {a: {k: sorted(v) for k, v in p.items()} for a, p in out.items()}
+
+
+def shipped_runs(group: str, plan: Plan | None = None) -> dict[str, dict[int, Path]]:
+    """``{arm: {seed: final checkpoint}}`` (arms and seeds sorted) of a group of ``plan``
+    (default :func:`shipped_plan`) whose final snapshot is in the manifest (evolution
+    snapshots and a run cut short do not count)."""
+    from probes.study.engine import ship_rels
+    from trainers.errors import UserError
+    from trainers.manifest import read_manifest
+
+    plan = shipped_plan() if plan is None else plan
+    entries = read_manifest(plan.manifest)
+    runs: dict[str, dict[int, Path]] = {}
+    for r in plan.runs():
+        rel = ship_rels(plan, r)[-1]
+        if r.group == group and rel in entries:
+            runs.setdefault(r.arm, {})[r.seed] = plan.root / rel
     if not runs:
-        from trainers.errors import UserError
-
-        raise UserError(f"no shipped checkpoints for group {group!r} in checkpoints/MANIFEST"
-                        ".json; regenerate with asgan-study run studies/v2.toml")
-    return {arm: {s: p for s, (_, p) in sorted(v.items())} for arm, v in sorted(runs.items())}
+        raise UserError(f"no shipped checkpoints for group {group!r} in {plan.manifest}; "
+                        f"regenerate with asgan-study run {plan.path.name}")
+    return {arm: dict(sorted(v.items())) for arm, v in sorted(runs.items())}
 
 
 def run_dir(path: Path) -> Path:
@@ -144,9 +164,6 @@ def stacked_metrics(path: str | Path, *, n: int = 26_000, seed: int = 0) -> dict
     return {"modes": r["modes_captured"], "kl": r["kl"] if r["kl"] is not None else math.nan}
 
 
-METRICS: dict[str, Callable[..., dict[str, float]]] = {
-    "mnist10k": image_metrics, "ring8": mixture_metrics, "grid25": mixture_metrics,
-    "stacked-mnist": stacked_metrics}
 # a study plan's group says which measurement its runs take (``measure``), and these are the
 # numbers each gives (what a claim may name)
 MEASURES: dict[str, Callable[..., dict[str, float]]] = {
@@ -161,10 +178,11 @@ METRIC_NAMES: dict[str, tuple[str, ...]] = {
 
 def collect(group: str, *, arms: Sequence[str] | None = None,
             seeds: Sequence[int] | None = None, progress: Callable[[str], None] | None = None,
-            study: str | None = None, **kwargs: Any) -> dict[str, dict[int, dict[str, float]]]:
-    """``{arm: {seed: metrics}}`` for a shipped group (all arms and seeds by default) of
-    ``study`` (:func:`shipped_runs`; None: :func:`study_in_use` now)."""
-    runs = shipped_runs(group, study)
+            plan: Plan | None = None, **kwargs: Any) -> dict[str, dict[int, dict[str, float]]]:
+    """``{arm: {seed: metrics}}`` for a shipped group of ``plan`` (default
+    :func:`shipped_plan`; all arms and seeds by default), through the group's ``measure``."""
+    plan = shipped_plan() if plan is None else plan
+    runs = shipped_runs(group, plan)
     table: dict[str, dict[int, dict[str, float]]] = {}
     for arm, by_seed in runs.items():
         if arms is not None and arm not in arms:
@@ -174,7 +192,8 @@ def collect(group: str, *, arms: Sequence[str] | None = None,
                 continue
             if progress:
                 progress(f"{group}/{arm}/seed{s}")
-            table.setdefault(arm, {})[s] = METRICS[group](path, **kwargs)
+            table.setdefault(arm, {})[s] = MEASURES[plan.groups[group]["measure"]](
+                path, **kwargs)
     return table
 
 

@@ -4,11 +4,17 @@
     asgan-study plan PLAN [--commands] [--only GROUP[/ARM],...]
     asgan-study register PLAN
     asgan-study run PLAN [--launcher local|slurm] [--jobs 2] [--max-minutes M] [--only ...]
+    asgan-study verify PLAN RUN [--any-commit] [--keep DIR]   (also: run PLAN --verify RUN)
     asgan-study measure PLAN --out DIR
     asgan-study report PLAN --out DIR
 
+``verify`` retrains one shipped run (``GROUP/ARM/seed<k>``) from its recorded command and
+commit in a temporary folder and prints whether its final weights' SHA-256 is identical to
+the recorded one (:func:`probes.study.engine.verify`).
+
 Paths in the plan are relative to ``--root`` (default: the plan's folder). Exit status: 0, 1
-when a run failed, 2 for a bad plan or option (one line, no traceback), 130 when interrupted.
+when a run failed or ``verify`` found different weights, 2 for a bad plan or option (one line,
+no traceback), 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -52,6 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--gpus-per-task", type=int, default=0, help="slurm: GPUs per task")
     sp.add_argument("--array-parallelism", type=int, default=32,
                     help="slurm: tasks of the array running at once")
+    sp.add_argument("--verify", default=None, metavar="RUN",
+                    help="instead of a sitting: asgan-study verify PLAN RUN")
+    sp.add_argument("--any-commit", action="store_true", help=argparse.SUPPRESS)
+    sp.add_argument("--keep", default=None, help=argparse.SUPPRESS)
+    sp = verb("verify", "retrain one shipped run from its recorded command and commit, and "
+              "check its final weights' SHA-256 against the recorded one")
+    sp.add_argument("run", help="GROUP/ARM/seed<k>")
+    sp.add_argument("--any-commit", action="store_true",
+                    help="retrain with this checkout when the recorded commit is not in the "
+                         "repository (the answer then says nothing about the recorded code)")
+    sp.add_argument("--keep", default=None,
+                    help="retrain in this new folder and keep it (default: a temporary one)")
     for name, help in (("measure", "measure every shipped run (cached in DIR/measures.json)"),
                        ("report", "measure, then write DIR/report.md with the claims tables")):
         sp = verb(name, help)
@@ -87,6 +105,13 @@ def run(args) -> int:
                           r["claims_sha256"]["*"], "code_commit": r["code_commit"],
                           "file": str(engine.registration_file(plan))}))
         return 0
+    if args.verb == "verify" or (args.verb == "run" and args.verify):
+        name = args.run if args.verb == "verify" else args.verify
+        r = engine.verify(plan, engine.find_run(plan, name), any_commit=args.any_commit,
+                          keep=args.keep, say=say)
+        print(f"{r['run']}: {'identical' if r['identical'] else 'differs'} ({r['compared']}: "
+              f"recorded {r['recorded'][:16]}, retrained {r['retrained'][:16] or 'none'})")
+        return 0 if r["identical"] else 1
     if args.verb == "run":
         if args.jobs < 1 or (args.max_minutes is not None and not args.max_minutes > 0):
             raise UserError("--jobs must be >= 1 and --max-minutes > 0")

@@ -17,6 +17,16 @@ snapshot of its current step and exits; the next sitting resumes it. Each run's
 ``code_commit`` and ``started_utc`` are taken when it STARTS (``started.json`` in the raw
 run), not when it is shipped; a resumed run keeps them and records every resume.
 
+Plans with per-run results (:mod:`probes.study.plan`: ``measure_every``,
+``ship_weights_seeds``, ``nonfinite``): when such a run finishes, the controller (the sitting,
+the one writer) measures its kept raw snapshots (:mod:`probes.study.snapshots`; the launcher
+waits meanwhile), writes ``results.json`` beside the shipped copy (numbers per step, outcome,
+the final weights' SHA-256), lists it in the manifest after the run's weights (when it ships
+any; its entry marks the run done) and prunes the raw run to its last snapshot. A run that
+stops on a non-finite value under ``nonfinite = "outcome"`` is shipped the same way with
+outcome ``nonfinite`` and not retried. :func:`verify` (``asgan-study verify``) retrains one
+run from its recorded command at its recorded commit and compares the weights' SHA-256.
+
 Registration (``asgan-study register``): for claims written in the plan, freezes them by
 writing ``<ship>/REGISTRATION.json`` (the SHA-256 of each claim and of all of them, the code
 commit, the time) and refuses once any run of the plan has started. Every run started after it
@@ -31,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -48,6 +59,8 @@ from trainers.errors import UserError
 CODE_ROOT = Path(__file__).resolve().parents[2]  # the checkout that trains
 TRAINING_CODE = ("trainers", "probes/study", "pyproject.toml")  # what decides what trains
 REGISTRATION = "REGISTRATION.json"
+RESULTS = "results.json"
+NONFINITE_MARK = "training diverged: non-finite"  # asgan-train's on_nonfinite=stop message
 
 
 # ---- git facts, taken when a run starts
@@ -87,11 +100,34 @@ def raw_step(plan: Plan, run: Run) -> int:
     return raw_step_of(plan.root / plan.raw_dir(run))
 
 
-def ship_rels(plan: Plan, run: Run) -> list[str]:
-    """The shipped files of ``run``, relative to the root (the manifest's paths)."""
+def weight_rels(plan: Plan, run: Run) -> list[str]:
+    """The shipped snapshots of ``run`` (none for a run that ships no weights), relative to
+    the root (the manifest's paths), the final one last."""
     from trainers.checkpoint import snapshot_name
 
     return [f"{plan.ship}/{run.name}/{snapshot_name(s)}" for s in plan.shipped_steps(run)]
+
+
+def results_rel(plan: Plan, run: Run) -> str | None:
+    """The results file of ``run`` (:meth:`Plan.has_results`), or None."""
+    return f"{plan.ship}/{run.name}/{RESULTS}" if plan.has_results(run) else None
+
+
+def ship_rels(plan: Plan, run: Run) -> list[str]:
+    """The shipped files of ``run`` that the manifest lists, in the order they are recorded:
+    the snapshots, then the results file (when the plan gives the run one)."""
+    res = results_rel(plan, run)
+    return weight_rels(plan, run) + ([res] if res else [])
+
+
+def read_results(plan: Plan, run: Run) -> dict[str, Any] | None:
+    """The shipped results file of ``run`` (SHA-256 checked against the manifest), or None."""
+    from trainers.manifest import read_manifest
+
+    rel = results_rel(plan, run)
+    if rel is None or not _sha_ok(plan.root, rel, read_manifest(plan.manifest)):
+        return None
+    return json.loads((plan.root / rel).read_text())
 
 
 def _sha_ok(root: Path, rel: str, entries: Mapping) -> bool:
@@ -103,8 +139,15 @@ def _sha_ok(root: Path, rel: str, entries: Mapping) -> bool:
 
 
 def is_shipped(plan: Plan, run: Run, entries: Mapping) -> bool:
-    """Every shipped file of ``run`` is in the manifest with a matching size and SHA-256."""
-    return all(_sha_ok(plan.root, rel, entries) for rel in ship_rels(plan, run))
+    """Every shipped file of ``run`` is in the manifest with a matching size and SHA-256 (a
+    run whose outcome is ``nonfinite`` has only its results file)."""
+    res = results_rel(plan, run)
+    if res is not None:
+        if not _sha_ok(plan.root, res, entries):
+            return False
+        if entries[res].get("outcome") == "nonfinite":
+            return True
+    return all(_sha_ok(plan.root, rel, entries) for rel in weight_rels(plan, run))
 
 
 def started(plan: Plan) -> list[str]:
@@ -231,12 +274,19 @@ def task_for(plan: Plan, run: Run, claims_sha: str = "") -> Task:
                 log=plan.root / plan.raw / "logs" / f"{run.name.replace('/', '_')}.log")
 
 
-def ship(plan: Plan, run: Run) -> list[str]:
+def ship(plan: Plan, run: Run, *, outcome: str = "finished", stopped: str = "",
+         say=print) -> list[str]:
     """Export ``run``'s shipped snapshots (float16, no optimizer state), copy its config and
-    stats, then add the manifest entries (final snapshot last). Returns the shipped paths."""
+    stats, write its results file (per-snapshot numbers, outcome, final weights' SHA-256)
+    where the plan gives it one, then add the manifest entries (the final snapshot's, or the
+    results file's, last). ``outcome``: ``finished``, or ``nonfinite`` (the trainer stopped
+    on a non-finite value with the message ``stopped``: no weights are shipped, the numbers
+    end at the last good snapshot). Returns the shipped paths."""
+    from probes.study import snapshots
     from trainers.checkpoint import (
         atomic_write_bytes,
         export_snapshot,
+        list_snapshots,
         read_checkpoint,
         snapshot_name,
     )
@@ -249,12 +299,36 @@ def ship(plan: Plan, run: Run) -> list[str]:
     facts = json.loads((raw / "started.json").read_text())
     dest = plan.root / plan.ship / run.name
     for name in ("config.json", "stats.jsonl"):
-        atomic_write_bytes(dest / name, (raw / name).read_bytes())
+        if (raw / name).is_file() or outcome == "finished":
+            atomic_write_bytes(dest / name, (raw / name).read_bytes())
+    steps = [] if outcome == "nonfinite" else plan.shipped_steps(run)
     written = [export_snapshot(raw / snapshot_name(s), dest / snapshot_name(s), half=True,
                                facts={"exported": "asgan-study: optimizer state dropped, "
                                                   "float16 weights"})
-               for s in plan.shipped_steps(run)]
+               for s in steps]
     extra = {"claims_sha256": facts["claims_sha256"]} if "claims_sha256" in facts else {}
+    res_rel = results_rel(plan, run)
+    if res_rel is not None:
+        snaps = {int(p.stem[5:]): p for p in list_snapshots(raw)}
+        if not snaps:
+            raise UserError(f"{raw}: no snapshot to record (the run stopped before its first "
+                            "snapshot); delete the folder to train it again")
+        last = max(snaps)
+        kind, metrics = plan.groups[run.group]["measure"], plan.measure_metrics(run)
+        nums = {}
+        for s in snapshots.measured_steps(list(snaps), plan.measure_every(run), last):
+            say(f"measuring {run.name} step {s}")
+            nums[str(s)] = snapshots.numbers(snaps[s], kind, metrics)
+        _, last_meta = read_checkpoint(snaps[last])
+        body = {"run": run.name, "study": plan.name, "outcome": outcome,
+                "planned_steps": plan.steps(run), "final_step": last,
+                "weights_sha256": snapshots.weights_sha256(snaps[last]),
+                "weights_sha256_of": "trainers.checkpoint.tensor_digest of the G.* and D.* "
+                                     "float32 tensors of the final (or last good) raw snapshot",
+                "weights_shipped": [Path(w).name for w in written],
+                "stopped": stopped or None, "measure_every": plan.measure_every(run),
+                "measure": dict(snapshots.settings(kind), kind=kind, metrics=metrics),
+                "numbers": nums}
     for out in written:  # the final snapshot is last: its entry marks the run as shipped
         _, meta = read_checkpoint(out)
         record(out, command=facts["command"], path=plan.manifest, root=plan.root,
@@ -265,7 +339,22 @@ def ship(plan: Plan, run: Run) -> list[str]:
                code_dirty=facts["code_dirty"], resumed=facts["resumed"], **extra,
                shipped_utc=utc_now(), threads=1, stored_dtype=meta["stored_dtype"],
                torch=meta.get("torch"))
-    return [p.relative_to(plan.root).as_posix() for p in written]
+    if res_rel is not None:  # the results file is last of all: its entry marks the run done
+        atomic_write_bytes(plan.root / res_rel, (json.dumps(body, indent=1) + "\n").encode())
+        record(plan.root / res_rel, command=facts["command"], path=plan.manifest,
+               root=plan.root, seed=run.seed, steps=last, group=run.group, arm=run.arm,
+               study=plan.name, tier=run.tier,
+               wall_time_s=round(float(last_meta.get("wall_time_s", 0.0)), 1),
+               code_commit=facts["code_commit"], started_utc=facts["started_utc"],
+               code_dirty=facts["code_dirty"], resumed=facts["resumed"], **extra,
+               shipped_utc=utc_now(), threads=1, torch=last_meta.get("torch"),
+               outcome=outcome, weights_sha256=body["weights_sha256"],
+               weights_shipped=bool(written))
+        for s, p in snaps.items():  # measured: the raw run keeps its last snapshot only
+            if s != last:
+                p.unlink(missing_ok=True)
+    return [p.relative_to(plan.root).as_posix() for p in written] + (
+        [res_rel] if res_rel else [])
 
 
 def write_plan(plan: Plan) -> Path:
@@ -356,17 +445,36 @@ def sitting(plan: Plan, runs: list[Run] | None = None, *, launcher_name: str = "
     return result
 
 
+def nonfinite_stop(plan: Plan, run: Run) -> str:
+    """The trainer's non-finite stop message in the last lines of ``run``'s task log ("" when
+    its last attempt did not stop on a non-finite value)."""
+    log = plan.root / plan.raw / "logs" / f"{run.name.replace('/', '_')}.log"
+    lines = log.read_text().strip().splitlines() if log.is_file() else []
+    for line in reversed(lines[-5:]):
+        if line.startswith("# "):  # the header of the last attempt: nothing after it
+            break
+        if NONFINITE_MARK in line:
+            return line.split("error: ", 1)[-1].strip()
+    return ""
+
+
 def _finish(plan: Plan, run: Run, rc: int, result: dict, say) -> None:
     done = raw_step(plan, run) >= plan.steps(run)
-    if rc == 0 and done:
+    stopped = nonfinite_stop(plan, run) if rc == 2 and plan.nonfinite_outcome(run) else ""
+    if (rc == 0 and done) or stopped:
         try:
-            ship(plan, run)
+            ship(plan, run, outcome="nonfinite" if stopped else "finished", stopped=stopped,
+                 say=say)
         except UserError as e:  # the other runs go on; this one is reported
             result["failed"].append(run.name)
             say(f"FAILED to ship {run.name}: {e}")
             return
         result["shipped"].append(run.name)
-        say(f"shipped {run.name}")
+        if stopped:
+            result.setdefault("nonfinite", []).append(run.name)
+            say(f"shipped {run.name}: outcome nonfinite ({stopped[:160]})")
+        else:
+            say(f"shipped {run.name}")
     elif rc in (128 + signal.SIGINT, 128 + signal.SIGTERM):
         result["interrupted"].append(run.name)
         say(f"interrupted {run.name} at step {raw_step(plan, run)}: resumes next sitting")
@@ -380,11 +488,26 @@ def _finish(plan: Plan, run: Run, rc: int, result: dict, say) -> None:
 # ---- the plan table
 
 
+# a results-file run's shipped record besides weights: stats.jsonl lines (the shipped
+# study's: 208 bytes each; AS-GAN arms log a few more fields), config.json and the results
+# file's frame and one row per measured snapshot
+LOG_LINE_BYTES, RECORD_BYTES, ROW_BYTES = 260, 2500, 200
+
+
 def est_bytes(plan: Plan, run: Run, header: int = 4608) -> int:
     """Shipped bytes of ``run``: its nets' tensors as :func:`trainers.checkpoint.
     export_snapshot` stores them (float16 at >= HALF_MIN_NUMEL values, else their own dtype)
-    plus ``header`` (the JSON header of a real export: 4,560 bytes for the v2 pilot's), times
-    the snapshots shipped."""
+    plus ``header`` (the JSON header of a real export: 4,560 bytes for a pilot's), times
+    the snapshots shipped; for a run with a results file, its log, config and results too
+    (:data:`LOG_LINE_BYTES` ...)."""
+    record = 0
+    if plan.has_results(run):
+        steps, every = plan.steps(run), plan.measure_every(run)
+        log_every = int(plan.options(run).get("log-every", plan.config(run).log_every))
+        record = RECORD_BYTES + steps // max(log_every, 1) * LOG_LINE_BYTES + (
+            (steps // every + 1) * ROW_BYTES if every else 0)
+    if not plan.shipped_steps(run):
+        return record
     import torch
 
     from trainers.checkpoint import HALF_MIN_NUMEL
@@ -401,7 +524,7 @@ def est_bytes(plan: Plan, run: Run, header: int = 4608) -> int:
         for t in net.state_dict().values():
             small = t.numel() < HALF_MIN_NUMEL or t.dtype != torch.float32
             total += t.numel() * (t.element_size() if small else 2)
-    return (total + header) * len(plan.shipped_steps(run))
+    return (total + header) * len(plan.shipped_steps(run)) + record
 
 
 def table(plan: Plan, runs: list[Run] | None = None) -> tuple[list[dict], dict]:
@@ -414,7 +537,7 @@ def table(plan: Plan, runs: list[Run] | None = None) -> tuple[list[dict], dict]:
     rows, secs, mb = [], 0.0, 0.0
     sizes: dict[tuple, int] = {}
     for r in runs:
-        key = (r.group, r.arm, plan.evolution_every(r))
+        key = (r.group, r.arm, plan.evolution_every(r), plan.ships_weights(r))
         if key not in sizes:
             sizes[key] = est_bytes(plan, r)
         s, b = plan.est_seconds(r), sizes[key] / 1e6
@@ -423,6 +546,7 @@ def table(plan: Plan, runs: list[Run] | None = None) -> tuple[list[dict], dict]:
         state = "shipped" if is_shipped(plan, r, entries) else (
             f"at step {step}" if step else "todo")
         rows.append({"run": r, "steps": plan.steps(r), "est_s": s, "mb": b,
+                     "ships": "weights" if plan.ships_weights(r) else "numbers",
                      "cum_h": secs / 3600 / plan.jobs, "cum_mb": mb, "state": state,
                      "command": shlex.join(plan.command(r))})
     return rows, {"runs": len(runs), "cpu_h": secs / 3600,
@@ -433,6 +557,8 @@ def print_table(plan: Plan, runs: list[Run] | None = None, *, commands: bool = F
                 say=print) -> None:
     rows, tot = table(plan, runs)
     budget = plan.budget_mb
+    # plans with results files say per run what ships (the shipped study's table is unchanged)
+    ships = any(plan.has_results(row["run"]) for row in rows)
     say(f"est min: one run's wall minutes beside {plan.jobs - 1} other run(s) (1 thread "
         f"each); cum h: hours of the machine at {plan.jobs} jobs up to this run\n")
     say(f"{'#':>3} {'tier':<12} {'run':<36} {'steps':>5} {'est min':>7} {'MB':>5} "
@@ -442,13 +568,18 @@ def print_table(plan: Plan, runs: list[Run] | None = None, *, commands: bool = F
         over = " >budget" if budget is not None and row["cum_mb"] > budget else ""
         say(f"{i + 1:>3} {r.tier:<12} {r.name:<36} {row['steps']:>5} "
             f"{row['est_s'] / 60:>7.1f} {row['mb']:>5.2f} {row['cum_h']:>6.2f} "
-            f"{row['cum_mb']:>6.1f}  {row['state']}{over}")
+            f"{row['cum_mb']:>6.1f}  {row['state']}{over}"
+            + (f"  [{row['ships']}]" if ships else ""))
         if commands:
             say("    " + row["command"])
     say(f"\ntotal: {tot['runs']} runs, {tot['cpu_h']:.1f} CPU hours (1 thread per run; "
         f"{tot['wall_h']:.1f} h at {plan.jobs} jobs), {tot['mb']:.1f} MB shipped"
         + (f"; budget {budget:g} MB{' (OVER)' if tot['mb'] > budget else ''}"
            if budget is not None else ""))
+    if ships:
+        n_w = sum(row["ships"] == "weights" for row in rows)
+        say(f"ships: weights for {n_w} run(s); for the other {len(rows) - n_w} its numbers, "
+            "log and the SHA-256 of its final weights (asgan-study verify retrains one)")
 
 
 def select(plan: Plan, only: str | None) -> list[Run]:
@@ -471,14 +602,16 @@ def select(plan: Plan, only: str | None) -> list[Run]:
 def shipped_finals(plan: Plan, entries: Mapping | None = None
                    ) -> dict[str, dict[str, dict[int, str]]]:
     """``{group: {arm: {seed: manifest path of the final snapshot}}}`` of the plan's shipped
-    runs (SHA-256 checked), in plan order."""
+    runs that ship weights (SHA-256 checked), in plan order."""
     from trainers.manifest import read_manifest
 
     entries = read_manifest(plan.manifest) if entries is None else entries
     out: dict[str, dict[str, dict[int, str]]] = {}
     for r in plan.runs():
-        if is_shipped(plan, r, entries):
-            out.setdefault(r.group, {}).setdefault(r.arm, {})[r.seed] = ship_rels(plan, r)[-1]
+        if weight_rels(plan, r) and is_shipped(plan, r, entries) and (
+                entries.get(results_rel(plan, r) or "", {}).get("outcome") != "nonfinite"):
+            out.setdefault(r.group, {}).setdefault(r.arm, {})[r.seed] = weight_rels(plan,
+                                                                                     r)[-1]
     return out
 
 
@@ -556,12 +689,152 @@ def report_markdown(plan: Plan, tables: Mapping) -> tuple[str, dict]:
 
 
 def write_report(plan: Plan, out: str | Path, **measure_kwargs: Any) -> Path:
-    """Measure (:func:`measure`) and write ``out/report.md`` and ``out/claims.json``."""
+    """Measure (:func:`measure`) and write ``out/report.md`` and ``out/claims.json``; a plan
+    with a ``[report]`` table gets the full study report with its figures instead
+    (:func:`probes.study.report.write_study_report`, what ``asgan-probe report`` writes)."""
     from trainers.checkpoint import atomic_write_bytes
 
+    if plan.data.get("report"):
+        from probes.study.report import write_study_report
+
+        return write_study_report(out, plan=plan, **measure_kwargs)
     out = Path(out)
     tables = measure(plan, out, **measure_kwargs)
     text, ev = report_markdown(plan, tables)
     atomic_write_bytes(out / "claims.json", json.dumps(ev, indent=1, default=float).encode())
     atomic_write_bytes(out / "report.md", text.encode())
     return out / "report.md"
+
+
+# ---- regenerating one run
+
+
+def find_run(plan: Plan, name: str) -> Run:
+    """The planned run called ``name`` (``group/arm/seed<k>``)."""
+    for r in plan.runs():
+        if r.name == name:
+            return r
+    raise UserError(f"{name!r} is not a run of {plan.path.name} (runs are GROUP/ARM/seed<k>; "
+                    f"asgan-study plan {plan.path.name} lists them)")
+
+
+def _recorded(plan: Plan, run: Run) -> tuple[dict, str, str]:
+    """``(manifest entry, recorded hash, what the hash is of)`` of a shipped ``run``."""
+    from trainers.checkpoint import read_checkpoint
+    from trainers.manifest import read_manifest
+
+    entries = read_manifest(plan.manifest)
+    res, finals = results_rel(plan, run), weight_rels(plan, run)
+    if res is not None and res in entries:
+        return (entries[res], str(entries[res].get("weights_sha256", "")),
+                "weights_sha256: the float32 G and D tensors of the final raw snapshot")
+    if finals and finals[-1] in entries:
+        _, meta = read_checkpoint(plan.root / finals[-1])  # its tensors checked against it
+        return (entries[finals[-1]], meta["sha256"],
+                f"the shipped {meta['stored_dtype']} copy's tensor digest")
+    raise UserError(f"{run.name} is not shipped (no manifest entry): nothing to verify")
+
+
+def _code_tree(commit: str, dest: Path, any_commit: bool, notes: list[str]) -> Path:
+    """The code to retrain with: this checkout when HEAD is ``commit`` with no uncommitted
+    training code, else ``commit``'s training code exported by ``git archive`` into ``dest``
+    (``any_commit``: this checkout whatever it is, when the commit is not in the repo)."""
+    state = code_state()
+    if state["code_commit"] == commit and not state["code_dirty"]:
+        notes.append(f"code: this checkout, at the recorded commit {commit[:12]}")
+        return CODE_ROOT
+    known = subprocess.run(["git", "-C", str(CODE_ROOT), "cat-file", "-e",
+                            f"{commit}^{{commit}}"], capture_output=True).returncode == 0
+    if known:
+        dest.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(CODE_ROOT), "archive", commit, "--",
+                                  *TRAINING_CODE], capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+        why = "has uncommitted training code" if state["code_commit"] == commit else \
+            f"is {state['code_commit'][:12]}"
+        notes.append(f"code: the recorded commit {commit[:12]} (git archive of "
+                     f"{', '.join(TRAINING_CODE)}), because HEAD {why}")
+        return dest
+    if not any_commit:
+        raise UserError(f"the run was trained at commit {commit[:12]}, which this repository "
+                        f"does not have, and HEAD is {state['code_commit'][:12]}: fetch that "
+                        "commit, or pass --any-commit to retrain with this checkout (a "
+                        "'differs' then says nothing about the recorded code)")
+    notes.append(f"WARNING code: this checkout at {state['code_commit'][:12]}"
+                 f"{' with uncommitted training code' if state['code_dirty'] else ''}, NOT the "
+                 f"recorded commit {commit[:12]} (--any-commit)")
+    return CODE_ROOT
+
+
+def verify(plan: Plan, run: Run, *, any_commit: bool = False, keep: str | Path | None = None,
+           say=print) -> dict[str, Any]:
+    """Retrain ``run`` from its recorded command in a temporary folder (``keep``: in this
+    folder, kept) with its recorded commit's code (:func:`_code_tree`), one thread as a
+    sitting trains, and compare the SHA-256 of its final (for a ``nonfinite`` outcome, last
+    good) weights with the recorded one: the results file's ``weights_sha256``, or for a run
+    without one the shipped copy's tensor digest (the retrained snapshot exported the same
+    way). Returns ``{"run", "identical", "recorded", "retrained", "compared", "notes"}``."""
+    import tempfile
+
+    from probes.study import snapshots
+    from trainers.checkpoint import export_snapshot, list_snapshots, read_checkpoint
+
+    entry, recorded, compared = _recorded(plan, run)
+    outcome = entry.get("outcome", "finished")
+    argv = shlex.split(entry["command"])
+    if argv[:1] != ["asgan-train"] or "--out" not in argv:
+        raise UserError(f"{run.name}: the recorded command is not an asgan-train run: "
+                        f"{entry['command'][:100]}")
+    notes: list[str] = []
+    if entry.get("code_dirty"):
+        notes.append(f"WARNING the run started with uncommitted training code "
+                     f"({', '.join(entry['code_dirty'])}): its commit is not all that trained it")
+    if entry.get("resumed"):
+        notes.append(f"note: the run was resumed {len(entry['resumed'])} time(s); the retrain "
+                     "runs uninterrupted")
+    work = Path(keep) if keep is not None else Path(tempfile.mkdtemp(prefix="asgan-verify-"))
+    if keep is not None and work.exists() and any(work.iterdir()):
+        raise UserError(f"--keep {work}: not empty; name a new folder")
+    try:
+        code = _code_tree(str(entry.get("code_commit", "unknown")), work / "code", any_commit,
+                          notes)
+        for n in notes:
+            say(n)
+        out = work / "run"
+        argv[argv.index("--out") + 1] = str(out)
+        say(f"retraining {run.name}: {shlex.join(argv)}")
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "PYTHONPATH": str(code)}
+        with open(work / "train.log", "w") as log:
+            # the code tree first on sys.path: `python -m` would put the study's root (cwd)
+            # first, whose own trainers/ (the repository's, at HEAD) would then train
+            boot = (f"import runpy, sys; sys.path.insert(0, {str(code)!r}); "
+                    "runpy.run_module('trainers', run_name='__main__', alter_sys=True)")
+            rc = subprocess.run([sys.executable, "-c", boot, *argv[1:]], cwd=plan.root,
+                                env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        tail = (work / "train.log").read_text().strip().splitlines()[-1:]
+        ended = "nonfinite" if rc == 2 and tail and NONFINITE_MARK in tail[0] else (
+            "finished" if rc == 0 else f"exit {rc}")
+        snaps = list_snapshots(out)
+        retrained = ""
+        if ended == outcome and snaps and int(snaps[-1].stem[5:]) == int(entry["steps"]):
+            if compared.startswith("weights_sha256"):
+                retrained = snapshots.weights_sha256(snaps[-1])
+            else:
+                half = read_checkpoint(plan.root / weight_rels(plan, run)[-1])[1][
+                    "stored_dtype"] == "float16"
+                exp = export_snapshot(snaps[-1], work / "export.safetensors", half=half)
+                retrained = read_checkpoint(exp)[1]["sha256"]
+        else:
+            notes.append(f"the retrain ended {ended} at step "
+                         f"{snaps[-1].stem[5:] if snaps else 'none'}; the record says "
+                         f"{outcome} at step {entry['steps']} ({' '.join(tail)[:200]})")
+            say(notes[-1])
+    finally:
+        if keep is None:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+    return {"run": run.name, "identical": bool(retrained) and retrained == recorded,
+            "recorded": recorded, "retrained": retrained, "compared": compared,
+            "outcome": outcome, "notes": notes}

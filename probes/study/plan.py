@@ -5,15 +5,44 @@ A plan names everything about a study, and nothing about a study lives in code:
 - ``[study]``: ``name`` (the manifest's ``study`` field of every run), ``raw`` (raw runs,
   resumable, with optimizer state; not shipped), ``ship`` (shipped copies: float16, no
   optimizer state), ``manifest`` (default ``checkpoints/MANIFEST.json``), all relative to the
-  study's root (``--root``, default the folder holding the plan); ``budget_mb`` (the shipped
-  size the plan must fit), ``jobs`` (runs in parallel the cost model assumes, default 2),
-  ``about`` (optional: the first line of ``PLAN.json``).
+  study's root (``--root``, else ``root``: a folder relative to the plan's, default the
+  plan's own folder); ``budget_mb`` (the shipped size the plan must fit), ``jobs`` (runs in
+  parallel the cost model assumes, default 2), ``about`` (optional: the first line of
+  ``PLAN.json``).
 - ``[groups.<name>]``: ``preset`` (an ``asgan-train`` preset), ``measure`` (which metrics the
   report takes: ``image``, ``mixture`` or ``stacked``), ``s_per_it`` (estimated wall seconds of
   one baseline iteration with ``jobs`` runs side by side, one thread each), ``options`` (base
   ``asgan-train`` options, ``--name value`` without the dashes; ``steps`` required) and
   ``arms.<arm> = {options = {...}, cost = <factor of the baseline's iteration>, about = "..."}``
   (an arm's options are laid over the group's; options are strings, as on the command line).
+- Per-snapshot numbers, shipped weights and non-finite stops (optional ``[groups.<name>]``
+  keys; a plan without them ships exactly what it did before):
+
+  - ``measure_every = N``: the sitting that trains a run measures its snapshots at every
+    ``N`` iterations and its last one (:mod:`probes.study.snapshots`: image groups FD etc. in
+    the dataset's classifier features from 2,000 fakes against 2,000 reals, seed 0, as
+    ``probes.measures.quality.scores``; mixtures the coverage numbers of
+    ``probes.measures.coverage`` from 2,500 points, seed 0; stacked its 1000-mode numbers)
+    and writes them to the run's results file ``<ship>/<group>/<arm>/seed<k>/results.json``,
+    listed in the manifest (the controller is its one writer). The runs must keep those
+    snapshots: the group's (and each arm's) ``snapshot-every`` must divide ``N`` and
+    ``keep-snapshots`` must be ``"0"``; once the numbers are written the raw run keeps only
+    its last snapshot, as a ``keep-snapshots = "1"`` run does. ``measure_metrics = [...]``:
+    which numbers (default: all of the group's ``measure`` kind, :data:`SNAPSHOT_METRICS`).
+  - ``ship_weights_seeds = [0, 1, 2]`` (on a group, or on an arm, which then wins): only
+    these seeds ship weights; every other run ships its results file (per-snapshot numbers,
+    the outcome, the SHA-256 of its final weights: :func:`trainers.checkpoint.tensor_digest`
+    of the final raw snapshot's float32 G and D tensors), its ``stats.jsonl`` and
+    ``config.json``, and no weights (``asgan-study verify`` retrains one and checks the
+    hash). Absent: every seed ships weights. An ``[[evolution]]`` run must ship weights.
+  - ``nonfinite = "outcome"`` (default ``"error"``): a run that ``asgan-train`` stops on a
+    non-finite value (exit 2, ``training diverged: non-finite ...``) is recorded as finished
+    with outcome ``nonfinite`` (its results file: the numbers of its snapshots up to the last
+    good one, that one's weights hash, the trainer's message; no weights shipped) and is not
+    retried; with ``"error"`` it is a failed run, retried next sitting.
+
+  A group with any of these keys gets a results file for every run (``outcome``
+  ``finished`` or ``nonfinite``); ``PLAN.json`` lists the keys used.
 - ``[[evolution]]``: ``group``, ``arm``, ``seed``, ``every``: that run keeps and ships a
   snapshot every ``every`` iterations (all other runs ship their final snapshot).
 - ``[[tiers]]``: ``name`` and ``runs = [{group, arms = [...], seeds = N or [...]}]``, in work
@@ -26,6 +55,10 @@ A plan names everything about a study, and nothing about a study lives in code:
   ``id``, ``kind`` (primary/exploratory), ``group``, ``metric``, ``a``, ``b``, ``expect``
   (lower/higher: the sign of a - b), ``seeds`` (the exact seed list it is judged on) and
   ``rationale``; registered by ``asgan-study register`` (:mod:`probes.study.engine`).
+- ``[report]`` (optional): the figures and prose of the full study report
+  (:func:`probes.study.report.report_spec` says what each key means); a plan without it gets
+  the plain report of :func:`probes.study.engine.report_markdown`. Groups and arms are shown
+  in the order the plan writes them.
 
 Every mistake is a one-line :class:`trainers.errors.UserError` naming the plan file and line.
 """
@@ -49,14 +82,23 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 MEASURES = ("image", "mixture", "stacked")
+# the numbers ``measure_every`` can take at each snapshot, per ``measure`` kind
+# (probes.study.snapshots computes them)
+SNAPSHOT_METRICS = {"image": ("fd", "kid", "precision", "recall", "density", "coverage",
+                              "classes"),
+                    "mixture": ("modes", "high_quality_pct", "reverse_kl"),
+                    "stacked": ("modes", "kl")}
+NONFINITE = ("error", "outcome")
 KINDS = ("primary", "exploratory")
 EXPECTS = ("lower", "higher")
 MAX_PRIMARY = 6
 CLAIM_KEYS = ("id", "kind", "group", "metric", "a", "b", "expect", "seeds", "rationale")
-_TOP = ("study", "groups", "evolution", "tiers", "dropped", "claims", "claim")
-_STUDY = ("name", "raw", "ship", "manifest", "budget_mb", "jobs", "about")
-_GROUP = ("preset", "measure", "s_per_it", "options", "arms", "about")
-_ARM = ("options", "cost", "about")
+_TOP = ("study", "groups", "evolution", "tiers", "dropped", "claims", "claim", "report")
+_STUDY = ("name", "raw", "ship", "manifest", "budget_mb", "jobs", "about", "root")
+_GROUP = ("preset", "measure", "s_per_it", "options", "arms", "about", "measure_every",
+          "measure_metrics", "ship_weights_seeds", "nonfinite")
+_ARM = ("options", "cost", "about", "ship_weights_seeds")
+_RESULTS_KEYS = ("measure_every", "measure_metrics", "ship_weights_seeds", "nonfinite")
 
 
 @dataclass(frozen=True)
@@ -169,9 +211,41 @@ class Plan:
 
     def shipped_steps(self, run: Run) -> list[int]:
         """The snapshot steps shipped for ``run``: the final one, and for an evolution run
-        every ``every`` iterations."""
+        every ``every`` iterations; none when the run ships no weights."""
+        if not self.ships_weights(run):
+            return []
         steps, every = self.steps(run), self.evolution_every(run)
         return sorted({*range(every, steps, every), steps}) if every else [steps]
+
+    # ---- per-snapshot numbers, shipped weights, non-finite outcomes (module docstring)
+    def ships_weights(self, run: Run) -> bool:
+        """Whether ``run`` ships weights (``ship_weights_seeds`` of its arm, else its group;
+        every seed when neither names any)."""
+        g = self.groups[run.group]
+        seeds = g["arms"][run.arm].get("ship_weights_seeds", g.get("ship_weights_seeds"))
+        return seeds is None or run.seed in seeds
+
+    def measure_every(self, run: Run) -> int | None:
+        every = self.groups[run.group].get("measure_every")
+        return None if every is None else int(every)
+
+    def measure_metrics(self, run: Run) -> list[str]:
+        """The numbers taken at each measured snapshot of ``run`` ([] without
+        ``measure_every``)."""
+        g = self.groups[run.group]
+        if self.measure_every(run) is None:
+            return []
+        return list(g.get("measure_metrics", SNAPSHOT_METRICS[g["measure"]]))
+
+    def nonfinite_outcome(self, run: Run) -> bool:
+        return self.groups[run.group].get("nonfinite", "error") == "outcome"
+
+    def has_results(self, run: Run) -> bool:
+        """Whether ``run`` ships a results file: its group uses any key of the module
+        docstring's per-snapshot / shipped-weights / non-finite list."""
+        g = self.groups[run.group]
+        return any(k in g for k in _RESULTS_KEYS) or \
+            "ship_weights_seeds" in g["arms"][run.arm]
 
     def est_seconds(self, run: Run) -> float:
         """Estimated wall seconds of ``run`` beside ``jobs - 1`` others, 1 thread each."""
@@ -193,8 +267,12 @@ class Plan:
             "(arm, seed) below is shipped"), "groups": {}, "dropped": self.dropped}
         for r in self.runs():
             g = body["groups"].setdefault(r.group, {"steps": self.steps(r), "arms": {}})
+            g.update({k: self.groups[r.group][k] for k in _RESULTS_KEYS
+                      if k in self.groups[r.group]})
             a = g["arms"].setdefault(r.arm, {"tier": r.tier, "seeds": [], "options":
                                              self.arms(r.group)[r.arm].get("options", {})})
+            if "ship_weights_seeds" in self.arms(r.group)[r.arm]:
+                a["ship_weights_seeds"] = self.arms(r.group)[r.arm]["ship_weights_seeds"]
             a["seeds"].append(r.seed)
         return json.dumps(body, indent=2, sort_keys=True) + "\n"
 
@@ -245,7 +323,7 @@ def _seed_list(seeds: int | list[int]) -> list[int]:
 
 def _line_of(text: str, keys: tuple[str, ...]) -> int:
     """1-based line of the last of ``keys`` as a TOML key or table name, searched after the
-    line of each earlier one (``("groups", "mnist10k", "arms", "twice")``); the last line
+    line of each earlier one (``("groups", "toy", "arms", "adv")``); the last line
     found when a key is not written out (1 when none is)."""
     lines, at = text.splitlines(), 0
     for key in keys:
@@ -339,6 +417,9 @@ def load_plan(path: str | Path, root: str | Path | None = None, *,
             ck.table(a, ak, _ARM, required=("cost",))
             ck.number(a["cost"], (*ak, "cost"))
             _options(ck, a.get("options", {}), (*ak, "options"))
+            if "ship_weights_seeds" in a:
+                _seed_values(ck, a["ship_weights_seeds"], (*ak, "ship_weights_seeds"))
+        _check_results_keys(ck, g, gk)
     seeded: dict[tuple[str, str], list[int]] = {}
     tiers = data["tiers"]
     if not isinstance(tiers, list) or not tiers:
@@ -389,7 +470,17 @@ def load_plan(path: str | Path, root: str | Path | None = None, *,
                           f"{e['seed']} is not in the plan")
         if isinstance(e["every"], bool) or not isinstance(e["every"], int) or e["every"] < 1:
             raise ck.fail(("evolution", "every"), "every must be an integer >= 1")
-    plan = Plan(path, Path(root).resolve() if root is not None else path.parent, data)
+        g = groups[e["group"]]
+        if g.get("measure_every", e["every"]) % e["every"]:
+            raise ck.fail(("evolution", "every"), f"every {e['every']} must divide group "
+                          f"{e['group']!r}'s measure_every {g['measure_every']}")
+        ship = g["arms"][e["arm"]].get("ship_weights_seeds", g.get("ship_weights_seeds"))
+        if ship is not None and e["seed"] not in ship:
+            raise ck.fail(("evolution",), f"evolution run {e['group']}/{e['arm']}/seed"
+                          f"{e['seed']} ships snapshots: add seed {e['seed']} to its "
+                          "ship_weights_seeds")
+    plan = Plan(path, Path(root).resolve() if root is not None
+                else (path.parent / study.get("root", ".")).resolve(), data)
     _check_claims(ck, plan, seeded)
     if check_configs:
         for (gname, aname), seeds in seeded.items():
@@ -403,6 +494,50 @@ def load_plan(path: str | Path, root: str | Path | None = None, *,
                         else ("groups", gname, "options", key))
                 raise ck.fail(keys, f"{gname}/{aname}: {e}") from None
     return plan
+
+
+def _seed_values(ck: _Checker, s: Any, keys: tuple) -> list[int]:
+    if not (isinstance(s, list) and len(set(s)) == len(s) and all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in s)):
+        raise ck.fail(keys, f"{keys[-1]} must list distinct seeds >= 0, got {s!r}")
+    return s
+
+
+def _check_results_keys(ck: _Checker, g: dict, gk: tuple) -> None:
+    """``measure_every``, ``measure_metrics``, ``ship_weights_seeds`` and ``nonfinite`` of
+    group ``g`` (module docstring)."""
+    if "ship_weights_seeds" in g:
+        _seed_values(ck, g["ship_weights_seeds"], (*gk, "ship_weights_seeds"))
+    if g.get("nonfinite", "error") not in NONFINITE:
+        raise ck.fail((*gk, "nonfinite"), f"nonfinite must be one of {', '.join(NONFINITE)}, "
+                      f"got {g['nonfinite']!r}")
+    if "measure_metrics" in g and "measure_every" not in g:
+        raise ck.fail((*gk, "measure_metrics"), "measure_metrics needs measure_every")
+    if "measure_every" not in g:
+        return
+    every = g["measure_every"]
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ck.fail((*gk, "measure_every"), f"measure_every must be an integer >= 1, got "
+                      f"{every!r}")
+    known = SNAPSHOT_METRICS[g["measure"]]
+    metrics = g.get("measure_metrics", list(known))
+    if not (isinstance(metrics, list) and metrics and all(m in known for m in metrics)
+            and len(set(metrics)) == len(metrics)):
+        raise ck.fail((*gk, "measure_metrics"), f"measure_metrics must list distinct numbers "
+                      f"of measure {g['measure']!r} ({', '.join(known)}), got {metrics!r}")
+    for where, opts in [((*gk, "options"), g["options"])] + [
+            ((*gk, "arms", a, "options"), d.get("options", {})) for a, d in g["arms"].items()]:
+        snap = opts.get("snapshot-every")
+        if snap is not None and (not snap.isdigit() or int(snap) < 1 or every % int(snap)):
+            raise ck.fail((*where, "snapshot-every"), f"snapshot-every {snap!r} must divide "
+                          f"measure_every {every} (the runs keep the snapshots it measures)")
+        if opts.get("keep-snapshots", "0") != "0":
+            raise ck.fail((*where, "keep-snapshots"), f"keep-snapshots "
+                          f"{opts['keep-snapshots']!r}: with measure_every the runs keep every "
+                          'snapshot until it is measured; set keep-snapshots = "0"')
+    if g["options"].get("keep-snapshots") != "0" or "snapshot-every" not in g["options"]:
+        raise ck.fail((*gk, "options"), 'measure_every needs options snapshot-every (a divisor '
+                      'of it) and keep-snapshots = "0"')
 
 
 def _options(ck: _Checker, opts: Any, keys: tuple) -> None:

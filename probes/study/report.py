@@ -1,6 +1,11 @@
 """``asgan-probe report`` without run directories: the study report from the shipped
 checkpoints. Regenerates every figure and ``report.md`` with the claims table.
 
+What it shows comes from the study's plan file (:func:`probes.study.arms.shipped_plan`, or
+any plan with a ``[report]`` table: :func:`report_spec`): groups and arms in the plan's order,
+which arms the figures draw, the claims and the exact seeds each is judged on; nothing about
+a study lives in this module.
+
 The figure functions here are the ones the notebooks call, so a notebook and the report draw
 the same picture from the same seeds.
 """
@@ -12,19 +17,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probes.io import sources
 from probes.study import arms as study
-from probes.study.arms import MAIN
+from trainers.data import grid25_modes, ring8_modes
 
-GROUPS = ("mnist10k", "ring8", "grid25", "stacked-mnist")
+if TYPE_CHECKING:
+    from probes.study.plan import Plan
+
 ATTACK_EPS = (0, 0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255)
-# display order of the arms of both studies (v1 and v2); arms a study lacks are skipped
-MNIST_ORDER = ("baseline", "twice", "asgan-eps0.5", "asgan-eps1", "asgan-eps2",
-               "gaussian-eps0.5", "gaussian-eps2", "first-order-eps0.5", "r1", "r1-twice", "sn")
-GRID_ORDER = ("baseline", "twice", "asgan-eps0.25", "asgan-eps0.5", "asgan-eps1", "asgan-eps1.5",
-              "asgan-eps2", "asgan-eps3", "asgan-eps4", "gaussian-eps2")
+MIXTURE_MODES = {"ring8": ring8_modes, "grid25": grid25_modes}  # the modes of each 2-D dataset
 
 
 def _log(msg: str) -> None:
@@ -173,15 +176,84 @@ def modes_line(tables: dict) -> str:
     return "Probe modes of the gradient and robustness metrics: " + "; ".join(parts) + "." + note
 
 
-def protocol_lines(tables: dict, *, n_quality: int, basis: dict | None = None) -> list[str]:
+def report_spec(plan: Plan) -> dict[str, Any]:
+    """The ``[report]`` table of ``plan``, checked against its groups and arms:
+
+    - ``baseline``, ``main``: the reference arm of every figure and the arm drawn beside it;
+      both must be arms of every figure group;
+    - ``image``: the group (measure ``image``) of the gradient, attack, evolution and sample
+      figures and of the per-arm figure; ``mixtures``: the 2-D groups of the coverage panels;
+      ``stacked``: the stacked-MNIST group;
+    - ``sweep``: the 2-D group whose eps sweep is drawn beside the image group's FD;
+      ``curve``: arms on the sweep's curve, ``ablation``: arms drawn as markers; each at the
+      eps its options train with, in its data's unit (images: x 1/255 pixel units; 2-D: a
+      mode's std);
+    - ``which_runs``, ``arms``: prose of the protocol's "Which runs" and "Arms" lines.
+
+    Returns the table with ``eps`` ``{group: {arm: (eps, unit)}}`` of the curve and ablation
+    arms added (unit a key of :data:`probes.viz.study.EPS_UNITS`).
+
+    Raises:
+        trainers.errors.UserError: ``<plan>:<line>: what is wrong``.
+    """
+    from trainers.errors import UserError
+
+    spec = dict(plan.data.get("report") or {})
+    keys = ("baseline", "main", "image", "mixtures", "stacked", "sweep", "curve", "ablation",
+            "which_runs", "arms")
+
+    def fail(key: str, msg: str) -> UserError:
+        return UserError(f"{plan.path}:{plan.line_of('report', key)}: [report] {msg}")
+
+    if not spec:
+        raise UserError(f"{plan.path}: no [report] table: the full study report needs one "
+                        "(asgan-study report writes the plain report without it)")
+    for k in spec:
+        if k not in keys:
+            raise fail(k, f"unknown key {k!r}; known: {', '.join(keys)}")
+    for k in keys:
+        if k not in spec:
+            raise fail(k, f"needs {k!r}")
+    kinds = {"image": "image", "stacked": "stacked", "sweep": "mixture"}
+    for k, kind in kinds.items():
+        g = spec[k]
+        if g not in plan.groups or plan.groups[g]["measure"] != kind:
+            raise fail(k, f"{k} = {g!r}: not a group of the plan measured as {kind!r}")
+    for g in spec["mixtures"]:
+        if g not in plan.groups or plan.groups[g]["measure"] != "mixture":
+            raise fail("mixtures", f"{g!r}: not a group of the plan measured as 'mixture'")
+    for g in (spec["image"], *spec["mixtures"], spec["stacked"]):
+        for k in ("baseline", "main"):
+            if spec[k] not in plan.arms(g):
+                raise fail(k, f"{k} = {spec[k]!r} is not an arm of group {g!r}")
+    from probes.study.plan import Run
+    from trainers.data import resolve_eps_unit
+
+    eps: dict[str, dict[str, tuple[float, str]]] = {}
+    for g in (spec["sweep"], spec["image"]):
+        for k in ("curve", "ablation"):
+            for arm in spec[k]:
+                if arm not in plan.arms(g):
+                    continue
+                cfg = plan.config(Run("", g, arm, 0))
+                unit = resolve_eps_unit(cfg.data, cfg.eps_unit)
+                eps.setdefault(g, {})[arm] = (cfg.eps * 255 if unit == "pixel" else cfg.eps,
+                                              unit)
+    return dict(spec, eps=eps)
+
+
+def protocol_lines(tables: dict, *, n_quality: int, basis: dict) -> list[str]:
     """The report's protocol, read from the shipped checkpoints (nets, iterations, seeds), so
-    it stays true when the study is regenerated; ``basis`` (:func:`claims_basis`) adds one
-    line per group on how much of study v2's plan is trained."""
+    it stays true when the study is regenerated, and per group how much of the plan is trained
+    (``basis``: :func:`claims_basis`)."""
     from probes.io.sources import load
 
+    plan = basis["plan"]
+    spec = report_spec(plan)
+
     def facts(group: str) -> str:
-        runs = study.shipped_runs(group, basis["studies"][group] if basis else None)
-        _, _, meta = load(next(iter(runs["baseline"].values())))
+        runs = study.shipped_runs(group, plan)
+        _, _, meta = load(next(iter(runs[spec["baseline"]].values())))
         cfg = meta["config"]
         seeds = sorted({len(s) for s in tables[group].values()})
         return (f"{group}: {cfg['arch']} width {cfg.get('width')}, batch {cfg['batch_size']}, "
@@ -189,22 +261,14 @@ def protocol_lines(tables: dict, *, n_quality: int, basis: dict | None = None) -
 
     return [
         "- **Scale**: CPU scale, not the paper's. " + "; ".join(
-            facts(g) for g in GROUPS if g in tables) + ".",
-        *([f"- **Which runs**: study v2 {_v2_state(basis)} (issue 15: nets that learn, 8 "
-           "seeds for the arms of the primary claims, claims registered before the runs; plan "
-           "in `checkpoints/shipped/v2/PLAN.json`, `checkpoints/README.md`)."]
-          + progress_lines(basis) if basis else []),
+            facts(g) for g in plan.groups if g in tables) + ".",
+        f"- **Which runs**: study {plan.name} {_plan_state(basis)} ({spec['which_runs']}; "
+        f"plan in `{plan.ship}/PLAN.json`, `checkpoints/README.md`).",
+        *progress_lines(basis),
         "- **Pairing**: arms share the seed, hence G/D initialisation, data order and latents; "
         "every comparison is a per-seed difference (tests and their limits below the claims "
         "tables).",
-        f"- **Arms**: `baseline`; `{MAIN}` = AS-GAN at the paper's default (their 1/255 in "
-        "[-1, 1] space is 0.5/255 in our pixel units; on ring8/grid25 in v2, 0.5 std of a "
-        "mode per coordinate); the controls named in the tables (`twice`: eps 0, D updated "
-        "twice; `gaussian-*`: random-sign perturbation of the same size; "
-        "`first-order-eps0.5`: the second D step on clean reals plus eps_abs * ||grad_x "
-        "L_D||_1, AS-GAN's first-order model; `r1`: R1 penalty, one D step; `r1-twice`: R1 "
-        "with a second clean D step, compute-matched with AS-GAN; `sn`: spectral norm, which "
-        "drops DCGAN D's BatchNorm and is probed in eval mode).",
+        f"- **Arms**: {spec['arms']}.",
         f"- **Quality**: Frechet distance (FD), KID (100 subsets of up to 1,000, as "
         "`asgan-probe quality`) and PRDC in the feature space of our digit classifier (not "
         f"Inception: these are not FIDs), {n_quality} samples each against all of mnist10k.",
@@ -217,8 +281,8 @@ def protocol_lines(tables: dict, *, n_quality: int, basis: dict | None = None) -
     ]
 
 
-def _v2_state(basis: dict) -> str:
-    """"is complete" when every run study v2's plan names is measured here, else "is being
+def _plan_state(basis: dict) -> str:
+    """"is complete" when every run the plan names is measured here, else "is being
     regenerated" (``basis``: :func:`claims_basis`)."""
     done = all(set(seeds) <= set(basis["tables"].get(g, {}).get(arm, {}))
                for (g, arm), seeds in basis["planned"].items())
@@ -226,96 +290,85 @@ def _v2_state(basis: dict) -> str:
         else "is being regenerated"
 
 
-def claims_basis(tables: dict, studies: dict[str, str]) -> dict[str, Any]:
-    """What the registered claims are judged on: the tables of the groups read from study v2
-    (the claims name v2's arms and eps units; a group still read from v1 counts as not
-    measured), the manifest entries of exactly the v2 runs measured (for the registration
-    rule; a run shipped while the report was measuring is left out) and the seeds v2's plan
-    gives each arm (verdicts wait for all of them).
+def claims_basis(tables: dict, plan: Plan) -> dict[str, Any]:
+    """What the registered claims are judged on: the tables of the plan's groups, the manifest
+    entries of exactly the runs measured (every shipped file of each: the registration rule
+    checks each; a run shipped while the report was measuring is left out), the seeds the
+    plan gives each arm, and the plan's claims, each with the exact seed list it is judged on
+    (:meth:`probes.study.plan.Plan.claims`).
 
-    ``studies``: ``{group: "v1" | "v2"}``, the study each table was collected from.
+    Returns ``{"plan", "tables", "entries", "planned" {(group, arm): [seeds]}, "claims"}``."""
+    from probes.study.engine import ship_rels
+    from trainers.manifest import read_manifest
 
-    Returns ``{"studies", "tables", "entries", "planned" {(group, arm): [seeds]}}``."""
-    from trainers.manifest import read_manifest, study_of, study_progress
-
-    entries = read_manifest()
-    v2 = {g: tables[g] for g in GROUPS if studies[g] == "v2" and g in tables}
-    planned = {(g, arm): p["planned"] for g in GROUPS
-               for arm, p in study_progress(g, "v2", entries).items()}
-    measured = [e for e in entries.values() if study_of(e) == "v2" and e.get("group") in v2
-                and e.get("seed") in v2[e["group"]].get(e.get("arm"), {})]
-    return {"studies": studies, "tables": v2, "entries": measured, "planned": planned}
+    entries = read_manifest(plan.manifest)
+    judged = {g: tables[g] for g in plan.groups if g in tables}
+    measured = [entries[rel] for r in plan.runs()
+                if r.seed in judged.get(r.group, {}).get(r.arm, {})
+                for rel in ship_rels(plan, r) if rel in entries]
+    return {"plan": plan, "tables": judged, "entries": measured,
+            "planned": plan.planned_seeds(), "claims": plan.claims()}
 
 
 def arm_label(path: str | Path) -> str:
     """A figure label for an AS-GAN checkpoint with its eps in the unit it was trained in:
     "AS-GAN 0.5/255" (images, pixel units), "AS-GAN 0.5 std" (2-D, a mode's std), "AS-GAN
     0.5/255 of the box" (2-D runs from before eps units were recorded)."""
-    from trainers.data import MIXTURES, canonical_name, eps_units_of
+    from trainers.eps import of_meta
 
     meta = sources.load(path)[2]
-    eps, units = float(meta["config"]["eps"]), eps_units_of(meta)
-    if units["unit"] == "mode-std":
-        return f"AS-GAN {eps:g} std"
-    mixture = canonical_name(meta["config"]["data"]) in MIXTURES
-    box = " of the box" if mixture and not units["recorded"] else ""
-    return f"AS-GAN {eps * 255:.3g}/255{box}"
+    return f"AS-GAN {of_meta(meta).label(float(meta['config']['eps']), digits=3)}"
 
 
 def figure_label(arm: str, path: str | Path) -> str:
-    """A figure label for any arm, eps in the unit its checkpoint was trained in: AS-GAN arms
-    as :func:`arm_label`, ``gaussian-*`` the same with "gaussian", ``twice`` "twice (eps 0)",
-    other arms their name."""
-    if arm.startswith("asgan-"):
-        return arm_label(path)
-    if arm.startswith("gaussian-"):  # the same eps field and unit, a random-sign step
+    """A figure label for any arm, from its checkpoint's training options: a perturbed second
+    D step (``trainer asgan``) as :func:`arm_label`, "gaussian" for a random-sign one,
+    "twice (eps 0)" for none at eps 0 without other terms; other arms their name."""
+    cfg = sources.load(path)[2]["config"]
+    pert, extra = cfg.get("perturbation", "fgsm"), cfg.get("r1_gamma") or 0
+    if cfg.get("trainer") != "asgan" or extra:
+        return arm
+    if pert == "none":
+        return "twice (eps 0)" if float(cfg["eps"]) == 0 else arm
+    if pert == "gaussian":  # the same eps field and unit, a random-sign step
         return arm_label(path).replace("AS-GAN", "gaussian")
-    return "twice (eps 0)" if arm == "twice" else arm
+    return arm_label(path) if pert == "fgsm" else arm
 
 
-def status_lines(groups: Sequence[str], studies: dict[str, str]) -> list[str]:
-    """What a notebook reads, from the shipped checkpoints: per group the study it is read
-    from (``studies``, fixed by the caller), the nets and iterations, the seeds shipped per
-    arm, and how many of v2's planned runs are trained (until all are, numbers are
-    interim)."""
-    from trainers.manifest import study_progress
-
+def status_lines(groups: Sequence[str], plan: Plan) -> list[str]:
+    """What a notebook reads, from the shipped checkpoints of ``plan``: per group the nets
+    and iterations, the seeds shipped per arm, and how many of the plan's runs are trained
+    (until all are, numbers are interim)."""
     lines = []
     for g in groups:
-        by_arm = study.shipped_runs(g, studies[g])
-        cfg = sources.load(by_arm["baseline"][min(by_arm["baseline"])])[2]["config"]
+        by_arm = study.shipped_runs(g, plan)
+        first = next(iter(by_arm.values()))
+        cfg = sources.load(first[min(first)])[2]["config"]
         seeds = {a: sorted(s) for a, s in by_arm.items()}
-        plan = study_progress(g, "v2")
-        lines += [f"{g}: read from study {studies[g]}; {cfg['arch']} width {cfg['width']}, "
+        progress = study.plan_progress(plan, g)
+        lines += [f"{g}: read from study {plan.name}; {cfg['arch']} width {cfg['width']}, "
                   f"batch {cfg['batch_size']}, {cfg['steps']:,} iterations; seeds per arm: "
                   f"{seeds}",
-                  f"  study v2: {sum(len(p['shipped']) for p in plan.values())} of "
-                  f"{sum(len(p['planned']) for p in plan.values())} planned runs trained: "
-                  + ", ".join(f"{a} {len(p['shipped'])}/{len(p['planned'])}"
-                              for a, p in plan.items())]
+                  f"  study {plan.name}: {sum(len(p['shipped']) for p in progress.values())} "
+                  f"of {sum(len(p['planned']) for p in progress.values())} planned runs "
+                  "trained: " + ", ".join(f"{a} {len(p['shipped'])}/{len(p['planned'])}"
+                                          for a, p in sorted(progress.items()))]
     return lines
 
 
 def progress_lines(basis: dict) -> list[str]:
-    """One line per group (``basis``: :func:`claims_basis`): which study it is read from and,
-    for v2, the runs measured of the plan's, per arm."""
-    lines = []
-    for g in GROUPS:
-        plan = {arm: seeds for (group, arm), seeds in basis["planned"].items() if group == g}
+    """One line per group of the plan (``basis``: :func:`claims_basis`): the runs measured of
+    the plan's, per arm (arms sorted by name)."""
+    plan, lines = basis["plan"], []
+    for g in plan.groups:
+        planned = sorted((arm, seeds) for (group, arm), seeds in basis["planned"].items()
+                         if group == g)
         have = basis["tables"].get(g, {})
-        total = sum(len(seeds) for seeds in plan.values())
-        if basis["studies"][g] == "v2":
-            arms = ", ".join(f"{a} {len(have.get(a, {}))}/{len(seeds)}"
-                             for a, seeds in plan.items())
-            done = sum(len(have.get(a, {})) for a in plan)
-            lines.append(f"- **{g}**: study v2, {done} of {total} planned runs trained and "
-                         f"measured ({arms}).")
-        else:
-            lines.append(f"- **{g}**: the first study (v1: trained before the claims were "
-                         "registered, older eps units); v2 has not reached it yet (0 of "
-                         f"{total} planned runs measured here), and the group switches to v2 "
-                         f"once its baseline and {MAIN} have seed 0. The registered claims on "
-                         f"{g} count as not measured until then.")
+        total = sum(len(seeds) for _, seeds in planned)
+        arms = ", ".join(f"{a} {len(have.get(a, {}))}/{len(seeds)}" for a, seeds in planned)
+        done = sum(len(have.get(a, {})) for a, _ in planned)
+        lines.append(f"- **{g}**: study {plan.name}, {done} of {total} planned runs trained "
+                     f"and measured ({arms}).")
     return lines
 
 
@@ -325,71 +378,52 @@ def _classifier_accuracy() -> float:
     return float(load_classifier()[1]["heldout_accuracy"])
 
 
-def write_study_report(out: str | Path, *, n_quality: int = 2000, n_stacked: int = 26_000,
-                       seed: int = 0) -> Path:
-    """Regenerate every study figure and ``report.md`` into ``out``; returns the md path.
+def write_study_report(out: str | Path, *, plan: Plan | None = None, n_quality: int = 2000,
+                       n_stacked: int = 26_000, n_mixture: int = 2500, seed: int = 0,
+                       runs: list | None = None, figures: bool = True) -> Path:
+    """Measure every shipped run of ``plan`` (default :func:`probes.study.arms.shipped_plan`;
+    :func:`probes.study.engine.measure`, cached in ``out/measures.json``), then regenerate
+    every study figure and ``report.md`` into ``out``; returns the md path.
 
-    The files are built whole (:func:`trainers.lock.build_into`): two reports into one
-    folder at once leave one of them, complete; other files in ``out`` are kept."""
+    ``runs``: measure and report only these runs of the plan (default all); ``figures``:
+    False writes ``report.md`` and ``study.json`` only (the text and numbers). The files are
+    built whole (:func:`trainers.lock.build_into`): two reports into one folder at once
+    leave one of them, complete; other files in ``out`` are kept."""
+    from probes.study.engine import measure
     from trainers.lock import build_into
 
+    plan = study.shipped_plan() if plan is None else plan
+    report_spec(plan)  # a bad [report] table fails before anything is measured
+    raw = measure(plan, out, n_quality=n_quality, n_stacked=n_stacked, n_mixture=n_mixture,
+                  seed=seed, runs=runs,
+                  say=lambda s: _log(f"measuring {s.removeprefix('measuring ')}"))
+    # groups in plan order, arms and seeds sorted (the order every table lists them in)
+    tables = {g: {a: dict(sorted(raw[g][a].items())) for a in sorted(raw[g])}
+              for g in plan.groups if g in raw}
     with build_into(out, last=["report.md"]) as tmp:
-        _build_study_report(tmp, n_quality=n_quality, n_stacked=n_stacked, seed=seed)
+        _build_study_report(tmp, plan, tables, n_quality=n_quality, n_stacked=n_stacked,
+                            seed=seed, figures=figures)
     return Path(out) / "report.md"
 
 
-def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int) -> None:
-    from probes.measures.evolution import evolutions
+def _build_study_report(out: Path, plan: Plan, tables: dict, *, n_quality: int,
+                        n_stacked: int, seed: int, figures: bool) -> None:
+    import json
+
     from probes.measures.references import side_by_side
-    from probes.viz.gradients import plot_evolution
-    from probes.viz.runs import plot_curves, read_run
-    from probes.viz.study import plot_arms, plot_eps_sweep
+    from probes.study.claims import claims_markdown, evaluate_claims
+    from probes.study.engine import registration_state
     from trainers.checkpoint import atomic_write_bytes
 
     t0 = time.time()
-    # which study each group is read from, fixed once: a background sitting may ship the run
-    # that switches a group while the report is measuring
-    studies = {g: study.study_in_use(g) for g in GROUPS}
-    tables = {}
-    for group in GROUPS:
-        kw = {"mnist10k": {"n_quality": n_quality}, "stacked-mnist": {"n": n_stacked}}.get(
-            group, {})
-        tables[group] = study.collect(group, progress=lambda s: _log(f"measuring {s}"),
-                                      study=studies[group], seed=seed, **kw)
-    from probes.study.claims import CLAIMS_FILE, claims_markdown, evaluate_claims, load_claims
-    from probes.study.claims import registration as registered
-
-    registered_claims = load_claims()
-    judged = claims_basis(tables, studies)
-    reg = registered(CLAIMS_FILE, judged["entries"], claims=registered_claims)
-    claims = evaluate_claims(judged["tables"], registered_claims, reg, judged["planned"])
-    mn = study.shipped_runs("mnist10k", studies["mnist10k"])
-    pair = [("baseline", mn["baseline"][0]), (arm_label(mn[MAIN][0]), mn[MAIN][0])]
-    _log("figures ...")
-    fig_gradient_maps(pair, out / "fig1-maps-real.png", population="real")
-    fig_gradient_maps(pair, out / "fig1-maps-fake.png", population="fake")
-    fig_histograms(pair, out / "fig5a-hist-raw.png", out / "fig5a-hist-rms.png")
-    evos = evolutions([study.run_dir(p) for _, p in pair], n=64, seed=seed)
-    plot_evolution(evos, out / "fig5b-evolution.png")
-    fig_attack(pair, out / "attack-curves.png")
-    r8, g25 = (study.shipped_runs(g, studies[g]) for g in ("ring8", "grid25"))
-    fig_coverage([("baseline", r8["baseline"][0]), (arm_label(r8[MAIN][0]), r8[MAIN][0]),
-                  ("baseline", g25["baseline"][0]), (arm_label(g25[MAIN][0]), g25[MAIN][0])],
-                 out / "coverage-2d.png")
-    grid_unit = "mode-std" if studies["grid25"] == "v2" else "box"
-    plot_eps_sweep([("modes", "grid25 modes captured (of 25)", tables["grid25"], grid_unit),
-                    ("high_quality_pct", "grid25 high-quality samples (%)", tables["grid25"],
-                     grid_unit),
-                    ("fd", "mnist10k Frechet distance (classifier features)",
-                     tables["mnist10k"], "pixel")], out / "eps-sweep.png",
-                   title="Fig. 3 analogue: AS-GAN eps sweep vs baseline and gaussian ablation")
-    plot_arms(tables["mnist10k"], [("fd", "Frechet distance (lower better)"),
-                                   ("hoyer_real", "Hoyer sparsity of grad on reals"),
-                                   ("fg_share_real", "grad L1 share on strokes"),
-                                   ("flip_real_1", "FGSM flip rate, eps 1/255")],
-              out / "arms-mnist10k.png", order=MNIST_ORDER)
-    fig_samples([(a, mn[a][0]) for a in MNIST_ORDER if 0 in mn.get(a, {})], out / "samples.png")
-    plot_curves([read_run(study.run_dir(p)) for _, p in pair], out / "training-curves.png")
+    spec = report_spec(plan)
+    img = spec["image"]
+    judged = claims_basis(tables, plan)
+    reg = registration_state(plan, judged["entries"])
+    # each claim judged on exactly its registered seeds (``seeds``), never on others present
+    claims = evaluate_claims(judged["tables"], judged["claims"], reg, None)
+    if figures:
+        _figures(out, plan, spec, tables, seed=seed)
 
     def ours(group):
         def mean(metric, arm):
@@ -400,11 +434,12 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
                  "high_quality_pct": mean("high_quality_pct", arm),
                  "reverse_kl": mean("reverse_kl", arm)} for arm in tables[group]]
 
+    mixtures = [g for g in spec["mixtures"] if g in tables]
     lines = [
         "# asgan-probe study report", "",
         "Every number below is computed by `asgan-probe report` from the checkpoints shipped "
-        "in `checkpoints/shipped/` (made by `asgan-study run studies/v2.toml`, commands in "
-        "`checkpoints/MANIFEST.json`), with fixed seeds: re-running gives the same numbers. "
+        f"in `checkpoints/shipped/` (made by `asgan-study run {_shown_plan(plan)}`, commands "
+        "in `checkpoints/MANIFEST.json`), with fixed seeds: re-running gives the same numbers. "
         "Each number is the one the matching `asgan-probe` verb reports for that checkpoint "
         "with the same settings (tests/test_report_numbers.py).", "",
         "## Protocol", "",
@@ -412,45 +447,99 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
         "## Claims", "",
         "A claim that does not hold here is a finding about this scale, not a verdict on the "
         "paper.", "",
-        claims_markdown(judged["tables"], registered_claims, reg, judged["planned"]), "",
+        claims_markdown(judged["tables"], judged["claims"], reg, None), "",
         modes_line(tables), "",
-        "## mnist10k arms (mean ± 95% CI half-width over seeds)", "",
-        *arms_markdown(tables["mnist10k"], ["fd", "kid", "precision", "recall",
-                                            "hoyer_real", "fg_share_real", "hf_share_real",
-                                            "hoyer_fake", "flip_real_1", "flip_real_2"],
-                       MNIST_ORDER), "",
-        "![arms](arms-mnist10k.png)", "", "![samples](samples.png)", "",
+        f"## {img} arms (mean ± 95% CI half-width over seeds)", "",
+        *arms_markdown(tables[img], ["fd", "kid", "precision", "recall",
+                                     "hoyer_real", "fg_share_real", "hf_share_real",
+                                     "hoyer_fake", "flip_real_1", "flip_real_2"],
+                       list(plan.arms(img))), "",
+        f"![arms](arms-{img}.png)", "", "![samples](samples.png)", "",
         "## Gradients (paper Fig. 1, 5a, 5b; seed 0)", "",
         "![maps on reals](fig1-maps-real.png)", "", "![maps on fakes](fig1-maps-fake.png)", "",
         "![histogram](fig5a-hist-raw.png)", "", "![histogram rms](fig5a-hist-rms.png)", "",
         "![evolution](fig5b-evolution.png)", "",
         "## Robustness", "", "![attack](attack-curves.png)", "",
         "## Mode coverage", "",
-        *[f"- {g}: read from study {judged['studies'][g]}; "
-          + ("eps in units of a mode's std per coordinate." if judged["studies"][g] == "v2"
-             else "eps in the old 2-D unit, a fraction of the plotting box (v2 replaces "
-             "it with a mode's std), so its eps values do not compare with v2's.")
-          for g in ("ring8", "grid25")], "",
-        *arms_markdown(tables["ring8"], ["modes", "high_quality_pct", "reverse_kl"],
-                       ("baseline", "twice", MAIN, "asgan-eps2")), "",
-        side_by_side("ring8", ours("ring8")), "",
-        *arms_markdown(tables["grid25"], ["modes", "high_quality_pct", "reverse_kl"],
-                       GRID_ORDER), "",
-        side_by_side("grid25", ours("grid25")), "",
+        *[f"- {g}: read from study {plan.name}; eps in units of a mode's std per coordinate."
+          for g in spec["mixtures"]], ""]
+    for g in mixtures:
+        lines += [*arms_markdown(tables[g], ["modes", "high_quality_pct", "reverse_kl"],
+                                 list(plan.arms(g))), "",
+                  side_by_side(_data_of(plan, g), ours(g)), ""]
+    lines += [
         "![coverage](coverage-2d.png)", "",
         f"Stacked MNIST (1000 modes, {n_stacked} samples per checkpoint, each channel read by our "
         f"digit classifier, held-out accuracy {_classifier_accuracy():.1%}). The data is "
         "built from the 10k-digit subset, so these counts are indicative and not comparable "
         "with the published ones (VEEGAN Table 2: DCGAN 99 modes; PacGAN Table 2: DCGAN "
         "78.9 modes, PacDCGAN2 1000).", "",
-        *arms_markdown(tables["stacked-mnist"], ["modes", "kl"], ("baseline", MAIN)), "",
+        *arms_markdown(tables.get(spec["stacked"], {}), ["modes", "kl"],
+                       list(plan.arms(spec["stacked"]))), "",
         "## eps sweep (paper Fig. 3 analogue)", "", "![eps sweep](eps-sweep.png)", "",
         "## Training curves (seed 0)", "", "![curves](training-curves.png)", ""]
     atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
     _log(f"report written in {time.time() - t0:.0f} s")
-    import json
-
     atomic_write_bytes(out / "study.json", json.dumps(
-        {"tables": tables, "studies": judged["studies"], "claims": claims,
-         "registration": reg}, indent=1,
-        default=float).encode())
+        {"tables": tables, "study": plan.name, "claims": claims, "registration": reg},
+        indent=1, default=float).encode())
+
+
+def _data_of(plan: Plan, group: str) -> str:
+    """The dataset ``group``'s runs train on (its preset's, or its ``data`` option)."""
+    from probes.study.plan import Run
+    from trainers.data import canonical_name
+
+    run = next(r for r in plan.runs() if r.group == group)
+    return canonical_name(plan.config(Run("", group, run.arm, run.seed)).data)
+
+
+def _shown_plan(plan: Plan) -> str:
+    """The plan file as the report names it: relative to the study's root when inside it."""
+    try:
+        return plan.path.relative_to(plan.root).as_posix()
+    except ValueError:
+        return plan.path.name
+
+
+def _figures(out: Path, plan: Plan, spec: dict, tables: dict, *, seed: int) -> None:
+    """Every figure of the report, drawn from seed 0 of the ``[report]`` arms
+    (:func:`report_spec`)."""
+    from probes.measures.evolution import evolutions
+    from probes.viz.gradients import plot_evolution
+    from probes.viz.runs import plot_curves, read_run
+    from probes.viz.study import plot_arms, plot_eps_sweep
+
+    base, main, img = spec["baseline"], spec["main"], spec["image"]
+    mn = study.shipped_runs(img, plan)
+    pair = [(base, mn[base][0]), (arm_label(mn[main][0]), mn[main][0])]
+    _log("figures ...")
+    fig_gradient_maps(pair, out / "fig1-maps-real.png", population="real")
+    fig_gradient_maps(pair, out / "fig1-maps-fake.png", population="fake")
+    fig_histograms(pair, out / "fig5a-hist-raw.png", out / "fig5a-hist-rms.png")
+    evos = evolutions([study.run_dir(p) for _, p in pair], n=64, seed=seed)
+    plot_evolution(evos, out / "fig5b-evolution.png")
+    fig_attack(pair, out / "attack-curves.png")
+    panels = []
+    for g in spec["mixtures"]:
+        runs = study.shipped_runs(g, plan)
+        panels += [(base, runs[base][0]), (arm_label(runs[main][0]), runs[main][0])]
+    fig_coverage(panels, out / "coverage-2d.png")
+    sw = spec["sweep"]
+    n_modes = len(MIXTURE_MODES[_data_of(plan, sw)]())
+    plot_eps_sweep([("modes", f"{sw} modes captured (of {n_modes})", tables[sw],
+                     spec["eps"][sw]),
+                    ("high_quality_pct", f"{sw} high-quality samples (%)", tables[sw],
+                     spec["eps"][sw]),
+                    ("fd", f"{img} Frechet distance (classifier features)", tables[img],
+                     spec["eps"].get(img, {}))], out / "eps-sweep.png",
+                   title="Fig. 3 analogue: AS-GAN eps sweep vs baseline and gaussian ablation",
+                   baseline=base, ablation=spec["ablation"])
+    plot_arms(tables[img], [("fd", "Frechet distance (lower better)"),
+                            ("hoyer_real", "Hoyer sparsity of grad on reals"),
+                            ("fg_share_real", "grad L1 share on strokes"),
+                            ("flip_real_1", "FGSM flip rate, eps 1/255")],
+              out / f"arms-{img}.png", order=list(plan.arms(img)))
+    fig_samples([(a, mn[a][0]) for a in plan.arms(img) if 0 in mn.get(a, {})],
+                out / "samples.png")
+    plot_curves([read_run(study.run_dir(p)) for _, p in pair], out / "training-curves.png")

@@ -3,8 +3,11 @@
 One panel per population (reals attacked toward "fake", fakes toward "real"); colour = the
 checkpoint (or the source -> target pair of a transfer), line style = the method. Points whose
 clean accuracy is below 0.5 are drawn as crosses: their flip rate covers a minority of the
-samples. The figure is a ``matplotlib.figure.Figure`` (:func:`probes.viz.style.figure`): the
-global backend is left alone; matplotlib is imported lazily.
+samples. eps is drawn in the unit the checkpoints record (:mod:`trainers.eps`: grey levels
+for pixel units, a mode's std on the 2-D mixtures); checkpoints of different units need
+separate figures. The figure is a ``matplotlib.figure.Figure``
+(:func:`probes.viz.style.figure`): the global backend is left alone; matplotlib is imported
+lazily.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 
 from probes.viz import save_figure
 from probes.viz.style import PALETTE, figure
+from trainers.eps import EpsUnit, named
+from trainers.errors import UserError
 
 TITLES = {"real": "reals pushed toward \"fake\"", "fake": "fakes pushed toward \"real\""}
 STYLES = ("-", "--", ":", "-.")
@@ -28,13 +33,29 @@ def _series(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[di
     return out
 
 
+def _unit(records: list[dict[str, Any]]) -> EpsUnit:
+    """The one eps unit of ``records`` (their ``eps_unit``; pixel units when absent, as
+    :func:`probes.core.sweep.attack_sweep` records come)."""
+    units = {(u.name, u.box): u for u in (
+        EpsUnit.from_dict(r["eps_unit"]) if isinstance(r.get("eps_unit"), dict)
+        else named("pixel") for r in records)}
+    if len(units) > 1:
+        raise UserError("these attack records mix eps units ("
+                        + ", ".join(sorted(u.name + (" of the box" if u.box else "")
+                                           for u in units.values()))
+                        + "); plot the checkpoints of each unit in a figure of their own")
+    return next(iter(units.values()), named("pixel"))
+
+
 def plot_flip_curves(records: list[dict[str, Any]], out: str | Path, *,
                      title: str | None = None) -> Path:
     """Write the flip-rate-vs-eps figure of sweep records to ``out`` (PNG/PDF/SVG).
 
     Args:
         records: records of :func:`probes.core.sweep.attack_sweep`, with ``label`` (and, for
-            transfers, ``evaluated_on_label``) added by the caller, as the CLI does.
+            transfers, ``evaluated_on_label``) added by the caller, as the CLI does; their
+            ``eps_unit`` (:func:`probes.measures.attack.attack` adds it) sets the eps axis
+            (pixel units without it). One unit per figure (UserError otherwise).
         out: figure path; parent folders are created.
         title: optional suptitle.
 
@@ -43,6 +64,7 @@ def plot_flip_curves(records: list[dict[str, Any]], out: str | Path, *,
     """
     from matplotlib.lines import Line2D
 
+    unit = _unit(records)
     pops = [p for p in ("real", "fake") if any(r["population"] == p for r in records)]
     series = _series(records)
     pairs = list(dict.fromkeys((s, t) for s, t, _ in series))
@@ -57,7 +79,7 @@ def plot_flip_curves(records: list[dict[str, Any]], out: str | Path, *,
                 continue
             color = PALETTE[pairs.index((source, target)) % len(PALETTE)]
             style = STYLES[methods.index(method) % len(STYLES)]
-            xs = [r["eps"] * 255 for r in rows]
+            xs = [unit.number(r["eps"]) for r in rows]
             ys = [float("nan") if r["flip_rate"] is None else r["flip_rate"] for r in rows]
             name = source if source == target else f"{source} \u2192 {target}"
             ax.plot(xs, ys, style, color=color, marker="o", ms=4, lw=1.6,
@@ -67,7 +89,7 @@ def plot_flip_curves(records: list[dict[str, Any]], out: str | Path, *,
                 warned = True
                 ax.plot(*zip(*bad), "x", color="black", ms=8, mew=1.6, zorder=5)
         ax.set_title(TITLES[pop], fontsize=10)
-        ax.set_xlabel("eps (grey levels: eps \u00d7 255)")
+        ax.set_xlabel(unit.axis)
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("flip rate (of samples D got right)")

@@ -16,6 +16,7 @@ from typing import Any
 
 from probes.viz import save_figure
 from probes.viz.style import PALETTE, figure
+from trainers.eps import of_config
 from trainers.errors import UserError
 
 CURVES = (("loss_d", "D loss"), ("loss_g", "G loss (non-saturating)"),
@@ -41,7 +42,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
 def _label(run: dict) -> str:
     c = run["config"]
     if c.get("trainer") == "asgan":
-        return f"{run['name']} (asgan, eps {c['eps'] * 255:g}/255, {c['perturbation']})"
+        return f"{run['name']} (asgan, eps {of_config(c).label(c['eps'])}, {c['perturbation']})"
     return f"{run['name']} (baseline)"
 
 
@@ -106,11 +107,11 @@ def _build_report(runs: list[dict], out: Path) -> None:
     lines = ["# asgan-probe report", "",
              "Runs compared (final log window; losses are non-saturating GAN losses, logits "
              "are D's raw outputs):", "",
-             "| run | trainer | eps (/255) | steps | D loss | G loss | D(real) | D(fake) "
+             "| run | trainer | eps | steps | D loss | G loss | D(real) | D(fake) "
              "| images/s |", "|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         c, last = run["config"], run["rows"][-1] if run["rows"] else {}
-        eps = f"{c['eps'] * 255:g}" if c.get("trainer") == "asgan" else "-"
+        eps = of_config(c).label(c["eps"]) if c.get("trainer") == "asgan" else "-"
         lines.append(f"| {run['name']} | {c.get('trainer')} | {eps} | {last.get('step', 0)} | "
                      f"{last.get('loss_d', float('nan')):.3f} | "
                      f"{last.get('loss_g', float('nan')):.3f} | "

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 
 from probes.viz import save_figure
 from probes.viz.style import PALETTE, figure
+from trainers.eps import named
 
 
 def _row(ncols: int, width: float, height: float):
@@ -66,41 +66,35 @@ def _long(table: Mapping[str, Mapping[int, Mapping]], metric: str, arms: Sequenc
     return out
 
 
-def _eps_of(arm: str) -> float | None:
-    """eps (/255) of an AS-GAN arm name: ``asgan-eps2`` -> 2, ``twice`` -> 0, else None."""
-    if arm == "twice":
-        return 0.0
-    m = re.fullmatch(r"asgan-eps([0-9.]+)", arm)
-    return float(m.group(1)) if m else None
+# the eps unit of an arm's number (``asgan-eps0.5``: 0.5/255, 0.5 std or 0.5/255 of the old 2-D
+# plotting box), for the axis label and the values' labels (trainers.eps)
+EPS_UNITS = {name: named(name) for name in ("pixel", "mode-std", "box")}
 
 
-# the eps unit of an arm name's number: (axis label, suffix after a value)
-EPS_UNITS = {"pixel": ("eps (x 1/255, pixel units)", "/255"),
-             "mode-std": ("eps (std of a mode, per coordinate)", " std"),
-             "box": ("eps (x 1/255 of the plotting box: the first study's 2-D unit)",
-                     "/255 of the box")}
-
-
-def plot_eps_sweep(panels: Sequence[tuple], path: str | Path, *,
-                   title: str | None = None) -> Path:
-    """Metric vs eps for AS-GAN arms, with the baseline and the gaussian ablation beside
-    them: every seed as a faint dot, means with their 95% t-intervals over seeds (band for
-    the curve and the baseline, bar for gaussian).
+def plot_eps_sweep(panels: Sequence[tuple], path: str | Path, *, baseline: str | None = None,
+                   ablation: Sequence[str] = (), title: str | None = None) -> Path:
+    """Metric vs eps for AS-GAN arms, with the baseline and the ablation arms beside them:
+    every seed as a faint dot, means with their 95% t-intervals over seeds (band for the
+    curve and the baseline, bar for an ablation arm).
 
     Args:
-        panels: ``(metric, axis label, table[, unit])`` per panel; ``table`` is ``{arm:
-            {seed: metrics}}`` (:func:`probes.study.arms.collect`). Arms ``asgan-eps<e>`` and
-            ``twice`` (eps 0: D updated twice) form the curve; ``baseline`` is a horizontal
-            band, ``gaussian-eps<e>`` a separate marker at its eps. ``unit`` (a key of
-            :data:`EPS_UNITS`, default "pixel") is what the arms' eps numbers are in.
+        panels: ``(metric, axis label, table, eps)`` per panel; ``table`` is ``{arm: {seed:
+            metrics}}`` (:func:`probes.study.arms.collect`), ``eps`` ``{arm: (eps, unit)}``
+            places arms on the x axis (a study's plan says which arms and at what eps:
+            :func:`probes.study.report.report_spec`; ``unit`` a key of :data:`EPS_UNITS`,
+            the eps an arm trains with in that unit: images x 1/255). Arms of ``eps`` not in
+            ``ablation`` form the curve (eps 0: D updated twice); ``baseline`` is a
+            horizontal band; ``ablation`` arms are separate markers at their eps. Arms of
+            ``table`` in none of these are not drawn.
         path: PNG to write.
     """
     import seaborn as sns
 
     fig, axes = _row(len(panels), 4.6, 3.6)
-    for ax, (metric, label, table, *unit) in zip(axes, panels):
-        xlabel, suffix = EPS_UNITS[unit[0] if unit else "pixel"]
-        eps = {arm: e for arm in table if (e := _eps_of(arm)) is not None}
+    for ax, (metric, label, table, eps_of) in zip(axes, panels):
+        units = {u for _, u in eps_of.values()}
+        eps_unit = EPS_UNITS[units.pop() if len(units) == 1 else "pixel"]
+        eps = {arm: e for arm, (e, _) in eps_of.items() if arm in table and arm not in ablation}
         curve = _long(table, metric, sorted(eps, key=eps.get), x=eps)
         if curve["value"]:
             sns.scatterplot(data=curve, x="x", y="value", color=PALETTE[0], alpha=0.35,
@@ -109,21 +103,21 @@ def plot_eps_sweep(panels: Sequence[tuple], path: str | Path, *,
                          errorbar=_ci_bounds, marker="o", markersize=5, color=PALETTE[0],
                          err_kws={"alpha": 0.15, "linewidth": 0},
                          label="AS-GAN (eps 0 = D updated twice), mean, 95% CI", ax=ax)
-        if "baseline" in table:
-            c = _ci([m[metric] for m in table["baseline"].values()])
+        if baseline is not None and baseline in table:
+            c = _ci([m[metric] for m in table[baseline].values()])
             ax.axhline(c["mean"], color=PALETTE[1], lw=1.4, label="baseline, mean, 95% CI")
             if not math.isnan(c["lo"]):
                 ax.axhspan(c["lo"], c["hi"], color=PALETTE[1], alpha=0.15, lw=0)
         for arm in table:
-            m = re.fullmatch(r"gaussian-eps([0-9.]+)", arm)
-            if m:
+            if arm in ablation and arm in eps_of:
                 c = _ci([v[metric] for v in table[arm].values()])
                 err = [[c["mean"] - c["lo"]], [c["hi"] - c["mean"]]]
-                ax.errorbar([float(m.group(1))], [c["mean"]],
+                ax.errorbar([eps_of[arm][0]], [c["mean"]],
                             yerr=None if math.isnan(c["lo"]) else err, fmt="s",
                             color=PALETTE[2], ms=6, capsize=3,
-                            label=f"gaussian sign noise, eps {m.group(1)}{suffix}")
-        ax.set_xlabel(xlabel)
+                            label="gaussian sign noise, eps "
+                                  f"{eps_unit.label(eps_unit.from_number(eps_of[arm][0]))}")
+        ax.set_xlabel(eps_unit.axis)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")

@@ -48,7 +48,6 @@ Output ``(N, 1)``: reduction ``squeeze``. It takes exactly ``input_size`` px (in
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from probes.io.families.authors import SpectralNormed
-from probes.io.safe_pickle import is_torch_zip, load_torch_zip
+from probes.io.safe_pickle import is_torch_zip, load_torch_zip, zip_pickle_bytes
 from trainers.errors import UserError
 
 NAMES: tuple[str, ...] = ("basicsr-unet", "basicsr-vgg")
@@ -265,13 +264,9 @@ def sniff(path: Path) -> str | None:
     is, or under ``params`` / ``params_ema``); else None. Never raises."""
     try:
         path = Path(path)
-        if not path.is_file() or not is_torch_zip(path):
+        data = zip_pickle_bytes(path) if path.is_file() else None
+        if data is None:
             return None
-        with zipfile.ZipFile(path) as zf:
-            pkl = [n for n in zf.namelist() if n.endswith("data.pkl")]
-            if len(pkl) != 1:
-                return None
-            data = zf.read(pkl[0])
         if b"conv0.weight" in data and b"conv9.weight" in data and b"conv1." in data:
             name = NAMES[0]
         elif b"conv0_0.weight" in data and b"linear2.weight" in data:

@@ -59,7 +59,6 @@ from __future__ import annotations
 import math
 import re
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -235,13 +234,8 @@ def sniff(path: Path) -> str | None:
     """``"studiogan"`` when ``path`` is a torch zip whose pickle names a ``state_dict`` with
     ``blocks.0.0.`` and ``linear1.`` tensors next to StudioGAN's bookkeeping (``best_fid``,
     ``best_step``); reads only the pickle's bytes, unpickles nothing; None otherwise."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = [i for i in zf.infolist() if i.filename.endswith("data.pkl")]
-            if len(names) != 1 or names[0].file_size > _SNIFF_LIMIT:
-                return None
-            data = zf.read(names[0])
-    except Exception:  # not a zip, unreadable, truncated: not ours
+    data = safe_pickle.zip_pickle_bytes(path, _SNIFF_LIMIT)
+    if data is None:  # not a zip, unreadable, truncated, too large: not ours
         return None
     marks = (b"state_dict", b"best_fid", b"best_step", b"blocks.0.0.", b"linear1.")
     return "studiogan" if all(m in data for m in marks) else None

@@ -40,14 +40,13 @@ is read too. Legacy (pre-zip, torch < 1.6) files are refused with a hint to re-s
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from probes.io.safe_pickle import is_torch_zip, load_torch_zip, read_any
+from probes.io.safe_pickle import is_torch_zip, load_torch_zip, read_any, zip_pickle_bytes
 from trainers.errors import UserError
 
 NAMES: tuple[str, ...] = ("taming-patchgan",)
@@ -199,13 +198,9 @@ def sniff(path: Path) -> str | None:
     bare PatchGAN state_dict (checked by loading it, tensors only, when small); else None."""
     try:
         path = Path(path)
-        if not path.is_file() or not is_torch_zip(path):
+        data = zip_pickle_bytes(path, _SNIFF_LOAD_LIMIT) if path.is_file() else None
+        if data is None:
             return None
-        with zipfile.ZipFile(path) as zf:
-            pkl = [n for n in zf.namelist() if n.endswith("data.pkl")]
-            if len(pkl) != 1 or zf.getinfo(pkl[0]).file_size > _SNIFF_LOAD_LIMIT:
-                return None
-            data = zf.read(pkl[0])
         if b"discriminator.main.0.weight" in data and b"state_dict" in data:
             return NAMES[0]
         if b"main.0.bias" not in data or path.stat().st_size > _SNIFF_LOAD_LIMIT:
