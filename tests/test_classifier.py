@@ -159,3 +159,47 @@ def test_onednn_path_applies_only_to_the_layer_stack_it_knows(mnist):
     with pytest.raises(RuntimeError, match="shapes"):  # the module's forward ran: 4x4 maps
         C.features(net, mnist[0][:4])                   # no longer fit the Linear layer
     assert C._onednn_body(C.build_classifier(width=4).double()) is None
+
+
+# ---- Fashion-MNIST's own classifier (its FD's feature space; study v3)
+
+FASHION = C.SHIPPED_FOR["fashion-mnist"]
+
+
+def _fashion_parts():
+    from trainers.errors import UserError
+
+    try:
+        return load_dataset("fashion-mnist", part="train"), load_dataset("fashion-mnist",
+                                                                         part="heldout")
+    except UserError as e:  # .ci/run installs Debian's dataset-fashion-mnist
+        pytest.skip(f"Fashion-MNIST is not on this machine ({e})")
+
+
+def test_fashion_classifier_is_shipped_from_its_recorded_command():
+    net, meta = C.load_classifier(data="fashion-mnist")  # verified against the manifest
+    entry = read_manifest()[FASHION]
+    assert entry["command"] == meta["command"] and "--data fashion-mnist" in entry["command"]
+    assert entry["data"] == meta["data"]["name"] == "fashion-mnist"
+    assert entry["heldout_accuracy"] == meta["heldout_accuracy"] >= 0.88
+    assert meta["split"]["n_heldout"] == 10_000 and meta["split"]["n"] == 70_000
+    summary = C.classifier_summary(dict(meta, shipped=True))
+    assert summary["file"] == FASHION and "official test set" in summary["heldout"]
+
+
+def test_fashion_classifier_accuracy_on_the_official_test_set():
+    train, held = _fashion_parts()
+    net, meta = C.load_classifier(data="fashion-mnist")
+    assert held.info["split"]["heldout_sha256"] == meta["split"]["heldout_sha256"]
+    x, y = held.get(torch.arange(held.n)), held.labels.long()
+    acc = C.accuracy(net, x, y)
+    assert acc >= 0.88 and acc == pytest.approx(meta["heldout_accuracy"], abs=0.002)
+
+
+def test_quality_measures_fashion_in_its_own_features():
+    from probes.measures.coverage import load_digit_classifier
+
+    _, digits = load_digit_classifier(None, "cpu")
+    _, fashion = load_digit_classifier(None, "cpu", data="fashion-mnist")
+    _, other = load_digit_classifier(None, "cpu", data="cifar10")
+    assert digits["data"] == other["data"] == "mnist10k" and fashion["data"] == "fashion-mnist"
