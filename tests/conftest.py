@@ -68,3 +68,18 @@ def run_cli(main, argv, capsys) -> tuple[int, str, str]:
         code = e.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real single-node SLURM cluster (tests/slurm_cluster.py), started once per session
+    (per xdist worker) and stopped at its end. Skips, saying why, only where the machine
+    cannot start the daemons (not root, Debian packages missing: ``.ci/run`` installs them)."""
+    from tests.slurm_cluster import cannot_start, start
+
+    why = cannot_start()
+    if why:
+        pytest.skip(why)
+    cluster = start(tmp_path_factory.mktemp("slurm"))
+    yield cluster
+    cluster.stop()

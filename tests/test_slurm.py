@@ -1,0 +1,161 @@
+"""The slurm launcher (probes.study.slurm) on a real single-node SLURM cluster
+(tests/slurm_cluster.py): the launcher contract of probes.study.launchers, the same weights as
+the local launcher, a ``scancel`` mid-run reported at once and resumed exactly, and ``stop()``
+giving each running task one SIGTERM through the time-limit warning signal."""
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from probes.study.launchers import LAUNCHERS, Task, launcher, local
+from probes.study.slurm import slurm
+from trainers.checkpoint import list_snapshots, read_checkpoint, tensor_digest
+from trainers.errors import UserError
+
+pytestmark = pytest.mark.xdist_group("slurm")  # one cluster per session, under --dist loadgroup
+PY = sys.executable
+ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _train(tmp_path, name, seed, steps=20, resume=False):
+    """A smoke-sized asgan-train run (seconds) into tmp_path/runs/<name>."""
+    out = tmp_path / "runs" / name
+    argv = ((PY, "-m", "trainers", "--resume", str(out), "--no-progress") if resume else
+            (PY, "-m", "trainers", "--preset", "smoke", "--seed", str(seed), "--steps",
+             str(steps), "--snapshot-every", "10", "--sample-every", "1000", "--out", str(out),
+             "--no-progress"))
+    return Task(name, argv, tmp_path, ENV, tmp_path / "logs" / f"{name}.log")
+
+
+def _digest(run_dir: Path) -> tuple[int, str]:
+    """(step, SHA-256 of every tensor: weights and Adam state) of the run's newest snapshot."""
+    last = list_snapshots(run_dir)[-1]
+    tensors, meta = read_checkpoint(last)
+    return meta["step"], tensor_digest(tensors)
+
+
+def _array_ids(name: str) -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True,
+                         text=True, check=True).stdout
+    return out.split()
+
+
+def test_registered_and_refusals(slurm_cluster, tmp_path):
+    assert LAUNCHERS["slurm"] is slurm and launcher("slurm") is slurm
+    t = Task("x", (PY, "-c", "pass"), tmp_path)
+    with pytest.raises(UserError, match="sbatch refused the sitting"):
+        list(slurm([t], folder=tmp_path / "sub", partition="no-such-partition"))
+    with pytest.raises(UserError, match="signal_delay_s"):
+        list(slurm([t], folder=tmp_path / "sub", time_min=1, signal_delay_s=60))
+
+
+def test_tasks_finish_with_their_status_and_the_weights_local_gives(slurm_cluster, tmp_path):
+    slurm_dir, local_dir = tmp_path / "slurm", tmp_path / "local"
+    extra = [Task("exit3", (PY, "-c", "import sys; print('bye'); sys.exit(3)"), slurm_dir, {},
+                  slurm_dir / "logs" / "exit3.log"),
+             Task("env", (PY, "-c", "import os; print(os.environ['X_STUDY'])"), slurm_dir,
+                  {"X_STUDY": "7"}, slurm_dir / "logs" / "env.log"),
+             Task("nope", (str(tmp_path / "no-such-program"),), slurm_dir)]
+    tasks = [_train(slurm_dir, f"s{s}", s) for s in (0, 1)] + extra
+    t0 = time.time()
+    out = {t.name: rc for t, rc in slurm(tasks, folder=tmp_path / "submitit", poll_s=1,
+                                         job_name="t-finish")}
+    wall = time.time() - t0
+    assert out == {"s0": 0, "s1": 0, "exit3": 3, "env": 0, "nope": 127}, \
+        (out, slurm_cluster.logs())
+    log = (slurm_dir / "logs" / "exit3.log").read_text().splitlines()
+    assert log[0].startswith("# ") and "sys.exit(3)" in log[0] and log[1] == "bye"
+    assert (slurm_dir / "logs" / "env.log").read_text().splitlines()[-1] == "7"
+    _drained("t-finish")
+    ref = list(local([_train(local_dir, f"s{s}", s) for s in (0, 1)], jobs=2, nice=0,
+                     poll_s=0.2))
+    assert [rc for _, rc in ref] == [0, 0]
+    for s in (0, 1):
+        got, want = _digest(slurm_dir / "runs" / f"s{s}"), _digest(local_dir / "runs" / f"s{s}")
+        assert got == want and got[0] == 20
+    print(f"slurm launcher: 5 tasks in {wall:.1f} s")
+
+
+def test_scancel_mid_run_is_reported_at_once_and_the_rerun_resumes_exactly(slurm_cluster,
+                                                                            tmp_path):
+    steps = 100  # cancelled at its first snapshot (step 10): 90 steps of margin, seconds
+    a = tmp_path / "a"
+    task = _train(a, "long", 5, steps=steps)
+    run_dir = a / "runs" / "long"
+    cancelled = {}
+
+    def cancel_after_first_snapshot():
+        t0 = time.time()
+        while not list_snapshots(run_dir) and time.time() - t0 < 120:
+            time.sleep(0.2)
+        (jid,) = _array_ids("t-cancel")
+        subprocess.run(["scancel", jid], check=True)
+        cancelled.update(id=jid, t=time.time())
+
+    killer = threading.Thread(target=cancel_after_first_snapshot)
+    killer.start()
+    out = list(slurm([task], folder=tmp_path / "submitit", poll_s=1, job_name="t-cancel"))
+    seen = time.time()
+    killer.join()
+    assert [(t.name, rc) for t, rc in out] == [("long", 143)]  # the scheduler's SIGTERM
+    assert seen - cancelled["t"] < 15
+    assert slurm_cluster.state(cancelled["id"]) == "CANCELLED"
+    step, _ = _digest(run_dir)
+    assert 0 < step < steps  # the trainer wrote a snapshot of its step on SIGTERM and stopped
+    assert "SIGTERM" in (a / "logs" / "long.log").read_text()
+    # the rerun resumes from that snapshot and ends where an uninterrupted run ends
+    out = list(slurm([_train(a, "long", 5, resume=True)], folder=tmp_path / "submitit",
+                     poll_s=1, job_name="t-resume"))
+    assert [rc for _, rc in out] == [0]
+    ref = tmp_path / "ref"
+    assert [rc for _, rc in local([_train(ref, "long", 5, steps=steps)], nice=0)] == [0]
+    assert _digest(run_dir) == _digest(ref / "runs" / "long")
+    assert _digest(run_dir)[0] == steps
+
+
+# counts SIGTERMs, exits 143 two seconds after the first (time for a second to arrive); the
+# default action of the warning signal (SIGUSR2) would kill it with status 140 instead
+SIGTERM_COUNTER = """
+import signal, sys, time
+n = []
+signal.signal(signal.SIGTERM, lambda *a: n.append(1))
+print('up', flush=True)
+while not n:
+    time.sleep(0.1)
+time.sleep(2)
+print('sigterms', len(n), flush=True)
+sys.exit(143)
+"""
+
+
+def test_stop_gives_each_running_task_one_sigterm_and_starts_nothing(slurm_cluster, tmp_path):
+    tasks = [Task(f"t{i}", (PY, "-c", SIGTERM_COUNTER), tmp_path, {},
+                  tmp_path / "logs" / f"t{i}.log") for i in range(3)]
+    logs = [t.log for t in tasks]
+
+    def stop():  # once the first two are up (array_parallelism=2: the third waits)
+        return all(p.is_file() and "up" in p.read_text() for p in logs[:2])
+
+    t0 = time.time()
+    out = list(slurm(tasks, folder=tmp_path / "submitit", poll_s=1, array_parallelism=2,
+                     job_name="t-stop", stop=stop))
+    assert time.time() - t0 < 90
+    assert sorted((t.name, rc) for t, rc in out) == [("t0", 143), ("t1", 143)], \
+        [p.read_text() if p.is_file() else None for p in logs]
+    for p in logs[:2]:
+        assert p.read_text().splitlines()[-1] == "sigterms 1"
+    assert not logs[2].exists()  # never started: not yielded, never ran
+    _drained("t-stop")
+
+
+def _drained(name: str, timeout: float = 20) -> None:
+    """The array leaves the queue (an element yields once its result is written, just before
+    its process exits)."""
+    t0 = time.time()
+    while _array_ids(name) and time.time() - t0 < timeout:
+        time.sleep(0.5)
+    assert _array_ids(name) == []
