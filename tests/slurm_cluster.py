@@ -28,9 +28,10 @@ from pathlib import Path
 
 # (executable, Debian package) for every program start() runs
 PROGRAMS = {"munged": "munge", "mungekey": "munge", "mariadb-install-db": "mariadb-server",
-            "mariadbd": "mariadb-server", "slurmdbd": "slurmdbd", "slurmctld": "slurmctld",
-            "slurmd": "slurmd", "sacctmgr": "slurm-client", "sinfo": "slurm-client",
-            "sbatch": "slurm-client", "sacct": "slurm-client", "scancel": "slurm-client"}
+            "mariadbd": "mariadb-server", "slurmdbd": "slurmdbd", "slurmctld": "slurm-wlm",
+            "slurmd": "slurm-wlm", "sacctmgr": "slurm-wlm", "sinfo": "slurm-wlm",
+            "sbatch": "slurm-wlm", "sacct": "slurm-wlm", "scancel": "slurm-wlm",
+            "squeue": "slurm-wlm", "srun": "slurm-wlm"}
 SBIN = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 CLUSTER = "asgantest"
 PARTITION = "debug"
