@@ -88,10 +88,12 @@ def read_manifest(path: Path | None = None) -> dict[str, dict[str, Any]]:
     return {e["path"]: e for e in json.loads(path.read_text())["files"]}
 
 
-def record(file: str | Path, *, command: str, path: Path = MANIFEST, **facts: Any) -> dict:
-    """Add or replace the entry for ``file`` (hash and size computed here)."""
+def record(file: str | Path, *, command: str, path: Path = MANIFEST, root: Path | None = None,
+           **facts: Any) -> dict:
+    """Add or replace the entry for ``file`` (hash and size computed here); its path is
+    relative to ``root`` (default: the repository root, :data:`ROOT`)."""
     file = Path(file).resolve()
-    rel = file.relative_to(ROOT).as_posix()
+    rel = file.relative_to(Path(ROOT if root is None else root).resolve()).as_posix()
     entry = {"path": rel, "sha256": sha256_of(file), "bytes": file.stat().st_size,
              "command": command, **facts}
     entries = read_manifest(path)

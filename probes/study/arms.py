@@ -147,6 +147,16 @@ def stacked_metrics(path: str | Path, *, n: int = 26_000, seed: int = 0) -> dict
 METRICS: dict[str, Callable[..., dict[str, float]]] = {
     "mnist10k": image_metrics, "ring8": mixture_metrics, "grid25": mixture_metrics,
     "stacked-mnist": stacked_metrics}
+# a study plan's group says which measurement its runs take (``measure``), and these are the
+# numbers each gives (what a claim may name)
+MEASURES: dict[str, Callable[..., dict[str, float]]] = {
+    "image": image_metrics, "mixture": mixture_metrics, "stacked": stacked_metrics}
+METRIC_NAMES: dict[str, tuple[str, ...]] = {
+    "image": ("fd", "kid", "precision", "recall", "density", "coverage",
+              *(f"{k}_{pop}" for pop in ("real", "fake") for k in GRAD_KEYS),
+              *(f"flip_real_{e * 255:g}" for e in ATTACK_EPS)),
+    "mixture": ("modes", "high_quality_pct", "reverse_kl"),
+    "stacked": ("modes", "kl")}
 
 
 def collect(group: str, *, arms: Sequence[str] | None = None,

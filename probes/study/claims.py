@@ -235,10 +235,13 @@ def evaluate_claims(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
         registration: :func:`registration`'s result; primary claims get verdicts only when
             ``primary_allowed`` (else verdict ``"not judged"``).
         planned: ``{(group, arm): planned seeds}`` (the study's PLAN.json), or None (no plan:
-            judge whatever seeds there are). While any primary claim has fewer seed pairs
-            than its plan gives it, every primary verdict is ``"pending"``: the family is
-            judged once, at the registered number of seeds, never at a number chosen by
-            looking (no optional stopping); the interim numbers are still shown.
+            judge whatever seeds there are). A claim with ``seeds`` (a plan's claims,
+            :meth:`probes.study.plan.Plan.claims`) is judged on exactly those seeds, whatever
+            others are measured, and its ``n_planned`` is their number. While any primary
+            claim has fewer seed pairs than its plan gives it, every primary verdict is
+            ``"pending"``: the family is judged once, at the registered number of seeds,
+            never at a number chosen by looking (no optional stopping); the interim numbers
+            are still shown.
 
     Returns:
         ``{"primary": [...], "exploratory": [...]}``, rows in file order: the claim's fields,
@@ -252,7 +255,13 @@ def evaluate_claims(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
     for c in claims["claims"]:
         va = _values(tables, c["group"], c["a"], c["metric"])
         vb = _values(tables, c["group"], c["b"], c["metric"])
-        row = dict(c, n=0, n_planned=planned_pairs(c, planned), mean_a=math.nan,
+        n_planned = planned_pairs(c, planned)
+        if c.get("seeds") is not None:  # judged on exactly its registered seeds, no others
+            keep = set(c["seeds"])
+            va = {s: v for s, v in va.items() if s in keep} if va else va
+            vb = {s: v for s, v in vb.items() if s in keep} if vb else vb
+            n_planned = len(keep)
+        row = dict(c, n=0, n_planned=n_planned, mean_a=math.nan,
                    mean_b=math.nan, diff=math.nan, lo=math.nan, hi=math.nan, d_z=math.nan,
                    p=math.nan, agree=0, diffs=None)
         common = sorted(set(va) & set(vb)) if va and vb else []
@@ -275,6 +284,7 @@ def evaluate_claims(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
                         else "pending" if pending else v["verdict"])
     for r in rows:
         del r["diffs"]
+        r.pop("seeds", None)
     return {"primary": primary, "exploratory": [r for r in rows if r["kind"] != "primary"]}
 
 

@@ -1,0 +1,3 @@
+from probes.study.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,562 @@
+"""What ``asgan-study`` does with a plan (:mod:`probes.study.plan`): each run's state, sittings
+that train what is missing and ship each finished run, the claims' registration, and the
+plan table.
+
+A sitting trains what is missing: a run whose shipped files are all in the plan's manifest
+with a matching SHA-256 is skipped. The runs go to a launcher (:mod:`probes.study.launchers`:
+a local pool, or SLURM) as :class:`~probes.study.launchers.Task` objects, each one a
+``python -m probes.study.task`` that records the run's start facts and then becomes
+``asgan-train`` (fresh, or ``--resume`` of the raw run). Raw runs live in the plan's ``raw``
+folder (resumable, with optimizer state; not shipped); as EACH run finishes, its shipped copy
+is written atomically to ``<ship>/<group>/<arm>/seed<k>/`` (the final snapshot, and for an
+evolution run every ``every`` iterations, optimizer state dropped, float16 weights:
+:func:`trainers.checkpoint.export_snapshot`) and its manifest entries are added, the final
+snapshot's last, so a run is never half-listed as done. ``--max-minutes`` or SIGTERM ends a
+sitting cleanly: nothing starts any more, a run still training gets one SIGTERM, writes a
+snapshot of its current step and exits; the next sitting resumes it. Each run's
+``code_commit`` and ``started_utc`` are taken when it STARTS (``started.json`` in the raw
+run), not when it is shipped; a resumed run keeps them and records every resume.
+
+Registration (``asgan-study register``): for claims written in the plan, freezes them by
+writing ``<ship>/REGISTRATION.json`` (the SHA-256 of each claim and of all of them, the code
+commit, the time) and refuses once any run of the plan has started. Every run started after it
+records the registered hash; a claim edited afterwards makes the plan fail to load, naming the
+claim's line. A claim is judged primary only when every run it judges started after the
+registration with that hash (:func:`registration_state`). Claims kept in a separate file
+(``[claims] file``) follow the git rule of :func:`probes.study.claims.registration`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from probes.study.launchers import Task, launcher
+from probes.study.plan import Plan, Run, load_plan
+from trainers.errors import UserError
+
+CODE_ROOT = Path(__file__).resolve().parents[2]  # the checkout that trains
+TRAINING_CODE = ("trainers", "probes/study", "pyproject.toml")  # what decides what trains
+REGISTRATION = "REGISTRATION.json"
+
+
+# ---- git facts, taken when a run starts
+
+
+def _git(*args: str) -> str:
+    res = subprocess.run(["git", "-C", str(CODE_ROOT), *args], capture_output=True, text=True)
+    # trailing newline only: a leading blank is data (porcelain's " M path" status column)
+    return res.stdout.rstrip() if res.returncode == 0 else ""
+
+
+def code_state() -> dict[str, Any]:
+    """``{"code_commit": HEAD (40 hex, "unknown" without git), "code_dirty": [paths]}``: the
+    training code's uncommitted changes (:data:`TRAINING_CODE`) at this moment; edits
+    elsewhere do not change what trains."""
+    dirty = _git("status", "--porcelain", "--", *TRAINING_CODE)
+    return {"code_commit": _git("rev-parse", "HEAD") or "unknown",
+            "code_dirty": sorted(line[3:] for line in dirty.splitlines() if line.strip())}
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---- state of a run
+
+
+def raw_step_of(raw: Path) -> int:
+    """Step of the newest complete snapshot in the raw run folder ``raw`` (0: none)."""
+    from trainers.checkpoint import list_snapshots
+
+    snaps = list_snapshots(raw)
+    return int(snaps[-1].stem[5:]) if snaps else 0
+
+
+def raw_step(plan: Plan, run: Run) -> int:
+    return raw_step_of(plan.root / plan.raw_dir(run))
+
+
+def ship_rels(plan: Plan, run: Run) -> list[str]:
+    """The shipped files of ``run``, relative to the root (the manifest's paths)."""
+    from trainers.checkpoint import snapshot_name
+
+    return [f"{plan.ship}/{run.name}/{snapshot_name(s)}" for s in plan.shipped_steps(run)]
+
+
+def _sha_ok(root: Path, rel: str, entries: Mapping) -> bool:
+    from trainers.data import sha256_file
+
+    f, e = root / rel, entries.get(rel)
+    return e is not None and f.is_file() and f.stat().st_size == e["bytes"] and \
+        sha256_file(f) == e["sha256"]
+
+
+def is_shipped(plan: Plan, run: Run, entries: Mapping) -> bool:
+    """Every shipped file of ``run`` is in the manifest with a matching size and SHA-256."""
+    return all(_sha_ok(plan.root, rel, entries) for rel in ship_rels(plan, run))
+
+
+def started(plan: Plan) -> list[str]:
+    """The runs of ``plan`` that have begun (start facts in the raw folder, or a manifest
+    entry of the study)."""
+    from trainers.manifest import read_manifest
+
+    names = {r.name for r in plan.runs()
+             if (plan.root / plan.raw_dir(r) / "started.json").is_file()}
+    for e in read_manifest(plan.manifest).values():
+        if e.get("study") == plan.name and "arm" in e:
+            names.add(f"{e['group']}/{e['arm']}/seed{e['seed']}")
+    return sorted(names)
+
+
+# ---- registration
+
+
+def registration_file(plan: Plan) -> Path:
+    return plan.root / plan.ship / REGISTRATION
+
+
+def load(path: str | Path, root: str | Path | None = None) -> Plan:
+    """:func:`probes.study.plan.load_plan`, and for a registered plan the check that no claim
+    changed since ``asgan-study register`` (a changed one fails naming its line)."""
+    plan = load_plan(path, root)
+    reg = registration_file(plan)
+    if plan.claims()["registration"] != "asgan-study" or not reg.is_file():
+        return plan
+    frozen = json.loads(reg.read_text())["claims_sha256"]
+    now = plan.claim_hashes()
+    for cid in sorted(set(frozen) | set(now)):
+        if cid != "*" and frozen.get(cid) != now.get(cid):
+            what = "was added" if cid not in frozen else (
+                "was removed" if cid not in now else "changed")
+            at = plan.line_of("claim", "id", cid) if cid in now else plan.line_of("claim")
+            raise UserError(f"{plan.path}:{at}: claim {cid} {what} after the claims were "
+                            f"registered ({reg}); registered claims cannot change: restore it "
+                            "or start a new study")
+    if frozen.get("*") != now["*"]:
+        raise UserError(f"{plan.path}:{plan.line_of('claims', 'alpha')}: the claims' alpha "
+                        f"changed after they were registered ({reg})")
+    return plan
+
+
+def register(plan: Plan) -> dict[str, Any]:
+    """Freeze ``plan``'s inline claims (module docstring); returns the registration record.
+
+    Raises:
+        trainers.errors.UserError: the claims live in a separate file (registered by git), a
+            run of the plan has started, or the plan is registered already.
+    """
+    from trainers.checkpoint import atomic_write_bytes
+    from trainers.manifest import record
+
+    if plan.claims()["registration"] != "asgan-study":
+        raise UserError(f"{plan.path}: the claims come from "
+                        f"{plan.data['claims']['file']!r}, registered by committing that file "
+                        "before the runs (probes.study.claims.registration); nothing to do")
+    if not plan.claims()["claims"]:
+        raise UserError(f"{plan.path}: no [[claim]] to register")
+    reg = registration_file(plan)
+    if reg.is_file():
+        raise UserError(f"{plan.path}: already registered ({reg})")
+    begun = started(plan)
+    if begun:
+        raise UserError(f"{plan.path}: {len(begun)} run(s) of the plan have started "
+                        f"({begun[0]}, ...): claims must be registered before any run")
+    body = {"plan": plan.path.name, "registered_utc": utc_now(), **code_state(),
+            "claims_sha256": plan.claim_hashes(), "claims": plan.claims()["claims"]}
+    atomic_write_bytes(reg, (json.dumps(body, indent=2) + "\n").encode())
+    record(reg, command=f"asgan-study register {plan.path.name}", path=plan.manifest,
+           root=plan.root, study=plan.name)
+    return body
+
+
+def registration_state(plan: Plan, entries: list[Mapping]) -> dict[str, Any]:
+    """Whether ``plan``'s claims were registered before the runs they judge, in the form of
+    :func:`probes.study.claims.registration` (``entries``: manifest entries of the runs
+    measured). Inline claims: every judged entry records the registered ``claims_sha256``
+    and started no earlier than the registration."""
+    from probes.study.claims import registration
+
+    claims = plan.claims()
+    if claims["registration"] == "git":
+        return registration(claims["path"], entries, claims=claims)
+    judged_pairs = {(c["group"], arm) for c in claims["claims"] for arm in (c["a"], c["b"])}
+    judged = [e for e in entries if (e.get("group"), e.get("arm")) in judged_pairs]
+    out = {"claims_commit": "unknown", "code_commits": sorted(
+        {str(e.get("code_commit") or "unknown") for e in judged}), "checkpoints": len(judged),
+        "code_dirty": {str(e["path"]): list(e["code_dirty"]) for e in judged
+                       if e.get("code_dirty")}, "primary_allowed": False, "reason": ""}
+    reg = registration_file(plan)
+    if not reg.is_file():
+        out["reason"] = f"the claims are not registered (asgan-study register {plan.path.name})"
+        return out
+    r = json.loads(reg.read_text())
+    out["claims_commit"] = r.get("code_commit", "unknown")
+    for e in judged:
+        if e.get("claims_sha256") != r["claims_sha256"]["*"]:
+            out["reason"] = (f"{e.get('path')}: its run did not start under the registered "
+                             "claims")
+            return out
+        if e.get("started_utc", "") < r["registered_utc"]:
+            out["reason"] = f"{e.get('path')}: its run started before the registration"
+            return out
+    if not judged:
+        out["reason"] = "no run of an arm the claims name is measured"
+        return out
+    out["primary_allowed"] = True
+    return out
+
+
+# ---- one sitting
+
+
+def task_for(plan: Plan, run: Run, claims_sha: str = "") -> Task:
+    """The launcher task that trains (or resumes) ``run`` in the study's root, one thread."""
+    return Task(name=run.name,
+                argv=(sys.executable, "-m", "probes.study.task", plan.raw_dir(run), claims_sha,
+                      *plan.command(run)),
+                cwd=plan.root, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                                    "PYTHONPATH": str(CODE_ROOT)},
+                log=plan.root / plan.raw / "logs" / f"{run.name.replace('/', '_')}.log")
+
+
+def ship(plan: Plan, run: Run) -> list[str]:
+    """Export ``run``'s shipped snapshots (float16, no optimizer state), copy its config and
+    stats, then add the manifest entries (final snapshot last). Returns the shipped paths."""
+    from trainers.checkpoint import (
+        atomic_write_bytes,
+        export_snapshot,
+        read_checkpoint,
+        snapshot_name,
+    )
+    from trainers.manifest import record
+
+    raw = plan.root / plan.raw_dir(run)
+    if not (raw / "started.json").is_file():
+        raise UserError(f"{raw} has no started.json (when and at which commit the run began): "
+                        "it cannot be registered; delete the folder to train it again")
+    facts = json.loads((raw / "started.json").read_text())
+    dest = plan.root / plan.ship / run.name
+    for name in ("config.json", "stats.jsonl"):
+        atomic_write_bytes(dest / name, (raw / name).read_bytes())
+    written = [export_snapshot(raw / snapshot_name(s), dest / snapshot_name(s), half=True,
+                               facts={"exported": "asgan-study: optimizer state dropped, "
+                                                  "float16 weights"})
+               for s in plan.shipped_steps(run)]
+    extra = {"claims_sha256": facts["claims_sha256"]} if "claims_sha256" in facts else {}
+    for out in written:  # the final snapshot is last: its entry marks the run as shipped
+        _, meta = read_checkpoint(out)
+        record(out, command=facts["command"], path=plan.manifest, root=plan.root,
+               seed=run.seed, steps=meta["step"], group=run.group, arm=run.arm,
+               study=plan.name, tier=run.tier,
+               wall_time_s=round(float(meta.get("wall_time_s", 0.0)), 1),
+               code_commit=facts["code_commit"], started_utc=facts["started_utc"],
+               code_dirty=facts["code_dirty"], resumed=facts["resumed"], **extra,
+               shipped_utc=utc_now(), threads=1, stored_dtype=meta["stored_dtype"],
+               torch=meta.get("torch"))
+    return [p.relative_to(plan.root).as_posix() for p in written]
+
+
+def write_plan(plan: Plan) -> Path:
+    """``<ship>/PLAN.json`` (:meth:`Plan.plan_json`), rewritten only when it changed, and its
+    manifest entry, recorded only when missing or stale."""
+    from trainers.checkpoint import atomic_write_bytes
+    from trainers.manifest import read_manifest, record
+
+    path = plan.root / plan.ship / "PLAN.json"
+    text = plan.plan_json()
+    if not path.is_file() or path.read_text() != text:
+        atomic_write_bytes(path, text.encode())
+    rel = path.relative_to(plan.root).as_posix()
+    if not _sha_ok(plan.root, rel, read_manifest(plan.manifest)):
+        record(path, command=f"asgan-study run {plan.path.name}", path=plan.manifest,
+               root=plan.root, study=plan.name)
+    return path
+
+
+@contextlib.contextmanager
+def _sole_sitting(plan: Plan):
+    """One sitting at a time per study (a second would train the same runs twice)."""
+    lock = plan.root / plan.raw / ".sitting.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another asgan-study sitting holds {lock}") from None
+        yield
+
+
+def sitting(plan: Plan, runs: list[Run] | None = None, *, launcher_name: str = "local",
+            options: Mapping[str, Any] | None = None, max_minutes: float | None = None,
+            should_stop: Callable[[], bool] | None = None, say=print) -> dict[str, list[str]]:
+    """Train and ship every run of ``runs`` (default: the whole plan) not yet shipped, through
+    the launcher ``launcher_name`` with its ``options``; returns ``{"shipped", "interrupted",
+    "not_started", "failed", "skipped"}`` (lists of run names). ``should_stop()`` ends the
+    sitting as the deadline does."""
+    from trainers.manifest import read_manifest
+
+    runs = plan.runs() if runs is None else runs
+    run_launcher = launcher(launcher_name)
+    deadline = None if max_minutes is None else time.time() + 60 * max_minutes
+    result: dict[str, list[str]] = {k: [] for k in ("shipped", "interrupted", "not_started",
+                                                    "failed", "skipped")}
+
+    def stopping() -> bool:
+        return (deadline is not None and time.time() >= deadline) or \
+            bool(should_stop and should_stop())
+
+    claims = plan.claims()
+    reg = registration_file(plan)
+    claims_sha = plan.claim_hashes()["*"] if claims["registration"] == "asgan-study" and \
+        reg.is_file() else ""
+    with _sole_sitting(plan):
+        dirty = code_state()["code_dirty"]
+        if dirty:
+            say(f"warning: uncommitted changes in {', '.join(dirty)}: runs started now record "
+                "them (code_dirty); commit first for runs the claims can be judged on")
+        if claims["registration"] == "asgan-study" and claims["claims"] and not claims_sha:
+            say("warning: the claims are not registered (asgan-study register): runs started "
+                "now cannot judge them as primary")
+        write_plan(plan)
+        entries = read_manifest(plan.manifest)
+        by_name, tasks = {r.name: r for r in runs}, []
+        for r in runs:
+            if is_shipped(plan, r, entries):
+                result["skipped"].append(r.name)
+            elif raw_step(plan, r) >= plan.steps(r):  # trained, not shipped: ship now
+                _finish(plan, r, 0, result, say)
+            else:
+                tasks.append(task_for(plan, r, claims_sha))
+        if result["skipped"]:
+            say(f"{len(result['skipped'])} runs already shipped (manifest, SHA-256): skipped")
+        if stopping():
+            tasks, result["not_started"] = [], [t.name for t in tasks]
+        seen: set[str] = set()
+        try:
+            for task, rc in run_launcher(tasks, stop=stopping, **(options or {})):
+                seen.add(task.name)
+                _finish(plan, by_name[task.name], rc, result, say)
+        except KeyboardInterrupt:  # stopped while shipping: the launcher has stopped its tasks
+            say("sitting stopped: the interrupted runs resume next sitting")
+        for t in tasks:
+            if t.name not in seen:
+                result["not_started"].append(t.name)
+    return result
+
+
+def _finish(plan: Plan, run: Run, rc: int, result: dict, say) -> None:
+    done = raw_step(plan, run) >= plan.steps(run)
+    if rc == 0 and done:
+        try:
+            ship(plan, run)
+        except UserError as e:  # the other runs go on; this one is reported
+            result["failed"].append(run.name)
+            say(f"FAILED to ship {run.name}: {e}")
+            return
+        result["shipped"].append(run.name)
+        say(f"shipped {run.name}")
+    elif rc in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        result["interrupted"].append(run.name)
+        say(f"interrupted {run.name} at step {raw_step(plan, run)}: resumes next sitting")
+    else:
+        log = plan.root / plan.raw / "logs" / f"{run.name.replace('/', '_')}.log"
+        tail = log.read_text().strip().splitlines()[-1:] if log.is_file() else []
+        result["failed"].append(run.name)
+        say(f"FAILED {run.name} (exit {rc}): {' '.join(tail)[:300]}")
+
+
+# ---- the plan table
+
+
+def est_bytes(plan: Plan, run: Run, header: int = 4608) -> int:
+    """Shipped bytes of ``run``: its nets' tensors as :func:`trainers.checkpoint.
+    export_snapshot` stores them (float16 at >= HALF_MIN_NUMEL values, else their own dtype)
+    plus ``header`` (the JSON header of a real export: 4,560 bytes for the v2 pilot's), times
+    the snapshots shipped."""
+    import torch
+
+    from trainers.checkpoint import HALF_MIN_NUMEL
+    from trainers.data import load_dataset
+    from trainers.nets import build_net, net_specs
+
+    cfg = plan.config(run)
+    ds = load_dataset(cfg.data, resolution=cfg.resolution, n=256)
+    total = 0
+    for spec in net_specs(cfg.arch, shape=tuple(ds.shape), z_dim=cfg.z_dim, width=cfg.width,
+                          d_spectral_norm=cfg.d_spectral_norm):
+        with torch.device("meta"):
+            net = build_net(spec)
+        for t in net.state_dict().values():
+            small = t.numel() < HALF_MIN_NUMEL or t.dtype != torch.float32
+            total += t.numel() * (t.element_size() if small else 2)
+    return (total + header) * len(plan.shipped_steps(run))
+
+
+def table(plan: Plan, runs: list[Run] | None = None) -> tuple[list[dict], dict]:
+    """One row per run (work order) with its command, estimated cost, shipped size and state
+    (shipped / at step k / todo), and the totals."""
+    from trainers.manifest import read_manifest
+
+    runs = plan.runs() if runs is None else runs
+    entries = read_manifest(plan.manifest)
+    rows, secs, mb = [], 0.0, 0.0
+    sizes: dict[tuple, int] = {}
+    for r in runs:
+        key = (r.group, r.arm, plan.evolution_every(r))
+        if key not in sizes:
+            sizes[key] = est_bytes(plan, r)
+        s, b = plan.est_seconds(r), sizes[key] / 1e6
+        secs, mb = secs + s, mb + b
+        step = raw_step(plan, r)
+        state = "shipped" if is_shipped(plan, r, entries) else (
+            f"at step {step}" if step else "todo")
+        rows.append({"run": r, "steps": plan.steps(r), "est_s": s, "mb": b,
+                     "cum_h": secs / 3600 / plan.jobs, "cum_mb": mb, "state": state,
+                     "command": shlex.join(plan.command(r))})
+    return rows, {"runs": len(runs), "cpu_h": secs / 3600,
+                  "wall_h": secs / 3600 / plan.jobs, "mb": mb}
+
+
+def print_table(plan: Plan, runs: list[Run] | None = None, *, commands: bool = False,
+                say=print) -> None:
+    rows, tot = table(plan, runs)
+    budget = plan.budget_mb
+    say(f"est min: one run's wall minutes beside {plan.jobs - 1} other run(s) (1 thread "
+        f"each); cum h: hours of the machine at {plan.jobs} jobs up to this run\n")
+    say(f"{'#':>3} {'tier':<12} {'run':<36} {'steps':>5} {'est min':>7} {'MB':>5} "
+        f"{'cum h':>6} {'cum MB':>6}  state")
+    for i, row in enumerate(rows):
+        r = row["run"]
+        over = " >budget" if budget is not None and row["cum_mb"] > budget else ""
+        say(f"{i + 1:>3} {r.tier:<12} {r.name:<36} {row['steps']:>5} "
+            f"{row['est_s'] / 60:>7.1f} {row['mb']:>5.2f} {row['cum_h']:>6.2f} "
+            f"{row['cum_mb']:>6.1f}  {row['state']}{over}")
+        if commands:
+            say("    " + row["command"])
+    say(f"\ntotal: {tot['runs']} runs, {tot['cpu_h']:.1f} CPU hours (1 thread per run; "
+        f"{tot['wall_h']:.1f} h at {plan.jobs} jobs), {tot['mb']:.1f} MB shipped"
+        + (f"; budget {budget:g} MB{' (OVER)' if tot['mb'] > budget else ''}"
+           if budget is not None else ""))
+
+
+def select(plan: Plan, only: str | None) -> list[Run]:
+    """The plan's runs, or those of ``only`` (comma-separated GROUP or GROUP/ARM)."""
+    runs = plan.runs()
+    if not only:
+        return runs
+    keys = [k.strip() for k in only.split(",") if k.strip()]
+    known = {r.group for r in runs} | {f"{r.group}/{r.arm}" for r in runs}
+    bad = [k for k in keys if k not in known]
+    if bad:
+        raise UserError(f"--only {','.join(bad)}: not in the plan (groups: "
+                        f"{', '.join(sorted({r.group for r in runs}))}; or GROUP/ARM)")
+    return [r for r in runs if r.group in keys or f"{r.group}/{r.arm}" in keys]
+
+
+# ---- measuring and reporting any plan
+
+
+def shipped_finals(plan: Plan, entries: Mapping | None = None
+                   ) -> dict[str, dict[str, dict[int, str]]]:
+    """``{group: {arm: {seed: manifest path of the final snapshot}}}`` of the plan's shipped
+    runs (SHA-256 checked), in plan order."""
+    from trainers.manifest import read_manifest
+
+    entries = read_manifest(plan.manifest) if entries is None else entries
+    out: dict[str, dict[str, dict[int, str]]] = {}
+    for r in plan.runs():
+        if is_shipped(plan, r, entries):
+            out.setdefault(r.group, {}).setdefault(r.arm, {})[r.seed] = ship_rels(plan, r)[-1]
+    return out
+
+
+def measure(plan: Plan, out: str | Path, *, n_quality: int = 2000, n_stacked: int = 26_000,
+            n_mixture: int = 2500, seed: int = 0, say=print) -> dict:
+    """The metrics of every shipped run of ``plan`` (final snapshot) through the group's
+    measurement (:data:`probes.study.arms.MEASURES`), kept in ``out/measures.json`` keyed by
+    the checkpoint's SHA-256 and settings, so a second call measures only new runs.
+
+    Returns ``{group: {arm: {seed: {metric: value}}}}``."""
+    from probes.study.arms import MEASURES
+    from trainers.checkpoint import atomic_write_bytes
+    from trainers.manifest import read_manifest
+
+    out = Path(out)
+    cache_file = out / "measures.json"
+    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    entries = read_manifest(plan.manifest)
+    kwargs = {"image": {"n_quality": n_quality, "seed": seed},
+              "stacked": {"n": n_stacked, "seed": seed},
+              "mixture": {"n": n_mixture, "seed": seed}}
+    tables: dict = {}
+    for group, by_arm in shipped_finals(plan, entries).items():
+        kind = plan.groups[group]["measure"]
+        for arm, by_seed in by_arm.items():
+            for s, rel in by_seed.items():
+                key = f"{rel} {entries[rel]['sha256']} {json.dumps(kwargs[kind])}"
+                if key not in cache:
+                    say(f"measuring {group}/{arm}/seed{s}")
+                    cache[key] = MEASURES[kind](plan.root / rel, **kwargs[kind])
+                    atomic_write_bytes(cache_file, json.dumps(cache, indent=1).encode())
+                tables.setdefault(group, {}).setdefault(arm, {})[s] = cache[key]
+    return tables
+
+
+def report_markdown(plan: Plan, tables: Mapping) -> tuple[str, dict]:
+    """The report of any plan: what is trained of the plan, the claims tables (primary first;
+    exact sign-flip tests, Holm across the primary claims) and per group the arms' means.
+    Returns the markdown and the evaluated claims."""
+    from probes.study.claims import claims_markdown, evaluate_claims
+    from probes.study.report import arms_markdown
+    from trainers.manifest import read_manifest
+
+    claims = plan.claims()
+    entries = read_manifest(plan.manifest)
+    measured = [entries[rel] for by_arm in shipped_finals(plan, entries).values()
+                for by_seed in by_arm.values() for rel in by_seed.values()]
+    reg = registration_state(plan, measured)
+    planned = plan.planned_seeds()
+    lines = [f"# {plan.name}: study report", "",
+             f"Plan `{plan.path.name}`; every number is computed by `asgan-study report` from "
+             f"the shipped runs in `{plan.ship}` (commands in `{plan.manifest.name}`).", "",
+             "## Runs", ""]
+    for g in plan.groups:
+        have = tables.get(g, {})
+        cells = [f"{a} {len(have.get(a, {}))}/{len(seeds)}"
+                 for (gg, a), seeds in planned.items() if gg == g]
+        lines.append(f"- **{g}** ({plan.groups[g]['preset']}, measure "
+                     f"{plan.groups[g]['measure']}): trained and measured of planned: "
+                     + ", ".join(cells) + ".")
+    lines += ["", "## Claims", "", claims_markdown(tables, claims, reg, None), ""]
+    for g, table in tables.items():
+        metrics = list(dict.fromkeys(c["metric"] for c in claims["claims"] if c["group"] == g))
+        if not metrics:
+            metrics = [k for k, v in next(iter(next(iter(table.values())).values())).items()
+                       if isinstance(v, (int, float))][:6]
+        lines += [f"## {g} arms (mean ± 95% CI half-width over seeds)", "",
+                  *arms_markdown(table, metrics, list(plan.arms(g))), ""]
+    return "\n".join(lines), evaluate_claims(tables, claims, reg, None) | {"registration": reg}
+
+
+def write_report(plan: Plan, out: str | Path, **measure_kwargs: Any) -> Path:
+    """Measure (:func:`measure`) and write ``out/report.md`` and ``out/claims.json``."""
+    from trainers.checkpoint import atomic_write_bytes
+
+    out = Path(out)
+    tables = measure(plan, out, **measure_kwargs)
+    text, ev = report_markdown(plan, tables)
+    atomic_write_bytes(out / "claims.json", json.dumps(ev, indent=1, default=float).encode())
+    atomic_write_bytes(out / "report.md", text.encode())
+    return out / "report.md"

@@ -1,0 +1,486 @@
+"""A study plan: a TOML file a researcher writes (``asgan-study``), read and checked here.
+
+A plan names everything about a study, and nothing about a study lives in code:
+
+- ``[study]``: ``name`` (the manifest's ``study`` field of every run), ``raw`` (raw runs,
+  resumable, with optimizer state; not shipped), ``ship`` (shipped copies: float16, no
+  optimizer state), ``manifest`` (default ``checkpoints/MANIFEST.json``), all relative to the
+  study's root (``--root``, default the folder holding the plan); ``budget_mb`` (the shipped
+  size the plan must fit), ``jobs`` (runs in parallel the cost model assumes, default 2),
+  ``about`` (optional: the first line of ``PLAN.json``).
+- ``[groups.<name>]``: ``preset`` (an ``asgan-train`` preset), ``measure`` (which metrics the
+  report takes: ``image``, ``mixture`` or ``stacked``), ``s_per_it`` (estimated wall seconds of
+  one baseline iteration with ``jobs`` runs side by side, one thread each), ``options`` (base
+  ``asgan-train`` options, ``--name value`` without the dashes; ``steps`` required) and
+  ``arms.<arm> = {options = {...}, cost = <factor of the baseline's iteration>, about = "..."}``
+  (an arm's options are laid over the group's; options are strings, as on the command line).
+- ``[[evolution]]``: ``group``, ``arm``, ``seed``, ``every``: that run keeps and ships a
+  snapshot every ``every`` iterations (all other runs ship their final snapshot).
+- ``[[tiers]]``: ``name`` and ``runs = [{group, arms = [...], seeds = N or [...]}]``, in work
+  order; within a tier the work is seed-major, so an interrupted plan leaves complete pairs.
+- ``[dropped]``: ``"group/arm" = "why"``, arms taken out (listed in ``PLAN.json``).
+- ``[claims]``: either ``file = "claims.json"`` (a claims file of
+  :func:`probes.study.claims.load_claims`, relative to the plan; registered by the git rule of
+  :func:`probes.study.claims.registration`; each claim is judged on the seeds the plan gives
+  both its arms) or ``alpha`` (default 0.05) with the claims inline as ``[[claim]]`` tables:
+  ``id``, ``kind`` (primary/exploratory), ``group``, ``metric``, ``a``, ``b``, ``expect``
+  (lower/higher: the sign of a - b), ``seeds`` (the exact seed list it is judged on) and
+  ``rationale``; registered by ``asgan-study register`` (:mod:`probes.study.engine`).
+
+Every mistake is a one-line :class:`trainers.errors.UserError` naming the plan file and line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainers.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+MEASURES = ("image", "mixture", "stacked")
+KINDS = ("primary", "exploratory")
+EXPECTS = ("lower", "higher")
+MAX_PRIMARY = 6
+CLAIM_KEYS = ("id", "kind", "group", "metric", "a", "b", "expect", "seeds", "rationale")
+_TOP = ("study", "groups", "evolution", "tiers", "dropped", "claims", "claim")
+_STUDY = ("name", "raw", "ship", "manifest", "budget_mb", "jobs", "about")
+_GROUP = ("preset", "measure", "s_per_it", "options", "arms", "about")
+_ARM = ("options", "cost", "about")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One planned run: ``group/arm/seed<k>``, trained in tier ``tier``."""
+
+    tier: str
+    group: str
+    arm: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.group}/{self.arm}/seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A loaded, checked plan (module docstring). ``data``: the TOML as parsed."""
+
+    path: Path
+    root: Path
+    data: dict
+
+    # ---- study facts
+    @property
+    def name(self) -> str:
+        return self.data["study"]["name"]
+
+    @property
+    def raw(self) -> str:
+        return self.data["study"]["raw"]
+
+    @property
+    def ship(self) -> str:
+        return self.data["study"]["ship"]
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / self.data["study"].get("manifest", "checkpoints/MANIFEST.json")
+
+    @property
+    def groups(self) -> dict[str, dict]:
+        return self.data["groups"]
+
+    @property
+    def dropped(self) -> dict[str, str]:
+        return self.data.get("dropped", {})
+
+    @property
+    def jobs(self) -> int:
+        return int(self.data["study"].get("jobs", 2))
+
+    @property
+    def budget_mb(self) -> float | None:
+        b = self.data["study"].get("budget_mb")
+        return None if b is None else float(b)
+
+    def arms(self, group: str) -> dict[str, dict]:
+        return self.groups[group]["arms"]
+
+    # ---- runs
+    def runs(self) -> list[Run]:
+        """Every planned run in work order (tiers in order, seed-major within a tier)."""
+        out = []
+        for t in self.data["tiers"]:
+            rows = [(r["group"], r["arms"], _seed_list(r["seeds"])) for r in t["runs"]]
+            for seed in sorted({s for _, _, seeds in rows for s in seeds}):
+                for group, arms, seeds in rows:
+                    out += [Run(t["name"], group, arm, seed) for arm in arms
+                            if seed in seeds and f"{group}/{arm}" not in self.dropped]
+        return out
+
+    def evolution_every(self, run: Run) -> int | None:
+        for e in self.data.get("evolution", []):
+            if (e["group"], e["arm"], e["seed"]) == (run.group, run.arm, run.seed):
+                return int(e["every"])
+        return None
+
+    def options(self, run: Run) -> dict[str, str]:
+        """The run's ``asgan-train`` options in command order: the group's, then the arm's
+        (an arm's value replaces the group's in place), then the evolution snapshots."""
+        g = self.groups[run.group]
+        opts = {**g["options"], **g["arms"][run.arm].get("options", {})}
+        every = self.evolution_every(run)
+        if every is not None:
+            opts.update({"snapshot-every": str(every), "keep-snapshots": "0"})
+        return opts
+
+    def raw_dir(self, run: Run) -> str:
+        return f"{self.raw}/{run.name}"
+
+    def command(self, run: Run) -> list[str]:
+        """The ``asgan-train`` argv of ``run`` (recorded verbatim in the manifest)."""
+        cmd = ["asgan-train", "--preset", self.groups[run.group]["preset"], "--seed",
+               str(run.seed)]
+        for k, v in self.options(run).items():
+            cmd += [f"--{k}", v]
+        return cmd + ["--out", self.raw_dir(run), "--no-progress"]
+
+    def config(self, run: Run):
+        """The validated :class:`trainers.config.TrainConfig` that ``command(run)`` trains."""
+        from trainers.config import make_config
+
+        opts = {k.replace("-", "_"): v for k, v in self.options(run).items()}
+        return make_config(self.groups[run.group]["preset"], {**opts, "seed": run.seed})
+
+    def steps(self, run: Run) -> int:
+        return int(self.options(run)["steps"])
+
+    def shipped_steps(self, run: Run) -> list[int]:
+        """The snapshot steps shipped for ``run``: the final one, and for an evolution run
+        every ``every`` iterations."""
+        steps, every = self.steps(run), self.evolution_every(run)
+        return sorted({*range(every, steps, every), steps}) if every else [steps]
+
+    def est_seconds(self, run: Run) -> float:
+        """Estimated wall seconds of ``run`` beside ``jobs - 1`` others, 1 thread each."""
+        g = self.groups[run.group]
+        return self.steps(run) * float(g["s_per_it"]) * float(g["arms"][run.arm]["cost"])
+
+    def planned_seeds(self) -> dict[tuple[str, str], list[int]]:
+        """``{(group, arm): [seeds]}`` of the plan (what PLAN.json records)."""
+        out: dict[tuple[str, str], list[int]] = {}
+        for r in self.runs():
+            out.setdefault((r.group, r.arm), []).append(r.seed)
+        return out
+
+    def plan_json(self) -> str:
+        """``PLAN.json``'s text: what the study holds (groups -> steps, arms -> seeds, tier,
+        options), so the reading code knows when a group is complete."""
+        body: dict[str, Any] = {"study": self.name, "about": self.data["study"].get(
+            "about", f"asgan-study's plan {self.path.name}: a group is complete when every "
+            "(arm, seed) below is shipped"), "groups": {}, "dropped": self.dropped}
+        for r in self.runs():
+            g = body["groups"].setdefault(r.group, {"steps": self.steps(r), "arms": {}})
+            a = g["arms"].setdefault(r.arm, {"tier": r.tier, "seeds": [], "options":
+                                             self.arms(r.group)[r.arm].get("options", {})})
+            a["seeds"].append(r.seed)
+        return json.dumps(body, indent=2, sort_keys=True) + "\n"
+
+    # ---- claims
+    def claims(self) -> dict[str, Any]:
+        """The registered claims in the form of :func:`probes.study.claims.load_claims`, each
+        claim with ``seeds``: the exact seed list it is judged on (inline: as written; from a
+        claims file: the seeds the plan gives both arms)."""
+        from probes.study.claims import load_claims
+
+        c = self.data.get("claims", {})
+        if "file" in c:
+            claims = load_claims((self.path.parent / c["file"]).resolve())
+            planned = self.planned_seeds()
+            for cl in claims["claims"]:
+                both = set(planned.get((cl["group"], cl["a"]), [])) & set(
+                    planned.get((cl["group"], cl["b"]), []))
+                cl["seeds"] = sorted(both)
+            return dict(claims, registration="git")
+        return {"path": self.path, "alpha": float(c.get("alpha", 0.05)),
+                "min_pairs_primary": 2, "registration": "asgan-study",
+                "arms": {a: d.get("about", "") for g in self.groups.values()
+                         for a, d in g["arms"].items()},
+                "claims": [{k: (list(cl[k]) if k == "seeds" else cl[k]) for k in CLAIM_KEYS}
+                           for cl in self.data.get("claim", [])]}
+
+    def claim_hashes(self) -> dict[str, str]:
+        """SHA-256 of each inline claim's canonical JSON, and ``"*"`` of all of them with
+        ``alpha`` (what ``asgan-study register`` freezes)."""
+        claims = self.claims()
+        one = {c["id"]: _sha(c) for c in claims["claims"]}
+        return {**one, "*": _sha({"alpha": claims["alpha"], "claims": claims["claims"]})}
+
+    def line_of(self, *keys: str) -> int:
+        return _line_of(self.path.read_text(encoding="utf-8"), keys)
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _seed_list(seeds: int | list[int]) -> list[int]:
+    return list(range(seeds)) if isinstance(seeds, int) else sorted(seeds)
+
+
+# ---- loading and checking
+
+
+def _line_of(text: str, keys: tuple[str, ...]) -> int:
+    """1-based line of the last of ``keys`` as a TOML key or table name, searched after the
+    line of each earlier one (``("groups", "mnist10k", "arms", "twice")``); the last line
+    found when a key is not written out (1 when none is)."""
+    lines, at = text.splitlines(), 0
+    for key in keys:
+        pat = re.compile(r'(^|[\[.{,]\s*)"?' + re.escape(str(key)) + r'"?\s*(=|\]|\.)')
+        for i in range(at, len(lines)):
+            if pat.search(lines[i].split("#")[0]):
+                at = i
+                break
+    return at + 1
+
+
+class _Checker:
+    def __init__(self, path: Path, text: str):
+        self.path, self.text = path, text
+
+    def fail(self, keys: tuple, msg: str) -> UserError:
+        return UserError(f"{self.path}:{_line_of(self.text, tuple(keys))}: {msg}")
+
+    def table(self, obj: Any, keys: tuple, allowed: tuple[str, ...], required=()) -> dict:
+        if not isinstance(obj, dict):
+            raise self.fail(keys, f"{'.'.join(map(str, keys)) or 'the plan'} must be a table")
+        for k in obj:
+            if k not in allowed:
+                raise self.fail((*keys, k), f"unknown key {k!r} in "
+                                f"[{'.'.join(map(str, keys)) or 'top level'}]; known: "
+                                f"{', '.join(allowed)}")
+        for k in required:
+            if k not in obj:
+                raise self.fail(keys, f"[{'.'.join(map(str, keys))}] needs {k!r}")
+        return obj
+
+    def text_value(self, v: Any, keys: tuple) -> str:
+        if not isinstance(v, str) or not v.strip():
+            raise self.fail(keys, f"{keys[-1]} must be non-empty text, got {v!r}")
+        return v
+
+    def number(self, v: Any, keys: tuple, *, positive=True) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (positive and v <= 0):
+            raise self.fail(keys, f"{keys[-1]} must be a positive number, got {v!r}")
+        return float(v)
+
+
+def load_plan(path: str | Path, root: str | Path | None = None, *,
+              check_configs: bool = True) -> Plan:
+    """Read and check the plan at ``path`` (module docstring); ``root`` (default the plan's
+    folder) is where the raw, shipped and manifest paths lie. ``check_configs``: build every
+    (group, arm)'s training config, so an unknown or bad option fails here, at its line.
+
+    Raises:
+        trainers.errors.UserError: ``<plan>:<line>: what is wrong``.
+    """
+    path = Path(path).resolve()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such plan file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read: {e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"\(at line (\d+)", str(e))
+        raise UserError(f"{path}:{m[1] if m else 1}: not TOML: {e}") from None
+    ck = _Checker(path, text)
+    ck.table(data, (), _TOP, required=("study", "groups", "tiers"))
+    study = ck.table(data["study"], ("study",), _STUDY, required=("name", "raw", "ship"))
+    for k in ("name", "raw", "ship"):
+        ck.text_value(study[k], ("study", k))
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", study["name"]):
+        raise ck.fail(("study", "name"), f"name {study['name']!r}: letters, digits, . _ - only")
+    if "budget_mb" in study:
+        ck.number(study["budget_mb"], ("study", "budget_mb"))
+    groups = ck.table(data["groups"], ("groups",), tuple(data["groups"]))
+    if not groups:
+        raise ck.fail(("groups",), "the plan needs at least one group")
+    for gname, g in groups.items():
+        gk = ("groups", gname)
+        ck.table(g, gk, _GROUP, required=("preset", "measure", "s_per_it", "options", "arms"))
+        if g["measure"] not in MEASURES:
+            raise ck.fail((*gk, "measure"), f"measure must be one of {', '.join(MEASURES)}, "
+                          f"got {g['measure']!r}")
+        ck.number(g["s_per_it"], (*gk, "s_per_it"))
+        _options(ck, g["options"], (*gk, "options"))
+        if "steps" not in g["options"]:
+            raise ck.fail((*gk, "options"), f"group {gname!r} needs options.steps")
+        arms = ck.table(g["arms"], (*gk, "arms"), tuple(g["arms"]))
+        if not arms:
+            raise ck.fail((*gk, "arms"), f"group {gname!r} has no arms")
+        for aname, a in arms.items():
+            ak = (*gk, "arms", aname)
+            ck.table(a, ak, _ARM, required=("cost",))
+            ck.number(a["cost"], (*ak, "cost"))
+            _options(ck, a.get("options", {}), (*ak, "options"))
+    seeded: dict[tuple[str, str], list[int]] = {}
+    tiers = data["tiers"]
+    if not isinstance(tiers, list) or not tiers:
+        raise ck.fail(("tiers",), "tiers must be a non-empty array of [[tiers]] tables")
+    for t in tiers:
+        ck.table(t, ("tiers",), ("name", "runs"), required=("name", "runs"))
+        ck.text_value(t["name"], ("tiers", "name"))
+        if not isinstance(t["runs"], list) or not t["runs"]:
+            raise ck.fail(("tiers", t["name"]), f"tier {t['name']!r} needs runs")
+        for r in t["runs"]:
+            where = ("tiers", t["name"])
+            ck.table(r, where, ("group", "arms", "seeds"), required=("group", "arms", "seeds"))
+            if r["group"] not in groups:
+                raise ck.fail((*where, "group"), f"tier {t['name']!r}: unknown group "
+                              f"{r['group']!r} (groups: {', '.join(groups)})")
+            if not isinstance(r["arms"], list) or not r["arms"]:
+                raise ck.fail((*where, "arms"), f"tier {t['name']!r}: arms must be a list")
+            for arm in r["arms"]:
+                if arm not in groups[r["group"]]["arms"]:
+                    raise ck.fail((*where, "arms"), f"tier {t['name']!r}: arm {arm!r} is not "
+                                  f"an arm of group {r['group']!r}")
+            s = r["seeds"]
+            ok = (isinstance(s, int) and not isinstance(s, bool) and s > 0) or (
+                isinstance(s, list) and s and all(isinstance(x, int) and x >= 0 for x in s)
+                and len(set(s)) == len(s))
+            if not ok:
+                raise ck.fail((*where, "seeds"), f"tier {t['name']!r}: seeds must be a count "
+                              f">= 1 or a list of distinct seeds >= 0, got {s!r}")
+            for arm in r["arms"]:
+                have = seeded.setdefault((r["group"], arm), [])
+                twice = set(have) & set(_seed_list(s))
+                if twice:
+                    raise ck.fail((*where, "seeds"), f"{r['group']}/{arm} seed(s) "
+                                  f"{sorted(twice)} planned twice")
+                have += _seed_list(s)
+    dropped = ck.table(data.get("dropped", {}), ("dropped",), tuple(data.get("dropped", {})))
+    for gname, g in groups.items():
+        for aname in g["arms"]:
+            if (gname, aname) not in seeded and f"{gname}/{aname}" not in dropped:
+                raise ck.fail(("groups", gname, "arms", aname), f"arm {gname}/{aname} has no "
+                              "seeds: no tier runs it (add it to a tier, or to [dropped])")
+    for e in data.get("evolution", []):
+        ck.table(e, ("evolution",), ("group", "arm", "seed", "every"),
+                 required=("group", "arm", "seed", "every"))
+        if (e["group"], e["arm"]) not in seeded or e["seed"] not in seeded[(e["group"],
+                                                                             e["arm"])]:
+            raise ck.fail(("evolution",), f"evolution run {e['group']}/{e['arm']}/seed"
+                          f"{e['seed']} is not in the plan")
+        if isinstance(e["every"], bool) or not isinstance(e["every"], int) or e["every"] < 1:
+            raise ck.fail(("evolution", "every"), "every must be an integer >= 1")
+    plan = Plan(path, Path(root).resolve() if root is not None else path.parent, data)
+    _check_claims(ck, plan, seeded)
+    if check_configs:
+        for (gname, aname), seeds in seeded.items():
+            try:
+                plan.config(Run("", gname, aname, seeds[0]))
+            except UserError as e:
+                bad = re.search(r"'([^']+)'", str(e))
+                key = bad[1].replace("_", "-") if bad else "options"
+                a_opts = groups[gname]["arms"][aname].get("options", {})
+                keys = (("groups", gname, "arms", aname, key) if key in a_opts
+                        else ("groups", gname, "options", key))
+                raise ck.fail(keys, f"{gname}/{aname}: {e}") from None
+    return plan
+
+
+def _options(ck: _Checker, opts: Any, keys: tuple) -> None:
+    ck.table(opts, keys, tuple(opts) if isinstance(opts, dict) else ())
+    for k, v in opts.items():
+        if not isinstance(v, str):
+            raise ck.fail((*keys, k), f"option {k} = {v!r}: options are text as on the "
+                          f'command line, e.g. {k} = "{v}"')
+
+
+def _check_claims(ck: _Checker, plan: Plan, seeded: dict) -> None:
+    data = plan.data
+    c = data.get("claims", {})
+    ck.table(c, ("claims",), ("file", "alpha"))
+    if "file" in c:
+        if data.get("claim"):
+            raise ck.fail(("claim",), "claims come from [claims] file or from [[claim]] "
+                          "tables, not both")
+        try:
+            claims = plan.claims()
+        except UserError as e:
+            raise ck.fail(("claims", "file"), str(e)) from None
+        rows = claims["claims"]
+    else:
+        if "alpha" in c and not 0 < ck.number(c["alpha"], ("claims", "alpha")) < 1:
+            raise ck.fail(("claims", "alpha"), "alpha must be in (0, 1)")
+        rows = data.get("claim", [])
+        if not isinstance(rows, list):
+            raise ck.fail(("claim",), "claims are [[claim]] tables")
+        seen = set()
+        for cl in rows:
+            cid = cl.get("id", "?") if isinstance(cl, dict) else "?"
+            where = ("claim", "id", cid)
+            ck.table(cl, where, CLAIM_KEYS, required=CLAIM_KEYS)
+            for k in CLAIM_KEYS:
+                if k != "seeds":
+                    ck.text_value(cl[k], (*where, k))
+            if cid in seen:
+                raise ck.fail(where, f"claim id {cid!r} is used twice")
+            seen.add(cid)
+            if cl["kind"] not in KINDS:
+                raise ck.fail((*where, "kind"), f"claim {cid}: kind must be one of "
+                              f"{', '.join(KINDS)}, got {cl['kind']!r}")
+            if cl["expect"] not in EXPECTS:
+                raise ck.fail((*where, "expect"), f"claim {cid}: expect must be one of "
+                              f"{', '.join(EXPECTS)}, got {cl['expect']!r}")
+            s = cl["seeds"]
+            if not (isinstance(s, list) and len(s) >= 2 and len(set(s)) == len(s)
+                    and all(isinstance(x, int) and not isinstance(x, bool) for x in s)):
+                raise ck.fail((*where, "seeds"), f"claim {cid}: seeds must list at least 2 "
+                              f"distinct seeds, got {s!r}")
+        if sum(cl["kind"] == "primary" for cl in rows) > MAX_PRIMARY:
+            raise ck.fail(("claim",), f"more than {MAX_PRIMARY} primary claims; make the "
+                          "rest exploratory")
+    from probes.study.arms import METRIC_NAMES
+
+    for cl in rows:
+        where = ("claim", "id", cl["id"])
+        if cl["group"] not in plan.groups:
+            raise ck.fail((*where, "group"), f"claim {cl['id']}: unknown group "
+                          f"{cl['group']!r} (groups: {', '.join(plan.groups)})")
+        names = METRIC_NAMES[plan.groups[cl["group"]]["measure"]]
+        if cl["metric"] not in names:
+            raise ck.fail((*where, "metric"), f"claim {cl['id']}: metric {cl['metric']!r} is "
+                          f"not measured for group {cl['group']!r} (measured: "
+                          f"{', '.join(names)})")
+        if cl["a"] == cl["b"]:
+            raise ck.fail((*where, "b"), f"claim {cl['id']}: compares {cl['a']!r} with itself")
+        for side in ("a", "b"):
+            have = seeded.get((cl["group"], cl[side]))
+            if have is None:
+                raise ck.fail((*where, side), f"claim {cl['id']}: arm {cl[side]!r} is not "
+                              f"planned in group {cl['group']!r}")
+            if "file" not in c and not set(cl["seeds"]) <= set(have):
+                raise ck.fail((*where, "seeds"), f"claim {cl['id']}: seeds "
+                              f"{sorted(set(cl['seeds']) - set(have))} are not planned for "
+                              f"{cl['group']}/{cl[side]}")
+
+
+def shell_command(plan: Plan, run: Run) -> str:
+    return shlex.join(plan.command(run))
