@@ -3,6 +3,8 @@
 the local launcher, a ``scancel`` mid-run reported at once and resumed exactly, and ``stop()``
 giving each running task one SIGTERM through the time-limit warning signal."""
 
+import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -11,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+import trainers.manifest as manifest
+from probes.study import engine
+from probes.study.cli import main
 from probes.study.launchers import LAUNCHERS, Task, launcher, local
 from probes.study.slurm import slurm
 from trainers.checkpoint import list_snapshots, read_checkpoint, tensor_digest
@@ -44,6 +49,9 @@ def _array_ids(name: str) -> list[str]:
     return out.split()
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 def test_registered_and_refusals(slurm_cluster, tmp_path):
     assert LAUNCHERS["slurm"] is slurm and launcher("slurm") is slurm
     t = Task("x", (PY, "-c", "pass"), tmp_path)
@@ -53,6 +61,7 @@ def test_registered_and_refusals(slurm_cluster, tmp_path):
         list(slurm([t], folder=tmp_path / "sub", time_min=1, signal_delay_s=60))
 
 
+@pytest.mark.slow
 def test_tasks_finish_with_their_status_and_the_weights_local_gives(slurm_cluster, tmp_path):
     slurm_dir, local_dir = tmp_path / "slurm", tmp_path / "local"
     extra = [Task("exit3", (PY, "-c", "import sys; print('bye'); sys.exit(3)"), slurm_dir, {},
@@ -80,6 +89,7 @@ def test_tasks_finish_with_their_status_and_the_weights_local_gives(slurm_cluste
     print(f"slurm launcher: 5 tasks in {wall:.1f} s")
 
 
+@pytest.mark.slow
 def test_scancel_mid_run_is_reported_at_once_and_the_rerun_resumes_exactly(slurm_cluster,
                                                                             tmp_path):
     steps = 100  # cancelled at its first snapshot (step 10): 90 steps of margin, seconds
@@ -159,3 +169,66 @@ def _drained(name: str, timeout: float = 20) -> None:
     while _array_ids(name) and time.time() - t0 < timeout:
         time.sleep(0.5)
     assert _array_ids(name) == []
+
+
+# what differs between two trainings of the same run at different times: the clock, and the
+# file hashes (a snapshot's header holds its wall time); the weights are compared separately
+VOLATILE = {"sha256", "bytes", "wall_time_s", "started_utc", "shipped_utc", "resumed"}
+
+
+@pytest.mark.slow
+def test_asgan_study_on_slurm_with_a_scancel_matches_the_local_launcher(slurm_cluster,
+                                                                        tmp_path, capsys):
+    """Acceptance (issue 22): the example plan (3 seed pairs; 300 iterations so that a run can
+    be cancelled mid-way) run by ``asgan-study run --launcher slurm``, one array element
+    ``scancel``led mid-run, ``run`` again: the manifest entries and the shipped weights are the
+    local launcher's."""
+    plans = {}
+    for name in ("local", "slurm"):
+        (tmp_path / name).mkdir()
+        plans[name] = tmp_path / name / "plan.toml"
+        shutil.copy(ROOT / "studies" / "example.toml", plans[name])
+        plans[name].write_text(plans[name].read_text().replace('steps = "20"', 'steps = "300"'))
+        assert main(["register", str(plans[name])]) == 0
+    assert main(["run", str(plans["local"]), "--jobs", "2", "--nice", "0"]) == 0
+    plan = engine.load(plans["slurm"])
+    target = plan.runs()[0]  # array element 0
+    cancelled = {}
+
+    def cancel_mid_run():
+        t0 = time.time()
+        while engine.raw_step(plan, target) < 10 and time.time() - t0 < 180:
+            time.sleep(0.1)
+        (jid,) = [j for j in _array_ids("asgan-study") if j.endswith("_0")]
+        subprocess.run(["scancel", jid], check=True)
+        cancelled.update(id=jid)
+
+    killer = threading.Thread(target=cancel_mid_run)
+    killer.start()
+    capsys.readouterr()
+    argv = ["run", str(plans["slurm"]), "--launcher", "slurm", "--time-min", "10"]
+    assert main(argv) == 0
+    killer.join()
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (first["shipped"], first["interrupted"], first["failed"]) == (5, 1, 0), first
+    assert slurm_cluster.state(cancelled["id"]) == "CANCELLED"
+    step = engine.raw_step(plan, target)
+    assert 10 <= step < 300  # cancelled mid-run, its snapshot written on the SIGTERM
+    assert main(argv) == 0  # resumes the cancelled run
+    second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (second["shipped"], second["skipped"], second["failed"]) == (1, 5, 0), second
+    got, want = (manifest.read_manifest(plans[k].parent / plan.manifest.relative_to(plan.root))
+                 for k in ("slurm", "local"))
+    assert sorted(got) == sorted(want)
+    assert sum(rel.endswith(".safetensors") for rel in got) == 6  # + PLAN, REGISTRATION
+    for rel in want:
+        assert {k: v for k, v in got[rel].items() if k not in VOLATILE} == \
+            {k: v for k, v in want[rel].items() if k not in VOLATILE}, rel
+        if rel.endswith(".safetensors"):
+            digests = [tensor_digest(read_checkpoint(plans[k].parent / rel)[0])
+                       for k in ("slurm", "local")]
+            assert digests[0] == digests[1], rel
+            resumed = [r["from_step"] for r in got[rel]["resumed"]]
+            assert resumed == ([step] if target.name in rel else []) and \
+                want[rel]["resumed"] == []
+    assert manifest.verify(plan.manifest) == []

@@ -202,5 +202,5 @@ def _status(job, watcher, seen_done: dict[str, float]) -> int | None:
 
 
 LAUNCHERS["slurm"] = slurm
-OPTIONS["slurm"] = ("partition", "time_min", "cpus_per_task", "gpus_per_task",
+OPTIONS["slurm"] = ("folder", "partition", "time_min", "cpus_per_task", "gpus_per_task",
                     "array_parallelism")
