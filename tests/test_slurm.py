@@ -232,3 +232,21 @@ def test_asgan_study_on_slurm_with_a_scancel_matches_the_local_launcher(slurm_cl
             assert resumed == ([step] if target.name in rel else []) and \
                 want[rel]["resumed"] == []
     assert manifest.verify(plan.manifest) == []
+
+
+@pytest.mark.slow
+def test_the_time_limit_warning_makes_a_task_stop_cleanly_before_the_kill(slurm_cluster,
+                                                                           tmp_path):
+    """A one-minute time limit with the warning 45 s before it (slurmctld checks limits about
+    every 30 s): the task gets exactly one SIGTERM from the warning and exits 143 on its own,
+    so its job ends COMPLETED, not TIMEOUT. About a minute of waiting, no CPU."""
+    task = Task("t", (PY, "-c", SIGTERM_COUNTER), tmp_path, {}, tmp_path / "t.log")
+    t0 = time.time()
+    out = list(slurm([task], folder=tmp_path / "submitit", poll_s=1, time_min=1,
+                     signal_delay_s=45, job_name="t-limit"))
+    assert [rc for _, rc in out] == [143]
+    assert time.time() - t0 < 60
+    assert task.log.read_text().splitlines()[-1] == "sigterms 1"
+    ids = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "--name", "t-limit"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert len(ids) == 1 and ids[0].endswith("|COMPLETED"), ids
