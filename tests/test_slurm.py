@@ -61,6 +61,18 @@ def test_registered_and_refusals(slurm_cluster, tmp_path):
         list(slurm([t], folder=tmp_path / "sub", time_min=1, signal_delay_s=60))
 
 
+def test_an_element_that_dies_without_a_status_is_failed_and_says_where_to_look(slurm_cluster,
+                                                                               tmp_path):
+    """The task kills submitit's wrapper on the node (as an out-of-memory kill would): no
+    result file, so the status comes from sacct's state, and the task's log says so."""
+    code = "import os, signal; os.kill(os.getppid(), signal.SIGKILL)"
+    task = Task("t", (PY, "-c", code), tmp_path, {}, tmp_path / "t.log")
+    out = list(slurm([task], folder=tmp_path / "submitit", poll_s=1, job_name="t-die"))
+    assert [rc for _, rc in out] == [1]
+    last = task.log.read_text().splitlines()[-1]
+    assert last.startswith("# slurm: job ") and "ended FAILED without a status" in last, last
+
+
 @pytest.mark.slow
 def test_tasks_finish_with_their_status_and_the_weights_local_gives(slurm_cluster, tmp_path):
     slurm_dir, local_dir = tmp_path / "slurm", tmp_path / "local"

@@ -166,10 +166,13 @@ def slurm(tasks: Iterable[Task], *, folder: str | Path, partition: str | None = 
                     watcher.update()  # one sacct call for the whole array
                     last_poll = time.time()
                 for job in list(waiting):
-                    rc = _status(job, watcher, seen_done)
+                    rc, note = _status(job, watcher, seen_done)
                     if rc is not None:
                         task = waiting.pop(job)
                         if rc >= 0:
+                            if note and task.log is not None:  # the controller shows its tail
+                                with _open_log(task.log) as f:
+                                    f.write(f"# slurm: {note}\n")
                             yield task, rc
                 time.sleep(min(1.0, poll_s) if waiting else 0)
             except KeyboardInterrupt:  # Ctrl-C, or SIGTERM mapped to it: stop as stop() does
@@ -179,26 +182,31 @@ def slurm(tasks: Iterable[Task], *, folder: str | Path, partition: str | None = 
             scancel()
 
 
-def _status(job, watcher, seen_done: dict[str, float]) -> int | None:
-    """The exit status of an array element once it has finished; None while it has not; -1
-    for one that never started."""
+def _status(job, watcher, seen_done: dict[str, float]) -> tuple[int | None, str | None]:
+    """``(exit status, note)`` of an array element: status None while it has not finished,
+    -1 for one that never started; the note (for the task's log) says why a status did not
+    come from the task itself."""
     pickle = job.paths.result_pickle
     if pickle.exists():
         try:
             outcome, value = pickle_load(pickle)
         except (EOFError, OSError):  # being written right now
-            return None
-        return int(value) if outcome == "success" else 1
+            return None, None
+        if outcome == "success":
+            return int(value), None
+        return 1, f"job {job.job_id}: submitit's wrapper failed; see {job.paths.stdout}"
     info = watcher.get_info(job.job_id, mode="cache")
     state = (info.get("State") or "UNKNOWN").split()[0].upper()
     if state in UNFINISHED:
-        return None
+        return None, None
     if state == "CANCELLED" and info.get("NodeList", "None assigned") == "None assigned":
-        return -1  # cancelled while pending: it never ran
+        return -1, None  # cancelled while pending: it never ran
     if state == "COMPLETED":  # no result file yet: a slow shared file system, or none comes
         first = seen_done.setdefault(job.job_id, time.time())
-        return None if time.time() - first < RESULT_WAIT_S else 1
-    return 143 if state in KILLED else 1
+        if time.time() - first < RESULT_WAIT_S:
+            return None, None
+    note = f"job {job.job_id} ended {state} without a status; SLURM's output: {job.paths.stdout}"
+    return (143 if state in KILLED else 1), note
 
 
 LAUNCHERS["slurm"] = slurm
