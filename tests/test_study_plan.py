@@ -132,3 +132,58 @@ def test_a_good_plan_loads(tmp_path):
         "--trainer", "asgan", "--eps", "0.5", "--out", "runs/mine/toy/adv/seed0",
         "--no-progress"]
     assert plan.claims()["claims"][0]["seeds"] == [0, 1, 2]
+
+
+def test_the_plan_measures_and_judges_as_the_shipped_report(tmp_path):
+    """A few shipped runs measured through the plan (asgan-study measure) and through the
+    shipped report's path (probes.study.arms.collect): the same numbers, and the claims on
+    them the same statistics (claims judged on the plan's seed lists vs PLAN.json's)."""
+    from probes.study import arms as study
+    from probes.study import engine
+    from probes.study.claims import evaluate_claims, load_claims
+    from trainers.manifest import study_progress
+
+    plan = load_plan(SHIPPED, ROOT)
+    runs = [r for r in plan.runs() if r.group == "ring8" and r.seed < 3
+            and r.arm in ("baseline", "asgan-eps0.5")]
+    ours = engine.measure(plan, tmp_path, n_mixture=400, runs=runs, say=lambda m: None)
+    theirs = {"ring8": study.collect("ring8", arms=("baseline", "asgan-eps0.5"),
+                                     seeds=(0, 1, 2), n=400)}
+    assert ours == theirs
+    reg = {"primary_allowed": True}
+    planned = {(g, a): p["planned"] for g in plan.groups
+               for a, p in study_progress(g).items()}
+    old = evaluate_claims(theirs, load_claims(), reg, planned)
+    new = evaluate_claims(ours, plan.claims(), reg, None)
+    pick = ("id", "n", "n_planned", "mean_a", "mean_b", "diff", "lo", "hi", "p", "agree")
+    for kind in ("primary", "exploratory"):  # as text: NaN (not measured) equals NaN
+        assert repr([{k: r[k] for k in pick} for r in old[kind]]) == \
+            repr([{k: r[k] for k in pick} for r in new[kind]])
+    e = [r for r in new["exploratory"] if r["group"] == "ring8"]
+    assert e and all(r["n"] == 3 and r["n_planned"] == 10 for r in e)
+
+
+def test_the_size_model_matches_a_real_export(tmp_path):
+    import torch
+
+    from probes.study.engine import est_bytes
+    from trainers.checkpoint import export_snapshot, save_checkpoint
+    from trainers.data import load_dataset
+    from trainers.loop import build_models
+
+    plan = load_plan(SHIPPED, ROOT)
+    runs = plan.runs()
+    base = next(r for r in runs if r.group == "mnist10k" and r.arm == "baseline" and r.seed)
+    evo = next(r for r in runs if plan.evolution_every(r))
+    assert est_bytes(plan, evo) == len(plan.shipped_steps(evo)) * est_bytes(plan, base)
+    for run in (base, next(r for r in runs if r.arm == "sn"),
+                next(r for r in runs if r.group == "grid25")):
+        cfg = plan.config(run)
+        ds = load_dataset(cfg.data, resolution=cfg.resolution, n=256)
+        G, D, _, _, g_spec, d_spec = build_models(cfg, ds, torch.device("cpu"))
+        raw = save_checkpoint(tmp_path / "raw.safetensors", G=G, D=D,
+                              meta={"g_spec": g_spec, "d_spec": d_spec, "step": 0,
+                                    "config": cfg.to_dict()})
+        half = export_snapshot(raw, tmp_path / "half.safetensors", half=True)
+        header = 8 + int.from_bytes(half.read_bytes()[:8], "little")
+        assert est_bytes(plan, run, header=0) == half.stat().st_size - header, run

@@ -141,7 +141,7 @@ def shipped(rel: str) -> Path:
 
 
 # the shipped studies: "v1" (the first, entries without a ``study`` field) and "v2" (issue 15,
-# scripts/make_checkpoints.py), whose PLAN.json says which runs it holds
+# asgan-study, plan studies/v2.toml), whose PLAN.json says which runs it holds
 STUDIES = ("v1", "v2")
 STUDY_PLANS = {"v2": "checkpoints/shipped/v2/PLAN.json"}
 

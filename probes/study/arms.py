@@ -3,7 +3,7 @@ table that pairs arms by seed (an edge module: it loads checkpoints and data).
 
 Shipped runs live in ``checkpoints/shipped/v2/<group>/<arm>/seed<k>/`` (study v2, issue 15) or,
 for a group v2 has not reached yet, ``checkpoints/shipped/<group>/...`` (the first study, v1),
-and are listed in ``checkpoints/MANIFEST.json``; ``scripts/make_checkpoints.py`` made them from
+and are listed in ``checkpoints/MANIFEST.json``; ``asgan-study run studies/v2.toml`` made them from
 the plan in ``checkpoints/shipped/v2/PLAN.json`` (arms, seeds, iterations: see
 ``checkpoints/README.md``). A group uses one study only (:func:`study_in_use`), never a mix.
 Every number here is computed from those files with fixed seeds, so re-running gives the same
@@ -28,7 +28,7 @@ def study_in_use(group: str, entries: Mapping[str, Mapping] | None = None) -> st
     """The study whose runs stand for ``group``: "v2" once its baseline and main arm
     (:data:`MAIN`) have their seed-0 final snapshots shipped, which is what every figure of the
     report needs; "v1" before. From then on the v1 files of the group are retired
-    (``scripts/make_checkpoints.py`` deletes them; git history keeps them), and the report
+    (deleted when v1 was retired; git history keeps them), and the report
     shows the v2 seeds trained so far, verdicts waiting for the planned ones
     (:func:`probes.study.claims.evaluate_claims`)."""
     from trainers.manifest import read_manifest, study_progress
@@ -66,7 +66,7 @@ def shipped_runs(group: str, study: str | None = None) -> dict[str, dict[int, Pa
         from trainers.errors import UserError
 
         raise UserError(f"no shipped checkpoints for group {group!r} in checkpoints/MANIFEST"
-                        ".json; regenerate with python scripts/make_checkpoints.py")
+                        ".json; regenerate with asgan-study run studies/v2.toml")
     return {arm: {s: p for s, (_, p) in sorted(v.items())} for arm, v in sorted(runs.items())}
 
 

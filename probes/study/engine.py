@@ -483,10 +483,12 @@ def shipped_finals(plan: Plan, entries: Mapping | None = None
 
 
 def measure(plan: Plan, out: str | Path, *, n_quality: int = 2000, n_stacked: int = 26_000,
-            n_mixture: int = 2500, seed: int = 0, say=print) -> dict:
+            n_mixture: int = 2500, seed: int = 0, runs: list[Run] | None = None,
+            say=print) -> dict:
     """The metrics of every shipped run of ``plan`` (final snapshot) through the group's
     measurement (:data:`probes.study.arms.MEASURES`), kept in ``out/measures.json`` keyed by
     the checkpoint's SHA-256 and settings, so a second call measures only new runs.
+    ``runs``: only these (default: every run of the plan).
 
     Returns ``{group: {arm: {seed: {metric: value}}}}``."""
     from probes.study.arms import MEASURES
@@ -501,10 +503,13 @@ def measure(plan: Plan, out: str | Path, *, n_quality: int = 2000, n_stacked: in
               "stacked": {"n": n_stacked, "seed": seed},
               "mixture": {"n": n_mixture, "seed": seed}}
     tables: dict = {}
+    wanted = None if runs is None else {r.name for r in runs}
     for group, by_arm in shipped_finals(plan, entries).items():
         kind = plan.groups[group]["measure"]
         for arm, by_seed in by_arm.items():
             for s, rel in by_seed.items():
+                if wanted is not None and f"{group}/{arm}/seed{s}" not in wanted:
+                    continue
                 key = f"{rel} {entries[rel]['sha256']} {json.dumps(kwargs[kind])}"
                 if key not in cache:
                     say(f"measuring {group}/{arm}/seed{s}")

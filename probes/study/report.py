@@ -403,7 +403,7 @@ def _build_study_report(out: Path, *, n_quality: int, n_stacked: int, seed: int)
     lines = [
         "# asgan-probe study report", "",
         "Every number below is computed by `asgan-probe report` from the checkpoints shipped "
-        "in `checkpoints/shipped/` (made by `scripts/make_checkpoints.py`, commands in "
+        "in `checkpoints/shipped/` (made by `asgan-study run studies/v2.toml`, commands in "
         "`checkpoints/MANIFEST.json`), with fixed seeds: re-running gives the same numbers. "
         "Each number is the one the matching `asgan-probe` verb reports for that checkpoint "
         "with the same settings (tests/test_report_numbers.py).", "",
