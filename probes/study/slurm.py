@@ -63,11 +63,12 @@ UNFINISHED = {"READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING"
 def run_task(task: Task) -> int:
     """On the node: run ``task`` to the end and return its exit status (module docstring:
     signals). Runs in submitit's process, in its main thread."""
-    forwarded = False
+    warned = forwarded = False
     proc: subprocess.Popen | None = None
 
-    def warn(signum, frame) -> None:  # the time limit is near, or the sitting stops
-        nonlocal forwarded
+    def warn(signum=None, frame=None) -> None:  # the time limit is near, or the sitting stops
+        nonlocal warned, forwarded
+        warned = True
         if proc is not None and not forwarded and proc.poll() is None:
             forwarded = True
             proc.send_signal(signal.SIGTERM)  # a snapshot, then exit 143
@@ -92,6 +93,8 @@ def run_task(task: Task) -> int:
             if log is not subprocess.DEVNULL:
                 log.write(f"# cannot start {task.argv[0]}: {e}\n")
             return 127
+        if warned:  # the warning came while the trainer was being started
+            warn()
         return exit_status(proc.wait())
     finally:
         if log is not subprocess.DEVNULL:
