@@ -166,10 +166,12 @@ def test_stop_gives_each_running_task_one_sigterm_and_starts_nothing(slurm_clust
     out = list(slurm(tasks, folder=tmp_path / "submitit", poll_s=1, array_parallelism=2,
                      job_name="t-stop", stop=stop))
     assert time.time() - t0 < 90
+    sacct = subprocess.run(["sacct", "-n", "-P", "-o", "JobID,State,NodeList", "--name",
+                            "t-stop"], capture_output=True, text=True).stdout
     assert sorted((t.name, rc) for t, rc in out) == [("t0", 143), ("t1", 143)], \
-        [p.read_text() if p.is_file() else None for p in logs]
+        (out, [p.read_text() if p.is_file() else None for p in logs], sacct)
     for p in logs[:2]:
-        assert p.read_text().splitlines()[-1] == "sigterms 1"
+        assert p.read_text().splitlines()[-1] == "sigterms 1", (p.read_text(), sacct)
     assert not logs[2].exists()  # never started: not yielded, never ran
     _drained("t-stop")
 

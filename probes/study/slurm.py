@@ -21,7 +21,7 @@ it, and ``run_task`` turns it into the trainer's one SIGTERM, so a run reaching 
 writes a snapshot and exits 143 ``signal_delay_s`` seconds before the scheduler would kill it.
 SLURM checks time limits about every 30 s, so the delay should exceed 30 s plus one iteration
 and one snapshot write. ``stop()`` (the sitting's deadline) and Ctrl-C do the same through
-``scancel --signal=USR2`` and cancel the elements still pending.
+``scancel --signal=USR2`` for the elements running and cancel the others.
 
 Needs ``submitit`` (``pip install 'asgan-probe[slurm]'``) where the sitting runs; the nodes run
 the same Python (``sys.executable``) with the same environment (``sbatch`` exports it).
@@ -150,15 +150,25 @@ def slurm(tasks: Iterable[Task], *, folder: str | Path, partition: str | None = 
     last_poll = 0.0
 
     def scancel(*args: str) -> None:
-        subprocess.run(["scancel", *args, array_id], capture_output=True, check=False)
+        subprocess.run(["scancel", *args], capture_output=True, check=False)
 
     def stop_all() -> None:  # the contract's stop: nothing new starts, one SIGTERM each
+        """Elements running now get the warning (the trainer's one SIGTERM); the others are
+        cancelled: removed while pending, or, if one started since ``sacct`` looked, ended
+        with SLURM's own SIGTERM, again just one."""
         nonlocal stopped, last_poll
-        if not stopped:
-            stopped = True
-            scancel("--state=PENDING")
-            scancel(f"--signal={WARN_SIGNAL.name.removeprefix('SIG')}")
-            last_poll = 0.0
+        if stopped:
+            return
+        stopped = True
+        watcher.update()
+        running = [j.job_id for j in waiting if watcher.get_state(j.job_id, mode="cache")
+                   .split()[0].upper() == "RUNNING"]
+        rest = [j.job_id for j in waiting if j.job_id not in running]
+        if rest:
+            scancel(*rest)
+        if running:
+            scancel(f"--signal={WARN_SIGNAL.name.removeprefix('SIG')}", *running)
+        last_poll = 0.0
 
     try:
         while waiting:
@@ -182,7 +192,7 @@ def slurm(tasks: Iterable[Task], *, folder: str | Path, partition: str | None = 
                 stop_all()
     finally:  # the consumer closed the generator early: leave no element behind
         if waiting:
-            scancel()
+            scancel(array_id)
 
 
 def _status(job, watcher, seen_done: dict[str, float]) -> tuple[int | None, str | None]:
