@@ -181,9 +181,12 @@ def start(root: Path, timeout: float = 90) -> Cluster:
             preexec_fn=_die_with_parent)
         # --- mariadb: a fresh datadir, TCP on 127.0.0.1 only
         db = root / "db"
-        subprocess.run([_which("mariadb-install-db"), "--no-defaults", f"--datadir={db}",
-                        "--user=root", "--auth-root-authentication-method=normal",
-                        "--skip-test-db"], check=True, capture_output=True, timeout=120)
+        res = subprocess.run([_which("mariadb-install-db"), "--no-defaults", f"--datadir={db}",
+                              "--user=root", "--auth-root-authentication-method=normal",
+                              "--skip-test-db"], capture_output=True, text=True, timeout=120)
+        if res.returncode:
+            raise RuntimeError(f"mariadb-install-db exited {res.returncode}: "
+                               f"{(res.stderr + res.stdout)[-1500:]}")
         with open(log / "mariadbd.log", "a") as f:
             cluster.procs["mariadbd"] = subprocess.Popen(
                 [_which("mariadbd"), "--no-defaults", f"--datadir={db}", "--user=root",

@@ -52,7 +52,9 @@ from probes.study.launchers import (
 
 # the signal submitit asks SLURM to send before the time limit (--signal=<sig>@<delay>)
 WARN_SIGNAL = getattr(signal, "SIG" + SlurmJobEnvironment.USR_SIG.removeprefix("SIG"))
-RESULT_WAIT_S = 120  # how long a COMPLETED element may go without its result file
+# how long an element that sacct says ended may go without its result file while it is still
+# in the queue (its processes ending: SLURM's KillWait) or, COMPLETED, on a slow file system
+RESULT_WAIT_S = 120
 KILLED = {"CANCELLED", "TIMEOUT", "PREEMPTED", "DEADLINE"}  # ended by the scheduler's SIGTERM
 # a job in one of these states is not finished (submitit's list, and REQUEUED's kin)
 UNFINISHED = {"READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "CONFIGURING",
@@ -145,7 +147,7 @@ def slurm(tasks: Iterable[Task], *, folder: str | Path, partition: str | None = 
     array_id = jobs[0].job_id.split("_")[0]
     watcher = jobs[0].watcher
     waiting = dict(zip(jobs, tasks))
-    seen_done: dict[str, float] = {}  # job id -> when sacct first said COMPLETED
+    seen_done: dict[str, float] = {}  # job id -> when sacct first said it ended
     stopped = False
     last_poll = 0.0
 
@@ -160,9 +162,9 @@ def slurm(tasks: Iterable[Task], *, folder: str | Path, partition: str | None = 
         if stopped:
             return
         stopped = True
-        watcher.update()
-        running = [j.job_id for j in waiting if watcher.get_state(j.job_id, mode="cache")
-                   .split()[0].upper() == "RUNNING"]
+        # squeue asks slurmctld itself: sacct (the database) may not know yet that one started
+        running = set(_squeue("-r", "-t", "RUNNING", "-j", array_id))
+        running = [j.job_id for j in waiting if j.job_id in running]
         rest = [j.job_id for j in waiting if j.job_id not in running]
         if rest:
             scancel(*rest)
@@ -214,12 +216,21 @@ def _status(job, watcher, seen_done: dict[str, float]) -> tuple[int | None, str 
         return None, None
     if state == "CANCELLED" and info.get("NodeList", "None assigned") == "None assigned":
         return -1, None  # cancelled while pending: it never ran
-    if state == "COMPLETED":  # no result file yet: a slow shared file system, or none comes
-        first = seen_done.setdefault(job.job_id, time.time())
-        if time.time() - first < RESULT_WAIT_S:
-            return None, None
+    # sacct says it ended, but no result file yet: a cancelled task still writing its snapshot
+    # (in the queue, COMPLETING, until it exits or KillWait runs out), or a slow file system
+    first = seen_done.setdefault(job.job_id, time.time())
+    if time.time() - first < RESULT_WAIT_S and (state == "COMPLETED" or _squeue("-j",
+                                                                                job.job_id)):
+        return None, None
     note = f"job {job.job_id} ended {state} without a status; SLURM's output: {job.paths.stdout}"
     return (143 if state in KILLED else 1), note
+
+
+def _squeue(*args: str) -> list[str]:
+    """Job ids ``squeue`` lists (array elements as ``<array>_<index>``); [] when it fails."""
+    res = subprocess.run(["squeue", "-h", "-o", "%i", *args], capture_output=True, text=True,
+                         check=False)
+    return res.stdout.split() if res.returncode == 0 else []
 
 
 LAUNCHERS["slurm"] = slurm
