@@ -68,3 +68,27 @@ def run_cli(main, argv, capsys) -> tuple[int, str, str]:
         code = e.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real single-node SLURM cluster (tests/slurm_cluster.py), started once per session
+    (per xdist worker) and stopped at its end. Skips, saying why, only where the machine
+    cannot start the daemons (not root, Debian packages missing: ``.ci/run`` installs them)."""
+    import shutil
+    import tempfile
+
+    from tests.slurm_cluster import cannot_start, start
+
+    why = cannot_start()
+    if why:
+        pytest.skip(why)
+    # a folder of its own, not under pytest's basetemp: another pytest session of the same user
+    # prunes old basetemps, which would delete the daemons' state under them
+    root = tempfile.mkdtemp(prefix="asgan-slurm-")
+    try:
+        cluster = start(root)
+        yield cluster
+        cluster.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
