@@ -239,6 +239,23 @@ def test_evaluate_claims_verdicts_and_numbers(tmp_path):
     assert "verdict" not in e1 and "p_holm" not in e1 and e1["n"] == 8
 
 
+def test_claims_markdown_prints_what_a_metric_measures_beside_its_registered_rationale(
+        tmp_path):
+    """A registered rationale cannot be edited (issue 24 item 7: P2's says "the gradient G
+    actually receives" of a frozen-mode, G-in-eval-mode number), so the precise wording goes
+    beside it, for the primary claims on that metric only; the shipped study's note says
+    what the study measures."""
+    from probes.study.arms import MEASURED_AS
+
+    claims = _claims(tmp_path)
+    md = claims_markdown(_tables(), claims, ALLOWED, None, {"hoyer_fake": "per-sample, frozen"})
+    assert "- **P2**: r *Measured*: per-sample, frozen\n" in md
+    assert "- **P1**: r\n" in md and md.count("*Measured*") == 1
+    assert "*Measured*" not in claims_markdown(_tables(), claims, ALLOWED)
+    note = MEASURED_AS["hoyer_fake"]
+    assert all(w in note for w in ("per-sample", "`frozen`", "G in eval mode", "`batch`"))
+
+
 def test_claims_markdown_primary_table_first_then_exploratory(tmp_path):
     md = claims_markdown(_tables(), _claims(tmp_path), ALLOWED)
     primary_at = md.index("| id | group: metric (expected) | A vs B | n | mean A | mean B | "

@@ -197,4 +197,24 @@ def test_side_by_side_states_the_protocol_differences():
     md = references.side_by_side("stacked-mnist", [{"label": "m", "modes_captured": 12,
                                                     "kl": 4.0, "classifier_accuracy": 0.981}])
     assert "98.1 %" in md and "10k" in md
-    assert coverage.PROTOCOL_2D and coverage.PROTOCOL_STACKED
+
+
+def test_the_stated_protocols_are_the_ones_computed():
+    """Every coverage result carries PROTOCOL_2D or PROTOCOL_STACKED (asgan-probe coverage's
+    ``protocol``): each must say what the code does, so a change of the rule fails here: the
+    strict < 3 std radius (a point at exactly 3 std is not high quality), a mode captured by
+    one high-quality point, the KL in nats with empty modes adding 0, 1000 digit triples."""
+    assert f"< {coverage.N_STD:g} std" in coverage.PROTOCOL_2D
+    assert ">= 1 high-quality sample" in coverage.PROTOCOL_2D
+    assert "empty modes contributing 0" in coverage.PROTOCOL_2D
+    modes = torch.tensor([[0.0, 0.0], [4.0, 0.0]])
+    x = torch.tensor([[1.5, 0.0], [4.0, 1.4999]])  # std 0.5: exactly 3 std, just inside
+    r = coverage.mixture_coverage(x, modes, 0.5)
+    assert (r["counts"], r["modes_captured"], r["high_quality"]) == ([0, 1], 1, 0.5)
+    assert r["reverse_kl"] == pytest.approx(math.log(2))  # (0, 1) vs uniform of 2, nats
+    assert f"({coverage.STACKED_MODES})" in coverage.PROTOCOL_STACKED
+    assert "empty modes contributing 0" in coverage.PROTOCOL_STACKED
+    digits = torch.tensor([[1, 2, 3], [1, 2, 3]])
+    s = coverage.stacked_coverage(digits)
+    assert (s["modes_total"], s["modes_captured"]) == (1000, 1)
+    assert s["kl"] == pytest.approx(math.log(1000))  # all mass on one of 1000 modes, nats

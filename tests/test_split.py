@@ -317,10 +317,15 @@ def test_shipped_2d_checkpoints_load_and_say_their_unit():
     # found nothing once v1 was retired, and the test skipped itself)
     path = shipped_runs("ring8")["baseline"][0]
     _, _, meta = load_checkpoint(path)
+    # the shipped 2-D runs (study v2) record their unit: a ring8 mode's std, 0.01
+    assert (meta["eps_unit"], meta["eps_scale"]) == ("mode-std", 0.01)
     u = eps_units_of(meta)
-    assert u["recorded"] == ("eps_unit" in meta)
-    if not u["recorded"]:  # trained before eps units: the box (-1.5, 1.5), and it says so
-        assert (u["unit"], u["scale"]) == ("pixel", 3.0) and "not recorded" in u["text"]
-    else:
-        assert (u["unit"], u["scale"]) == ("mode-std", 0.01)
+    assert (u["unit"], u["scale"], u["recorded"]) == ("mode-std", 0.01, True)
+    assert "not recorded" not in u["text"]
+    # the same checkpoint as written before eps units: its eps reads in the old unit, a
+    # fraction of the plotting box (-1.5, 1.5), and the text says the unit was not recorded
+    old = {k: v for k, v in meta.items() if k not in ("eps_unit", "eps_scale")}
+    u = eps_units_of(old)
+    assert (u["unit"], u["scale"], u["recorded"]) == ("pixel", 3.0, False)
+    assert "not recorded" in u["text"]
 

@@ -6,9 +6,11 @@ can be differentiated (SPEC section 1 for the losses), always per sample and sum
 batch, so a value never shrinks with the batch size:
 
 - ``logit``: ``d_i = D(x_i)``, the raw logit;
-- ``g_loss``: ``softplus(-d_i)``, the non-saturating generator loss. Its input gradient is the
-  gradient the generator actually receives at ``x_i = G(z_i)`` (training uses the batch *mean*,
-  i.e. this divided by the batch size m; G descends it, i.e. moves along ``-grad``);
+- ``g_loss``: ``softplus(-d_i)``, the non-saturating generator loss. In ``batch`` mode, on a
+  batch of ``x_i = G(z_i)`` drawn with G in train mode, its input gradient is the gradient the
+  generator receives in a training step (training uses the batch *mean*, i.e. this divided by
+  the batch size m; G descends it, i.e. moves along ``-grad``); in ``frozen``/``eval`` mode it
+  is each sample's own gradient of that loss, which a training step does not compute;
 - ``d_loss``: D's own loss on one population, ``softplus(-d_i)`` for reals and
   ``softplus(d_i)`` for fakes (the gradient AS-GAN's FGSM step follows on reals).
 

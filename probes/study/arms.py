@@ -96,6 +96,16 @@ def run_dir(path: Path) -> Path:
 
 
 GRAD_KEYS = ("l1", "hoyer", "gini_hr", "fg_share", "hf_share", "alignment", "ssim", "edge_corr")
+# what an ``image`` measure's gradient numbers on fakes are, for the report to print beside a
+# claim on one: a claim's registered text cannot change (its hash is checked against the runs)
+# and may call them "the gradient G receives", which only ``batch`` mode with G in train mode is
+# (probes.core.gradients; docs/gradients.md)
+MEASURED_AS: dict[str, str] = {
+    f"{k}_fake": "D's per-sample logit gradient at samples of its own G (G in eval mode), in "
+                 "the default probe mode (`frozen` for a BatchNorm D, `eval` without): each "
+                 "sample's own gradient, not the `batch`-mode gradient a training step gives "
+                 "G. The registered text above is left as it was registered (the claims file's "
+                 "hash is checked against the runs it judges)." for k in GRAD_KEYS}
 _REAL_FEATURES: dict = {}  # real features for quality, shared across checkpoints
 
 

@@ -312,11 +312,14 @@ def _n_cell(r: Mapping) -> str:
 
 def claims_markdown(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, float]]]],
                     claims: Mapping[str, Any], registration: Mapping[str, Any],
-                    planned: Mapping[tuple[str, str], Iterable[int]] | None = None) -> str:
+                    planned: Mapping[tuple[str, str], Iterable[int]] | None = None,
+                    measured: Mapping[str, str] | None = None) -> str:
     """The report's claims section: registration line, the primary table (first), the
     exploratory table, and a few lines on the tests and their limits. Markdown text.
 
-    Args: as :func:`evaluate_claims`.
+    Args: as :func:`evaluate_claims`; ``measured``: metric -> what its number measures,
+    printed after the rationale of each primary claim on that metric (a registered rationale
+    cannot be edited, so a precise wording goes beside it).
     """
     ev = evaluate_claims(tables, claims, registration, planned)
     prim, expl, alpha = ev["primary"], ev["exploratory"], claims["alpha"]
@@ -357,7 +360,10 @@ def claims_markdown(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
                      f"{_diff_cell(r)} | {_f(r['d_z'], 2)} | {_f(r['p'], 2)} | "
                      f"{_f(r['p_holm'], 2)} | **{r['verdict']}**"
                      + (" (zero variance)" if r["zero_variance"] else "") + " |")
-    lines += [""] + [f"- **{r['id']}**: {r['rationale']}" for r in prim]
+    measured = measured or {}
+    lines += [""] + [f"- **{r['id']}**: {r['rationale']}"
+                     + (f" *Measured*: {measured[r['metric']]}" if r["metric"] in measured
+                        else "") for r in prim]
     # the floor that matters is the one at the number of pairs the verdict will use
     short = [(r, r["n_planned"] or r["n"]) for r in prim if r["n"]]
     short = [(r, k) for r, k in short if 2.0 ** -k > alpha / max(m, 1)]

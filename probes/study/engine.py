@@ -656,6 +656,7 @@ def report_markdown(plan: Plan, tables: Mapping) -> tuple[str, dict]:
     """The report of any plan: what is trained of the plan, the claims tables (primary first;
     exact sign-flip tests, Holm across the primary claims) and per group the arms' means.
     Returns the markdown and the evaluated claims."""
+    from probes.study.arms import MEASURED_AS
     from probes.study.claims import claims_markdown, evaluate_claims
     from probes.study.report import arms_markdown
     from trainers.manifest import read_manifest
@@ -677,7 +678,7 @@ def report_markdown(plan: Plan, tables: Mapping) -> tuple[str, dict]:
         lines.append(f"- **{g}** ({plan.groups[g]['preset']}, measure "
                      f"{plan.groups[g]['measure']}): trained and measured of planned: "
                      + ", ".join(cells) + ".")
-    lines += ["", "## Claims", "", claims_markdown(tables, claims, reg, None), ""]
+    lines += ["", "## Claims", "", claims_markdown(tables, claims, reg, None, MEASURED_AS), ""]
     for g, table in tables.items():
         metrics = list(dict.fromkeys(c["metric"] for c in claims["claims"] if c["group"] == g))
         if not metrics:

@@ -49,8 +49,10 @@ def _entries(paths: Sequence[tuple[str, Path]], population: str, n: int, seed: i
 
 def fig_gradient_maps(paths: Sequence[tuple[str, Path]], out: Path, *, population: str = "real",
                       n: int = 8, seed: int = 0) -> Path:
-    """Paper Fig. 1: each D's input-gradient map on the same reals, or on its own G's fakes
-    (the gradient that G actually receives), each map the image's own (default probe mode)."""
+    """Paper Fig. 1: each D's input-gradient map on the same reals, or on samples of its own
+    G (G in eval mode), each map the image's own logit gradient (default probe mode: ``frozen``
+    for a BatchNorm D). On fakes this is not the gradient a training step gives G, which is
+    the ``batch``-mode gradient of the batch mean (BatchNorm's cross-sample terms included)."""
     from probes.core.gradients import gradient_map
     from probes.measures.gradients import per_image
     from probes.viz.gradients import plot_maps, plot_rows
@@ -273,11 +275,14 @@ def protocol_lines(tables: dict, *, n_quality: int, basis: dict) -> list[str]:
         "`asgan-probe quality`) and PRDC in the feature space of our digit classifier (not "
         f"Inception: these are not FIDs), {n_quality} samples each against all of mnist10k.",
         "- **Gradients and robustness**: D's logit gradient on 256 reals and 256 of its own "
-        "G's fakes; FGSM flip rate of 512 reals at 1/255 and 2/255. Per sample (SPEC 1): a "
-        "BatchNorm D is probed with the statistics of one clean reference group (its training "
-        "batch) held fixed (`frozen`), a D without BatchNorm in `eval` mode; reals are the "
-        "held-out part where the checkpoint records a split, else all of the data (the "
-        "shipped runs before the split was introduced trained on all of it).",
+        "G's fakes (G in eval mode); FGSM flip rate of 512 reals at 1/255 and 2/255. Per "
+        "sample (SPEC 1): a BatchNorm D is probed with the statistics of one clean reference "
+        "group (its training batch) held fixed (`frozen`), a D without BatchNorm in `eval` "
+        "mode; reals are the held-out part where the checkpoint records a split, else all of "
+        "the data (the shipped runs before the split was introduced trained on all of it). On "
+        "fakes this is each sample's own gradient, not the one a training step gives G (the "
+        "batch mean's gradient in `batch` mode, with BatchNorm's cross-sample terms and G in "
+        "train mode; `docs/gradients.md`).",
     ]
 
 
@@ -447,7 +452,7 @@ def _build_study_report(out: Path, plan: Plan, tables: dict, *, n_quality: int,
         "## Claims", "",
         "A claim that does not hold here is a finding about this scale, not a verdict on the "
         "paper.", "",
-        claims_markdown(judged["tables"], judged["claims"], reg, None), "",
+        claims_markdown(judged["tables"], judged["claims"], reg, None, study.MEASURED_AS), "",
         modes_line(tables), "",
         f"## {img} arms (mean ± 95% CI half-width over seeds)", "",
         *arms_markdown(tables[img], ["fd", "kid", "precision", "recall",
