@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from payload import Payload as _Payload
 
 from trainers.checkpoint import list_snapshots, load_checkpoint, read_checkpoint, save_checkpoint
 from trainers.errors import UserError
@@ -77,14 +78,6 @@ def test_foreign_files_are_named(tmp_path, content, word):
         path.write_bytes(content)
     with pytest.raises(UserError, match=word):
         load_checkpoint(path)
-
-
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])

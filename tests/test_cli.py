@@ -10,19 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from payload import Payload as _Payload
 
 from probes.cli import main as probe_main
 from tests.conftest import run_cli
 from trainers.cli import main as train_main
-
-
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
 
 BAD_TRAIN = [
     (["--data", "nope", "--out", "{tmp}/r"], "unknown"),

@@ -12,6 +12,7 @@ import pickle
 
 import pytest
 import torch
+from payload import Payload as _Payload
 
 from probes.cli import main as probe_main
 from tests.conftest import run_cli
@@ -85,14 +86,6 @@ BAD_PROBE = [
     (["quality", "{ckpt}", "--n", "abc"], "invalid int"),
     (["evolution", "{tmp}/missing"], "missing"),
 ]
-
-
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 @pytest.fixture(scope="module")

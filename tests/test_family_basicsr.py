@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from payload import Payload as _Payload
 from safetensors.torch import load_file
 
 from probes.core.contract import Reduced
@@ -145,14 +146,6 @@ def test_label_and_side_refused():
     with pytest.raises(UserError) as e:
         D(torch.rand(1, 3, 36, 36))
     assert "multiples of 8" in _one_line(e)
-
-
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def test_code_payload_refused(tmp_path):

@@ -15,6 +15,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from payload import Payload as _Payload
 from safetensors.torch import load_file, safe_open
 
 from probes.core import coupling
@@ -165,14 +166,6 @@ def test_label_rules_are_one_line_errors():
 
 
 # ----------------------------------------------------------------------------- safety
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def _fake_upstream_modules(monkeypatch):
     """Classes named R3GAN.Networks.Generator / training.networks.Discriminator, so that a
     payload pickle looks like an R3GAN snapshot (sniff says r3gan) without any R3GAN code."""

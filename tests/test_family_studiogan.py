@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from payload import Payload as _Payload
 from safetensors.torch import load_file
 
 from probes.core.contract import Reduced
@@ -262,14 +263,6 @@ def test_malformed_files(tmp_path):
         _one_line(err)
     with pytest.raises(UserError, match="truncated zip"):
         sg.read(tmp_path / "truncated.pth")
-
-
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 @pytest.mark.parametrize("zipped", [True, False])

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from payload import Payload as _Payload
 from safetensors.torch import load_file
 
 from probes.core.contract import reduce_output
@@ -190,14 +191,6 @@ class _Persistent:
 
 def _reconstruct_persistent_obj(meta):  # never called: only its name is pickled
     raise AssertionError("not for calling")
-
-
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def _convert(obj, src: str | None):

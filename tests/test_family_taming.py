@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from payload import Payload as _Payload
 from safetensors.torch import load_file
 
 from probes.core.contract import Reduced
@@ -119,14 +120,6 @@ def test_label_refused():
     with pytest.raises(UserError) as e:
         taming.read(FIX / "bn.ckpt", label=0)
     assert "unconditional" in _one_line(e)
-
-
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def test_code_payload_refused(tmp_path):

@@ -11,6 +11,7 @@ import pickle
 import pytest
 import torch
 import torch.nn.functional as F
+from payload import Payload as _Payload
 from safetensors.torch import save_file
 from torch import nn
 
@@ -236,14 +237,6 @@ def test_unsupported_mimicry_layouts_get_clear_errors(tmp_path):
 
 
 # ------------------------------------------------------------------------- bad files
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def _bad_files(tmp_path):
     (tmp_path / "notes.txt").write_text("not weights\n")
     marker = tmp_path / "pwned"

@@ -21,7 +21,6 @@ fixture files (``tests/fixtures/<family>/``), read as a user reads them:
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import warnings
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from payload import Payload as _Payload
 from safetensors.torch import load_file
 
 import probes
@@ -353,14 +353,6 @@ def test_info_on_other_families(case, capsys):
 
 
 # ------------------------------------------------------------------------------ malicious
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def _spliced(src: Path, marker: Path, dst: Path) -> Path:
     """The upstream-written pickle ``src`` with one more entry in its top-level dict, a code
     payload: the opcodes of ``{..., "note": payload}`` (an otherwise real snapshot)."""

@@ -4,12 +4,12 @@ the Inception loaders (random networks of the real interfaces; no weights are do
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from payload import Payload as _Payload
 from scipy.spatial.distance import cdist
 
 from probes.adapters.inception import (
@@ -265,14 +265,6 @@ def test_torchscript_path_with_a_random_network_of_the_same_interface(tmp_path):
     with torch.no_grad():
         expected = module(x299 * 255, return_features=True)
     assert f.shape == (3, 12) and torch.allclose(f, expected, atol=1e-5)
-
-
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 @pytest.mark.parametrize("make,word", [

@@ -187,3 +187,20 @@ def no_label(label: int | None, family: str) -> None:
     if label is not None:
         raise UserError(f"--label {label}: a {family} discriminator is unconditional; drop "
                         "--label")
+
+
+def load_strict(net: nn.Module, sd: dict[str, torch.Tensor], what: str, name: str) -> nn.Module:
+    """Load ``sd`` into ``net`` (our rebuild, named ``name`` in messages) only if every tensor
+    name and shape fits exactly, each cast to the dtype ``net`` holds; else one-line UserError
+    naming the first mismatches. Returns ``net``."""
+    ours = net.state_dict()
+    if set(sd) != set(ours):
+        extra, missing = sorted(set(sd) - set(ours)), sorted(set(ours) - set(sd))
+        raise UserError(f"{what}: the tensors do not fit {name} (unexpected {extra[:3]}, "
+                        f"missing {missing[:3]})")
+    for k, v in ours.items():
+        if tuple(sd[k].shape) != tuple(v.shape):
+            raise UserError(f"{what}: {k} has shape {tuple(sd[k].shape)}, {name} needs "
+                            f"{tuple(v.shape)}")
+    net.load_state_dict({k: sd[k].to(v.dtype) for k, v in ours.items()})
+    return net

@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from probes.io.families._common import load_strict
 from probes.io.families.authors import SpectralNormed
 from probes.io.safe_pickle import is_torch_zip, load_torch_zip, zip_pickle_bytes
 from trainers.errors import UserError
@@ -215,16 +216,7 @@ def _build(sd: dict[str, torch.Tensor], spec: dict[str, Any], skip: bool, what: 
            ) -> nn.Module:
     net = _net(spec, skip)
     name = f"{type(net).__name__}({', '.join(f'{k}={v}' for k, v in spec.items() if k != 'kind')})"
-    ours = net.state_dict()
-    if set(sd) != set(ours):
-        extra, missing = sorted(set(sd) - set(ours)), sorted(set(ours) - set(sd))
-        raise UserError(f"{what}: the tensors do not fit {name} (unexpected {extra[:3]}, "
-                        f"missing {missing[:3]})")
-    for k, v in ours.items():
-        if tuple(sd[k].shape) != tuple(v.shape):
-            raise UserError(f"{what}: {k} has shape {tuple(sd[k].shape)}, {name} needs "
-                            f"{tuple(v.shape)}")
-    net.load_state_dict({k: sd[k].to(v.dtype) for k, v in ours.items()})
+    load_strict(net, sd, what, name)
     for key, m in net.named_children():
         if isinstance(m, SpectralNormed):
             with torch.no_grad():  # a check, not a graph (float() of a grad tensor warns)

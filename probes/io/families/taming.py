@@ -46,6 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from probes.io.families._common import load_strict
 from probes.io.safe_pickle import is_torch_zip, load_torch_zip, read_any, zip_pickle_bytes
 from trainers.errors import UserError
 
@@ -178,16 +179,7 @@ def _infer(sd: dict[str, torch.Tensor], what: str) -> dict[str, Any]:
 
 def _build(sd: dict[str, torch.Tensor], spec: dict[str, Any], what: str) -> PatchGAN:
     net = PatchGAN(spec["input_nc"], spec["ndf"], spec["n_layers"], spec["norm"])
-    ours = net.state_dict()
-    if set(sd) != set(ours):
-        extra, missing = sorted(set(sd) - set(ours)), sorted(set(ours) - set(sd))
-        raise UserError(f"{what}: the tensors do not fit a PatchGAN with {spec} (unexpected "
-                        f"{extra[:3]}, missing {missing[:3]})")
-    for k, v in ours.items():
-        if tuple(sd[k].shape) != tuple(v.shape):
-            raise UserError(f"{what}: {k} has shape {tuple(sd[k].shape)}, a PatchGAN with "
-                            f"{spec} needs {tuple(v.shape)}")
-    net.load_state_dict({k: sd[k].to(v.dtype) for k, v in ours.items()})
+    load_strict(net, sd, what, f"a PatchGAN with {spec}")
     for p in net.parameters():
         p.requires_grad_(False)
     return net.eval()
