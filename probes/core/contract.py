@@ -313,17 +313,11 @@ def _same(a: Any, b: Any) -> bool:
 def _entered(net: nn.Module):
     """``net`` in eval mode, its flags and buffers restored afterwards (the probe forwards
     of :func:`wrap` leave no trace)."""
-    flags = [(m, m.training) for m in net.modules()]
-    buffers = [(b, b.detach().clone()) for b in net.buffers()]
-    net.eval()
-    try:
+    from probes.core.modes import restored
+
+    with restored(net):
+        net.eval()
         yield
-    finally:
-        with torch.no_grad():
-            for b, saved in buffers:
-                b.copy_(saved)
-        for m, was in flags:
-            m.training = was
 
 
 def _device(net: nn.Module) -> torch.device:

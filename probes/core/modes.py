@@ -158,15 +158,24 @@ def probe_model(D: nn.Module, mode: str = "auto", reference: torch.Tensor | None
             raise ValueError("frozen mode needs a clean reference group (reference=...)")
         yield frozen_copy(D, reference), resolved
         return
-    flags = [(m, m.training) for m in D.modules()]
-    buffers = [(b, b.detach().clone()) for b in D.buffers()]
-    D.eval()
-    if resolved == "batch":
-        for m in D.modules():
-            if isinstance(m, _BN):
-                m.train()
-    try:
+    with restored(D):
+        D.eval()
+        if resolved == "batch":
+            for m in D.modules():
+                if isinstance(m, _BN):
+                    m.train()
         yield D, resolved
+
+
+@contextlib.contextmanager
+def restored(net: nn.Module) -> Iterator[None]:
+    """Run the block, then put back ``net``'s train/eval flags and every buffer (running
+    statistics, spectral-norm vectors, minibatch-stddev references) bit for bit: what a
+    probe did to the module leaves no trace."""
+    flags = [(m, m.training) for m in net.modules()]
+    buffers = [(b, b.detach().clone()) for b in net.buffers()]
+    try:
+        yield
     finally:
         with torch.no_grad():
             for b, saved in buffers:
