@@ -87,8 +87,9 @@ def test_cli_report_and_checkpoints_option(elsewhere, tmp_path, monkeypatch, cap
     code, _, err = run_cli(main, ["report", "--out", str(tmp_path / "r"),
                                   "--checkpoints", str(tmp_path / "empty")], capsys)
     assert code == 2 and err.count("\n") == 1 and "no MANIFEST.json" in err, err
-    # a folder that holds the classifier but no study runs: found, then the group is missing
+    # a folder that holds the classifier but no study: found, then the study's plan is missing
+    # (the report is the shipped plan's; a clone keeps studies/ beside checkpoints/)
     code, _, err = run_cli(main, ["report", "--out", str(tmp_path / "r"),
                                   "--checkpoints", str(elsewhere)], capsys)
-    assert code == 2 and "no shipped checkpoints for group" in err, err
+    assert code == 2 and err.count("\n") == 1 and "studies/SHIPPED: missing" in err, err
     assert manifest.checkpoints_dir() == elsewhere.resolve()

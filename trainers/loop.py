@@ -250,9 +250,10 @@ def _train(cfg: TrainConfig, out: Path, ctx: Dist, *, resume: bool, progress: bo
                step_G=step_G, step_D=step_D, units=units, writer=writer,
                meta_base=_meta_base(cfg, data, units, g_spec, d_spec, ctx),
                wall_before=wall_before)
+    order = BatchOrder(data.n, cfg.batch_size, cfg.seed)  # a bad batch size: before the bar
     bar = _progress(progress and ctx.main, start, cfg.steps)
     with StopSignals() as stop, _closing(bar, writer):
-        return _iterate(run, start, bar, stop)
+        return _iterate(run, order, start, bar, stop)
 
 
 @dataclasses.dataclass
@@ -295,11 +296,10 @@ class _Window:
             self.values.setdefault(key, []).append(value)
 
 
-def _iterate(run: _Run, start: int, bar, stop: StopSignals) -> Path:
+def _iterate(run: _Run, order: BatchOrder, start: int, bar, stop: StopSignals) -> Path:
     """Iterations ``start .. cfg.steps - 1``: train, log, sample, snapshot, stop on a signal.
     Returns the last snapshot written."""
     cfg, ctx, data = run.cfg, run.ctx, run.data
-    order = BatchOrder(data.n, cfg.batch_size, cfg.seed)
     z_fixed = latents(cfg, 64, "samples").to(ctx.device)
     buffers = all_buffers(run.G, run.D) if run.skip else []
     window, in_a_row, last, last_step = _Window(start), 0, None, None
