@@ -23,7 +23,7 @@ ELSEWHERE = ("tests", "bench", "scripts")  # checkout only: dev extra allowed
 
 # distribution -> import name, where they differ
 IMPORT_NAME = {"scikit-image": "skimage", "scikit-learn": "sklearn", "pillow": "PIL",
-               "ipython": "IPython", "pytest-xdist": "xdist"}
+               "ipython": "IPython", "pytest-xdist": "xdist", "pyyaml": "yaml"}
 # distributions used without an import: (file, text that shows the use)
 TOOLS = {
     "jupyterlab": ("README.md", "jupyter lab"),  # how the README opens the notebooks
@@ -93,6 +93,11 @@ def _dist_name(requirement: str) -> str:
 def _import_name(dist: str) -> str:
     return IMPORT_NAME.get(dist, dist.replace("-", "_"))
 
+# the benches comparing a rebuilt foreign D with the upstream code import that code from a
+# checkout the user names (--upstream DIR): StyleGAN2-ADA's `training`, taming's `taming`
+UPSTREAM_CHECKOUTS = {"training": "bench/foreign_speed.py",
+                      "taming": "bench/foreign_speed_patch.py"}
+
 
 @pytest.fixture(scope="module")
 def declared() -> tuple[set[str], set[str]]:
@@ -120,6 +125,8 @@ def test_every_third_party_import_is_declared(declared):
     missing = {m: sorted(fs)[:3] for m, fs in runtime.items() if m not in known}
     assert missing == {}, f"imported by the package or notebooks, not in dependencies: {missing}"
     rest = _third_party(_imports(ELSEWHERE, optional=False))
+    for name in UPSTREAM_CHECKOUTS:  # not packages: a user's checkout, imported at bench time
+        rest.pop(name, None)
     known = {_import_name(d) for d in main | extra}
     missing = {m: sorted(fs)[:3] for m, fs in rest.items() if m not in known}
     assert missing == {}, f"imported by tests/bench/scripts, declared nowhere: {missing}"
