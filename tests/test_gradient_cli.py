@@ -141,3 +141,19 @@ def test_user_errors_are_one_line(runs, tmp_path, capsys, argv, word):
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err
     assert word in err
+
+
+def test_evolution_defaults_and_envelope_are_the_library_s():
+    # the CLI reads its defaults from probes.measures.evolution and writes the same envelope a
+    # Python user gets from evolution_record
+    import inspect
+
+    from probes.cli import build_parser
+    from probes.measures import evolution as measure
+
+    args = build_parser().parse_args(["evolution", "runs/x"])
+    lib = inspect.signature(measure.evolution).parameters
+    assert args.n == lib["n"].default == measure.N and args.boot == lib["n_boot"].default
+    rec = measure.evolution_record([], population="fake", wrt="g_loss", n=8, seed=3, n_boot=0)
+    assert rec["probe"] == "evolution" and rec["runs"] == [] and "hoyer" in rec["definitions"]
+    assert (rec["population"], rec["wrt"], rec["n"], rec["seed"]) == ("fake", "g_loss", 8, 3)

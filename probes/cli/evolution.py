@@ -18,14 +18,18 @@ Every snapshot and every run is measured on the same real images (seeded), or wi
 
 
 def add_arguments(p) -> None:
+    from probes.measures import evolution as measure
+
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="asgan-train run directories")
     p.add_argument("--population", choices=("real", "fake"), default="real")
-    p.add_argument("--n", type=int, default=128, help="samples per snapshot (default 128)")
+    p.add_argument("--n", type=int, default=measure.N,
+                   help=f"samples per snapshot (default {measure.N})")
     p.add_argument("--wrt", choices=("logit", "g_loss", "d_loss"), default="logit")
     add_mode(p)
     p.add_argument("--batch-size", type=int, default=None,
                    help="probe batch (default: D's training batch in batch mode, else 256)")
-    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (0 = no CI)")
+    p.add_argument("--boot", type=int, default=measure.N_BOOT,
+                   help=f"bootstrap resamples (0 = no CI; default {measure.N_BOOT})")
     p.add_argument("--no-structure", action="store_true",
                    help="sparsity only (skip the structure measures)")
     p.add_argument("--plot", default=None, metavar="PNG", help="write the curves here")
@@ -33,10 +37,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from probes.core.sparsity import DEFINITIONS as SPARSITY_DEFS
-    from probes.core.structure import DEFINITIONS as STRUCTURE_DEFS
     from probes.io.sources import resolve_device
-    from probes.measures.evolution import evolutions
+    from probes.measures.evolution import evolution_record, evolutions
 
     if args.n < 1 or args.boot < 0:
         raise UserError("--n must be >= 1 and --boot >= 0")
@@ -49,9 +51,8 @@ def run(args) -> int:
             m = s["measures"]
             log(f"{evo['label']:<40} step {s['step']:>7}  L1 {m['l1']['mean']:.4g}  hoyer "
                 f"{m['hoyer']['mean']:.3f}  gini_hr {m['gini_hr']['mean']:.3f}")
-    write_json({"probe": "evolution", "population": args.population, "wrt": args.wrt,
-                "n": args.n, "seed": args.seed, "n_boot": args.boot, "ci_level": 0.95,
-                "definitions": {**SPARSITY_DEFS, **STRUCTURE_DEFS}, "runs": evos}, args.out)
+    write_json(evolution_record(evos, population=args.population, wrt=args.wrt, n=args.n,
+                                seed=args.seed, n_boot=args.boot), args.out)
     if args.plot:
         from probes.viz.gradients import plot_evolution
 

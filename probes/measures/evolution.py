@@ -20,10 +20,13 @@ from probes.io.checkpoints import describe, run_label
 from probes.measures.gradients import per_image
 from trainers.errors import UserError
 
+N = 128  # samples per snapshot (the same ones at every snapshot)
+N_BOOT = 1000  # bootstrap resamples of each per-image mean's CI
 
-def evolution(run_dir: str | Path, *, n: int = 64, population: str = "real",
+
+def evolution(run_dir: str | Path, *, n: int = N, population: str = "real",
               wrt: str = "logit", mode: str = "auto", seed: int = 0,
-              batch_size: int | None = None, n_boot: int = 1000, with_structure: bool = True,
+              batch_size: int | None = None, n_boot: int = N_BOOT, with_structure: bool = True,
               x: tuple[torch.Tensor, torch.Tensor] | None = None,
               device: str | torch.device = "cpu"
               ) -> dict[str, Any]:
@@ -108,3 +111,16 @@ def evolutions(run_dirs: list[str | Path], **kwargs) -> list[dict[str, Any]]:
             raise UserError(f"runs differ in data shape {sorted(shapes)}: compare runs of "
                             "one dataset")
     return [evolution(run, x=x, **kwargs) for run in run_dirs]
+
+
+def evolution_record(evos: list[dict[str, Any]], *, population: str = "real",
+                     wrt: str = "logit", n: int = N, seed: int = 0, n_boot: int = N_BOOT
+                     ) -> dict[str, Any]:
+    """The JSON envelope ``asgan-probe evolution`` writes around :func:`evolutions`' results
+    (the same from Python): settings, the measures' definitions, one entry per run."""
+    from probes.core.sparsity import DEFINITIONS as SPARSITY_DEFS
+    from probes.core.structure import DEFINITIONS as STRUCTURE_DEFS
+
+    return {"probe": "evolution", "population": population, "wrt": wrt, "n": n, "seed": seed,
+            "n_boot": n_boot, "ci_level": 0.95,
+            "definitions": {**SPARSITY_DEFS, **STRUCTURE_DEFS}, "runs": evos}
