@@ -6,7 +6,9 @@
 #   lr1e-3   lr 1e-3 for both nets
 #   beta0.9  Adam beta1 0.9
 #   dlr4x    D lr 8e-4 (4x G's 2e-4)
-# Resumable: a finished run (ckpt-003500) is skipped, a started one resumes. Runs go two at a
+# Resumable: a finished run (ckpt-003500, or recorded as finished in studies/pilot-v3-results.json
+# by scripts/pilot_v3_measure.py, so a new checkout goes on) is skipped, a started one resumes.
+# Runs go two at a
 # time, one thread each, at nice 19. A run that stops on a non-finite loss is an outcome
 # (divergence), not an error: its exit status is recorded in <run>/exit.txt.
 #   bash scripts/pilot_v3.sh            # train what is missing
@@ -29,6 +31,16 @@ one() {  # one run: <setting> <arm> <seed> <options...>
   local name="$1/$2/seed$3" dir="$OUT/$1/$2/seed$3"; shift 3
   if [ -f "$dir/ckpt-$(printf %06d $STEPS).safetensors" ] || [ -f "$dir/exit.txt" ]; then
     return 0
+  fi
+  if .venv/bin/python - "$name" "$STEPS" <<'PY'
+import json, sys
+from pathlib import Path
+rec = Path("studies/pilot-v3-results.json")
+run = json.loads(rec.read_text())["runs"].get(sys.argv[1]) if rec.is_file() else None
+sys.exit(0 if run and (run["final_step"] == int(sys.argv[2]) or run["exit"]) else 1)
+PY
+  then
+    return 0  # measured and recorded by an earlier session
   fi
   local cmd=(.venv/bin/asgan-train --preset mnist10k-dcgan --width 24 --steps $STEPS --split train
              --snapshot-every 500 --sample-every 1750 --log-every 50 --tensorboard false

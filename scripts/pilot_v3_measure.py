@@ -9,9 +9,12 @@ stopped on a non-finite loss (``exit.txt``). The shipped study's baselines (its 
 ``[report]`` baseline on mnist10k: the default setting, 8 seeds) are measured the same way,
 for the collapse rule's reference (final FD > 2x their median).
 
-    python scripts/pilot_v3_measure.py [--root runs/pilot-v3]
+    python scripts/pilot_v3_measure.py [--root runs/pilot-v3] [--record FILE]
 
-Writes ``<root>/results.json`` and prints a markdown table.
+Writes ``<root>/results.json`` and prints a markdown table. ``--record`` (default
+``studies/pilot-v3-results.json``, committed): the FINISHED runs (all 3,500 iterations, or a
+non-finite stop) are merged into it, so a later checkout keeps their numbers and
+``scripts/pilot_v3.sh`` does not train them again; runs still training are not recorded.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ sys.path.insert(0, str(CODE_ROOT))
 
 N = 2000
 CLASS_SHARE = 0.01
+STEPS = 3500  # a finished pilot run (scripts/pilot_v3.sh)
 
 
 def measure_run(run: Path, net, clf, cache) -> dict:
@@ -58,6 +62,7 @@ def measure_run(run: Path, net, clf, cache) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default="runs/pilot-v3")
+    ap.add_argument("--record", default="studies/pilot-v3-results.json")
     args = ap.parse_args()
     import statistics
 
@@ -88,6 +93,13 @@ def main() -> int:
                             "median, or fewer than 9 of 10 classes (>= 1 % each) among 2,000 "
                             "fakes"}
     (root / "results.json").write_text(json.dumps(out, indent=1))
+    record = Path(args.record)
+    kept = json.loads(record.read_text())["runs"] if record.is_file() else {}
+    kept.update({k: r for k, r in rows.items() if r["final_step"] == STEPS or r["exit"]})
+    rows = dict(sorted({**kept, **rows}.items()))
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**out, "runs": dict(sorted(kept.items()))}, indent=1) + "\n")
+    tmp.replace(record)  # atomic
     print(f"{plan.name} baseline FD median {ref:.1f} ({len(base)} seeds); collapse threshold "
           f"{2 * ref:.1f}\n")
     print("| setting | arm | seed | FD 500 / 1000 / ... / final | classes | exit | collapsed |")
