@@ -166,3 +166,15 @@ def test_code_state_names_each_uncommitted_training_file_whole(tmp_path, monkeyp
     assert state["code_dirty"] == ["probes/study/engine.py", "trainers/manifest.py",
                                    "trainers/new.py"]
     assert re.fullmatch(r"[0-9a-f]{40}", state["code_commit"])
+
+
+def test_start_facts_record_the_machine_a_run_trains_on(tmp_path):
+    # CPU weights are bit-reproducible only on the same kernels: torch and its vector ISA
+    import torch
+
+    from probes.study.task import start_facts
+
+    args, started = start_facts(tmp_path / "raw", ["asgan-train", "--preset", "smoke"], "")
+    m = started["machine"]
+    assert args == ["--preset", "smoke"] and m["torch"] == torch.__version__
+    assert m["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and m["cpu_model"]

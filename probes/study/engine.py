@@ -81,6 +81,26 @@ def code_state() -> dict[str, Any]:
             "code_dirty": sorted(line[3:] for line in dirty.splitlines() if line.strip())}
 
 
+def machine_facts() -> dict[str, Any]:
+    """What decides a CPU run's floating-point path besides the code: torch's version, the
+    vector ISA its kernels dispatch to (``torch.backends.cpu.get_cpu_capability()``: AVX2,
+    AVX512, ...) and the CPU model. Weights are bit-reproducible only where these match: a
+    verify on another machine that differs says little about the code."""
+    import platform
+
+    import torch
+
+    model = platform.processor()
+    try:
+        model = next((line.split(":", 1)[1].strip() for line in
+                      Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_model": model or "unknown"}
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -337,6 +357,7 @@ def ship(plan: Plan, run: Run, *, outcome: str = "finished", stopped: str = "",
                wall_time_s=round(float(meta.get("wall_time_s", 0.0)), 1),
                code_commit=facts["code_commit"], started_utc=facts["started_utc"],
                code_dirty=facts["code_dirty"], resumed=facts["resumed"], **extra,
+               machine=facts.get("machine"),
                shipped_utc=utc_now(), threads=1, stored_dtype=meta["stored_dtype"],
                torch=meta.get("torch"))
     if res_rel is not None:  # the results file is last of all: its entry marks the run done
@@ -347,6 +368,7 @@ def ship(plan: Plan, run: Run, *, outcome: str = "finished", stopped: str = "",
                wall_time_s=round(float(last_meta.get("wall_time_s", 0.0)), 1),
                code_commit=facts["code_commit"], started_utc=facts["started_utc"],
                code_dirty=facts["code_dirty"], resumed=facts["resumed"], **extra,
+               machine=facts.get("machine"),
                shipped_utc=utc_now(), threads=1, torch=last_meta.get("torch"),
                outcome=outcome, weights_sha256=body["weights_sha256"],
                weights_shipped=bool(written))
@@ -793,6 +815,14 @@ def verify(plan: Plan, run: Run, *, any_commit: bool = False, keep: str | Path |
     if entry.get("resumed"):
         notes.append(f"note: the run was resumed {len(entry['resumed'])} time(s); the retrain "
                      "runs uninterrupted")
+    here, there = machine_facts(), entry.get("machine")
+    if there is None:
+        notes.append(f"note: the run's machine was not recorded; here: {here['cpu_model']}, "
+                     f"{here['cpu_capability']}, torch {here['torch']} (CPU kernels differ by "
+                     "vector ISA, so a difference may be the machine's, not the code's)")
+    elif there != here:
+        notes.append(f"WARNING another machine: recorded {there}, here {here}; a difference "
+                     "may be the machine's, not the code's")
     work = Path(keep) if keep is not None else Path(tempfile.mkdtemp(prefix="asgan-verify-"))
     if keep is not None and work.exists() and any(work.iterdir()):
         raise UserError(f"--keep {work}: not empty; name a new folder")

@@ -31,7 +31,7 @@ from pathlib import Path
 def start_facts(raw: Path, command: list[str], claims_sha: str) -> tuple[list[str], dict]:
     """Write ``raw/started.json`` (module docstring) and return the trainer's arguments
     (after ``asgan-train``) with the facts written."""
-    from probes.study.engine import code_state, raw_step_of, utc_now
+    from probes.study.engine import code_state, machine_facts, raw_step_of, utc_now
     from trainers.checkpoint import atomic_write_bytes
 
     started_file = raw / "started.json"
@@ -40,17 +40,18 @@ def start_facts(raw: Path, command: list[str], claims_sha: str) -> tuple[list[st
     if step and started is None:
         raw.rename(raw.with_name(f"{raw.name}.orphan-{int(time.time())}"))
         step = 0
-    now = {"utc": utc_now(), **code_state()}
+    now = {"utc": utc_now(), **code_state(), "machine": machine_facts()}
     if not step:  # a fresh start (also after a kill before the first snapshot)
         started = {"command": shlex.join(command), "started_utc": now["utc"],
                    "code_commit": now["code_commit"], "code_dirty": now["code_dirty"],
-                   "resumed": []}
+                   "machine": now["machine"], "resumed": []}
         if claims_sha:
             started["claims_sha256"] = claims_sha
         args = command[1:]
     else:
         started["resumed"].append({"utc": now["utc"], "code_commit": now["code_commit"],
-                                   "code_dirty": now["code_dirty"], "from_step": step})
+                                   "code_dirty": now["code_dirty"], "from_step": step,
+                                   "machine": now["machine"]})
         args = ["--resume", str(raw), "--no-progress"]
     atomic_write_bytes(started_file, (json.dumps(started, indent=2) + "\n").encode())
     return args, started
