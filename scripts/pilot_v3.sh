@@ -28,7 +28,7 @@ declare -A ARM=(
   [asgan-eps0.5]="--trainer asgan --eps 0.5/255"
 )
 one() {  # one run: <setting> <arm> <seed> <options...>
-  local name="$1/$2/seed$3" dir="$OUT/$1/$2/seed$3"; shift 3
+  local name="$1/$2/seed$3" dir="$OUT/$1/$2/seed$3" seed="$3"; shift 3
   if [ -f "$dir/ckpt-$(printf %06d $STEPS).safetensors" ] || [ -f "$dir/exit.txt" ]; then
     return 0
   fi
@@ -42,9 +42,9 @@ PY
   then
     return 0  # measured and recorded by an earlier session
   fi
-  local cmd=(.venv/bin/asgan-train --preset mnist10k-dcgan --width 24 --steps $STEPS --split train
-             --snapshot-every 500 --sample-every 1750 --log-every 50 --tensorboard false
-             --no-progress "$@" --out "$dir")
+  local cmd=(.venv/bin/asgan-train --preset mnist10k-dcgan --seed "$seed" --width 24 --steps $STEPS
+             --split train --snapshot-every 500 --sample-every 1750 --log-every 50
+             --tensorboard false --no-progress "$@" --out "$dir")
   if compgen -G "$dir/ckpt-*.safetensors" > /dev/null; then
     cmd=(.venv/bin/asgan-train --resume "$dir" --steps $STEPS --no-progress)
   fi
