@@ -178,3 +178,14 @@ def test_start_facts_record_the_machine_a_run_trains_on(tmp_path):
     m = started["machine"]
     assert args == ["--preset", "smoke"] and m["torch"] == torch.__version__
     assert m["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and m["cpu_model"]
+
+
+@pytest.mark.parametrize("argv", [["bogus"], ["plan"], ["run", "x.toml", "--jobs", "two"]])
+def test_a_bad_asgan_study_command_line_is_one_line(argv, capsys):
+    # the same one-line parser as asgan-train and asgan-probe (trainers.errors.OneLineParser)
+    from probes.study.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "asgan-study" in err, err

@@ -22,7 +22,7 @@ from trainers.config import (
     make_config,
     save_config,
 )
-from trainers.errors import UserError
+from trainers.errors import OneLineParser, UserError
 
 EXAMPLES = """examples:
   asgan-train --preset smoke --trainer asgan --out runs/smoke
@@ -31,13 +31,6 @@ EXAMPLES = """examples:
   asgan-train --preset paper-cifar10 --data-root ~/data/cifar10 --device cuda --out runs/paper
   asgan-train --preset ring8-mlp --trainer asgan --eps 0.5 --dry-run    # 2-D: a mode's std
 """
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad command line in one line (exit 2), without the usage dump."""
-
-    def error(self, message: str):  # noqa: D401 - argparse API
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,16 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
-import sys
 
-from trainers.errors import UserError
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad command line in one line (exit 2), without the usage dump."""
-
-    def error(self, message: str):  # noqa: D401 - argparse API
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+from trainers.errors import OneLineParser, one_line_errors
 
 
 def _verbs() -> dict:
@@ -51,18 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def call() -> int:
         if args.checkpoints_dir is not None:  # not `checkpoints`: verbs' positional CKPTs
             from trainers.manifest import use_checkpoints_dir
 
             use_checkpoints_dir(args.checkpoints_dir)
-        return int(VERBS[args.verb].run(args) or 0)
-    except UserError as e:
-        print(f"asgan-probe {args.verb}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("asgan-probe: interrupted", file=sys.stderr)
-        return 130
+        return VERBS[args.verb].run(args)
+
+    return one_line_errors(f"asgan-probe {args.verb}", call)
 
 
 if __name__ == "__main__":

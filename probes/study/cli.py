@@ -22,15 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 
-from trainers.errors import UserError
+from trainers.errors import OneLineParser, UserError, one_line_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asgan-study", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="verb", required=True)
+    p = OneLineParser(prog="asgan-study", description=__doc__.splitlines()[0],
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="verb", required=True, parser_class=OneLineParser)
 
     def verb(name: str, help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
@@ -139,14 +138,7 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except UserError as e:
-        print(f"asgan-study {args.verb}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("asgan-study: interrupted", file=sys.stderr)
-        return 130
+    return one_line_errors(f"asgan-study {args.verb}", lambda: run(args))
 
 
 if __name__ == "__main__":
