@@ -32,13 +32,11 @@ one() {  # one run: <setting> <arm> <seed> <options...>
   if [ -f "$dir/ckpt-$(printf %06d $STEPS).safetensors" ] || [ -f "$dir/exit.txt" ]; then
     return 0
   fi
-  if .venv/bin/python - "$name" "$STEPS" <<'PY'
-import json, sys
-from pathlib import Path
+  # (a heredoc here would break `export -f`, which xargs needs)
+  if .venv/bin/python -c 'import json, sys; from pathlib import Path
 rec = Path("studies/pilot-v3-results.json")
 run = json.loads(rec.read_text())["runs"].get(sys.argv[1]) if rec.is_file() else None
-sys.exit(0 if run and (run["final_step"] == int(sys.argv[2]) or run["exit"]) else 1)
-PY
+sys.exit(0 if run and (run["final_step"] == int(sys.argv[2]) or run["exit"]) else 1)' "$name" "$STEPS"
   then
     return 0  # measured and recorded by an earlier session
   fi
