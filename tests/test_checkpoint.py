@@ -10,8 +10,8 @@ import pytest
 import torch
 from payload import Payload as _Payload
 
+from asgan_base.errors import UserError
 from trainers.checkpoint import list_snapshots, load_checkpoint, read_checkpoint, save_checkpoint
-from trainers.errors import UserError
 from trainers.nets import build_net, net_specs
 
 

@@ -1,6 +1,6 @@
 """Finding the shipped checkpoints from anywhere: ``--checkpoints DIR``, then
 ``$ASGAN_PROBE_CHECKPOINTS``, then ``checkpoints/`` beside the packages (a checkout), through the
-one function ``trainers.manifest.checkpoints_dir``; an installed wheel carries none, so the error
+one function ``asgan_base.manifest.checkpoints_dir``; an installed wheel carries none, so the error
 says where it looked and what to pass."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import trainers.manifest as manifest
+import asgan_base.manifest as manifest
+from asgan_base.errors import UserError
 from probes.adapters import classifier as C
 from probes.cli import main
 from tests.conftest import run_cli
-from trainers.errors import UserError
 
 
 @pytest.fixture(autouse=True)

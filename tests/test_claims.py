@@ -12,6 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from asgan_base.errors import UserError
 from probes.study.claims import (
     CLAIMS_FILE,
     MAX_PRIMARY,
@@ -20,7 +21,6 @@ from probes.study.claims import (
     load_claims,
     registration,
 )
-from trainers.errors import UserError
 
 STUDY_ARMS = {"baseline", "asgan-eps0.5", "asgan-eps1", "twice", "gaussian-eps0.5", "r1",
               "r1-twice", "sn", "first-order-eps0.5"}

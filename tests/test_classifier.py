@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from asgan_base.manifest import ROOT, read_manifest
 from probes.adapters import classifier as C
 from trainers.data import load_dataset, read_mnist10k
-from trainers.manifest import ROOT, read_manifest
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ FASHION = C.SHIPPED_FOR["fashion-mnist"]
 
 
 def _fashion_parts():
-    from trainers.errors import UserError
+    from asgan_base.errors import UserError
 
     try:
         return load_dataset("fashion-mnist", part="train"), load_dataset("fashion-mnist",

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from asgan_base.errors import UserError
 from tests.conftest import run_cli
 from trainers.cli import main as cli_main
 from trainers.config import PRESETS, TrainConfig, config_fields, make_config, parse_eps
-from trainers.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 

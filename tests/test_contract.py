@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 import probes
+from asgan_base.errors import UserError
 from probes.core.contract import Contracted, infer_reduction
 from probes.measures.attack import attack
 from probes.measures.gradients import gradients
 from probes.measures.saliency import saliency
-from trainers.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 

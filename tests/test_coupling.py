@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 import probes
+from asgan_base.errors import UserError
 from probes.core.coupling import CouplingError, MinibatchStd, causes, check
 from probes.core.gradients import input_gradients
 from probes.core.modes import frozen_copy, probe_model, resolve_mode
 from probes.core.sweep import attack_sweep, min_flip_eps
 from probes.measures.attack import attack
 from probes.measures.gradients import gradients
-from trainers.errors import UserError
 
 
 class Net(nn.Module):

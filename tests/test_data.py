@@ -22,9 +22,9 @@ import pytest
 import torch
 from PIL import Image
 
+from asgan_base.errors import UserError
 from trainers import data
 from trainers.data import cifar, idx, load_dataset, mnist
-from trainers.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 

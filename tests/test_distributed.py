@@ -292,7 +292,7 @@ def _worker(root: Path) -> None:
     """Under torchrun: train every variant (and a resumed run) in one process group, then the
     fault cases; each rank records how its fault runs ended."""
     import trainers.loop as loop
-    from trainers.errors import UserError
+    from asgan_base.errors import UserError
     from trainers.faults import Interrupted
 
     torch.set_num_threads(1)

@@ -1,13 +1,14 @@
-"""eps units (trainers.eps): parse, range, label in both units, and the checkpoint label that
+"""eps units (asgan_base.eps): parse, range, label in both units, and the checkpoint label that
 every probe record carries (probes.io.checkpoints)."""
 
 from __future__ import annotations
 
 import pytest
 
+from asgan_base.eps import EpsUnit, named, of_meta, parse_list, parse_number
+from asgan_base.errors import UserError
 from probes.io.checkpoints import facts, kind
-from trainers.eps import EpsUnit, named, of_config, of_meta, parse_list, parse_number
-from trainers.errors import UserError
+from trainers.data import eps_unit_of_config as of_config
 
 RING = {"pixel_range": [-1.5, 1.5], "data": {"name": "ring8", "shape": [2]},
         "eps_unit": "mode-std", "eps_scale": 0.01}

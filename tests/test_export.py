@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 
+from asgan_base.errors import UserError
 from trainers import load_checkpoint, make_config, save_checkpoint
 from trainers.checkpoint import (
     HALF_MIN_NUMEL,
@@ -18,7 +19,6 @@ from trainers.checkpoint import (
     tensor_digest,
 )
 from trainers.data import load_dataset
-from trainers.errors import UserError
 from trainers.loop import build_models
 
 

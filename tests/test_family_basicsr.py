@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from payload import Payload as _Payload
 from safetensors.torch import load_file
 
+from asgan_base.errors import UserError
 from probes.core.contract import Reduced
 from probes.io.families import basicsr, taming
-from trainers.errors import UserError
 
 FIX = Path(__file__).parent / "fixtures" / "basicsr"
 IO = load_file(FIX / "io.safetensors")

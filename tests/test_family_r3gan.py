@@ -18,10 +18,10 @@ import torch
 from payload import Payload as _Payload
 from safetensors.torch import load_file, safe_open
 
+from asgan_base.errors import UserError
 from probes.core import coupling
 from probes.io import safe_pickle
 from probes.io.families import r3gan
-from trainers.errors import UserError
 
 FIX = __import__("pathlib").Path(__file__).parent / "fixtures" / "r3gan"
 UNCOND = FIX / "network-snapshot-uncond.pkl"

@@ -20,10 +20,10 @@ import torch
 from payload import Payload as _Payload
 from safetensors.torch import load_file
 
+from asgan_base.errors import UserError
 from probes.core.contract import Reduced
 from probes.io import safe_pickle
 from probes.io.families import studiogan as sg
-from trainers.errors import UserError
 
 FIX = Path(__file__).parent / "fixtures" / "studiogan"
 VARIANTS = {  # folder: (conditional, BatchNorm layers, spectral norm, attention, d_cond_mtd)

@@ -21,11 +21,11 @@ import torch
 from payload import Payload as _Payload
 from safetensors.torch import load_file
 
+from asgan_base.errors import UserError
 from probes.core.contract import reduce_output
 from probes.core.coupling import MinibatchStd
 from probes.io.families import stylegan as S
 from probes.io.safe_pickle import Stub, read_any
-from trainers.errors import UserError
 
 FIX = Path(__file__).parent / "fixtures" / "stylegan"
 CASES = [("sg2ada_resnet32", None, "stylegan2-ada"), ("sg2ada_cond_skip32", 3, "stylegan2-ada"),

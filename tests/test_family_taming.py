@@ -17,10 +17,10 @@ import torch
 from payload import Payload as _Payload
 from safetensors.torch import load_file
 
+from asgan_base.errors import UserError
 from probes.core.contract import Reduced
 from probes.io.families import taming
 from probes.io.safe_pickle import scan_globals
-from trainers.errors import UserError
 
 FIX = Path(__file__).parent / "fixtures" / "taming"
 IO = load_file(FIX / "io.safetensors")

@@ -25,12 +25,12 @@ import pytest
 import torch
 
 import trainers.loop as loop
+from asgan_base.errors import UserError
+from asgan_base.lock import LOCK_NAME, check_free
 from trainers import load_checkpoint, make_config, train
 from trainers.checkpoint import list_snapshots, read_checkpoint
 from trainers.cli import main as train_main
-from trainers.errors import UserError
 from trainers.faults import SkipNonFinite, nonfinite_names
-from trainers.lock import LOCK_NAME, check_free
 
 BIN = Path(sys.executable).parent
 R = 60  # iterations of a forked kill trial (throttled: a kill lands by step ~40)
@@ -663,7 +663,7 @@ def test_build_into_removes_what_a_killed_or_earlier_build_left(tmp_path):
     folder of a build killed long ago (unlocked) goes; a build still running keeps its own."""
     import fcntl
 
-    from trainers.lock import build_into
+    from asgan_base.lock import build_into
 
     out = tmp_path / "out"
     out.mkdir()

@@ -15,9 +15,9 @@ from payload import Payload as _Payload
 from safetensors.torch import save_file
 from torch import nn
 
+from asgan_base.errors import UserError
 from probes.io.families.ours import infer_spec
 from probes.io.sources import load
-from trainers.errors import UserError
 from trainers.nets import build_net, net_specs
 
 

@@ -32,6 +32,7 @@ from payload import Payload as _Payload
 from safetensors.torch import load_file
 
 import probes
+from asgan_base.errors import UserError
 from probes.cli import main
 from probes.core.gradients import input_gradients
 from probes.core.modes import probe_model
@@ -44,7 +45,6 @@ from probes.measures.contract import coupling_record
 from probes.measures.gradients import gradients
 from probes.measures.saliency import saliency
 from tests.conftest import run_cli
-from trainers.errors import UserError
 
 FIX = Path(__file__).parent / "fixtures"
 SG = "stylegan/sg2ada_resnet32.pkl"

@@ -80,7 +80,7 @@ class Suite:
         self.outcomes: dict[str, str] = {}
 
     def run(self, case: str, fn, seconds: float = CASE_SECONDS) -> None:
-        from trainers.errors import UserError
+        from asgan_base.errors import UserError
 
         self.tried += 1
         _reset_peak_rss()
@@ -592,8 +592,8 @@ def family_bases(name: str, mod) -> dict[str, Path]:
 def _read_family(path: Path, fmt: str) -> None:
     """What a user's load does; a conditional file is read with class 0 bound when it asks
     for a label (the first error is the one reported otherwise)."""
+    from asgan_base.errors import UserError
     from probes.io.sources import load
-    from trainers.errors import UserError
 
     try:
         load(path, format=fmt)
@@ -609,8 +609,8 @@ def _cli_info(path: Path) -> None:
     one-line error (raised as UserError here); exit 0 a valid read; anything else a failure."""
     import contextlib
 
+    from asgan_base.errors import UserError
     from probes.cli import main
-    from trainers.errors import UserError
 
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):

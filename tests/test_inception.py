@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from asgan_base.errors import UserError
 from probes.adapters import inception as I
 from probes.cli import main
 from probes.io.torchscript import read_torchscript_tensors
 from tests.conftest import run_cli
-from trainers.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGED = I.packaged_weights()

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from asgan_base.errors import UserError
 from probes.study.launchers import LAUNCHERS, Task, exit_status, launcher, local
-from trainers.errors import UserError
 
 PY = sys.executable
 

@@ -1,4 +1,7 @@
-"""The folder layout is a contract: each layer of ``probes`` imports only the layers below it.
+"""The folder layout is a contract, for the whole tree: ``asgan_base`` imports neither
+``trainers`` nor ``probes``; ``trainers`` stands on ``asgan_base`` and never imports ``probes``;
+``probes`` reaches ``trainers`` through one module, ``probes/io/edge.py``; and each layer of
+``probes`` imports only the layers below it.
 
 Walks every import statement (module level and inside functions) of every module with ``ast``,
 so a lazy import cannot hide a dependency. The primitives (``probes/core``) may import only the
@@ -13,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1] / "probes"
+REPO = Path(__file__).resolve().parents[1]
+ROOT = REPO / "probes"
+EDGE = ROOT / "io" / "edge.py"  # the one door from the probes to the trainers
 LAYERS = ("core", "io", "adapters", "measures", "viz", "study", "cli")
 # which probes layers each layer may import (besides itself)
 ALLOWED = {
@@ -25,8 +30,10 @@ ALLOWED = {
     "study": {"core", "adapters", "io", "measures", "viz"},
     "cli": {"core", "adapters", "io", "measures", "viz", "study"},
 }
-# numerical libraries only (the t-distribution, SSIM): no model, plotting or training code
+# numerical libraries only (the t-distribution, SSIM): no model, plotting or training code;
+# from the base only the L-inf step both sides take (tensor math, no I/O)
 CORE_THIRD_PARTY = {"torch", "numpy", "scipy", "skimage"}
+CORE_BASE = {"asgan_base.linf"}
 CORE_FORBIDDEN_STDLIB = {"ctypes"}
 
 
@@ -70,7 +77,7 @@ def test_primitives_import_only_numerical_libraries_and_the_standard_library(pat
     bad = []
     for name in _imports(path):
         top = name.split(".")[0]
-        if name.startswith("probes.core") or top in CORE_THIRD_PARTY:
+        if name.startswith("probes.core") or top in CORE_THIRD_PARTY or name in CORE_BASE:
             continue
         if top in sys.stdlib_module_names and top not in CORE_FORBIDDEN_STDLIB:
             continue
@@ -83,5 +90,38 @@ def test_the_check_would_catch_a_violation(tmp_path):
     """The walker sees function-level imports and ``from probes import x`` forms."""
     f = tmp_path / "m.py"
     f.write_text("def f():\n    import matplotlib.pyplot as plt\n    from probes import cli\n"
-                 "    from trainers.errors import UserError\n")
-    assert {"matplotlib.pyplot", "probes.cli", "trainers.errors"} <= _imports(f)
+                 "    from asgan_base.errors import UserError\n")
+    assert {"matplotlib.pyplot", "probes.cli", "asgan_base.errors"} <= _imports(f)
+
+
+def _package(name: str) -> list[Path]:
+    return sorted((REPO / name).rglob("*.py"))
+
+
+def _tops(path: Path) -> set[str]:
+    return {name.split(".")[0] for name in _imports(path)}
+
+
+def test_the_base_imports_neither_trainers_nor_probes():
+    bad = [f"{p.relative_to(REPO)} imports {sorted(_tops(p) & {'trainers', 'probes'})}"
+           for p in _package("asgan_base") if _tops(p) & {"trainers", "probes"}]
+    assert not bad, "\n".join(bad)
+
+
+def test_trainers_never_import_probes():
+    bad = [str(p.relative_to(REPO)) for p in _package("trainers") if "probes" in _tops(p)]
+    assert not bad, f"trainers modules importing probes: {bad} (shared code goes in asgan_base)"
+
+
+def test_probes_reach_trainers_only_through_the_edge():
+    bad = [str(p.relative_to(REPO)) for p in _package("probes")
+           if p != EDGE and "trainers" in _tops(p)]
+    assert not bad, f"import trainers through probes.io.edge, not directly: {bad}"
+    assert "trainers" in _tops(EDGE)  # the edge is real, not a leftover name
+
+
+def test_the_edge_check_would_catch_a_direct_import(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    from trainers.nets import build_net\n")
+    assert "trainers" in _tops(f)
+

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import trainers.manifest as manifest
+import asgan_base.manifest as manifest
+from asgan_base.errors import UserError
 from trainers import load_checkpoint, save_checkpoint
-from trainers.errors import UserError
 from trainers.nets import build_net, net_specs
 
 SHIPPED = manifest.ROOT / "checkpoints" / "shipped"

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from trainers.errors import UserError
-from trainers.nets import ARCHS, build_net, has_batchnorm, net_specs
+from asgan_base.errors import UserError
+from probes.core.modes import has_batchnorm
+from trainers.nets import ARCHS, build_net, net_specs
 
 Z_DIM, N, WIDTH = 8, 4, 8  # small everything: the whole file runs in seconds on 2 CPU cores
 

@@ -12,6 +12,7 @@ import torch
 from payload import Payload as _Payload
 from scipy.spatial.distance import cdist
 
+from asgan_base.errors import UserError
 from probes.adapters.inception import (
     ENV_VAR,
     build_fid_inception,
@@ -22,7 +23,6 @@ from probes.adapters.inception import (
     weights_path,
 )
 from probes.core import quality
-from trainers.errors import UserError
 
 
 def _feats(n, d, seed, shift=0.0, scale=1.0):

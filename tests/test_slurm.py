@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-import trainers.manifest as manifest
+import asgan_base.manifest as manifest
+from asgan_base.errors import UserError
 from probes.study import engine
 from probes.study.cli import main
 from probes.study.launchers import LAUNCHERS, Task, launcher, local
 from probes.study.slurm import slurm
 from trainers.checkpoint import list_snapshots, read_checkpoint, tensor_digest
-from trainers.errors import UserError
 
 pytestmark = pytest.mark.xdist_group("slurm")  # one cluster per session, under --dist loadgroup
 PY = sys.executable

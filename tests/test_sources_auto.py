@@ -17,11 +17,11 @@ import pytest
 import torch
 from torch import nn
 
+from asgan_base.errors import UserError
 from probes.cli import main
 from probes.io import families
 from probes.io.sources import detect_format, folder_samples, load
 from tests.conftest import run_cli
-from trainers.errors import UserError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[1]

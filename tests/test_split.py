@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from asgan_base.errors import UserError
 from trainers.data import (
     MNIST10K_SPLIT,
     check_split,
@@ -21,7 +22,6 @@ from trainers.data import (
     split_of,
     training_part,
 )
-from trainers.errors import UserError
 
 SMOKE = {"steps": 2, "snapshot_every": 2, "sample_every": 0, "log_every": 1}
 

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
+from asgan_base.manifest import read_manifest, verify
 from probes.study import arms as study
-from trainers.manifest import read_manifest, verify
 
 
 @pytest.fixture(scope="module")
@@ -155,10 +155,10 @@ def test_which_runs_line_says_complete_only_when_every_planned_run_is_measured()
 def test_a_groups_runs_are_the_plans_final_snapshots_in_the_manifest(tmp_path):
     """On a toy plan: a run counts once its planned final snapshot is listed (an evolution
     snapshot or a run cut short does not), and nothing outside the plan is read."""
+    from asgan_base.errors import UserError
+    from asgan_base.manifest import record
     from probes.study.plan import load_plan
     from tests.test_study_plan import GOOD
-    from trainers.errors import UserError
-    from trainers.manifest import record
 
     (tmp_path / "plan.toml").write_text(GOOD + '\n[[evolution]]\ngroup = "toy"\narm = "base"\n'
                                         'seed = 0\nevery = 10\n')

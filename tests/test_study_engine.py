@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-import trainers.manifest as manifest
+import asgan_base.manifest as manifest
+from asgan_base.errors import UserError
 from probes.core.stats import paired, primary_verdicts
 from probes.study import engine
 from probes.study.cli import main
 from trainers.checkpoint import read_checkpoint
-from trainers.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "studies" / "example.toml"
@@ -182,7 +182,7 @@ def test_start_facts_record_the_machine_a_run_trains_on(tmp_path):
 
 @pytest.mark.parametrize("argv", [["bogus"], ["plan"], ["run", "x.toml", "--jobs", "two"]])
 def test_a_bad_asgan_study_command_line_is_one_line(argv, capsys):
-    # the same one-line parser as asgan-train and asgan-probe (trainers.errors.OneLineParser)
+    # the same one-line parser as asgan-train and asgan-probe (asgan_base.errors.OneLineParser)
     from probes.study.cli import main
 
     with pytest.raises(SystemExit) as e:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from asgan_base.errors import UserError
+from asgan_base.manifest import read_manifest
 from probes.study.plan import load_plan
 from trainers.checkpoint import snapshot_name
-from trainers.errors import UserError
-from trainers.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "studies" / "v2.toml"

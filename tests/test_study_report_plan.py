@@ -180,10 +180,10 @@ def test_claims_are_judged_on_exactly_their_registered_seeds(new):
     ('sweep = "grid25"', 'sweep = "mnist10k"', "measured as 'mixture'"),
     ('ablation = ["gaussian-eps0.5"]', 'colour = "red"', "unknown key 'colour'")])
 def test_a_bad_report_table_is_one_line_naming_its_line(tmp_path, edit, line_has, says):
+    from asgan_base.errors import UserError
     from probes.study.arms import shipped_plan
     from probes.study.plan import load_plan
     from probes.study.report import report_spec
-    from trainers.errors import UserError
 
     shipped = shipped_plan()
     text = shipped.path.read_text()

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-import trainers.manifest as manifest
+import asgan_base.manifest as manifest
+from asgan_base.errors import UserError
 from probes.study import engine, snapshots
 from probes.study.cli import main
 from probes.study.plan import load_plan
 from trainers.checkpoint import list_snapshots, read_checkpoint, tensor_digest
-from trainers.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,9 +4,9 @@ Entry points: :func:`make_config` + :func:`train` (or the ``asgan-train`` CLI) a
 :func:`load_checkpoint`, the one reader of snapshots.
 """
 
+from asgan_base.errors import UserError
 from trainers.checkpoint import load_checkpoint, save_checkpoint
 from trainers.config import PRESETS, TrainConfig, make_config
-from trainers.errors import UserError
 
 
 def train(*args, **kwargs):

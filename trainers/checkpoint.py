@@ -13,27 +13,23 @@ previous snapshot and at most a ``.tmp-*`` file that readers ignore.
 
 from __future__ import annotations
 
-import errno
 import functools
 import hashlib
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from trainers.errors import UserError
+from asgan_base.errors import UserError
+from asgan_base.files import atomic_write_bytes
 
 FORMAT = "asgan-probe-checkpoint"
 VERSION = 1
 SUFFIX = ".safetensors"
 MAX_HEADER = 50 * 2**20  # bytes; real headers are a few kB
-_UMASK = os.umask(0)
-os.umask(_UMASK)  # read once: os.umask can only be read by setting it
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -69,46 +65,6 @@ def _optim_state(prefix: str, tensors: dict, info: dict) -> dict:
         idx, key = name.split(".", 1)
         state.setdefault(int(idx), {})[key] = value
     return {"state": state, "param_groups": info["param_groups"]}
-
-
-_WRITE_ERRORS = {errno.ENOSPC: "the disk is full", errno.EROFS: "the folder is read-only",
-                 errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"}
-
-
-def write_error(path: str | Path, e: OSError) -> UserError:
-    """The one-line error for a failed write of ``path`` (disk full, read-only, ...)."""
-    reason = _WRITE_ERRORS.get(e.errno, e.strerror or str(e))
-    return UserError(f"cannot write {path}: {reason}; free space or choose another --out "
-                     "(earlier snapshots are untouched)")
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via temp file + fsync + rename; UserError on I/O failure."""
-    path = Path(path)
-    fd, tmp = None, None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are ordinary files
-        with os.fdopen(fd, "wb") as f:
-            fd = None
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as e:
-        raise write_error(path, e) from None
-    finally:
-        if fd is not None:
-            os.close(fd)
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_checkpoint(path: str | Path, *, G: nn.Module, D: nn.Module, meta: dict[str, Any],

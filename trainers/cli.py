@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 
+from asgan_base.errors import OneLineParser, UserError
 from trainers.config import (
     PRESETS,
     config_fields,
@@ -22,7 +23,6 @@ from trainers.config import (
     make_config,
     save_config,
 )
-from trainers.errors import OneLineParser, UserError
 
 EXAMPLES = """examples:
   asgan-train --preset smoke --trainer asgan --out runs/smoke
@@ -114,7 +114,7 @@ def _main(args, overrides: dict, argv: list[str] | None, world: int) -> int:
         cfg = make_config(args.preset, overrides)
         out = args.out
     if out and not args.dry_run and world == 1:
-        from trainers.lock import check_free
+        from asgan_base.lock import check_free
 
         # "in use" first, and before the launcher's start-up; train() takes the lock itself
         # (not here under torchrun: rank 0 may already hold it when another rank gets here)

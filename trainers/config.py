@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from trainers.errors import UserError
+from asgan_base.errors import UserError
 
 TRAINERS = ("baseline", "asgan")
 PERTURBATIONS = ("fgsm", "gaussian", "none", "first-order")
@@ -159,8 +159,8 @@ def parse_eps(text: str | float, unit: str = "pixel") -> float:
     """``"1/255"``, ``"0.5/255"``, ``"1.5"`` or a float -> float in ``unit`` (a UserError
     outside its range): [0, 1] for ``"pixel"``, a finite value >= 0 for ``"mode-std"`` (a
     multiple of a mode's std; the upper end depends on the mixture, checked by the probes
-    against the checkpoint's recorded unit). Parsing: :mod:`trainers.eps`."""
-    from trainers.eps import EpsUnit, parse_number
+    against the checkpoint's recorded unit). Parsing: :mod:`asgan_base.eps`."""
+    from asgan_base.eps import EpsUnit, parse_number
 
     value = parse_number(text)
     return value if unit == "mode-std" else EpsUnit(unit).check(value)

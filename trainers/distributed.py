@@ -44,7 +44,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from trainers.errors import UserError
+from asgan_base.errors import UserError
 
 
 @dataclass(frozen=True)

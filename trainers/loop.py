@@ -15,7 +15,7 @@ Run directory (``--out``):
 ``config.json`` (the resolved config), ``stats.jsonl`` (one line per log window, appended and
 fsynced; a restart cuts it back to the resumed step), TensorBoard events,
 ``samples/step-XXXXXX.png``, snapshots ``ckpt-XXXXXX.safetensors`` and ``.lock``, which the
-training process holds for as long as it writes (:mod:`trainers.lock`: one writer per run).
+training process holds for as long as it writes (:mod:`asgan_base.lock`: one writer per run).
 """
 
 from __future__ import annotations
@@ -34,19 +34,20 @@ from typing import Any
 
 import torch
 
+from asgan_base.device import resolve_device
+from asgan_base.errors import UserError
+from asgan_base.files import atomic_write_bytes, write_error
+from asgan_base.lock import acquire
 from trainers.checkpoint import (
-    atomic_write_bytes,
     list_snapshots,
     optimizer_states,
     read_checkpoint,
     save_checkpoint,
     snapshot_name,
-    write_error,
 )
 from trainers.config import TrainConfig, config_from_dict
 from trainers.data import Dataset, eps_units, load_dataset, resolve_eps_unit, training_part
 from trainers.distributed import Dist, setup, unwrap, wrap
-from trainers.errors import UserError
 from trainers.faults import (
     SKIP_LIMIT,
     Interrupted,
@@ -56,18 +57,8 @@ from trainers.faults import (
     nonfinite_names,
     remove_partial_files,
 )
-from trainers.lock import acquire
 from trainers.nets import build_net, net_specs
 from trainers.steps import eps_in_force, train_step
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda but no CUDA device is visible; use --device cpu or auto")
-    return torch.device(name)
 
 
 def rng(seed: int, *keys: Any) -> torch.Generator:
@@ -213,7 +204,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
 
 @contextlib.contextmanager
 def _sole_writer(ctx: Dist, out: Path):
-    """Rank 0 holds ``out``'s lock (:mod:`trainers.lock`) while the body runs; a refusal
+    """Rank 0 holds ``out``'s lock (:mod:`asgan_base.lock`) while the body runs; a refusal
     (another process writes ``out``) is the same UserError on every rank, so all ranks stop
     together before any collective that would wait for rank 0."""
     lock, refusal = None, None

@@ -21,8 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from probes.core.modes import has_batchnorm  # noqa: F401  (re-exported: one definition)
-from trainers.errors import UserError
+from asgan_base.errors import UserError
 
 RESOLUTIONS = {"dcgan": (28, 32, 64), "resnet": (32, 64)}  # square images only
 

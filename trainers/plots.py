@@ -1,6 +1,6 @@
 """Small figure helpers for the trainer: sample grids and 2-D scatters, returned as PNG bytes
 (the caller writes them atomically). The scatter is a ``matplotlib.figure.Figure``
-(:func:`probes.viz.style.figure`, the probes' figure helper and palette): training inside a
+(:func:`asgan_base.figures.figure`, the probes' figure helper and palette): training inside a
 notebook leaves its matplotlib backend alone. matplotlib is imported lazily."""
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ def grid_png(x: torch.Tensor, pixel_range: tuple[float, float], nrow: int = 8) -
 
 def scatter_png(points: torch.Tensor, data: torch.Tensor, title: str = "") -> bytes:
     """PNG of generated 2-D points ``(N, 2)`` over data points ``(M, 2)``."""
-    from probes.viz import figure_bytes
-    from probes.viz.style import PALETTE, figure
+    from asgan_base.figures import PALETTE, figure, figure_bytes
 
     fig, ax = figure(figsize=(4, 4), dpi=100)
     ax.scatter(data[:, 0], data[:, 1], s=2, c="#999999", label="data", alpha=0.5)

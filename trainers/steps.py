@@ -36,8 +36,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from probes.core.attacks import fgsm
-from probes.core.modes import frozen_params
+from asgan_base.linf import direction, eps_to_abs, frozen_params, linf_step, logit_grad
 from trainers.config import TrainConfig
 from trainers.distributed import unwrap
 
@@ -233,11 +232,28 @@ def d_step_baseline(D, opt_D, x_real, x_fake, *, cfg: TrainConfig, eps: float,
 def fgsm_point(D: nn.Module, x: torch.Tensor, grad_loss: torch.Tensor, *, eps: float,
                pixel_range, eps_scale=None) -> torch.Tensor:
     """The training FGSM: ``clamp(x + eps*(hi-lo) * sign(grad_loss), lo, hi)`` (SPEC 2.3), by
-    the probes' ``fgsm`` (one eps conversion for both), given ``grad_loss = dL_D/dx``
-    (D is not called). ``eps_scale``: the data's size of eps = 1 when it is not ``hi - lo``
-    (2-D mixtures: the mode std, ``trainers.data.eps_units``)."""
-    return fgsm(D, x, eps=eps, toward="fake", pixel_range=pixel_range, grad=-grad_loss,
-                eps_scale=eps_scale)
+    the base's L-inf step the probes' ``fgsm`` takes too (one eps conversion for both), given
+    ``grad_loss = dL_D/dx`` (D is not called). ``eps_scale``: the data's size of eps = 1 when
+    it is not ``hi - lo`` (2-D mixtures: the mode std, ``trainers.data.eps_units``)."""
+    return _step(x, -grad_loss, eps, "fake", pixel_range, eps_scale)
+
+
+def _step(x, grad, eps, toward, pixel_range, eps_scale) -> torch.Tensor:
+    """``x`` moved ``eps`` along ``sign(grad)`` toward a class, inside ``pixel_range``."""
+    step = direction(toward) * eps_to_abs(eps, pixel_range, like=x, scale=eps_scale)
+    return linf_step(x.detach(), grad, step, *pixel_range)
+
+
+def _eval_logit_grad(D: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The logit gradient with D in eval mode (BatchNorm's running statistics, no buffer
+    updates), D's train/eval flags put back afterwards."""
+    flags = [(m, m.training) for m in D.modules()]
+    D.eval()
+    try:
+        return logit_grad(D, x)[1]
+    finally:
+        for m, flag in flags:
+            m.train(flag)
 
 
 def perturb_reals(D, x_real, *, cfg: TrainConfig, eps: float, pixel_range, generator,
@@ -245,9 +261,10 @@ def perturb_reals(D, x_real, *, cfg: TrainConfig, eps: float, pixel_range, gener
                   ) -> torch.Tensor:
     """``x_adv`` for AS-GAN's second D step.
 
-    ``fgsm``: the probes' FGSM toward "fake" with ``sign(dL_D/dx_real)`` from the D step's
-    own backward (``attack_mode=train``: batch statistics, pre-update weights, SPEC 2.3) or
-    with a fresh eval-mode logit gradient (``attack_mode=eval``, one extra pass).
+    ``fgsm``: the L-inf step (the probes' FGSM) toward "fake" with ``sign(dL_D/dx_real)``
+    from the D step's own backward (``attack_mode=train``: batch statistics, pre-update
+    weights, SPEC 2.3) or with a fresh eval-mode logit gradient (``attack_mode=eval``, one
+    extra pass).
     ``gaussian``: the sign of N(0, I) noise (the paper's ablation). ``none``,
     ``first-order`` (its second step takes the clean reals) or ``eps == 0``: the clean reals.
     ``shard = (rank, world)``: ``x_real`` is slice ``rank`` of a global batch ``world`` times
@@ -261,11 +278,9 @@ def perturb_reals(D, x_real, *, cfg: TrainConfig, eps: float, pixel_range, gener
         rank, world = shard
         noise = torch.randn((x.shape[0] * world, *x.shape[1:]), generator=generator)
         noise = noise[rank * x.shape[0]:(rank + 1) * x.shape[0]].to(x.device)
-        return fgsm(D, x, eps=eps, toward="real", pixel_range=pixel_range, grad=noise,
-                    eps_scale=eps_scale)
+        return _step(x, noise, eps, "real", pixel_range, eps_scale)
     if cfg.attack_mode == "eval":
-        return fgsm(D, x, eps=eps, toward="fake", pixel_range=pixel_range, mode="eval",
-                    eps_scale=eps_scale)
+        return _step(x, _eval_logit_grad(D, x), eps, "fake", pixel_range, eps_scale)
     return fgsm_point(D, x, grad_loss, eps=eps, pixel_range=pixel_range, eps_scale=eps_scale)
 
 

@@ -13,7 +13,7 @@ layer (``FEATURE_DIM`` = 128 ReLU units). There is no BatchNorm or dropout: eval
 depend on each image alone, so they do not depend on the batch size.
 
 Only torch (and numpy) are imported here; :func:`load_classifier` reaches for
-``trainers.manifest`` lazily to find and verify the shipped file.
+``asgan_base.manifest`` lazily to find and verify the shipped file.
 
 Examples:
     >>> net, meta = load_classifier()                 # the shipped, manifest-verified file
@@ -35,8 +35,8 @@ from torch import nn
 
 # the split is defined once, in trainers.data, so the GAN trainers hold out the same 1,000
 # digits; re-exported here for scripts/train_classifier.py and the tests
-from trainers.data import MNIST10K_SPLIT as SPLIT  # noqa: F401
-from trainers.data import mnist10k_split as heldout_split  # noqa: F401
+from probes.io.edge import MNIST10K_SPLIT as SPLIT  # noqa: F401
+from probes.io.edge import mnist10k_split as heldout_split  # noqa: F401
 
 SHIPPED = "checkpoints/shipped/classifier/mnist10k-cnn.safetensors"
 # the shipped classifier of each dataset that has one: its feature space is where that data's
@@ -253,7 +253,7 @@ def save_classifier(path: str | Path, net: DigitCNN, meta: dict[str, Any]) -> Pa
     """Write ``net`` and ``meta`` (JSON-able) to one safetensors file, atomically."""
     from safetensors.torch import save
 
-    from trainers.checkpoint import atomic_write_bytes  # the one atomic writer
+    from asgan_base.files import atomic_write_bytes  # the one atomic writer
 
     body = {"format": FORMAT, "version": VERSION, **meta}
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -302,14 +302,14 @@ def load_classifier(path: str | Path | None = None, *, device: str | torch.devic
     ``meta["split"]`` the split.
 
     Raises:
-        trainers.errors.UserError: the shipped file is missing or differs from the manifest.
+        asgan_base.errors.UserError: the shipped file is missing or differs from the manifest.
     """
     from_manifest = path is None
     if from_manifest:
-        from trainers.manifest import shipped
+        from asgan_base.manifest import shipped
 
         if data not in SHIPPED_FOR:
-            from trainers.errors import UserError
+            from asgan_base.errors import UserError
 
             raise UserError(f"no shipped classifier for {data!r} (there is one for "
                             f"{', '.join(SHIPPED_FOR)}); pass --classifier FILE")

@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from asgan_base.errors import UserError
+from asgan_base.linf import frozen_params
 from probes.core.attacks import TOWARD, eps_to_abs
-from probes.core.modes import frozen_params
-from trainers.errors import UserError
 
 
 class TwoLogits(nn.Module):

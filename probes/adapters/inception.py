@@ -83,8 +83,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asgan_base.errors import UserError
 from probes.io.torchscript import read_torchscript_tensors
-from trainers.errors import UserError
 
 ENV_VAR = "ASGAN_PROBE_INCEPTION"
 FORMATS = ("tf-fid-tensors", "pytorch-fid-state-dict", "torchscript")
@@ -352,7 +352,7 @@ def _tf_fid_state(path: Path, sha: str, net: nn.Module) -> tuple[dict, dict[str,
     there (keyed by the archive's SHA-256 and :data:`CONVERTER`), else converted and cached."""
     from safetensors.torch import load_file, save
 
-    from trainers.checkpoint import atomic_write_bytes
+    from asgan_base.files import atomic_write_bytes
 
     cache = cache_dir() / f"fid-inception-{CONVERTER}-{sha}.safetensors"
     if cache.is_file():

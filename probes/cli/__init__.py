@@ -12,7 +12,7 @@ import argparse
 import importlib
 import pkgutil
 
-from trainers.errors import OneLineParser, one_line_errors
+from asgan_base.errors import OneLineParser, one_line_errors
 
 
 def _verbs() -> dict:
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def call() -> int:
         if args.checkpoints_dir is not None:  # not `checkpoints`: verbs' positional CKPTs
-            from trainers.manifest import use_checkpoints_dir
+            from asgan_base.manifest import use_checkpoints_dir
 
             use_checkpoints_dir(args.checkpoints_dir)
         return VERBS[args.verb].run(args)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from asgan_base.errors import UserError
 from probes.io.outputs import log, write_json  # noqa: F401  (the verbs' one import)
-from trainers.errors import UserError
 
 
 def add_common(p, *, out_help: str = "write JSON here (default: stdout)") -> None:
@@ -80,8 +80,8 @@ def check_at_least(**values: tuple[int | None, int]) -> None:
 
 def parse_eps_list(text: str) -> list[float]:
     """``"0,0.5/255,1/255"`` or ``"0,0.5,1.5"`` -> floats >= 0, in the eps unit of the
-    checkpoint they are applied to (:mod:`trainers.eps`; the measure checks each unit's range).
+    checkpoint they are applied to (:mod:`asgan_base.eps`; the measure checks each unit's range).
     A UserError on a bad entry."""
-    from trainers.eps import parse_list
+    from asgan_base.eps import parse_list
 
     return parse_list(text)

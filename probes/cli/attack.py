@@ -7,6 +7,7 @@ registry), not repeated here.
 
 from __future__ import annotations
 
+from asgan_base.errors import UserError
 from probes.cli._common import (
     add_common,
     add_data,
@@ -21,7 +22,6 @@ from probes.cli._common import (
 )
 from probes.core.sweep import ATTACKS
 from probes.measures import attack as measure
-from trainers.errors import UserError
 
 NAME = "attack"
 HELP = ("FGSM/BIM/PGD-L2 (or any foolbox attack) on discriminators: flip rate and logit shift "
@@ -42,7 +42,7 @@ EXAMPLES = """examples:
   asgan-probe attack network-snapshot.pkl --label 3 --data imagefolder --data-root ~/reals \\
       --fakes ~/generated                      # a conditional D file, class 3; no G: --fakes
 
-eps is in the unit each checkpoint records (trainers.eps): images in [0, 1] pixel units
+eps is in the unit each checkpoint records (asgan_base.eps): images in [0, 1] pixel units
 (1/255 = one grey level; the paper's "1/255" is 0.5/255 here), the 2-D mixtures (ring8,
 grid25) in a mode's std (1 = one std per coordinate; at most a step of the plotting box);
 for pgd-l2 and foolbox L2/L1 attacks it is the radius in that norm, same units (the L2 norm
@@ -172,7 +172,7 @@ def _table(records: list[dict]) -> None:
 
 
 def _min_eps_lines(rows: list[dict]) -> None:
-    from trainers.eps import EpsUnit
+    from asgan_base.eps import EpsUnit
 
     for m in rows:
         unit = EpsUnit.from_dict(m["eps_unit"])

@@ -36,8 +36,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from asgan_base.files import atomic_write_bytes
     from probes.measures.coverage import coverage, tables
-    from trainers.checkpoint import atomic_write_bytes
 
     result, plots = coverage(args.checkpoints, n=args.n, seed=args.seed, device=args.device,
                             classifier=args.classifier)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from asgan_base.errors import UserError
 from probes.cli._common import add_common, add_mode, log, write_json
-from trainers.errors import UserError
 
 NAME = "evolution"
 HELP = ("L1 norm and sparsity of D's input gradient at every snapshot of one or more runs, "

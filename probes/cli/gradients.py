@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from asgan_base.errors import UserError
 from probes.cli._common import (
     add_common,
     add_data,
@@ -11,7 +12,6 @@ from probes.cli._common import (
     log,
     write_json,
 )
-from trainers.errors import UserError
 
 NAME = "gradients"
 HELP = ("input gradients of D on reals or fakes: per-image sparsity (Hoyer, Gini, ...) and "

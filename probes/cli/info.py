@@ -11,8 +11,8 @@ A file that would run code gets one line naming what it would call, exit status 
 
 from __future__ import annotations
 
+from asgan_base.errors import UserError
 from probes.cli._common import add_foreign, log, write_json
-from trainers.errors import UserError
 
 NAME = "info"
 HELP = ("verify a checkpoint, or recognise any discriminator file, and print what it holds "

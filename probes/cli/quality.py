@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgan_base.errors import UserError
 from probes.cli._common import add_common, log, write_json
-from trainers.errors import UserError
 
 NAME = "quality"
 HELP = ("sample quality: Frechet distance, KID and precision/recall/density/coverage in the "

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from asgan_base.errors import UserError
 from probes.cli._common import add_data, add_foreign, add_mode, log, write_json
-from trainers.errors import UserError
 
 NAME = "saliency"
 HELP = ("captum attributions of D's raw logit (saliency, ig, smoothgrad, inputxgrad, guided) "

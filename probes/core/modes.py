@@ -184,21 +184,6 @@ def restored(net: nn.Module) -> Iterator[None]:
             m.training = was_training
 
 
-@contextlib.contextmanager
-def frozen_params(net: nn.Module) -> Iterator[None]:
-    """Turn off ``requires_grad`` on ``net``'s parameters, restoring each flag afterwards: input
-    gradients without parameter gradients (foolbox would accumulate into ``.grad``; G's step
-    need not pay for D's weight gradients)."""
-    flags = [(p, p.requires_grad) for p in net.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
 def reference_group(x: torch.Tensor, size: int) -> torch.Tensor:
     """The default clean reference group of a probe: the first ``size`` samples of ``x``
     (all of them when fewer). Pass an explicit reference for results that do not depend on

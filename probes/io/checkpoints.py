@@ -12,14 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from trainers.eps import of_meta
+from asgan_base.eps import of_meta
 
 DEFAULT_GROUP = 64  # DCGAN's training batch, for foreign files that do not record theirs
 
 
 def describe(meta: dict[str, Any], path: str | Path) -> dict[str, Any]:
     """Short facts that identify a checkpoint in results: path, step, trainer, eps (in the
-    checkpoint's eps unit) and ``eps_label`` (:meth:`trainers.eps.EpsUnit.label`: "0.5/255",
+    checkpoint's eps unit) and ``eps_label`` (:meth:`asgan_base.eps.EpsUnit.label`: "0.5/255",
     "0.5 std"), perturbation, data, D architecture; for a discriminator file of another family
     also its format, family, the reduction of its output to (N,) logits, the class bound
     (``class_label``) and its input range."""

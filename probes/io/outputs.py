@@ -18,7 +18,7 @@ def write_json(obj: Any, out: str | None) -> None:
     if out is None:
         sys.stdout.write(text)
         return
-    from trainers.checkpoint import atomic_write_bytes
+    from asgan_base.files import atomic_write_bytes
 
     atomic_write_bytes(Path(out), text.encode())
     print(f"wrote {out}", file=sys.stderr)

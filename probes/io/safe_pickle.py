@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainers.errors import UserError
+from asgan_base.errors import UserError
 
 PICKLE_OPS_LIMIT = 50_000_000  # opcodes scanned before giving up (a file is not a pickle bomb)
 

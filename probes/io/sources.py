@@ -1,7 +1,7 @@
 """Where probe inputs come from: checkpoints, real samples and generated samples.
 
-This is an *edge* module (it imports ``trainers`` to rebuild nets and load data); the probe
-primitives themselves take plain tensors. The CLI and the notebooks both call these, so a
+It rebuilds nets and loads data through :mod:`probes.io.edge` (the one door to ``trainers``); the
+probe primitives themselves take plain tensors. The CLI and the notebooks both call these, so a
 notebook sees exactly the inputs the CLI sees for the same seed.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainers.errors import UserError
+from asgan_base.errors import UserError
 
 
 def formats() -> tuple[str, ...]:
@@ -66,7 +66,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu", format: str = 
         if arch is not None or arch_kwargs or pixel_range is not None or label is not None:
             raise UserError("--arch, --arch-kwargs, --pixel-range and --label apply to foreign "
                             "formats only: an asgan-probe checkpoint describes itself")
-        from trainers.checkpoint import load_checkpoint
+        from probes.io.edge import load_checkpoint
 
         return load_checkpoint(path, device=device)
     return _load_foreign(path, format=format, label=label, arch=arch, arch_kwargs=arch_kwargs,
@@ -77,7 +77,7 @@ def _is_asgan_checkpoint(path: Path) -> bool:
     """A safetensors file whose metadata carries asgan-probe's record (header only)."""
     import json
 
-    from trainers.checkpoint import MAX_HEADER
+    from probes.io.edge import MAX_HEADER
 
     try:
         with open(path, "rb") as f:
@@ -196,7 +196,7 @@ def reals_part(meta: dict[str, Any], reals: str | None = None, *, data: str | No
     for one; a part needs a recorded split (UserError otherwise). ``data`` naming another
     dataset than the checkpoint's makes the split meaningless: all of it.
     """
-    from trainers.data import canonical_name, split_of
+    from probes.io.edge import canonical_name, split_of
 
     if reals is not None and reals not in REALS:
         raise UserError(f"--reals must be held-out, train or all; got {reals!r}")
@@ -223,7 +223,7 @@ def dataset_for(meta: dict[str, Any], *, data: str | None = None, data_root: str
     checkpoint records, rebuilt here and checked against the record (same held-out samples,
     ``trainers.data.check_split``).
     """
-    from trainers.data import check_split, load_dataset, split_of
+    from probes.io.edge import check_split, load_dataset, split_of
 
     cfg = meta.get("config", {})
     name = data or cfg.get("data")
@@ -289,7 +289,7 @@ def folder_samples(root: str | Path, meta: dict[str, Any], n: int, *, seed: int 
     """``n`` images from a folder (``trainers.data``'s imagefolder: any size, recursive,
     center square crop, bilinear resize to D's side), chosen by ``seed`` and made into D's
     inputs (:func:`fit_to_d`). ``at_least`` as in :func:`reals`."""
-    from trainers.data import load_dataset
+    from probes.io.edge import load_dataset
 
     shape = (meta.get("data") or {}).get("shape") or []
     if len(shape) != 3:
@@ -322,7 +322,7 @@ def fakes(G: nn.Module, meta: dict[str, Any], n: int, *, seed: int = 0, batch_si
 
 
 def resolve_device(name: str) -> torch.device:
-    from trainers.loop import resolve_device as _resolve
+    from asgan_base.device import resolve_device as _resolve
 
     return _resolve(name)
 
@@ -372,7 +372,7 @@ def real_split(meta: dict[str, Any], part: str | None = None, *, data: str | Non
     """Which reals a probe of this checkpoint uses (:func:`reals` with the same ``part`` and
     ``data``), in words, for every record: e.g. "held-out 1000 of mnist10k (never trained on)",
     "train 9000 of mnist10k (trained on)", "all of ring8 (no split recorded: ...)"."""
-    from trainers.data import canonical_name, split_of
+    from probes.io.edge import canonical_name, split_of
 
     which = reals_part(meta, part, data=data)
     split = split_of(meta)

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from trainers.errors import UserError
+from asgan_base.errors import UserError
 
 _STORAGE_DTYPES = {"FloatStorage": torch.float32, "DoubleStorage": torch.float64,
                    "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,

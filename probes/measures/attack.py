@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
+from asgan_base.eps import DEFAULT_GRID, EpsUnit, of_meta
+from asgan_base.errors import UserError
 from probes.core.sweep import ATTACKS
 from probes.io.checkpoints import facts, group_size, pixel_range
-from trainers.eps import DEFAULT_GRID, EpsUnit, of_meta
-from trainers.errors import UserError
 
 DEFAULT_EPS = DEFAULT_GRID["pixel"]  # eps=None: each checkpoint's unit's grid (DEFAULT_GRID)
 N = 1000  # samples per population: mnist10k's held-out reals
@@ -177,13 +177,13 @@ def attack(
         paths: discriminators: checkpoint files (``format`` says how to read them; foreign
             files carry no G), ``(D, meta)`` pairs from ``probes.discriminator(module, ...)``,
             or bare modules (declared with defaults and the shape of ``x``).
-        eps: sizes in each checkpoint's eps unit (:func:`trainers.eps.of_meta`): [0, 1] pixel
+        eps: sizes in each checkpoint's eps unit (:func:`asgan_base.eps.of_meta`): [0, 1] pixel
             units for images, multiples of a mode's std on the 2-D mixtures (their old
             checkpoints: pixel units of the plotting box, as recorded); a radius in the
             method's norm: for ``pgd-l2`` and foolbox L2/L1 attacks the norm of the whole
             perturbation in that unit (``||x_adv - x||_2 <= eps * (hi - lo)``). Checked
             against each unit's range before any attack (UserError). None: each unit's default
-            grid (``trainers.eps.DEFAULT_GRID``: 0 ... 8/255 in pixel units, 0 ... 1.5 std).
+            grid (``asgan_base.eps.DEFAULT_GRID``: 0 ... 8/255 in pixel units, 0 ... 1.5 std).
         methods: names in :data:`probes.core.sweep.ATTACKS` (``"fgsm"``, ``"bim"``,
             ``"pgd-l2"``) or ``"foolbox:<Attack>"``.
         populations: ``"real"`` (pushed toward "fake") and/or ``"fake"`` (toward "real").
@@ -211,7 +211,7 @@ def attack(
     Returns:
         ``{"command": "attack", "settings", "records"[, "min_eps"]}``: one record per
         (checkpoint, population, method, eps, evaluated-on), each with the checkpoint's facts,
-        its ``eps_unit`` (:meth:`trainers.eps.EpsUnit.to_dict`) and ``eps_label`` ("1/255",
+        its ``eps_unit`` (:meth:`asgan_base.eps.EpsUnit.to_dict`) and ``eps_label`` ("1/255",
         "0.5 std"),
         the probe mode, the reference group's size, which reals were used, the ``contract``
         (:func:`probes.measures.contract.contract_record`: reduction, dtype) and the

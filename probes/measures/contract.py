@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from asgan_base.errors import UserError
 from probes.io.checkpoints import DEFAULT_GROUP
-from trainers.errors import UserError
 
 Item = str | Path | tuple[nn.Module, dict] | nn.Module
 

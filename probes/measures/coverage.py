@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgan_base.errors import UserError
 from probes.io.checkpoints import facts
 from probes.io.outputs import log
-from trainers.errors import UserError
 
 MIXTURES = ("ring8", "grid25")
 STACKED = "stacked-mnist"

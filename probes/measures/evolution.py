@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
+from asgan_base.errors import UserError
 from probes.io.checkpoints import describe, run_label
 from probes.measures.gradients import per_image
-from trainers.errors import UserError
 
 N = 128  # samples per snapshot (the same ones at every snapshot)
 N_BOOT = 1000  # bootstrap resamples of each per-image mean's CI
@@ -58,9 +58,9 @@ def evolution(run_dir: str | Path, *, n: int = N, population: str = "real",
         >>> [(s["step"], s["measures"]["l1"]["mean"]) for s in evo["snapshots"]]
     """
     from probes.core.sparsity import summarize
+    from probes.io.edge import list_snapshots
     from probes.io.sources import load, probe_inputs, real_split
     from probes.measures.contract import contract_record, coupling_record
-    from trainers.checkpoint import list_snapshots
 
     snaps = list_snapshots(run_dir)
     if not snaps:
@@ -91,8 +91,8 @@ def evolution(run_dir: str | Path, *, n: int = N, population: str = "real",
 def evolutions(run_dirs: list[str | Path], **kwargs) -> list[dict[str, Any]]:
     """:func:`evolution` for several runs on the *same* real inputs (drawn once, from the
     first run's dataset; every run must have the same data shape)."""
+    from probes.io.edge import list_snapshots
     from probes.io.sources import load, probe_inputs
-    from trainers.checkpoint import list_snapshots
 
     x = kwargs.pop("x", None)
     if x is None and kwargs.get("population", "real") == "real":

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
+from asgan_base.errors import UserError
 from probes.io.checkpoints import facts
-from trainers.errors import UserError
 
 DEFAULT_N = 1000  # probed fakes per checkpoint
 DEFAULT_N_KDE = 20_000  # G samples in the KDE of p_g

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from asgan_base.errors import UserError
 from probes.io.checkpoints import facts, group_size, is_image, pixel_range
-from trainers.errors import UserError
 
 EVAL_BATCH = 256  # rows per pass in per-sample modes, where the batch size changes nothing
 HIST_BINS = 101
@@ -94,7 +94,7 @@ def histogram_record(res: dict[str, Any]) -> dict[str, Any]:
 def random_d(meta: dict[str, Any], seed: int, device) -> nn.Module:
     """A randomly initialised D of a checkpoint's architecture (Adebayo et al. 2018's sanity
     baseline), built under a forked RNG so the caller's stream is untouched."""
-    from trainers.nets import build_net
+    from probes.io.edge import build_net
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

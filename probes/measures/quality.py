@@ -29,9 +29,9 @@ from typing import Any
 
 import torch
 
+from asgan_base.errors import UserError
 from probes.io.checkpoints import facts
 from probes.io.outputs import log
-from trainers.errors import UserError
 
 K = 5
 KID_SUBSETS = 100

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
+from asgan_base.errors import UserError
 from probes.io.checkpoints import facts, group_size, is_image, pixel_range
-from trainers.errors import UserError
 
 
 def saliency(path: Any, *, methods: Sequence[str] = ("saliency",), n: int = 16,

@@ -26,16 +26,16 @@ SHIPPED = "studies/SHIPPED"  # beside checkpoints/: names the shipped study's pl
 
 
 def shipped_plan() -> Plan:
-    """The plan of the study shipped in :func:`trainers.manifest.checkpoints_dir` (paths
+    """The plan of the study shipped in :func:`asgan_base.manifest.checkpoints_dir` (paths
     relative to the folder holding it: a checkout's root), from the plan file that
     ``studies/SHIPPED`` there names (its first line that is not a comment).
 
     Raises:
-        trainers.errors.UserError: no ``studies/SHIPPED`` there, or a bad plan.
+        asgan_base.errors.UserError: no ``studies/SHIPPED`` there, or a bad plan.
     """
+    from asgan_base.errors import UserError
+    from asgan_base.manifest import checkpoints_dir
     from probes.study.engine import load
-    from trainers.errors import UserError
-    from trainers.manifest import checkpoints_dir
 
     root = checkpoints_dir().parent
     pointer = root / SHIPPED
@@ -55,8 +55,8 @@ def plan_progress(plan: Plan, group: str, entries: Mapping[str, Mapping] | None 
     """Per planned arm of ``group`` (plan order): ``{"planned": [seeds], "shipped": [seeds]}``,
     a seed being shipped when its final snapshot has a manifest entry; ``{}`` when the plan
     has no such group."""
+    from asgan_base.manifest import read_manifest
     from probes.study.engine import ship_rels
-    from trainers.manifest import read_manifest
 
     entries = read_manifest(plan.manifest) if entries is None else entries
     out: dict[str, dict[str, list[int]]] = {}
@@ -73,9 +73,9 @@ def shipped_runs(group: str, plan: Plan | None = None) -> dict[str, dict[int, Pa
     """``{arm: {seed: final checkpoint}}`` (arms and seeds sorted) of a group of ``plan``
     (default :func:`shipped_plan`) whose final snapshot is in the manifest (evolution
     snapshots and a run cut short do not count)."""
+    from asgan_base.errors import UserError
+    from asgan_base.manifest import read_manifest
     from probes.study.engine import ship_rels
-    from trainers.errors import UserError
-    from trainers.manifest import read_manifest
 
     plan = shipped_plan() if plan is None else plan
     entries = read_manifest(plan.manifest)

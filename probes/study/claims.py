@@ -30,8 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from asgan_base.errors import UserError
 from probes.core.stats import paired, primary_verdicts
-from trainers.errors import UserError
 
 CLAIMS_FILE = Path(__file__).resolve().with_name("claims.json")  # package data: a wheel has it
 MAX_PRIMARY = 6
@@ -53,7 +53,7 @@ def load_claims(path: str | Path = CLAIMS_FILE) -> dict[str, Any]:
         rationale}] in file order}``.
 
     Raises:
-        trainers.errors.UserError: one line naming the file, the claim and what is wrong.
+        asgan_base.errors.UserError: one line naming the file, the claim and what is wrong.
     """
     path = Path(path)
     try:

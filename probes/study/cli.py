@@ -23,7 +23,7 @@ import argparse
 import json
 import signal
 
-from trainers.errors import OneLineParser, UserError, one_line_errors
+from asgan_base.errors import OneLineParser, UserError, one_line_errors
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,9 +52,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from asgan_base.errors import UserError
 from probes.study.launchers import Task, launcher
 from probes.study.plan import Plan, Run, load_plan
-from trainers.errors import UserError
 
 CODE_ROOT = Path(__file__).resolve().parents[2]  # the checkout that trains
 TRAINING_CODE = ("trainers", "probes/study", "pyproject.toml")  # what decides what trains
@@ -110,7 +110,7 @@ def utc_now() -> str:
 
 def raw_step_of(raw: Path) -> int:
     """Step of the newest complete snapshot in the raw run folder ``raw`` (0: none)."""
-    from trainers.checkpoint import list_snapshots
+    from probes.io.edge import list_snapshots
 
     snaps = list_snapshots(raw)
     return int(snaps[-1].stem[5:]) if snaps else 0
@@ -123,7 +123,7 @@ def raw_step(plan: Plan, run: Run) -> int:
 def weight_rels(plan: Plan, run: Run) -> list[str]:
     """The shipped snapshots of ``run`` (none for a run that ships no weights), relative to
     the root (the manifest's paths), the final one last."""
-    from trainers.checkpoint import snapshot_name
+    from probes.io.edge import snapshot_name
 
     return [f"{plan.ship}/{run.name}/{snapshot_name(s)}" for s in plan.shipped_steps(run)]
 
@@ -142,7 +142,7 @@ def ship_rels(plan: Plan, run: Run) -> list[str]:
 
 def read_results(plan: Plan, run: Run) -> dict[str, Any] | None:
     """The shipped results file of ``run`` (SHA-256 checked against the manifest), or None."""
-    from trainers.manifest import read_manifest
+    from asgan_base.manifest import read_manifest
 
     rel = results_rel(plan, run)
     if rel is None or not _sha_ok(plan.root, rel, read_manifest(plan.manifest)):
@@ -151,7 +151,7 @@ def read_results(plan: Plan, run: Run) -> dict[str, Any] | None:
 
 
 def _sha_ok(root: Path, rel: str, entries: Mapping) -> bool:
-    from trainers.data import sha256_file
+    from asgan_base.files import sha256_file
 
     f, e = root / rel, entries.get(rel)
     return e is not None and f.is_file() and f.stat().st_size == e["bytes"] and \
@@ -173,7 +173,7 @@ def is_shipped(plan: Plan, run: Run, entries: Mapping) -> bool:
 def started(plan: Plan) -> list[str]:
     """The runs of ``plan`` that have begun (start facts in the raw folder, or a manifest
     entry of the study)."""
-    from trainers.manifest import read_manifest
+    from asgan_base.manifest import read_manifest
 
     names = {r.name for r in plan.runs()
              if (plan.root / plan.raw_dir(r) / "started.json").is_file()}
@@ -217,11 +217,11 @@ def register(plan: Plan) -> dict[str, Any]:
     """Freeze ``plan``'s inline claims (module docstring); returns the registration record.
 
     Raises:
-        trainers.errors.UserError: the claims live in a separate file (registered by git), a
+        asgan_base.errors.UserError: the claims live in a separate file (registered by git), a
             run of the plan has started, or the plan is registered already.
     """
-    from trainers.checkpoint import atomic_write_bytes
-    from trainers.manifest import record
+    from asgan_base.files import atomic_write_bytes
+    from asgan_base.manifest import record
 
     if plan.claims()["registration"] != "asgan-study":
         raise UserError(f"{plan.path}: the claims come from "
@@ -302,15 +302,15 @@ def ship(plan: Plan, run: Run, *, outcome: str = "finished", stopped: str = "",
     results file's, last). ``outcome``: ``finished``, or ``nonfinite`` (the trainer stopped
     on a non-finite value with the message ``stopped``: no weights are shipped, the numbers
     end at the last good snapshot). Returns the shipped paths."""
-    from probes.study import snapshots
-    from trainers.checkpoint import (
-        atomic_write_bytes,
+    from asgan_base.files import atomic_write_bytes
+    from asgan_base.manifest import record
+    from probes.io.edge import (
         export_snapshot,
         list_snapshots,
         read_checkpoint,
         snapshot_name,
     )
-    from trainers.manifest import record
+    from probes.study import snapshots
 
     raw = plan.root / plan.raw_dir(run)
     if not (raw / "started.json").is_file():
@@ -382,8 +382,8 @@ def ship(plan: Plan, run: Run, *, outcome: str = "finished", stopped: str = "",
 def write_plan(plan: Plan) -> Path:
     """``<ship>/PLAN.json`` (:meth:`Plan.plan_json`), rewritten only when it changed, and its
     manifest entry, recorded only when missing or stale."""
-    from trainers.checkpoint import atomic_write_bytes
-    from trainers.manifest import read_manifest, record
+    from asgan_base.files import atomic_write_bytes
+    from asgan_base.manifest import read_manifest, record
 
     path = plan.root / plan.ship / "PLAN.json"
     text = plan.plan_json()
@@ -416,7 +416,7 @@ def sitting(plan: Plan, runs: list[Run] | None = None, *, launcher_name: str = "
     the launcher ``launcher_name`` with its ``options``; returns ``{"shipped", "interrupted",
     "not_started", "failed", "skipped"}`` (lists of run names). ``should_stop()`` ends the
     sitting as the deadline does."""
-    from trainers.manifest import read_manifest
+    from asgan_base.manifest import read_manifest
 
     runs = plan.runs() if runs is None else runs
     run_launcher = launcher(launcher_name)
@@ -532,9 +532,7 @@ def est_bytes(plan: Plan, run: Run, header: int = 4608) -> int:
         return record
     import torch
 
-    from trainers.checkpoint import HALF_MIN_NUMEL
-    from trainers.data import load_dataset
-    from trainers.nets import build_net, net_specs
+    from probes.io.edge import HALF_MIN_NUMEL, build_net, load_dataset, net_specs
 
     cfg = plan.config(run)
     ds = load_dataset(cfg.data, resolution=cfg.resolution, n=256)
@@ -552,7 +550,7 @@ def est_bytes(plan: Plan, run: Run, header: int = 4608) -> int:
 def table(plan: Plan, runs: list[Run] | None = None) -> tuple[list[dict], dict]:
     """One row per run (work order) with its command, estimated cost, shipped size and state
     (shipped / at step k / todo), and the totals."""
-    from trainers.manifest import read_manifest
+    from asgan_base.manifest import read_manifest
 
     runs = plan.runs() if runs is None else runs
     entries = read_manifest(plan.manifest)
@@ -625,7 +623,7 @@ def shipped_finals(plan: Plan, entries: Mapping | None = None
                    ) -> dict[str, dict[str, dict[int, str]]]:
     """``{group: {arm: {seed: manifest path of the final snapshot}}}`` of the plan's shipped
     runs that ship weights (SHA-256 checked), in plan order."""
-    from trainers.manifest import read_manifest
+    from asgan_base.manifest import read_manifest
 
     entries = read_manifest(plan.manifest) if entries is None else entries
     out: dict[str, dict[str, dict[int, str]]] = {}
@@ -646,9 +644,9 @@ def measure(plan: Plan, out: str | Path, *, n_quality: int = 2000, n_stacked: in
     ``runs``: only these (default: every run of the plan).
 
     Returns ``{group: {arm: {seed: {metric: value}}}}``."""
+    from asgan_base.files import atomic_write_bytes
+    from asgan_base.manifest import read_manifest
     from probes.study.arms import MEASURES
-    from trainers.checkpoint import atomic_write_bytes
-    from trainers.manifest import read_manifest
 
     out = Path(out)
     cache_file = out / "measures.json"
@@ -678,10 +676,10 @@ def report_markdown(plan: Plan, tables: Mapping) -> tuple[str, dict]:
     """The report of any plan: what is trained of the plan, the claims tables (primary first;
     exact sign-flip tests, Holm across the primary claims) and per group the arms' means.
     Returns the markdown and the evaluated claims."""
+    from asgan_base.manifest import read_manifest
     from probes.study.arms import MEASURED_AS
     from probes.study.claims import claims_markdown, evaluate_claims
     from probes.study.report import arms_markdown
-    from trainers.manifest import read_manifest
 
     claims = plan.claims()
     entries = read_manifest(plan.manifest)
@@ -715,7 +713,7 @@ def write_report(plan: Plan, out: str | Path, **measure_kwargs: Any) -> Path:
     """Measure (:func:`measure`) and write ``out/report.md`` and ``out/claims.json``; a plan
     with a ``[report]`` table gets the full study report with its figures instead
     (:func:`probes.study.report.write_study_report`, what ``asgan-probe report`` writes)."""
-    from trainers.checkpoint import atomic_write_bytes
+    from asgan_base.files import atomic_write_bytes
 
     if plan.data.get("report"):
         from probes.study.report import write_study_report
@@ -743,8 +741,8 @@ def find_run(plan: Plan, name: str) -> Run:
 
 def _recorded(plan: Plan, run: Run) -> tuple[dict, str, str]:
     """``(manifest entry, recorded hash, what the hash is of)`` of a shipped ``run``."""
-    from trainers.checkpoint import read_checkpoint
-    from trainers.manifest import read_manifest
+    from asgan_base.manifest import read_manifest
+    from probes.io.edge import read_checkpoint
 
     entries = read_manifest(plan.manifest)
     res, finals = results_rel(plan, run), weight_rels(plan, run)
@@ -799,8 +797,8 @@ def verify(plan: Plan, run: Run, *, any_commit: bool = False, keep: str | Path |
     way). Returns ``{"run", "identical", "recorded", "retrained", "compared", "notes"}``."""
     import tempfile
 
+    from probes.io.edge import export_snapshot, list_snapshots, read_checkpoint
     from probes.study import snapshots
-    from trainers.checkpoint import export_snapshot, list_snapshots, read_checkpoint
 
     entry, recorded, compared = _recorded(plan, run)
     outcome = entry.get("outcome", "finished")

@@ -141,12 +141,12 @@ def launcher(name: str) -> Callable[..., Iterator[tuple[Task, int]]]:
         try:
             import probes.study.slurm  # noqa: F401  registers itself in LAUNCHERS
         except ImportError as e:
-            from trainers.errors import UserError
+            from asgan_base.errors import UserError
 
             raise UserError(f"--launcher slurm needs submitit ({e}); pip install submitit"
                             ) from None
     if name not in LAUNCHERS:
-        from trainers.errors import UserError
+        from asgan_base.errors import UserError
 
         raise UserError(f"unknown launcher {name!r}; known: {', '.join(sorted(LAUNCHERS))}")
     return LAUNCHERS[name]

@@ -60,7 +60,7 @@ A plan names everything about a study, and nothing about a study lives in code:
   the plain report of :func:`probes.study.engine.report_markdown`. Groups and arms are shown
   in the order the plan writes them.
 
-Every mistake is a one-line :class:`trainers.errors.UserError` naming the plan file and line.
+Every mistake is a one-line :class:`asgan_base.errors.UserError` naming the plan file and line.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainers.errors import UserError
+from asgan_base.errors import UserError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -201,7 +201,7 @@ class Plan:
 
     def config(self, run: Run):
         """The validated :class:`trainers.config.TrainConfig` that ``command(run)`` trains."""
-        from trainers.config import make_config
+        from probes.io.edge import make_config
 
         opts = {k.replace("-", "_"): v for k, v in self.options(run).items()}
         return make_config(self.groups[run.group]["preset"], {**opts, "seed": run.seed})
@@ -373,7 +373,7 @@ def load_plan(path: str | Path, root: str | Path | None = None, *,
     (group, arm)'s training config, so an unknown or bad option fails here, at its line.
 
     Raises:
-        trainers.errors.UserError: ``<plan>:<line>: what is wrong``.
+        asgan_base.errors.UserError: ``<plan>:<line>: what is wrong``.
     """
     path = Path(path).resolve()
     try:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from probes.io import sources
+from probes.io.edge import grid25_modes, ring8_modes
 from probes.study import arms as study
-from trainers.data import grid25_modes, ring8_modes
 
 if TYPE_CHECKING:
     from probes.study.plan import Plan
@@ -196,9 +196,9 @@ def report_spec(plan: Plan) -> dict[str, Any]:
     arms added (unit a key of :data:`probes.viz.study.EPS_UNITS`).
 
     Raises:
-        trainers.errors.UserError: ``<plan>:<line>: what is wrong``.
+        asgan_base.errors.UserError: ``<plan>:<line>: what is wrong``.
     """
-    from trainers.errors import UserError
+    from asgan_base.errors import UserError
 
     spec = dict(plan.data.get("report") or {})
     keys = ("baseline", "main", "image", "mixtures", "stacked", "sweep", "curve", "ablation",
@@ -228,8 +228,8 @@ def report_spec(plan: Plan) -> dict[str, Any]:
         for k in ("baseline", "main"):
             if spec[k] not in plan.arms(g):
                 raise fail(k, f"{k} = {spec[k]!r} is not an arm of group {g!r}")
+    from probes.io.edge import resolve_eps_unit
     from probes.study.plan import Run
-    from trainers.data import resolve_eps_unit
 
     eps: dict[str, dict[str, tuple[float, str]]] = {}
     for g in (spec["sweep"], spec["image"]):
@@ -303,8 +303,8 @@ def claims_basis(tables: dict, plan: Plan) -> dict[str, Any]:
     (:meth:`probes.study.plan.Plan.claims`).
 
     Returns ``{"plan", "tables", "entries", "planned" {(group, arm): [seeds]}, "claims"}``."""
+    from asgan_base.manifest import read_manifest
     from probes.study.engine import ship_rels
-    from trainers.manifest import read_manifest
 
     entries = read_manifest(plan.manifest)
     judged = {g: tables[g] for g in plan.groups if g in tables}
@@ -319,7 +319,7 @@ def arm_label(path: str | Path) -> str:
     """A figure label for an AS-GAN checkpoint with its eps in the unit it was trained in:
     "AS-GAN 0.5/255" (images, pixel units), "AS-GAN 0.5 std" (2-D, a mode's std), "AS-GAN
     0.5/255 of the box" (2-D runs from before eps units were recorded)."""
-    from trainers.eps import of_meta
+    from asgan_base.eps import of_meta
 
     meta = sources.load(path)[2]
     return f"AS-GAN {of_meta(meta).label(float(meta['config']['eps']), digits=3)}"
@@ -392,10 +392,10 @@ def write_study_report(out: str | Path, *, plan: Plan | None = None, n_quality: 
 
     ``runs``: measure and report only these runs of the plan (default all); ``figures``:
     False writes ``report.md`` and ``study.json`` only (the text and numbers). The files are
-    built whole (:func:`trainers.lock.build_into`): two reports into one folder at once
+    built whole (:func:`asgan_base.lock.build_into`): two reports into one folder at once
     leave one of them, complete; other files in ``out`` are kept."""
+    from asgan_base.lock import build_into
     from probes.study.engine import measure
-    from trainers.lock import build_into
 
     plan = study.shipped_plan() if plan is None else plan
     report_spec(plan)  # a bad [report] table fails before anything is measured
@@ -415,10 +415,10 @@ def _build_study_report(out: Path, plan: Plan, tables: dict, *, n_quality: int,
                         n_stacked: int, seed: int, figures: bool) -> None:
     import json
 
+    from asgan_base.files import atomic_write_bytes
     from probes.measures.references import side_by_side
     from probes.study.claims import claims_markdown, evaluate_claims
     from probes.study.engine import registration_state
-    from trainers.checkpoint import atomic_write_bytes
 
     t0 = time.time()
     spec = report_spec(plan)
@@ -492,8 +492,8 @@ def _build_study_report(out: Path, plan: Plan, tables: dict, *, n_quality: int,
 
 def _data_of(plan: Plan, group: str) -> str:
     """The dataset ``group``'s runs train on (its preset's, or its ``data`` option)."""
+    from probes.io.edge import canonical_name
     from probes.study.plan import Run
-    from trainers.data import canonical_name
 
     run = next(r for r in plan.runs() if r.group == group)
     return canonical_name(plan.config(Run("", group, run.arm, run.seed)).data)

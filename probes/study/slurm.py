@@ -118,7 +118,7 @@ def slurm(tasks: Iterable[Task], *, folder: str | Path, partition: str | None = 
     is told to snapshot and stop. ``poll_s``: seconds between ``sacct`` calls (a finished
     element's result file is seen within a second).
     """
-    from trainers.errors import UserError
+    from asgan_base.errors import UserError
 
     tasks = list(tasks)
     if not tasks:

@@ -99,7 +99,7 @@ def weights_sha256(path: str | Path) -> str:
     """:func:`trainers.checkpoint.tensor_digest` of the G and D tensors of the snapshot at
     ``path`` as stored (float32 in a raw snapshot; optimizer state left out): what a results
     file records as the SHA-256 of a run's final weights."""
-    from trainers.checkpoint import read_checkpoint, tensor_digest
+    from probes.io.edge import read_checkpoint, tensor_digest
 
     tensors, _ = read_checkpoint(path)
     return tensor_digest({k: v for k, v in tensors.items() if k.startswith(("G.", "D."))})

@@ -31,8 +31,8 @@ from pathlib import Path
 def start_facts(raw: Path, command: list[str], claims_sha: str) -> tuple[list[str], dict]:
     """Write ``raw/started.json`` (module docstring) and return the trainer's arguments
     (after ``asgan-train``) with the facts written."""
+    from asgan_base.files import atomic_write_bytes
     from probes.study.engine import code_state, machine_facts, raw_step_of, utc_now
-    from trainers.checkpoint import atomic_write_bytes
 
     started_file = raw / "started.json"
     step = raw_step_of(raw)

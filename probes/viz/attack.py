@@ -3,10 +3,10 @@
 One panel per population (reals attacked toward "fake", fakes toward "real"); colour = the
 checkpoint (or the source -> target pair of a transfer), line style = the method. Points whose
 clean accuracy is below 0.5 are drawn as crosses: their flip rate covers a minority of the
-samples. eps is drawn in the unit the checkpoints record (:mod:`trainers.eps`: grey levels
+samples. eps is drawn in the unit the checkpoints record (:mod:`asgan_base.eps`: grey levels
 for pixel units, a mode's std on the 2-D mixtures); checkpoints of different units need
 separate figures. The figure is a ``matplotlib.figure.Figure``
-(:func:`probes.viz.style.figure`): the global backend is left alone; matplotlib is imported
+(:func:`asgan_base.figures.figure`): the global backend is left alone; matplotlib is imported
 lazily.
 """
 
@@ -15,10 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from probes.viz import save_figure
-from probes.viz.style import PALETTE, figure
-from trainers.eps import EpsUnit, named
-from trainers.errors import UserError
+from asgan_base.eps import EpsUnit, named
+from asgan_base.errors import UserError
+from asgan_base.figures import PALETTE, figure, save_figure
 
 TITLES = {"real": "reals pushed toward \"fake\"", "fake": "fakes pushed toward \"real\""}
 STYLES = ("-", "--", ":", "-.")

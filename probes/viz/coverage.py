@@ -1,7 +1,7 @@
 """Figures for ``asgan-probe coverage``: 2-D scatters with the modes and their 3-std circles, and
 the stacked-MNIST mode histogram. Figures are ``matplotlib.figure.Figure`` objects
-(:mod:`probes.viz.style`): the global backend is left alone; matplotlib is imported lazily;
-colours are Okabe-Ito (``probes.viz.style.PALETTE``), colour-blind safe.
+(:mod:`asgan_base.figures`): the global backend is left alone; matplotlib is imported lazily;
+colours are Okabe-Ito (``asgan_base.figures.PALETTE``), colour-blind safe.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from probes.viz import save_figure
-from probes.viz.style import PALETTE, blank, figure
+from asgan_base.figures import PALETTE, blank, figure, save_figure
 
 GOOD, BAD = PALETTE[0], PALETTE[1]  # blue: high quality, vermillion: not
 

@@ -1,5 +1,5 @@
 """Figures for the gradient probes: ``matplotlib.figure.Figure`` objects
-(:mod:`probes.viz.style`; the global backend is left alone), matplotlib imported lazily,
+(:mod:`asgan_base.figures`; the global backend is left alone), matplotlib imported lazily,
 Okabe-Ito palette.
 
 - :func:`plot_histograms`: paper Fig. 5a, gradient-value histograms of several checkpoints on
@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from asgan_base.figures import PALETTE, figure, save_figure
 from probes.core.gradients import gradient_map
-from probes.viz import save_figure
-from probes.viz.style import PALETTE, figure
 
 MAP_CMAP = "viridis"  # perceptually uniform, colour-blind safe
 MAPS_TITLE = ("input gradients: clip to mean ± 3 std, mean |g| over channels "

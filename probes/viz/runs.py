@@ -3,9 +3,9 @@
 For each run directory it reads ``config.json``, ``stats.jsonl`` and the newest sample grid,
 and writes ``report.md``, ``training-curves.png`` (losses and D logits against step) and
 ``samples.png`` (the final sample grids side by side, when a run has one) into the output
-folder, built whole (:func:`trainers.lock.build_into`): two reports into one folder at once
+folder, built whole (:func:`asgan_base.lock.build_into`): two reports into one folder at once
 leave one of them, complete. Figures are ``matplotlib.figure.Figure`` objects
-(:mod:`probes.viz.style`): the global backend is left alone.
+(:mod:`asgan_base.figures`): the global backend is left alone.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from probes.viz import save_figure
-from probes.viz.style import PALETTE, figure
-from trainers.eps import of_config
-from trainers.errors import UserError
+from asgan_base.errors import UserError
+from asgan_base.figures import PALETTE, figure, save_figure
+from probes.io.edge import eps_unit_of_config as of_config
 
 CURVES = (("loss_d", "D loss"), ("loss_g", "G loss (non-saturating)"),
           ("logits_real", "mean D logit"))
@@ -91,7 +90,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
     """Write ``report.md`` and its figures for ``run_dirs`` into ``out``; returns the md path.
 
     Other files in ``out`` are kept; the report's own files all come from this build."""
-    from trainers.lock import build_into
+    from asgan_base.lock import build_into
 
     runs = [read_run(d) for d in run_dirs]
     with build_into(out, last=["report.md"], owned=REPORT_FILES) as tmp:
@@ -100,7 +99,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
 
 
 def _build_report(runs: list[dict], out: Path) -> None:
-    from trainers.checkpoint import atomic_write_bytes
+    from asgan_base.files import atomic_write_bytes
 
     plot_curves(runs, out / "training-curves.png")
     samples = plot_samples(runs, out / "samples.png")

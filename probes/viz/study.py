@@ -7,7 +7,7 @@ themselves (seaborn strip / scatter plots) and the mean with its Student-t 95% i
 seeds (:func:`probes.core.stats.mean_ci`, the interval of the claims table); a box plot of 3
 points would draw quartiles that do not exist. Figures are ``matplotlib.figure.Figure``
 objects drawn with an explicit ``ax``: pyplot is never imported, so the global backend (a
-notebook's inline one) is left alone (:mod:`probes.viz.style`). matplotlib and seaborn are
+notebook's inline one) is left alone (:mod:`asgan_base.figures`). matplotlib and seaborn are
 imported lazily; colours are Okabe-Ito (colour-blind safe). Files are written atomically.
 """
 
@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from probes.viz import save_figure
-from probes.viz.style import PALETTE, figure
-from trainers.eps import named
+from asgan_base.eps import named
+from asgan_base.figures import PALETTE, figure, save_figure
 
 
 def _row(ncols: int, width: float, height: float):
@@ -67,7 +66,7 @@ def _long(table: Mapping[str, Mapping[int, Mapping]], metric: str, arms: Sequenc
 
 
 # the eps unit of an arm's number (``asgan-eps0.5``: 0.5/255, 0.5 std or 0.5/255 of the old 2-D
-# plotting box), for the axis label and the values' labels (trainers.eps)
+# plotting box), for the axis label and the values' labels (asgan_base.eps)
 EPS_UNITS = {name: named(name) for name in ("pixel", "mode-std", "box")}
 
 

@@ -41,7 +41,7 @@ Examples:
 from __future__ import annotations
 
 from trainers.data.cifar import CIFAR_LAYOUT, load_cifar10, read_cifar_batch
-from trainers.data.dataset import IMAGE_RANGE, Dataset, canonical_name, sha256_file
+from trainers.data.dataset import IMAGE_RANGE, Dataset, canonical_name
 from trainers.data.folders import (
     CELEBA_CROP,
     CELEBA_LAYOUT,
@@ -87,6 +87,7 @@ from trainers.data.splits import (
 from trainers.data.units import (
     EPS_UNITS,
     MIXTURES,
+    eps_unit_of_config,
     eps_units,
     eps_units_of,
     resolve_eps_unit,
@@ -97,10 +98,11 @@ __all__ = [
     "FASHION_LAYOUT", "IMAGEFOLDER_LAYOUT", "IMAGE_RANGE", "IMAGE_SUFFIXES", "LSUN_LAYOUT",
     "MAX_IDX_BYTES", "MIXTURES", "MNIST10K_PATH", "MNIST10K_SHA256", "MNIST10K_SPLIT",
     "MNIST_CREDIT", "PARTS", "REBUILD", "SPLIT_DATASETS", "Dataset", "canonical_name",
-    "check_part", "check_split", "dataset_names", "decode_image", "eps_units", "eps_units_of",
+    "check_part", "check_split", "dataset_names", "decode_image", "eps_unit_of_config",
+    "eps_units", "eps_units_of",
     "grid25_modes", "heldout_generator", "load_celeba", "load_cifar10", "load_dataset",
     "load_digits", "load_fashion_mnist", "load_grid25", "load_imagefolder", "load_lsun",
     "load_mnist10k", "load_ring8", "load_stacked_mnist", "mnist10k_split",
     "mnist10k_split_record", "read_cifar_batch", "read_idx", "read_mnist10k", "resolve_eps_unit",
-    "ring8_modes", "sha256_file", "split_of", "training_part",
+    "ring8_modes", "split_of", "training_part",
 ]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asgan_base.errors import UserError
 from trainers.data.dataset import (
     Dataset,
     _check_resolution,
@@ -17,7 +18,6 @@ from trainers.data.dataset import (
     _image_dataset,
     _is_int,
 )
-from trainers.errors import UserError
 
 CIFAR_LAYOUT = ("ROOT/cifar-10-batches-py/data_batch_1..5 (the CIFAR-10 python version), "
                 "or ROOT being that folder")

@@ -3,7 +3,6 @@ checks, uint8 image getters, a file's SHA-256, the data-root check, registry nam
 
 from __future__ import annotations
 
-import hashlib
 import numbers
 import os
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from trainers.errors import UserError
+from asgan_base.errors import UserError
 
 IMAGE_RANGE = (-1.0, 1.0)
 
@@ -119,15 +118,6 @@ def _image_dataset(name, images, labels, *, resolution, n, info, levels=255.0) -
         labels=None if labels is None else labels.long(),
         info=info,
     )
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _existing_dir(name: str, root, layout: str) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asgan_base.errors import UserError
 from trainers.data.dataset import (
     IMAGE_RANGE,
     Dataset,
@@ -19,7 +20,6 @@ from trainers.data.dataset import (
     _existing_dir,
     _index,
 )
-from trainers.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 CELEBA_CROP = 140  # the usual 64 px CelebA protocol: center crop 140x140 of the 178x218 aligned

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asgan_base.errors import UserError
 from trainers.data.dataset import Dataset, _check_resolution, _existing_dir, _image_dataset
-from trainers.errors import UserError
 
 FASHION_DEBIAN_ROOT = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
 

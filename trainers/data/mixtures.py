@@ -7,9 +7,9 @@ import math
 
 import torch
 
+from asgan_base.errors import UserError
 from trainers.data.dataset import Dataset, _check_n, _index, _no_root
 from trainers.data.splits import _sha256_tensor, heldout_generator
-from trainers.errors import UserError
 
 
 def _mixture_points(modes: torch.Tensor, std: float, n: int, g: torch.Generator

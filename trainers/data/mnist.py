@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asgan_base.errors import UserError
+from asgan_base.files import sha256_file
 from trainers.data.dataset import (
     IMAGE_RANGE,
     Dataset,
@@ -19,7 +21,6 @@ from trainers.data.dataset import (
     _index,
     _no_root,
     _uint8_getter,
-    sha256_file,
 )
 from trainers.data.splits import (
     MNIST10K_SPLIT,
@@ -28,7 +29,6 @@ from trainers.data.splits import (
     heldout_generator,
     mnist10k_split_record,
 )
-from trainers.errors import UserError
 
 # package data beside this module: the folder is the package, so wheels carry the file
 MNIST10K_PATH = Path(__file__).resolve().parent / "mnist10k.npz"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from asgan_base.errors import UserError
 from trainers.data.cifar import load_cifar10
 from trainers.data.dataset import Dataset, _is_int, canonical_name
 from trainers.data.folders import load_celeba, load_imagefolder, load_lsun
@@ -12,7 +13,6 @@ from trainers.data.idx import load_fashion_mnist
 from trainers.data.mixtures import load_grid25, load_ring8
 from trainers.data.mnist import load_digits, load_mnist10k, load_stacked_mnist
 from trainers.data.splits import check_part
-from trainers.errors import UserError
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "ring8": load_ring8,

@@ -16,8 +16,8 @@ import hashlib
 
 import torch
 
+from asgan_base.errors import UserError
 from trainers.data.dataset import Dataset, canonical_name
-from trainers.errors import UserError
 
 PARTS = ("all", "train", "heldout")
 SPLIT_DATASETS = ("mnist10k", "stacked-mnist", "ring8", "grid25", "fashion-mnist")

@@ -11,8 +11,11 @@ pixel_range): runs trained before eps units were recorded used it.
 
 from __future__ import annotations
 
+from typing import Any
+
+from asgan_base.eps import EpsUnit, named
+from asgan_base.errors import UserError
 from trainers.data.dataset import Dataset, canonical_name
-from trainers.errors import UserError
 
 EPS_UNITS = ("pixel", "mode-std")
 MIXTURES = ("ring8", "grid25")
@@ -48,11 +51,20 @@ def eps_units(ds: Dataset, unit: str) -> dict:
 
 def eps_units_of(meta: dict) -> dict:
     """How a checkpoint's eps converts: ``{"unit", "scale", "recorded", "text"}``, from
-    :func:`trainers.eps.of_meta` (the one place that reads it; ``scale`` goes to
+    :func:`asgan_base.eps.of_meta` (the one place that reads it; ``scale`` goes to
     ``eps_to_abs(..., scale=)``). Checkpoints written before eps units were recorded read as
     pixel units of their ``pixel_range`` (on ring8/grid25 a fraction of the plotting box):
     ``recorded`` is False and ``text`` says so."""
-    from trainers.eps import of_meta
+    from asgan_base.eps import of_meta
 
     u = of_meta(meta)
     return {"unit": u.name, "scale": u.scale, "recorded": u.recorded, "text": u.text}
+
+
+def eps_unit_of_config(config: dict[str, Any]) -> EpsUnit:
+    """The eps unit of a stored training config (a run's ``config.json``), for labels: its
+    ``eps_unit`` resolved on its data (``auto``: mode-std on the 2-D mixtures); a config
+    without the field trained in pixel units (on 2-D data: of the plotting box)."""
+    if "eps_unit" not in config:
+        return named("box" if canonical_name(config.get("data", "")) in MIXTURES else "pixel")
+    return named(resolve_eps_unit(config.get("data", ""), config["eps_unit"]))

@@ -38,7 +38,7 @@ from types import ModuleType
 
 from torch import nn
 
-from trainers.errors import UserError
+from asgan_base.errors import UserError
 
 # Sniff order. A new family is one line here (its module in this package); put it before the
 # older tensor-dict formats (mimicry, authors, ours), whose sniffers accept any state_dict of

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainers.errors import UserError
+from asgan_base.errors import UserError
 
 NESTED_KEYS = ("model_state_dict", "state_dict", "netD", "D", "discriminator", "model")
 _CACHE: dict | None = None  # {(path, size, mtime_ns): object} inside a caching() block

@@ -59,8 +59,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asgan_base.errors import UserError
 from probes.io.families._common import container, logits_desc, no_label, read_object, state_dict_of
-from trainers.errors import UserError
 
 NAMES = ("authors", "authors-dcgan")
 FORMAT = ("torch.save(netD.state_dict()) of the AS-GAN authors' twelve model files / a "

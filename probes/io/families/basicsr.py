@@ -55,10 +55,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asgan_base.errors import UserError
 from probes.io.families._common import load_strict
 from probes.io.families.authors import SpectralNormed
 from probes.io.safe_pickle import is_torch_zip, load_torch_zip, zip_pickle_bytes
-from trainers.errors import UserError
 
 NAMES: tuple[str, ...] = ("basicsr-unet", "basicsr-vgg")
 FORMAT = ("BasicSR / Real-ESRGAN net_d_*.pth: torch.save({'params' | 'params_ema': state_dict}) "

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from asgan_base.errors import UserError
 from probes.io.families._common import container, logits_desc, no_label, read_object, state_dict_of
-from trainers.errors import UserError
 
 NAMES = ("mimicry",)
 FORMAT = "torch-mimicry netD checkpoint {model_state_dict, optimizer_state_dict, global_step}"

@@ -11,7 +11,7 @@ A ``DataParallel`` ``module.`` prefix is removed. Files are read by
 plain containers, so a crafted file cannot run code. A whole pickled ``nn.Module``, an unknown
 layout or weights that do not fit raise :class:`UserError` with one line naming the problem.
 
-This is an edge module: it imports ``trainers.nets`` to rebuild the nets.
+It rebuilds the nets with ``trainers.nets``, through :mod:`probes.io.edge`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from asgan_base.errors import UserError
 from probes.io.families._common import (
     container,
     logits_desc,
@@ -29,7 +30,6 @@ from probes.io.families._common import (
     read_object,
     state_dict_of,
 )
-from trainers.errors import UserError
 
 NAMES = ("state-dict",)
 FORMAT = ("a state_dict of an asgan-probe D (dcgan/resnet/mlp), torch.save or safetensors "
@@ -107,7 +107,7 @@ def infer_spec(sd: dict[str, torch.Tensor]) -> dict:
 
 
 def _build(spec: dict, sd: dict, path: str | Path, what: str) -> nn.Module:
-    from trainers.nets import build_net
+    from probes.io.edge import build_net
 
     D = build_net(spec)
     try:
@@ -124,7 +124,7 @@ def _full_kwargs(spec: dict) -> dict:
     """Every argument, defaults included, as our checkpoints record them."""
     import inspect
 
-    from trainers.nets import ARCHS
+    from probes.io.edge import ARCHS
 
     params = inspect.signature(ARCHS[spec["arch"]]["D"]).parameters
     return {**{k: p.default for k, p in params.items()}, **spec["kwargs"]}

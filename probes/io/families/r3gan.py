@@ -50,9 +50,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asgan_base.errors import UserError
 from probes.io import safe_pickle
 from probes.io.families._common import check_file
-from trainers.errors import UserError
 
 NAMES: tuple[str, ...] = ("r3gan",)
 FORMAT = ("R3GAN network-snapshot-*.pkl: a plain pickle of {G, D, G_ema, ...} module objects "

@@ -66,8 +66,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asgan_base.errors import UserError
 from probes.io import safe_pickle
-from trainers.errors import UserError
 
 NAMES: tuple[str, ...] = ("studiogan",)
 FORMAT = ("PyTorch-StudioGAN model=D-{best,current}-weights-step=N.pth: torch.save zip of "

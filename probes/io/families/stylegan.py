@@ -38,7 +38,7 @@ or with ``force_fp32=True``; on CUDA upstream would run them in float16.
 D's output is upstream's ``(N, 1)`` (one logit per image, read as is by its softplus loss):
 reduction ``squeeze``. A conditional D is bound to one class: ``c`` is its one-hot for every
 sample. Torch only; no other file of the package is needed beyond ``safe_pickle``,
-``coupling`` and ``trainers.errors``.
+``coupling`` and ``asgan_base.errors``.
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asgan_base.errors import UserError
 from probes.core.coupling import MinibatchStd
 from probes.io.safe_pickle import Stub, read_any
-from trainers.errors import UserError
 
 NAMES = ("stylegan2-ada", "stylegan3")
 FORMAT = ("NVlabs network-snapshot-*.pkl: pickled dict {G, D, G_ema, augment_pipe, "

@@ -46,9 +46,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from asgan_base.errors import UserError
 from probes.io.families._common import load_strict
 from probes.io.safe_pickle import is_torch_zip, load_torch_zip, read_any, zip_pickle_bytes
-from trainers.errors import UserError
 
 NAMES: tuple[str, ...] = ("taming-patchgan",)
 FORMAT = ("taming-transformers / latent-diffusion Lightning *.ckpt (NLayerDiscriminator under "

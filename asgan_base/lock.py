@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from trainers.errors import UserError
+from asgan_base.errors import UserError
 
 LOCK_NAME = ".lock"
 # filesystems without locks: warn and go on rather than refuse to train there
@@ -136,7 +136,7 @@ def acquire(folder: str | Path) -> DirLock:
     try:
         fd = _open_lock_file(lock_path, create=True)
     except OSError as e:
-        from trainers.checkpoint import write_error
+        from asgan_base.files import write_error
 
         raise write_error(lock_path, e) from None
     try:
@@ -201,14 +201,14 @@ def build_into(dest: str | Path, *, last: Sequence[str] = (), owned: Sequence[st
     in turn under a blocking flock on ``dest/.lock`` (a few renames: milliseconds), so
     ``dest`` ends as one build, whole (the last to finish), never a mix. Every move is a
     rename on one filesystem (atomic). Write the files with
-    :func:`trainers.checkpoint.atomic_write_bytes` (fsynced; the renames are then made
+    :func:`asgan_base.files.atomic_write_bytes` (fsynced; the renames are then made
     durable by an fsync of ``dest``). The build holds a flock on its own folder too: a
     folder of a build that was killed is found unlocked and removed by the next build.
 
     Raises:
         UserError: ``dest`` cannot be created or written.
     """
-    from trainers.checkpoint import write_error
+    from asgan_base.files import write_error
 
     dest = Path(dest)
     try:

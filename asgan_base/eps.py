@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
 from typing import Any
 
-from trainers.errors import UserError
+from asgan_base.errors import UserError
 
 UNITS = ("pixel", "mode-std")
 # the default attack grid of each unit: pixels as the study's FGSM grid, a mode's std as the
@@ -194,17 +194,6 @@ def of_meta(meta: dict[str, Any]) -> EpsUnit:
     if "eps_unit" in meta and "eps_scale" in meta:
         return EpsUnit(str(meta["eps_unit"]), float(meta["eps_scale"]), hi - lo)
     return EpsUnit("pixel", hi - lo, hi - lo, recorded=False, box=_is_2d(meta))
-
-
-def of_config(config: dict[str, Any]) -> EpsUnit:
-    """The eps unit of a stored training config (a run's ``config.json``), for labels: its
-    ``eps_unit`` resolved on its data (``auto``: mode-std on the 2-D mixtures); a config
-    without the field trained in pixel units (on 2-D data: of the plotting box)."""
-    from trainers.data import MIXTURES, canonical_name, resolve_eps_unit  # lazy: torch
-
-    if "eps_unit" not in config:
-        return named("box" if canonical_name(config.get("data", "")) in MIXTURES else "pixel")
-    return named(resolve_eps_unit(config.get("data", ""), config["eps_unit"]))
 
 
 def _is_2d(meta: dict[str, Any]) -> bool:

@@ -18,9 +18,9 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from trainers.checkpoint import atomic_write_bytes
-from trainers.data import sha256_file as sha256_of
-from trainers.errors import UserError
+from asgan_base.errors import UserError
+from asgan_base.files import atomic_write_bytes
+from asgan_base.files import sha256_file as sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository root in a checkout
 MANIFEST = ROOT / "checkpoints" / "MANIFEST.json"  # where record() writes (scripts, a checkout)
@@ -36,7 +36,7 @@ def use_checkpoints_dir(folder: str | Path) -> Path:
     functions and the classifier open shipped files many calls below the CLI.
 
     Raises:
-        trainers.errors.UserError: ``folder`` holds no ``MANIFEST.json``.
+        asgan_base.errors.UserError: ``folder`` holds no ``MANIFEST.json``.
     """
     global _chosen
     _chosen = _holds_manifest(Path(folder), "--checkpoints")
@@ -51,7 +51,7 @@ def checkpoints_dir() -> Path:
     a fall-back to the checkout.
 
     Raises:
-        trainers.errors.UserError: one line naming every place looked at.
+        asgan_base.errors.UserError: one line naming every place looked at.
     """
     if _chosen is not None:
         return _chosen
