@@ -6,6 +6,8 @@
 #   lr1e-3   lr 1e-3 for both nets
 #   beta0.9  Adam beta1 0.9
 #   dlr4x    D lr 8e-4 (4x G's 2e-4)
+#   lr3e-3   lr 3e-3 for both nets (added after seed 0: lr 1e-3 helped both arms)
+#   dstrong  D width 48 against G 24, D lr 8e-4 (added after seed 0: dlr4x alone helped)
 # Resumable: a finished run (ckpt-003500, or recorded as finished in studies/pilot-v3-results.json
 # by scripts/pilot_v3_measure.py, so a new checkout goes on) is skipped, a started one resumes.
 # Runs go two at a
@@ -22,6 +24,8 @@ declare -A SETTING=(
   [lr1e-3]="--lr-g 1e-3 --lr-d 1e-3"
   [beta0.9]="--beta1 0.9"
   [dlr4x]="--lr-d 8e-4"
+  [lr3e-3]="--lr-g 3e-3 --lr-d 3e-3"
+  [dstrong]="--d-width 48 --lr-d 8e-4"
 )
 declare -A ARM=(
   [baseline]="--trainer baseline"
@@ -55,6 +59,6 @@ sys.exit(0 if run and (run["final_step"] == int(sys.argv[2]) or run["exit"]) els
   echo "$(date -u +%FT%TZ) end $name rc=$rc"
 }
 export -f one; export OUT STEPS
-for seed in 0 1; do for s in lr1e-3 beta0.9 dlr4x; do for a in baseline asgan-eps0.5; do
+for seed in 0 1; do for s in lr1e-3 beta0.9 dlr4x lr3e-3 dstrong; do for a in baseline asgan-eps0.5; do
   echo "$s $a $seed ${ARM[$a]} ${SETTING[$s]}"
 done; done; done | xargs -P "$JOBS" -L 1 bash -c 'one "$@"' _

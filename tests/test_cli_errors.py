@@ -32,6 +32,7 @@ BAD_TRAIN = [
     (["--sync-bn", "perhaps", *SMOKE], "sync_bn"),
     (["--lr-g", "inf", *SMOKE], "finite"),
     (["--lr-d", "nan", *SMOKE], "finite"),
+    (["--d-width", "0", *SMOKE], "d_width must be > 0"),
     (["--r1-gamma", "nan", *SMOKE], "finite"),
     (["--beta1", "1", *SMOKE], "beta1"),
     (["--steps", "1e3", *SMOKE], "steps"),

@@ -167,3 +167,20 @@ def test_user_mistakes_raise_one_line_user_error(call, fragment):
         call()
     message = str(err.value)
     assert fragment in message and "\n" not in message
+
+
+@pytest.mark.parametrize("arch, shape", [("dcgan", (1, 28, 28)), ("resnet", (3, 32, 32)),
+                                         ("mlp", (2,))])
+def test_d_width_changes_d_only(arch, shape):
+    """``d_width`` (a stronger D, study v3's pilot) widens D and leaves G as ``width`` makes it;
+    the resolved width is recorded in the D spec, so the checkpoint rebuilds it."""
+    g0, d0 = net_specs(arch, shape=shape, z_dim=8, width=8)
+    g1, d1 = net_specs(arch, shape=shape, z_dim=8, width=8, d_width=16)
+    assert g1 == g0 and d1["kwargs"]["width"] == 16 and d0["kwargs"]["width"] == 8
+
+    def size(spec):
+        return sum(p.numel() for p in build_net(spec).parameters())
+
+    assert size(d1) > size(d0)
+    x = torch.zeros(3, *shape)
+    assert build_net(d1)(x).shape == (3,)

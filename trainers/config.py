@@ -65,6 +65,8 @@ class TrainConfig:
     resolution: int | None = _field(None, "image side in px (none: the dataset's native size)")
     arch: str = _field("dcgan", "dcgan | resnet | mlp")
     width: int | None = _field(None, "base channel / hidden width (none: the arch default)")
+    d_width: int | None = _field(None, "D's base width when it differs from G's, e.g. a "
+                                 "stronger D (none: width)")
     z_dim: int = _field(100, "latent dimension (z ~ N(0, I))")
     d_spectral_norm: bool = _field(False, "spectral norm on every D weight (Miyato et al. 2018)")
     # optimisation (Adam 2e-4, beta1 0.5: Radford et al.)
@@ -151,8 +153,8 @@ _CHOICES = {
 
 
 # sanity ceilings: a typo like --width 64000000 should be an error, not a 10^15-byte tensor
-_LIMITS = {"width": 2**16, "z_dim": 2**16, "resolution": 2**12, "batch_size": 2**24,
-           "seed": 2**63 - 1}
+_LIMITS = {"width": 2**16, "d_width": 2**16, "z_dim": 2**16, "resolution": 2**12,
+           "batch_size": 2**24, "seed": 2**63 - 1}
 
 
 def parse_eps(text: str | float, unit: str = "pixel") -> float:
@@ -230,8 +232,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.perturbation == "first-order" and cfg.attack_mode == "eval":
         raise UserError("perturbation=first-order takes its gradient with batch statistics, as "
                         "the training FGSM does; attack_mode=eval applies to fgsm only")
-    if cfg.width is not None and cfg.width <= 0:
-        raise UserError(f"width must be > 0, got {cfg.width}")
+    for name in ("width", "d_width"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
+            raise UserError(f"{name} must be > 0, got {getattr(cfg, name)}")
     if cfg.resolution is not None and cfg.resolution <= 0:
         raise UserError(f"resolution must be > 0, got {cfg.resolution}")
     for name, top in _LIMITS.items():

@@ -304,7 +304,7 @@ def build_net(spec: dict) -> nn.Module:
 
 
 def net_specs(arch: str, *, shape: tuple[int, ...], z_dim: int, width: int | None = None,
-              d_spectral_norm: bool = False) -> tuple[dict, dict]:
+              d_spectral_norm: bool = False, d_width: int | None = None) -> tuple[dict, dict]:
     """The (G spec, D spec) pair for data of per-sample ``shape``.
 
     Args:
@@ -314,6 +314,8 @@ def net_specs(arch: str, *, shape: tuple[int, ...], z_dim: int, width: int | Non
         width: base channels/units; None is :func:`default_width` (dcgan 64, resnet 128 at
             32 px and 64 at 64 px, mlp 256). The resolved value is recorded in the specs.
         d_spectral_norm: wrap D's conv/linear weights in spectral norm (dcgan drops D's BN).
+        d_width: D's base width when it differs from G's (a stronger or weaker D); None is
+            ``width``.
 
     Returns:
         Two JSON-able dicts for :func:`build_net`.
@@ -326,7 +328,7 @@ def net_specs(arch: str, *, shape: tuple[int, ...], z_dim: int, width: int | Non
             raise UserError(f"mlp expects points of shape (dim,), got {shape}: use an image arch")
         w = int(width or default_width(arch))
         g = {"z_dim": int(z_dim), "dim": shape[0], "width": w}
-        d = {"dim": shape[0], "width": w}
+        d = {"dim": shape[0], "width": int(d_width or w)}
     else:
         if len(shape) != 3 or shape[1] != shape[2]:
             raise UserError(f"{arch} expects square images (C, H, H), got {shape}: "
@@ -335,7 +337,7 @@ def net_specs(arch: str, *, shape: tuple[int, ...], z_dim: int, width: int | Non
         _check_resolution(arch, res)
         w = int(width or default_width(arch, res))
         g = {"z_dim": int(z_dim), "channels": c, "resolution": res, "width": w}
-        d = {"channels": c, "resolution": res, "width": w}
+        d = {"channels": c, "resolution": res, "width": int(d_width or w)}
     d["spectral_norm"] = bool(d_spectral_norm)
     # Record every argument, defaults included: old checkpoints must not follow new defaults.
     specs = []

@@ -538,7 +538,7 @@ def est_bytes(plan: Plan, run: Run, header: int = 4608) -> int:
     ds = load_dataset(cfg.data, resolution=cfg.resolution, n=256)
     total = 0
     for spec in net_specs(cfg.arch, shape=tuple(ds.shape), z_dim=cfg.z_dim, width=cfg.width,
-                          d_spectral_norm=cfg.d_spectral_norm):
+                          d_spectral_norm=cfg.d_spectral_norm, d_width=cfg.d_width):
         with torch.device("meta"):
             net = build_net(spec)
         for t in net.state_dict().values():
