@@ -7,7 +7,9 @@ classifier's features (the study's FD: 2,000 fakes against 2,000 reals, seed 0, 
 classes among 2,000 fakes (a class counts when it is at least 1 % of them); whether the run
 stopped on a non-finite loss (``exit.txt``). The shipped study's baselines (its plan's
 ``[report]`` baseline on mnist10k: the default setting, 8 seeds) are measured the same way,
-for the collapse rule's reference (final FD > 2x their median).
+for the collapse rule's reference (final FD > 2x their median). Fashion-MNIST runs
+(``fashion/<arm>/seed<k>``) are measured with Fashion-MNIST's own shipped classifier against
+its held-out part (t10k); the mnist10k collapse rule does not apply to them.
 
     python scripts/pilot_v3_measure.py [--root runs/pilot-v3] [--record FILE]
 
@@ -15,6 +17,7 @@ Writes ``<root>/results.json`` and prints a markdown table. ``--record`` (defaul
 ``studies/pilot-v3-results.json``, committed): the FINISHED runs (all 3,500 iterations, or a
 non-finite stop) are merged into it, so a later checkout keeps their numbers and
 ``scripts/pilot_v3.sh`` does not train them again; runs still training are not recorded.
+Recorded finished runs are not measured again (``--remeasure`` does).
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ sys.path.insert(0, str(CODE_ROOT))
 
 N = 2000
 CLASS_SHARE = 0.01
-STEPS = 3500  # a finished pilot run (scripts/pilot_v3.sh)
+
+
+def steps_of(run: Path) -> int:
+    """The iterations the run was asked for (its config.json)."""
+    return int(json.loads((run / "config.json").read_text())["steps"])
 
 
 def measure_run(run: Path, net, clf, cache) -> dict:
@@ -63,6 +70,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default="runs/pilot-v3")
     ap.add_argument("--record", default="studies/pilot-v3-results.json")
+    ap.add_argument("--remeasure", action="store_true", help="measure recorded runs again")
     args = ap.parse_args()
     import statistics
 
@@ -70,8 +78,12 @@ def main() -> int:
     from probes.study.arms import shipped_plan, shipped_runs
 
     net, clf = load_digit_classifier(None, "cpu")
+    fashion = load_digit_classifier(None, "cpu", data="fashion-mnist")
     cache: dict = {}
+    fashion_cache: dict = {}
     root = Path(args.root)
+    record = Path(args.record)
+    kept = json.loads(record.read_text())["runs"] if record.is_file() else {}
     plan = shipped_plan()
     base = {}
     for seed, path in sorted(shipped_runs("mnist10k", plan)[
@@ -81,10 +93,17 @@ def main() -> int:
     rows = {}
     for run in sorted(p for p in root.glob("*/*/seed*") if p.is_dir()):
         name = "/".join(run.parts[-3:])
-        r = measure_run(run, net, clf, cache)
-        r["collapsed"] = bool(r["exit"] != 0 or r["final_fd"] is None or
-                              r["final_fd"] > 2 * ref or
-                              (r["classes"] and r["classes"]["n_classes"] < 9))
+        if name in kept and not args.remeasure:
+            continue
+        if run.parts[-3] == "fashion":
+            r = measure_run(run, *fashion, fashion_cache)
+            r["collapsed"] = None  # the mnist10k rule has no Fashion-MNIST reference
+        else:
+            r = measure_run(run, net, clf, cache)
+            r["collapsed"] = bool(r["exit"] != 0 or r["final_fd"] is None or
+                                  r["final_fd"] > 2 * ref or
+                                  (r["classes"] and r["classes"]["n_classes"] < 9))
+        r["steps"] = steps_of(run)
         rows[name] = r
         print(f"{name}: {r}", file=sys.stderr)
     out = {"reference_study": plan.name, "baseline_final_fd": base, "baseline_median": ref,
@@ -93,9 +112,7 @@ def main() -> int:
                             "median, or fewer than 9 of 10 classes (>= 1 % each) among 2,000 "
                             "fakes"}
     (root / "results.json").write_text(json.dumps(out, indent=1))
-    record = Path(args.record)
-    kept = json.loads(record.read_text())["runs"] if record.is_file() else {}
-    kept.update({k: r for k, r in rows.items() if r["final_step"] == STEPS or r["exit"]})
+    kept.update({k: r for k, r in rows.items() if r["final_step"] == r["steps"] or r["exit"]})
     rows = dict(sorted({**kept, **rows}.items()))
     tmp = record.with_suffix(".tmp")
     tmp.write_text(json.dumps({**out, "runs": dict(sorted(kept.items()))}, indent=1) + "\n")
@@ -108,8 +125,8 @@ def main() -> int:
         s, a, k = name.split("/")
         fds = " / ".join(f"{v:.0f}" for v in r["fd"].values())
         ncls = r["classes"]["n_classes"] if r["classes"] else "-"
-        print(f"| {s} | {a} | {k[4:]} | {fds} | {ncls} | {r['exit']} | "
-              f"{'yes' if r['collapsed'] else 'no'} |")
+        collapsed = {True: "yes", False: "no", None: "-"}[r["collapsed"]]
+        print(f"| {s} | {a} | {k[4:]} | {fds} | {ncls} | {r['exit']} | {collapsed} |")
     return 0
 
 
