@@ -70,8 +70,8 @@ def _load(data: str):
             {"name": data, "source": tr.info["source"]}, split)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def _parser() -> argparse.ArgumentParser:
+    """The command line (module docstring: Usage)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=64)
@@ -85,7 +85,12 @@ def main(argv: list[str] | None = None) -> int:
                         "official 60,000 / 10,000 train / test split, Debian's package)")
     p.add_argument("--out", default=None, help="default: the shipped file of --data")
     p.add_argument("--no-record", action="store_true", help="do not touch MANIFEST.json")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
 
     x, y, train_idx, held_idx, data_rec, split = _load(args.data)
@@ -107,7 +112,25 @@ def main(argv: list[str] | None = None) -> int:
 
     command = " ".join(["OMP_NUM_THREADS=1 python scripts/train_classifier.py",
                         *map(shlex.quote, argv)])
-    meta = {
+    meta = _meta(args, data_rec, split, held_acc=held_acc, train_acc=train_acc, wall=wall,
+                 command=command)
+    out = save_classifier(out_path, net, meta)
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} kB)", file=sys.stderr)
+    if not args.no_record:
+        from asgan_base.manifest import record
+
+        entry = record(out, command=command, seed=args.seed, heldout_accuracy=held_acc,
+                       train_accuracy=train_acc, split=meta["split"], data=args.data,
+                       epochs=args.epochs, wall_time_s=round(wall, 1), torch=torch.__version__)
+        print(f"recorded {entry['path']} in checkpoints/MANIFEST.json", file=sys.stderr)
+    return 0
+
+
+def _meta(args: argparse.Namespace, data_rec: dict, split: dict, *, held_acc: float,
+          train_acc: float, wall: float, command: str) -> dict:
+    """The JSON header of the shipped file: architecture, input, data, split, accuracies
+    (fractions in [0, 1]), training options (``wall`` in s) and the command."""
+    return {
         "arch": {"name": "DigitCNN", "kwargs": {"width": args.width,
                                                 "feature_dim": FEATURE_DIM}},
         "input": {"shape": [1, 28, 28], "pixel_range": [-1.0, 1.0],
@@ -124,16 +147,6 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "torch": torch.__version__,
     }
-    out = save_classifier(out_path, net, meta)
-    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} kB)", file=sys.stderr)
-    if not args.no_record:
-        from asgan_base.manifest import record
-
-        entry = record(out, command=command, seed=args.seed, heldout_accuracy=held_acc,
-                       train_accuracy=train_acc, split=meta["split"], data=args.data,
-                       epochs=args.epochs, wall_time_s=round(wall, 1), torch=torch.__version__)
-        print(f"recorded {entry['path']} in checkpoints/MANIFEST.json", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

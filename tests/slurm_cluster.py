@@ -160,91 +160,24 @@ def start(root: Path, timeout: float = 90) -> Cluster:
     for d in ("log", "run", "state", "spool", "db"):
         (root / d).mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)  # munged refuses a world-writable path, slurmd needs to traverse it
-    host = socket.gethostname().split(".")[0]
     node = f"asgan{os.getpid()}"
     ports = {k: _free_port() for k in ("db", "dbd", "ctld", "slurmd")}
     cluster = Cluster(root=root, conf=root / "slurm.conf", node=node,
                       old_conf=os.environ.get("SLURM_CONF"))
-    log, run = root / "log", root / "run"
-    munge_socket = run / "munge.socket"
+    munge_socket = root / "run" / "munge.socket"
     try:
-        # --- munge: a fresh key; --force because it runs as root in a non-standard place
-        key = root / "munge.key"
-        subprocess.run([_which("mungekey"), "--create", f"--keyfile={key}", "--force"],
-                       check=True, capture_output=True)
-        key.chmod(0o600)
-        cluster.procs["munged"] = subprocess.Popen(
-            [_which("munged"), "--foreground", "--force", f"--key-file={key}",
-             f"--socket={munge_socket}", f"--pid-file={run / 'munged.pid'}",
-             f"--seed-file={root / 'munge.seed'}", f"--log-file={log / 'munged.log'}",
-             "--num-threads=2"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent)
-        # --- mariadb: a fresh datadir, TCP on 127.0.0.1 only
-        db = root / "db"
-        res = subprocess.run([_which("mariadb-install-db"), "--no-defaults", f"--datadir={db}",
-                              "--user=root", "--auth-root-authentication-method=normal",
-                              "--skip-test-db"], capture_output=True, text=True, timeout=120)
-        if res.returncode:
-            raise RuntimeError(f"mariadb-install-db exited {res.returncode}: "
-                               f"{(res.stderr + res.stdout)[-1500:]}")
-        with open(log / "mariadbd.log", "a") as f:
-            cluster.procs["mariadbd"] = subprocess.Popen(
-                [_which("mariadbd"), "--no-defaults", f"--datadir={db}", "--user=root",
-                 f"--socket={run / 'mysqld.sock'}", f"--pid-file={run / 'mysqld.pid'}",
-                 f"--port={ports['db']}", "--bind-address=127.0.0.1",
-                 "--innodb-buffer-pool-size=32M", "--innodb-flush-log-at-trx-commit=0"],
-                stdout=f, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        _start_munged(cluster, munge_socket)
+        _start_mariadbd(cluster, ports["db"])
         _wait("munged and mariadbd", lambda: munge_socket.exists() and _port_open(ports["db"]),
               cluster, timeout)
-        # --- slurmdbd
-        auth = f"AuthType=auth/munge\nAuthInfo=socket={munge_socket}\n"
-        _write(root / "slurmdbd.conf", (
-            f"{auth}DbdHost=localhost\nDbdAddr=127.0.0.1\nDbdPort={ports['dbd']}\n"
-            "SlurmUser=root\nStorageType=accounting_storage/mysql\nStorageHost=127.0.0.1\n"
-            f"StoragePort={ports['db']}\nStorageUser=root\nStorageLoc=slurm_acct_db\n"
-            f"PidFile={run / 'slurmdbd.pid'}\nLogFile={log / 'slurmdbd.log'}\nDebugLevel=info\n"
-        ), mode=0o600)
-        # --- slurm.conf: one node as slurmd -C sees this machine, one partition
-        hw = subprocess.run([_which("slurmd"), "-C"], capture_output=True, text=True,
-                            check=True).stdout.splitlines()[0].split()
-        hw = " ".join(w for w in hw if not w.startswith("NodeName="))
-        _write(cluster.conf, (
-            f"ClusterName={CLUSTER}\nSlurmctldHost={host}(127.0.0.1)\n{auth}"
-            "SlurmUser=root\nSlurmdUser=root\n"
-            f"SlurmctldPort={ports['ctld']}\nSlurmdPort={ports['slurmd']}\n"
-            f"StateSaveLocation={root / 'state'}\nSlurmdSpoolDir={root / 'spool'}\n"
-            f"SlurmctldPidFile={run / 'slurmctld.pid'}\nSlurmdPidFile={run / 'slurmd.pid'}\n"
-            f"SlurmctldLogFile={log / 'slurmctld.log'}\nSlurmdLogFile={log / 'slurmd.log'}\n"
-            "SlurmctldDebug=info\nSlurmdDebug=info\n"
-            "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\n"
-            "JobAcctGatherType=jobacct_gather/none\nMpiDefault=none\n"
-            "SchedulerType=sched/backfill\nSelectType=select/cons_tres\n"
-            "SelectTypeParameters=CR_Core\nReturnToService=2\n"
-            # seconds, not minutes: a cancelled job leaves the node quickly
-            "KillWait=5\nMinJobAge=5\nSchedulerParameters=sched_interval=2\n"
-            "AccountingStorageType=accounting_storage/slurmdbd\n"
-            f"AccountingStorageHost=localhost\nAccountingStoragePort={ports['dbd']}\n"
-            # the munge socket for talking to slurmdbd (AuthInfo covers only the rest)
-            f"AccountingStoragePass={munge_socket}\n"
-            f"NodeName={node} NodeHostname={host} NodeAddr=127.0.0.1 {hw} State=UNKNOWN\n"
-            f"PartitionName={PARTITION} Nodes={node} Default=YES MaxTime=INFINITE State=UP\n"))
+        _write_confs(cluster, ports, munge_socket)
         os.environ["SLURM_CONF"] = str(cluster.conf)
-        env = cluster.env()
-        cluster.procs["slurmdbd"] = subprocess.Popen(
-            [_which("slurmdbd"), "-D"], env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent)
+        _start_daemon(cluster, "slurmdbd", "-D")
         _wait("slurmdbd", lambda: _port_open(ports["dbd"]), cluster, timeout)
         cluster.run("sacctmgr", "-i", "add", "cluster", CLUSTER)
-        cluster.procs["slurmctld"] = subprocess.Popen(
-            [_which("slurmctld"), "-D"], env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent)
+        _start_daemon(cluster, "slurmctld", "-D")
         _wait("slurmctld", lambda: _port_open(ports["ctld"]), cluster, timeout)
-        cluster.procs["slurmd"] = subprocess.Popen(
-            [_which("slurmd"), "-D", "-N", node], env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent)
+        _start_daemon(cluster, "slurmd", "-D", "-N", node)
         _wait(f"node {node} idle in sinfo", lambda: cluster.run(
             "sinfo", "-h", "-N", "-n", node, "-o", "%t", check=False).strip() == "idle",
             cluster, timeout)
@@ -252,6 +185,85 @@ def start(root: Path, timeout: float = 90) -> Cluster:
         cluster.stop()
         raise
     return cluster
+
+
+def _start_munged(cluster: Cluster, munge_socket: Path) -> None:
+    """munged on a fresh key, listening on ``munge_socket``."""
+    root, run, log = cluster.root, cluster.root / "run", cluster.root / "log"
+    # --force: it runs as root in a non-standard place
+    key = root / "munge.key"
+    subprocess.run([_which("mungekey"), "--create", f"--keyfile={key}", "--force"],
+                   check=True, capture_output=True)
+    key.chmod(0o600)
+    cluster.procs["munged"] = subprocess.Popen(
+        [_which("munged"), "--foreground", "--force", f"--key-file={key}",
+         f"--socket={munge_socket}", f"--pid-file={run / 'munged.pid'}",
+         f"--seed-file={root / 'munge.seed'}", f"--log-file={log / 'munged.log'}",
+         "--num-threads=2"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent)
+
+
+def _start_mariadbd(cluster: Cluster, port: int) -> None:
+    """mariadbd on a fresh datadir ``root/db``, TCP on 127.0.0.1:``port`` only."""
+    db, run, log = cluster.root / "db", cluster.root / "run", cluster.root / "log"
+    res = subprocess.run([_which("mariadb-install-db"), "--no-defaults", f"--datadir={db}",
+                          "--user=root", "--auth-root-authentication-method=normal",
+                          "--skip-test-db"], capture_output=True, text=True, timeout=120)
+    if res.returncode:
+        raise RuntimeError(f"mariadb-install-db exited {res.returncode}: "
+                           f"{(res.stderr + res.stdout)[-1500:]}")
+    with open(log / "mariadbd.log", "a") as f:
+        cluster.procs["mariadbd"] = subprocess.Popen(
+            [_which("mariadbd"), "--no-defaults", f"--datadir={db}", "--user=root",
+             f"--socket={run / 'mysqld.sock'}", f"--pid-file={run / 'mysqld.pid'}",
+             f"--port={port}", "--bind-address=127.0.0.1",
+             "--innodb-buffer-pool-size=32M", "--innodb-flush-log-at-trx-commit=0"],
+            stdout=f, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+
+
+def _write_confs(cluster: Cluster, ports: dict[str, int], munge_socket: Path) -> None:
+    """``slurmdbd.conf`` and ``slurm.conf``: one node as ``slurmd -C`` sees this machine,
+    one partition, accounting through slurmdbd, every daemon on its own free port."""
+    root, run, log = cluster.root, cluster.root / "run", cluster.root / "log"
+    host = socket.gethostname().split(".")[0]
+    auth = f"AuthType=auth/munge\nAuthInfo=socket={munge_socket}\n"
+    _write(root / "slurmdbd.conf", (
+        f"{auth}DbdHost=localhost\nDbdAddr=127.0.0.1\nDbdPort={ports['dbd']}\n"
+        "SlurmUser=root\nStorageType=accounting_storage/mysql\nStorageHost=127.0.0.1\n"
+        f"StoragePort={ports['db']}\nStorageUser=root\nStorageLoc=slurm_acct_db\n"
+        f"PidFile={run / 'slurmdbd.pid'}\nLogFile={log / 'slurmdbd.log'}\nDebugLevel=info\n"
+    ), mode=0o600)
+    hw = subprocess.run([_which("slurmd"), "-C"], capture_output=True, text=True,
+                        check=True).stdout.splitlines()[0].split()
+    hw = " ".join(w for w in hw if not w.startswith("NodeName="))
+    _write(cluster.conf, (
+        f"ClusterName={CLUSTER}\nSlurmctldHost={host}(127.0.0.1)\n{auth}"
+        "SlurmUser=root\nSlurmdUser=root\n"
+        f"SlurmctldPort={ports['ctld']}\nSlurmdPort={ports['slurmd']}\n"
+        f"StateSaveLocation={root / 'state'}\nSlurmdSpoolDir={root / 'spool'}\n"
+        f"SlurmctldPidFile={run / 'slurmctld.pid'}\nSlurmdPidFile={run / 'slurmd.pid'}\n"
+        f"SlurmctldLogFile={log / 'slurmctld.log'}\nSlurmdLogFile={log / 'slurmd.log'}\n"
+        "SlurmctldDebug=info\nSlurmdDebug=info\n"
+        "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\n"
+        "JobAcctGatherType=jobacct_gather/none\nMpiDefault=none\n"
+        "SchedulerType=sched/backfill\nSelectType=select/cons_tres\n"
+        "SelectTypeParameters=CR_Core\nReturnToService=2\n"
+        # seconds, not minutes: a cancelled job leaves the node quickly
+        "KillWait=5\nMinJobAge=5\nSchedulerParameters=sched_interval=2\n"
+        "AccountingStorageType=accounting_storage/slurmdbd\n"
+        f"AccountingStorageHost=localhost\nAccountingStoragePort={ports['dbd']}\n"
+        # the munge socket for talking to slurmdbd (AuthInfo covers only the rest)
+        f"AccountingStoragePass={munge_socket}\n"
+        f"NodeName={cluster.node} NodeHostname={host} NodeAddr=127.0.0.1 {hw} State=UNKNOWN\n"
+        f"PartitionName={PARTITION} Nodes={cluster.node} Default=YES MaxTime=INFINITE "
+        "State=UP\n"))
+
+
+def _start_daemon(cluster: Cluster, name: str, *args: str) -> None:
+    """One SLURM daemon in the foreground under ``$SLURM_CONF``; it logs to its own file."""
+    cluster.procs[name] = subprocess.Popen(
+        [_which(name), *args], env=cluster.env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
 
 
 def _port_open(port: int) -> bool:

@@ -645,8 +645,6 @@ def families_suite(work: Path, marker: Path) -> dict:
     its format, ``auto`` and ``asgan-probe info``; wrong containers; every other family's
     format; seeded truncations, bit flips and edits. A family without fixtures is listed (the
     pytest side fails for it)."""
-    import torch
-
     from probes.io import families
 
     suite = Suite("families", marker)
@@ -659,44 +657,12 @@ def families_suite(work: Path, marker: Path) -> dict:
         per[name] = []
         if not bases:
             continue
-
-        def run(case: str, data: bytes, formats, suffix: str, cli: bool = False,
-                name=name) -> None:
-            path = work / f"{name}-case{suffix}"
-            path.write_bytes(data)
-            for fmt in formats:
-                label = f"{name}|{case}|{fmt}"
-                per[name].append(label)
-                suite.run(label, lambda fmt=fmt: _read_family(path, fmt))
-            if cli:
-                per[name].append(f"{name}|{case}|cli-info")
-                suite.run(f"{name}|{case}|cli-info", lambda: _cli_info(path))
-
+        run = _family_runner(suite, work, name, per[name])
+        others = [f for f in all_formats if f not in mod.NAMES]
         for fname, path in bases.items():
-            fmt, data, suffix = mod.sniff(path), path.read_bytes(), path.suffix
-            run(f"base:{fname}", data, (fmt, "auto"), suffix, cli=True)
-            others = [f for f in all_formats if f not in mod.NAMES]
-            run(f"other-formats:{fname}", data, others, suffix)
-            payloads = _payloads(marker)
-            for pname, pdata in payloads.items() if fname == min(bases) else ():
-                run(f"{pname}:{fname}", pdata, (fmt, "auto"), suffix,  # whole-file: once
-                    cli=pname.endswith("p2"))
-            evil = payloads["pickle-os.system-p2"]
-            run(f"payload-as-data.pkl:{fname}", _zip_with_pickle(data, evil), (fmt, "auto"),
-                suffix, cli=True)
-            inside = io.BytesIO()
-            torch.save({"state_dict": {"w": torch.zeros(2)}, "callbacks": [_Payload(marker)]},
-                       inside)
-            run(f"payload-in-container:{fname}", inside.getvalue(), (fmt, "auto"), suffix,
-                cli=True)
-            containers = {"gzip": gzip.compress(data), "empty": b"",
-                          "pickle-in-zip": _zip_with_pickle(None, data)}
-            if data[:2] == b"PK":
-                with zipfile.ZipFile(io.BytesIO(data)) as z:
-                    pkl = next(n for n in z.namelist() if n.endswith("data.pkl"))
-                    containers["zip-data.pkl-alone"] = z.read(pkl)
-            for cname, cdata in containers.items():
-                run(f"container-{cname}:{fname}", cdata, (fmt, "auto"), suffix)
+            # whole-file payloads do not depend on the base: tried once, with the first
+            _family_base_cases(run, mod, fname, path, others, marker,
+                               payloads=fname == min(bases))
         names = sorted(bases)
         for i in range(N_FAMILY_MUTATIONS):
             r = random.Random(20_000 + 1000 * families.MODULES.index(name) + i)
@@ -705,6 +671,52 @@ def families_suite(work: Path, marker: Path) -> dict:
             run(f"{i}:{fname}:{kind}", data, (mod.sniff(bases[fname]), "auto"),
                 bases[fname].suffix)
     return {**suite.report(), "seeds": seeds, "cases": per}
+
+
+def _family_runner(suite: Suite, work: Path, name: str, labels: list[str]):
+    """``run(case, data, formats, suffix, cli=False)``: write ``data`` to one file, read it
+    under each format (and ``asgan-probe info`` with ``cli``), each a case of ``suite``
+    named ``<family>|<case>|<format>`` and listed in ``labels``."""
+    def run(case: str, data: bytes, formats, suffix: str, cli: bool = False) -> None:
+        path = work / f"{name}-case{suffix}"
+        path.write_bytes(data)
+        for fmt in formats:
+            label = f"{name}|{case}|{fmt}"
+            labels.append(label)
+            suite.run(label, lambda fmt=fmt: _read_family(path, fmt))
+        if cli:
+            labels.append(f"{name}|{case}|cli-info")
+            suite.run(f"{name}|{case}|cli-info", lambda: _cli_info(path))
+    return run
+
+
+def _family_base_cases(run, mod, fname: str, path: Path, others: list[str], marker: Path,
+                       *, payloads: bool) -> None:
+    """The cases one fixture file ``path`` seeds: itself, under ``others`` (every other
+    family's format), code payloads (whole-file ones only with ``payloads``), wrong
+    containers."""
+    import torch
+
+    fmt, data, suffix = mod.sniff(path), path.read_bytes(), path.suffix
+    run(f"base:{fname}", data, (fmt, "auto"), suffix, cli=True)
+    run(f"other-formats:{fname}", data, others, suffix)
+    pickles = _payloads(marker)
+    for pname, pdata in pickles.items() if payloads else ():
+        run(f"{pname}:{fname}", pdata, (fmt, "auto"), suffix, cli=pname.endswith("p2"))
+    evil = pickles["pickle-os.system-p2"]
+    run(f"payload-as-data.pkl:{fname}", _zip_with_pickle(data, evil), (fmt, "auto"),
+        suffix, cli=True)
+    inside = io.BytesIO()
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "callbacks": [_Payload(marker)]}, inside)
+    run(f"payload-in-container:{fname}", inside.getvalue(), (fmt, "auto"), suffix, cli=True)
+    containers = {"gzip": gzip.compress(data), "empty": b"",
+                  "pickle-in-zip": _zip_with_pickle(None, data)}
+    if data[:2] == b"PK":
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            pkl = next(n for n in z.namelist() if n.endswith("data.pkl"))
+            containers["zip-data.pkl-alone"] = z.read(pkl)
+    for cname, cdata in containers.items():
+        run(f"container-{cname}:{fname}", cdata, (fmt, "auto"), suffix)
 
 
 # ============================================================================ data suite
@@ -776,7 +788,10 @@ def _idx(array) -> bytes:
 
 
 def data_suite(work: Path, marker: Path) -> dict:
-    import numpy as np
+    """The data roots of ``trainers.data.load_dataset``: missing, odd and empty roots, good
+    and broken image files, CIFAR-10 python batches (payloads, hostile structure, byte
+    mutations) and Fashion-MNIST IDX files (bombs, wrong sizes, byte mutations); each root is
+    loaded and its first images decoded."""
     import torch
 
     from trainers.data import load_dataset
@@ -796,7 +811,16 @@ def data_suite(work: Path, marker: Path) -> dict:
             ds.get(torch.arange(min(ds.n, 64)))  # decode: corrupt files fail here
         suite.run(case, load)
 
-    # ---- layouts
+    _data_layouts(work, fresh, try_root)
+    _data_images(fresh, try_root)
+    _data_cifar(marker, fresh, try_root)
+    _data_idx(fresh, try_root)
+    return suite.report()
+
+
+def _data_layouts(work: Path, fresh, try_root) -> None:
+    """Roots that are missing, a file, empty, absent, or hold no images (dirs named like
+    images, an LMDB, text only, dangling and looping links)."""
     missing = work / "does-not-exist"
     a_file = work / "a-file"
     a_file.write_text("x")
@@ -820,7 +844,10 @@ def data_suite(work: Path, marker: Path) -> dict:
     (links / "ok.png").write_bytes(_png())
     try_root("imagefolder:links", "imagefolder", links, resolution=8)
 
-    # ---- image files, good and bad
+
+def _data_images(fresh, try_root) -> None:
+    """Image folders holding one good or bad file (each under .png and .jpg), then seeded
+    truncated / bit-flipped real images next to a good one."""
     good = {"png-rgb": _png(), "png-l": _png("L"), "png-rgba": _png("RGBA"), "png-p": _png("P"),
             "png-1": _png("1"), "png-i16": _png("I;16"), "png-1x1": _png("RGB", (1, 1)),
             "jpeg-rgb": _jpeg(), "jpeg-l": _jpeg("L"), "jpeg-cmyk": _jpeg("CMYK")}
@@ -846,19 +873,12 @@ def data_suite(work: Path, marker: Path) -> dict:
         (root / "b.png").write_bytes(data)
         try_root(f"imagefolder:{i}:{kind}", "imagefolder", root, resolution=8)
 
-    # ---- CIFAR-10 python batches
-    def cifar(case: str, first: bytes) -> None:
-        root = fresh() / "cifar-10-batches-py"
-        root.mkdir()
-        (root / "data_batch_1").write_bytes(first)
-        for k in range(2, 6):
-            (root / f"data_batch_{k}").write_bytes(_cifar_batch())
-        try_root(case, "cifar10", root.parent)
 
-    cifar("cifar:valid", _cifar_batch())
-    for name, data in _payloads(marker).items():
-        cifar(f"cifar:{name}", data)
-    structural = {
+def _cifar_structural() -> dict[str, bytes]:
+    """CIFAR-10 batches with hostile structure: wrong types, shapes, label values, nesting."""
+    import numpy as np
+
+    return {
         "not-a-dict": pickle.dumps([1, 2, 3], protocol=2),
         "no-labels": pickle.dumps({b"data": np.zeros((2, 3072), np.uint8)}, protocol=2),
         "float-data": _cifar_batch(data=np.zeros((4, 3072), np.float32)),
@@ -887,14 +907,35 @@ def data_suite(work: Path, marker: Path) -> dict:
         "deep-nesting": b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b".",
         "memo-refs": b"\x80\x02]q\x00" + b"h\x00" * 100_000 + b"e.",
     }
-    for name, data in structural.items():
+
+
+def _data_cifar(marker: Path, fresh, try_root) -> None:
+    """CIFAR-10 roots whose first batch is valid, a code payload, hostile in structure or
+    byte-mutated (the other four batches valid)."""
+    def cifar(case: str, first: bytes) -> None:
+        root = fresh() / "cifar-10-batches-py"
+        root.mkdir()
+        (root / "data_batch_1").write_bytes(first)
+        for k in range(2, 6):
+            (root / f"data_batch_{k}").write_bytes(_cifar_batch())
+        try_root(case, "cifar10", root.parent)
+
+    cifar("cifar:valid", _cifar_batch())
+    for name, data in _payloads(marker).items():
+        cifar(f"cifar:{name}", data)
+    for name, data in _cifar_structural().items():
         cifar(f"cifar:{name}", data)
     rng = random.Random(3)
     for i in range(100):
         kind, data = _mutate_bytes(_cifar_batch(), rng)
         cifar(f"cifar:{i}:{kind}", data)
 
-    # ---- Fashion-MNIST IDX files (torchvision layout)
+
+def _data_idx(fresh, try_root) -> None:
+    """Fashion-MNIST IDX roots (torchvision layout): valid, wrong labels and sizes, gzip
+    bombs and damage, huge declared sizes, byte mutations."""
+    import numpy as np
+
     images = np.arange(10 * 28 * 28, dtype=np.uint8).reshape(10, 28, 28)
     labels = np.arange(10, dtype=np.uint8) % 10
 
@@ -934,7 +975,6 @@ def data_suite(work: Path, marker: Path) -> dict:
     for i in range(50):
         kind, data = _mutate_bytes(_idx(images), rng)
         fashion(f"idx:{i}:{kind}", data, _idx(labels))
-    return suite.report()
 
 
 # ============================================================================ child entry

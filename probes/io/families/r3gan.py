@@ -429,7 +429,26 @@ def build(obj: Any, *, label: int | None = None, what: str = "snapshot"
     ext = r.mod(d, "ExtractionLayer", _CONV, "D")
     main = r.mod(d, "MainLayers", _TORCH_LIST, "D")
     stage_recs = r.children(main, "D.MainLayers")
-    # the channel flow: input channels from the extraction conv
+    ew, channels = _read_extraction(r, ext)
+    f = _read_stages(r, stage_recs, int(ew.shape[0]))
+    resolution = f["basis_side"] * 2 ** f["n_down"]
+    _check_halving(r, f["stages"], resolution)
+    c_dim, embedding = _read_embedding(r, d, f["out_dim"])
+    tsk = snap.get("training_set_kwargs") if isinstance(snap.get("training_set_kwargs"),
+                                                          dict) else {}
+    rec_res = tsk.get("resolution")
+    if type(rec_res) is int and rec_res != resolution:
+        raise r.fail(f"training_set_kwargs says resolution {rec_res}, D's stages take "
+                     f"{resolution}")
+    label = _check_label(label, c_dim, what)
+    net = R3GANDiscriminator(ew, f["stages"], embedding, label, resolution).eval()
+    return net, _describe(f, snap, tsk, channels=channels, c_dim=c_dim, label=label,
+                          resolution=resolution)
+
+
+def _read_extraction(r: _Reader, ext: safe_pickle.Stub) -> tuple[torch.Tensor, int]:
+    """``ExtractionLayer``: its 1x1 conv weight ``(W_0, channels, 1, 1)`` and ``channels``."""
+    # the input channel count is read off the weight itself: nothing else records it
     ext_layer = r.mod(ext, "Layer", _TORCH_CONV, "D.ExtractionLayer")
     ew = r.tensor(ext_layer, "weight", "D.ExtractionLayer.Layer")
     if ew.dim() != 4:
@@ -438,19 +457,24 @@ def build(obj: Any, *, label: int | None = None, what: str = "snapshot"
     ew, _, ep = r.conv(ext, "D.ExtractionLayer", channels)
     if ep:
         raise r.fail("D.ExtractionLayer is not a 1x1 conv")
-    c = int(ew.shape[0])
-    stages, widths, blocks_per, cards, expansions, kernels, dtypes, filters = ([] for _ in
-                                                                                range(8))
-    n_down, out_dim, basis_side = 0, None, None
+    return ew, channels
+
+
+def _read_stages(r: _Reader, stage_recs: list[Any], c: int) -> dict[str, Any]:
+    """The ``DiscriminatorStage`` records, ``c`` channels in: rebuilt modules and layer facts."""
+    f: dict[str, Any] = {k: [] for k in ("stages", "widths", "blocks_per", "cards",
+                                         "expansions", "kernels", "dtypes", "filters")}
+    f.update(n_down=0, out_dim=None, basis_side=None)
     last = len(stage_recs) - 1
     for i, srec in enumerate(stage_recs):
         where = f"D.MainLayers.{i}"
         srec = r.rec(srec, _STAGE, where)
         dt = srec.dict.get("DataType", torch.float32)
-        dtypes.append(str(dt).replace("torch.", "") if isinstance(dt, torch.dtype) else repr(dt))
+        f["dtypes"].append(str(dt).replace("torch.", "") if isinstance(dt, torch.dtype)
+                           else repr(dt))
         layers = r.mod(srec, "Layers", _TORCH_LIST, where)
         lrecs = r.children(layers, f"{where}.Layers")
-        widths.append(c)
+        f["widths"].append(c)
         mods, blk_facts = [], []
         for j, lrec in enumerate(lrecs[:-1]):
             blk, facts = r.block(r.rec(lrec, _BLOCK, f"{where}.Layers.{j}"),
@@ -461,18 +485,22 @@ def build(obj: Any, *, label: int | None = None, what: str = "snapshot"
         if i < last:
             down, c, filt = r.down(r.rec(lrecs[-1], _DOWN, tw), tw, c)
             mods.append(down)
-            filters.append(filt)
-            n_down += 1
+            f["filters"].append(filt)
+            f["n_down"] += 1
         else:
-            basis, out_dim, basis_side = r.basis(r.rec(lrecs[-1], _BASIS, tw), tw, c)
+            basis, f["out_dim"], f["basis_side"] = r.basis(r.rec(lrecs[-1], _BASIS, tw), tw, c)
             mods.append(basis)
-        stages.append(mods)
-        blocks_per.append(len(lrecs) - 1)
-        cards.append(sorted({f["cardinality"] for f in blk_facts}))
-        expansions.extend(f["expansion"] for f in blk_facts)
-        kernels.extend(f["kernel"] for f in blk_facts)
-    resolution = basis_side * 2 ** n_down
-    side = resolution  # each downsampler must halve its map exactly (else upstream fails too)
+        f["stages"].append(mods)
+        f["blocks_per"].append(len(lrecs) - 1)
+        f["cards"].append(sorted({b["cardinality"] for b in blk_facts}))
+        f["expansions"].extend(b["expansion"] for b in blk_facts)
+        f["kernels"].extend(b["kernel"] for b in blk_facts)
+    return f
+
+
+def _check_halving(r: _Reader, stages: list[list[nn.Module]], resolution: int) -> None:
+    """Each downsampler must halve its map exactly (else upstream fails too)."""
+    side = resolution
     for i, mods in enumerate(stages[:-1]):
         k = mods[-1]
         fh, fw = k.kernel.shape
@@ -482,42 +510,50 @@ def build(obj: Any, *, label: int | None = None, what: str = "snapshot"
             raise r.fail(f"D.MainLayers.{i}: its filter {fh}x{fw} does not halve a "
                          f"{side}x{side} map")
         side //= 2
+
+
+def _read_embedding(r: _Reader, d: safe_pickle.Stub, out_dim: int
+                    ) -> tuple[int | None, tuple[torch.Tensor, torch.Tensor | None] | None]:
+    """``EmbeddingLayer`` (conditional D): ``(c_dim, (weight, bias))``, else ``(None, None)``."""
     emb_rec = r.mod(d, "EmbeddingLayer", _TORCH_LINEAR, "D", optional=True)
-    c_dim, embedding, emb_dim = None, None, None
-    if emb_rec is not None:
-        ew_ = r.tensor(emb_rec, "weight", "D.EmbeddingLayer")
-        eb_ = r.tensor(emb_rec, "bias", "D.EmbeddingLayer", optional=True)
-        if ew_.dim() != 2 or ew_.shape[0] != out_dim or ew_.shape[1] < 1 or (
-                eb_ is not None and eb_.shape != (out_dim,)):
-            raise r.fail(f"D.EmbeddingLayer weight {tuple(ew_.shape)} does not fit the last "
-                         f"stage's {out_dim} outputs")
-        c_dim, emb_dim, embedding = int(ew_.shape[1]), out_dim, (ew_, eb_)
-    elif out_dim != 1:
-        raise r.fail(f"an unconditional D whose last stage gives {out_dim} outputs, not 1")
-    tsk = snap.get("training_set_kwargs") if isinstance(snap.get("training_set_kwargs"),
-                                                          dict) else {}
-    rec_res = tsk.get("resolution")
-    if type(rec_res) is int and rec_res != resolution:
-        raise r.fail(f"training_set_kwargs says resolution {rec_res}, D's stages take "
-                     f"{resolution}")
-    label = _check_label(label, c_dim, what)
-    net = R3GANDiscriminator(ew, stages, embedding, label, resolution).eval()
+    if emb_rec is None:
+        if out_dim != 1:
+            raise r.fail(f"an unconditional D whose last stage gives {out_dim} outputs, not 1")
+        return None, None
+    ew_ = r.tensor(emb_rec, "weight", "D.EmbeddingLayer")
+    eb_ = r.tensor(emb_rec, "bias", "D.EmbeddingLayer", optional=True)
+    if ew_.dim() != 2 or ew_.shape[0] != out_dim or ew_.shape[1] < 1 or (
+            eb_ is not None and eb_.shape != (out_dim,)):
+        raise r.fail(f"D.EmbeddingLayer weight {tuple(ew_.shape)} does not fit the last "
+                     f"stage's {out_dim} outputs")
+    return int(ew_.shape[1]), (ew_, eb_)
+
+
+def _one_or_all(values: list[Any]) -> Any:
+    """The single value of ``values`` if they all agree, else the list (upstream's kwargs)."""
+    return values[0] if len(set(values)) == 1 else values
+
+
+def _describe(f: dict[str, Any], snap: dict, tsk: dict, *, channels: int, c_dim: int | None,
+              label: int | None, resolution: int) -> dict:
+    """The family description (FAMILIES.md) from the stage facts ``f`` of :func:`_read_stages`."""
+    stages, dtypes = f["stages"], f["dtypes"]
     default = _default_kernel([1, 2, 1])
     kernels_default = all(
         tuple(m[-1].kernel.shape) == tuple(default.shape)
         and torch.allclose(m[-1].kernel, default, rtol=0, atol=1e-7) for m in stages[:-1])
     bf16 = [i for i, t in enumerate(dtypes) if t != "float32"]
     init_kwargs = {
-        "WidthPerStage": widths, "CardinalityPerStage": [cs[0] if len(cs) == 1 else cs
-                                                         for cs in cards],
-        "BlocksPerStage": blocks_per,
-        "ExpansionFactor": expansions[0] if len(set(expansions)) == 1 else expansions,
-        "KernelSize": kernels[0] if len(set(kernels)) == 1 else kernels,
-        "ConditionEmbeddingDimension": emb_dim if c_dim else 0,
+        "WidthPerStage": f["widths"], "CardinalityPerStage": [cs[0] if len(cs) == 1 else cs
+                                                              for cs in f["cards"]],
+        "BlocksPerStage": f["blocks_per"],
+        "ExpansionFactor": _one_or_all(f["expansions"]),
+        "KernelSize": _one_or_all(f["kernels"]),
+        "ConditionEmbeddingDimension": f["out_dim"] if c_dim else 0,
         "FP16Stages": bf16, "c_dim": c_dim or 0, "img_resolution": resolution}
     resampler = sorted({m[-1].flip for m in stages[:-1]})
     nimg = snap.get("cur_nimg") if type(snap.get("cur_nimg")) is int else None
-    desc = {
+    return {
         "family": "r3gan", "format": FORMAT, "resolution": resolution, "channels": channels,
         "conditional": c_dim is not None, "num_classes": c_dim, "label": label,
         "pixel_range": [-1.0, 1.0],
@@ -533,7 +569,7 @@ def build(obj: Any, *, label: int | None = None, what: str = "snapshot"
             "computed_in": "float32",
             "bf16_note": (f"upstream computes stages {bf16} in bfloat16; these logits are the "
                           "float32 forward (differences at bfloat16 precision)") if bf16 else None,
-            "resampling_kernels": filters,
+            "resampling_kernels": f["filters"],
             "resampling_kernels_are_default": kernels_default,
             "resampler": ("upfirdn2d (true convolution)" if resampler == [True] else
                           "reference conv2d (correlation)" if resampler == [False] else
@@ -543,7 +579,6 @@ def build(obj: Any, *, label: int | None = None, what: str = "snapshot"
             "training_set_kwargs": _plain(tsk) if tsk else None,
         },
     }
-    return net, desc
 
 
 # ----------------------------------------------------------------------------- sniffing

@@ -313,20 +313,7 @@ def _infer(sd: dict[str, torch.Tensor], what: str) -> dict[str, Any]:
                         "not a deep_conv/resnet/big_resnet D (big_resnet_deep and StyleGAN "
                         "backbones are not supported)")
     bn = any(k.endswith("running_mean") for k in sd)
-    kinds = []
-    for i in idx:
-        p = f"blocks.{i}.0."
-        if f"{p}sigma" in sd:
-            kinds.append(("attn", _shape(sd, f"{p}conv1x1_theta.weight", what)[1]))
-        elif f"{p}conv0.weight" in sd and f"{p}conv2d1.weight" not in sd:
-            o, c = _shape(sd, f"{p}conv0.weight", what)[:2]
-            kinds.append(("conv", c, o))
-        elif f"{p}conv2d1.weight" in sd:
-            o, c = _shape(sd, f"{p}conv2d1.weight", what)[:2]
-            kinds.append(("res", c, o, f"{p}conv2d0.weight" in sd))
-        else:
-            raise UserError(f"{what}: block {i} is none of StudioGAN's D blocks (deep_conv "
-                            "DiscBlock, resnet DiscOptBlock/DiscBlock, SelfAttention)")
+    kinds = _block_kinds(sd, idx, what)
     main = [k for k in kinds if k[0] != "attn"]
     if all(k[0] == "conv" for k in main):
         arch = "deep_conv"
@@ -340,40 +327,68 @@ def _infer(sd: dict[str, torch.Tensor], what: str) -> dict[str, Any]:
                         "multi-discriminator (MD) head, whose logit is not one number per "
                         "image; only W/O, PD, AC, 2C and D2DCE heads are supported")
     features = w1[1]
+    cond, num_classes, classes, heads = _heads(sd, features, what)
+    spec: dict[str, Any] = {"arch": arch, "kinds": kinds, "bn": bn, "features": features,
+                            "d_cond_mtd": cond, "num_classes": num_classes,
+                            "classes": classes, "ignored_heads": heads}
+    spec.update(_layout(sd, arch, len(main), what))
+    spec["channels"] = main[0][1]
+    return spec
+
+
+def _block_kinds(sd: dict[str, torch.Tensor], idx: list[int], what: str) -> list[tuple]:
+    """Each ``blocks.<i>.0`` as ``("attn", C)``, ``("conv", C_in, C_out)`` or ``("res",
+    C_in, C_out, has a 1x1 skip conv)``, told apart by the tensor names each kind holds."""
+    kinds: list[tuple] = []
+    for i in idx:
+        p = f"blocks.{i}.0."
+        if f"{p}sigma" in sd:
+            kinds.append(("attn", _shape(sd, f"{p}conv1x1_theta.weight", what)[1]))
+        elif f"{p}conv0.weight" in sd and f"{p}conv2d1.weight" not in sd:
+            o, c = _shape(sd, f"{p}conv0.weight", what)[:2]
+            kinds.append(("conv", c, o))
+        elif f"{p}conv2d1.weight" in sd:
+            o, c = _shape(sd, f"{p}conv2d1.weight", what)[:2]
+            kinds.append(("res", c, o, f"{p}conv2d0.weight" in sd))
+        else:
+            raise UserError(f"{what}: block {i} is none of StudioGAN's D blocks (deep_conv "
+                            "DiscBlock, resnet DiscOptBlock/DiscBlock, SelfAttention)")
+    return kinds
+
+
+def _heads(sd: dict[str, torch.Tensor], features: int, what: str
+           ) -> tuple[str, int | None, int | None, list[str]]:
+    """The conditioning read off the extra heads: ``(d_cond_mtd, num_classes of a projection
+    D else None, classes any head has, the heads the adversarial logit does not use)``."""
     heads = sorted({k.split(".")[0] for k in sd if k.startswith(_IGNORED_HEADS)})
     if "linear2" in heads:
         cond = "2C/D2DCE" if "embedding" in heads else "AC"
         classes = _shape(sd, "linear2.weight", what)[0] if cond == "AC" else \
             _shape(sd, "embedding.weight", what)[0]
-        num_classes = None
-    elif "embedding" in heads:
-        cond = "PD"
+        return cond, None, classes, heads
+    if "embedding" in heads:
         num_classes, dim = _shape(sd, "embedding.weight", what)
         if dim != features:
             raise UserError(f"{what}: projection embedding of width {dim} does not fit "
                             f"linear1's {features} features")
-        classes = num_classes
-        heads.remove("embedding")
-    else:
-        cond, num_classes, classes = "W/O", None, None
-    spec: dict[str, Any] = {"arch": arch, "kinds": kinds, "bn": bn, "features": features,
-                            "d_cond_mtd": cond, "num_classes": num_classes,
-                            "classes": classes, "ignored_heads": heads}
-    n = len(main)
+        heads.remove("embedding")  # a projection D's embedding is part of its logit
+        return "PD", num_classes, num_classes, heads
+    return "W/O", None, None, heads
+
+
+def _layout(sd: dict[str, torch.Tensor], arch: str, n: int, what: str) -> dict[str, Any]:
+    """``resolution``, ``down`` (resnet: which main blocks halve) and ``top`` (deep_conv: the
+    last conv's (in, out) channels) of an ``arch`` D with ``n`` main blocks."""
     if arch == "resnet":
         if n not in _RES_BY_BLOCKS:
             raise UserError(f"{what}: a resnet D with {n} blocks; StudioGAN's have 4-8 "
                             "(32-512 px)")
-        spec["resolution"] = _RES_BY_BLOCKS[n]
-        spec["down"] = [True, True, False, False] if n == 4 else [True] * (n - 1) + [False]
-        spec["top"] = None
-    else:
-        # deep_conv sums its last features over positions: any size works; StudioGAN uses it
-        # for 32 px (CIFAR10) only
-        spec["resolution"] = 32
-        spec["top"] = _shape(sd, "conv1.weight", what)[1::-1]
-    spec["channels"] = main[0][1]
-    return spec
+        return {"resolution": _RES_BY_BLOCKS[n],
+                "down": [True, True, False, False] if n == 4 else [True] * (n - 1) + [False],
+                "top": None}
+    # deep_conv sums its last features over positions: any size works; StudioGAN uses it
+    # for 32 px (CIFAR10) only
+    return {"resolution": 32, "top": _shape(sd, "conv1.weight", what)[1::-1]}
 
 
 def _build(spec: dict, label: int | None) -> StudioGANDiscriminator:
@@ -451,12 +466,18 @@ def read(path: Path, *, label: int | None = None) -> tuple[nn.Module, dict]:
                         f"{spec['arch']} D ({first})") from None
     D = D.float().eval()
     D.requires_grad_(False)
+    return D, _describe(spec, D, obj, n_sn=n_sn, label=label, name=path.name)
+
+
+def _describe(spec: dict, D: nn.Module, obj: dict, *, n_sn: int, label: int | None,
+              name: str) -> dict:
+    """The family description (FAMILIES.md) of the rebuilt ``D`` from file ``name``."""
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in D.modules())
     # upstream's attn_d_loc: attention after the k-th (1-based) main block
     attn = [sum(k[0] != "attn" for k in spec["kinds"][:i])
             for i, k in enumerate(spec["kinds"]) if k[0] == "attn"]
-    m = re.search(r"model=D-(best|current)-weights-step=(\d+)", path.name)
-    desc = {
+    m = re.search(r"model=D-(best|current)-weights-step=(\d+)", name)
+    return {
         "family": "studiogan",
         "format": FORMAT,
         "resolution": spec["resolution"],
@@ -502,4 +523,3 @@ def read(path: Path, *, label: int | None = None) -> tuple[nn.Module, dict]:
                                                "run_name", "seed")},
         },
     }
-    return D, desc

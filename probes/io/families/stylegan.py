@@ -553,6 +553,7 @@ def sniff(path: Path) -> str | None:
 
 
 def _rebuild(D: _Rec, label: int | None) -> tuple[StyleGANDiscriminator, dict]:
+    """D's records as our :class:`StyleGANDiscriminator` (eval, no grads) and its facts."""
     what = D.what
     c_dim = D.value("c_dim", int)
     res = D.value("img_resolution", int)
@@ -560,41 +561,73 @@ def _rebuild(D: _Rec, label: int | None) -> tuple[StyleGANDiscriminator, dict]:
     if res < 4 or res & (res - 1) or ch < 1 or c_dim < 0:
         raise UserError(f"{what}: D records img_resolution={res}, img_channels={ch}, "
                         f"c_dim={c_dim}; expected a power of two >= 4 and positive channels")
-    block_res = [2 ** i for i in range(int(math.log2(res)), 2, -1)]
+    blocks, c_prev, arch, fp16 = _read_blocks(D, res, ch)
+    ea, mbstd, layers, cmap_dim, (group, nstd) = _read_epilogue(D, arch, c_prev, ch)
+    mapping = _read_mapping(D, c_dim, cmap_dim, layers["out"].weight.shape[0])
+    _check_label(what, c_dim, label)
+    net = StyleGANDiscriminator(blocks, Epilogue(ea, mbstd, layers, cmap_dim if c_dim else 0),
+                                mapping, resolution=res, channels=ch, c_dim=c_dim, label=label)
+    facts = {"architecture": ea, "c_dim": c_dim, "resolution": res, "channels": ch,
+             "mbstd": (group, nstd), "fp16": fp16, "cmap_dim": cmap_dim if c_dim else 0}
+    return net.eval().requires_grad_(False), facts
+
+
+def _read_blocks(D: _Rec, res: int, ch: int
+                 ) -> tuple[dict[int, Block], int | None, str | None, list[int]]:
+    """The blocks ``b{res}`` .. ``b8``: ``(blocks by resolution, channels out of the last,
+    their one architecture, the resolutions recorded as float16)``; ``(…, None, None, [])``
+    for a 4x4 D, which has none."""
     blocks: dict[int, Block] = {}
     c_prev, arch = None, None
     fp16 = []
-    for r in block_res:
+    for r in [2 ** i for i in range(int(math.log2(res)), 2, -1)]:
         b = D.child(f"b{r}", "DiscriminatorBlock")
         a = b.value("architecture", str)
         if a not in ("orig", "skip", "resnet") or (arch is not None and a != arch):
-            raise UserError(f"{what}: {b.where} has architecture {a!r}")
+            raise UserError(f"{D.what}: {b.where} has architecture {a!r}")
         arch = a
         if b.value("use_fp16", bool, False):
             fp16.append(r)
-        first = c_prev is None
-        layers: dict[str, Conv] = {}
-        if first or a == "skip":
-            layers["fromrgb"] = _conv(b.child("fromrgb", "Conv2dLayer"), ch, k=1)
-            tmp = layers["fromrgb"].weight.shape[0]
-            if not first and tmp != c_prev:
-                raise UserError(f"{what}: weights don't fit: {b.where}.fromrgb gives {tmp} "
-                                f"channels, the block takes {c_prev}")
-        else:
-            tmp = c_prev
-        layers["conv0"] = _conv(b.child("conv0", "Conv2dLayer"), tmp, k=3)
-        layers["conv1"] = _conv(b.child("conv1", "Conv2dLayer"), layers["conv0"].weight.shape[0],
-                                k=3)
-        if layers["conv1"].down != 2:
-            raise UserError(f"{what}: {b.where}.conv1 downsamples by "
-                            f"{layers['conv1'].down}, expected 2")
-        if a == "resnet":
-            layers["skip"] = _conv(b.child("skip", "Conv2dLayer"), tmp, k=1)
-            if layers["skip"].weight.shape[0] != layers["conv1"].weight.shape[0]:
-                raise UserError(f"{what}: weights don't fit: {b.where}.skip and conv1 differ "
-                                "in output channels")
-        blocks[r] = Block(a, first, layers, _filter(b))
-        c_prev = layers["conv1"].weight.shape[0]
+        blocks[r] = _read_block(b, a, ch, c_prev)
+        c_prev = blocks[r].conv1.weight.shape[0]
+    return blocks, c_prev, arch, fp16
+
+
+def _read_block(b: _Rec, a: str, ch: int, c_prev: int | None) -> Block:
+    """One ``DiscriminatorBlock`` of architecture ``a`` taking ``c_prev`` channels (None:
+    the first block, which reads the image of ``ch`` channels)."""
+    what = b.what
+    first = c_prev is None
+    layers: dict[str, Conv] = {}
+    if first or a == "skip":
+        layers["fromrgb"] = _conv(b.child("fromrgb", "Conv2dLayer"), ch, k=1)
+        tmp = layers["fromrgb"].weight.shape[0]
+        if not first and tmp != c_prev:
+            raise UserError(f"{what}: weights don't fit: {b.where}.fromrgb gives {tmp} "
+                            f"channels, the block takes {c_prev}")
+    else:
+        tmp = c_prev
+    layers["conv0"] = _conv(b.child("conv0", "Conv2dLayer"), tmp, k=3)
+    layers["conv1"] = _conv(b.child("conv1", "Conv2dLayer"), layers["conv0"].weight.shape[0],
+                            k=3)
+    if layers["conv1"].down != 2:
+        raise UserError(f"{what}: {b.where}.conv1 downsamples by "
+                        f"{layers['conv1'].down}, expected 2")
+    if a == "resnet":
+        layers["skip"] = _conv(b.child("skip", "Conv2dLayer"), tmp, k=1)
+        if layers["skip"].weight.shape[0] != layers["conv1"].weight.shape[0]:
+            raise UserError(f"{what}: weights don't fit: {b.where}.skip and conv1 differ "
+                            "in output channels")
+    return Block(a, first, layers, _filter(b))
+
+
+def _read_epilogue(D: _Rec, arch: str | None, c_prev: int | None, ch: int
+                   ) -> tuple[str, MinibatchStd | None, dict[str, Any], int,
+                              tuple[int | None, int]]:
+    """``D.b4`` (``DiscriminatorEpilogue``) after blocks of architecture ``arch`` giving
+    ``c_prev`` channels: ``(architecture, mbstd, layers, cmap_dim, (group_size,
+    num_channels))``, ``nstd`` 0 without a minibatch-stddev layer."""
+    what = D.what
     e = D.child("b4", "DiscriminatorEpilogue")
     ea = e.value("architecture", str)
     if arch is not None and ea != arch:
@@ -604,7 +637,7 @@ def _rebuild(D: _Rec, label: int | None) -> tuple[StyleGANDiscriminator, dict]:
         raise UserError(f"{what}: weights don't fit: D.b4 takes {c4} channels, the last block "
                         f"gives {c_prev}")
     cmap_dim = e.value("cmap_dim", int)
-    layers = {}
+    layers: dict[str, Any] = {}
     if ea == "skip":
         layers["fromrgb"] = _conv(e.child("fromrgb", "Conv2dLayer"), ch, k=1)
     mbstd, group, nstd = None, None, 0
@@ -619,27 +652,37 @@ def _rebuild(D: _Rec, label: int | None) -> tuple[StyleGANDiscriminator, dict]:
     layers["fc"] = _dense(e.child("fc", "FullyConnectedLayer"), layers["conv"].weight.shape[0]
                           * 16)
     layers["out"] = _dense(e.child("out", "FullyConnectedLayer"), layers["fc"].weight.shape[0])
-    n_out = layers["out"].weight.shape[0]
-    mapping = None
-    if c_dim > 0:
-        if cmap_dim != n_out:
-            raise UserError(f"{what}: weights don't fit: D.b4.out gives {n_out}, cmap_dim is "
-                            f"{cmap_dim}")
-        mp = D.child("mapping", "MappingNetwork")
-        if mp.value("z_dim", int, 0) != 0 or mp.value("c_dim", int) != c_dim:
-            raise UserError(f"{what}: D.mapping takes z_dim={mp.value('z_dim', int, 0)}, "
-                            f"c_dim={mp.value('c_dim', int)}; expected 0 and {c_dim}")
-        embed = _dense(mp.child("embed", "FullyConnectedLayer"), c_dim)
-        fcs, width = [], embed.weight.shape[0]
-        for i in range(mp.value("num_layers", int)):
-            fcs.append(_dense(mp.child(f"fc{i}", "FullyConnectedLayer"), width))
-            width = fcs[-1].weight.shape[0]
-        if width != cmap_dim:
-            raise UserError(f"{what}: weights don't fit: D.mapping gives {width}, cmap_dim is "
-                            f"{cmap_dim}")
-        mapping = Mapping(embed, fcs)
-    elif n_out != 1:
-        raise UserError(f"{what}: weights don't fit: unconditional D.b4.out gives {n_out}")
+    return ea, mbstd, layers, cmap_dim, (group, nstd)
+
+
+def _read_mapping(D: _Rec, c_dim: int, cmap_dim: int, n_out: int) -> Mapping | None:
+    """``D.mapping`` of a conditional D (``c_dim`` > 0) into ``cmap_dim`` = the epilogue's
+    ``n_out`` outputs; None for an unconditional D, whose epilogue must give one logit."""
+    what = D.what
+    if c_dim == 0:
+        if n_out != 1:
+            raise UserError(f"{what}: weights don't fit: unconditional D.b4.out gives {n_out}")
+        return None
+    if cmap_dim != n_out:
+        raise UserError(f"{what}: weights don't fit: D.b4.out gives {n_out}, cmap_dim is "
+                        f"{cmap_dim}")
+    mp = D.child("mapping", "MappingNetwork")
+    if mp.value("z_dim", int, 0) != 0 or mp.value("c_dim", int) != c_dim:
+        raise UserError(f"{what}: D.mapping takes z_dim={mp.value('z_dim', int, 0)}, "
+                        f"c_dim={mp.value('c_dim', int)}; expected 0 and {c_dim}")
+    embed = _dense(mp.child("embed", "FullyConnectedLayer"), c_dim)
+    fcs, width = [], embed.weight.shape[0]
+    for i in range(mp.value("num_layers", int)):
+        fcs.append(_dense(mp.child(f"fc{i}", "FullyConnectedLayer"), width))
+        width = fcs[-1].weight.shape[0]
+    if width != cmap_dim:
+        raise UserError(f"{what}: weights don't fit: D.mapping gives {width}, cmap_dim is "
+                        f"{cmap_dim}")
+    return Mapping(embed, fcs)
+
+
+def _check_label(what: str, c_dim: int, label: int | None) -> None:
+    """A class label exactly when the D is conditional, and one of its ``c_dim`` classes."""
     if c_dim == 0 and label is not None:
         raise UserError(f"{what}: this D is unconditional; drop the class label ({label})")
     if c_dim > 0 and label is None:
@@ -648,11 +691,6 @@ def _rebuild(D: _Rec, label: int | None) -> tuple[StyleGANDiscriminator, dict]:
     if c_dim > 0 and not (isinstance(label, int) and 0 <= label < c_dim):
         raise UserError(f"{what}: label {label!r} is out of range; this D has classes "
                         f"0..{c_dim - 1}")
-    net = StyleGANDiscriminator(blocks, Epilogue(ea, mbstd, layers, cmap_dim if c_dim else 0),
-                                mapping, resolution=res, channels=ch, c_dim=c_dim, label=label)
-    facts = {"architecture": ea, "c_dim": c_dim, "resolution": res, "channels": ch,
-             "mbstd": (group, nstd), "fp16": fp16, "cmap_dim": cmap_dim if c_dim else 0}
-    return net.eval().requires_grad_(False), facts
 
 
 def read(path: Path, *, label: int | None = None) -> tuple[nn.Module, dict]:
