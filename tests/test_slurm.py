@@ -261,6 +261,12 @@ def test_the_time_limit_warning_makes_a_task_stop_cleanly_before_the_kill(slurm_
     assert [rc for _, rc in out] == [143]
     assert time.time() - t0 < 60
     assert task.log.read_text().splitlines()[-1] == "sigterms 1"
-    ids = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "--name", "t-limit"],
-                         capture_output=True, text=True, check=True).stdout.split()
+    # accounting records the end a moment after the task exits (slurmdbd is asynchronous;
+    # under load, seconds): poll for a final state rather than read it once
+    for _ in range(60):
+        ids = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "--name",
+                              "t-limit"], capture_output=True, text=True, check=True).stdout.split()
+        if ids and not ids[0].endswith(("|RUNNING", "|COMPLETING", "|PENDING")):
+            break
+        time.sleep(1)
     assert len(ids) == 1 and ids[0].endswith("|COMPLETED"), ids
