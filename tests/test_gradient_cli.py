@@ -155,5 +155,5 @@ def test_evolution_defaults_and_envelope_are_the_library_s():
     lib = inspect.signature(measure.evolution).parameters
     assert args.n == lib["n"].default == measure.N and args.boot == lib["n_boot"].default
     rec = measure.evolution_record([], population="fake", wrt="g_loss", n=8, seed=3, n_boot=0)
-    assert rec["probe"] == "evolution" and rec["runs"] == [] and "hoyer" in rec["definitions"]
+    assert rec["verb"] == "evolution" and rec["runs"] == [] and "hoyer" in rec["definitions"]
     assert (rec["population"], rec["wrt"], rec["n"], rec["seed"]) == ("fake", "g_loss", 8, 3)
