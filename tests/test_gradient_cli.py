@@ -53,6 +53,8 @@ def test_gradients_two_checkpoints_json_and_figures(runs, tmp_path, capsys):
     assert "hoyer" in err and "wrote" in err
     res = json.loads(out.read_text())
     assert [c["trainer"] for c in res["checkpoints"]] == ["baseline", "asgan", None]
+    # the envelope's inputs are what was given (the random-init reference is no input)
+    assert res["inputs"] == [str(runs["baseline"]), str(runs["asgan"])]
     assert res["checkpoints"][2]["reference"] == "random-init D"
     for c in res["checkpoints"]:
         # BN D: per-sample, against a reference group of one training batch

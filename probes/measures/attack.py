@@ -27,7 +27,9 @@ N = 1000  # samples per population: mnist10k's held-out reals
 STEPS = ATTACKS["bim"].steps  # iterations of bim and pgd-l2 (their registered default)
 BATCH_SIZE = 256  # samples per pass in per-sample modes (memory only)
 BISECT_STEPS = 10  # minimal-eps bisection iterations
-NOT_OPTIONS = ("paths", "device", "progress", "x")  # attack()'s arguments that are no option
+# attack()'s arguments that are no option of the measurement: where, how it reports, the
+# samples themselves, and batch_size (memory only: the same JSON for any batch size)
+NOT_OPTIONS = ("paths", "device", "progress", "x", "batch_size")
 METHODS = f"{', '.join(ATTACKS)} or foolbox:<AttackName>"  # what --method takes
 UNITS = {"eps": "each checkpoint's eps unit (its records' eps_unit): [0, 1] pixel units on "
                 "images (1/255 = one grey level), a mode's std on the 2-D mixtures; a radius "
@@ -306,7 +308,7 @@ def attack(
     paths, sources = _resolve_sources(paths, _load, x, populations, fakes)
     names = labels_for(list(paths) + list(transfer_to))
     targets = list(zip(transfer_to, names[len(paths):], [_load(p) for p in transfer_to]))
-    o = {**options, "device": dev, "progress": progress, "x": x}
+    o = {**options, "device": dev, "progress": progress, "x": x, "batch_size": batch_size}
     grid, records, min_rows = _attack_all(paths, names, sources, targets, o)
     return {**envelope("attack", inputs=paths, options=options, seed=seed, units=UNITS),
             "eps": grid, "records": records, **({"min_eps": min_rows} if min_eps else {})}

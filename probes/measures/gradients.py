@@ -227,7 +227,8 @@ def _record(entries, rows, edges, o: dict[str, Any], options: dict[str, Any]) ->
                     "measures": compare(first["res"]["per_image"], e["res"]["per_image"],
                                         n_boot=boot, seed=seed)}
                    for e in entries[1:]] if shared else []
-    out = {**envelope("gradients", inputs=[e["info"]["checkpoint"] for e in entries],
+    inputs = [e["info"]["checkpoint"] for e in entries if not e["info"].get("reference")]
+    out = {**envelope("gradients", inputs=inputs,
                       options=options, seed=seed, units=UNITS),
            "population": o["population"], "wrt": o["wrt"], "n": o["n"], "seed": seed,
            "n_boot": boot, "ci_level": 0.95,
