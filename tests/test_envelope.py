@@ -124,9 +124,10 @@ def test_a_changed_option_changes_the_record(tmp_path):
 
 def test_options_are_recorded_as_given_and_plain():
     rec = env.envelope("attack", inputs=[Path("a.safetensors")], seed=3, units={"eps": "px"},
-                       options={"eps": (0, 0.5), "root": Path("/d"), "kw": {"s": (1,)}})
+                       options={"eps": (0, 0.5), "root": Path("/d"), "kw": {"s": (1,)},
+                                "seed": 3})
     assert rec["inputs"] == ["a.safetensors"] and rec["seed"] == 3
-    assert rec["options"] == {"eps": [0, 0.5], "root": "/d", "kw": {"s": [1]}}
+    assert rec["options"] == {"eps": [0, 0.5], "root": "/d", "kw": {"s": [1]}}  # seed: own key
     assert json.loads(json.dumps(rec)) == rec  # JSON as it is
     assert rec["units"]["eps"] == "px" and "logit" in rec["units"]
     assert env.VARYING == () and env.strip_varying({"a": [{"b": 1}]}) == {"a": [{"b": 1}]}

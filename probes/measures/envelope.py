@@ -9,13 +9,16 @@ gets the identical dict. The common keys:
   ``evolution``, ``fidelity``, ``info``);
 - ``inputs``: what was measured, as given (checkpoint files, run directories, or the source
   names of ``(D, meta)`` pairs and modules);
-- ``options``: every option of the call that the numbers depend on, as given (``None`` =
+- ``options``: every other option of the call that the numbers depend on, as given (``None`` =
   the measure's default rule; e.g. ``eps=None``: each checkpoint unit's grid);
 - ``seed``: the one seed of the call (samples, latents, bootstrap, random starts);
 - ``units``: the unit of each kind of number in the record;
 - ``probe_contract``: the facts of SPEC section 1 a verb that evaluates D relies on (None for
   the verbs that evaluate no D: coverage, quality, info); each record's own ``contract``
   says how that D's output became one logit per sample.
+
+The verb's own keys follow: its results, and the settings its records had before the
+envelope (``n``, ``population``, ``wrt``, ...), kept where readers find them.
 
 :data:`VARYING` lists the keys whose values may differ between two calls with the same
 arguments on the same machine: none. Nothing in a record is a timestamp or a wall time of the
@@ -64,9 +67,10 @@ def envelope(verb: str, *, inputs: Iterable[Any], options: Mapping[str, Any], se
              units: Mapping[str, str], evaluates_d: bool = True) -> dict[str, Any]:
     """The common keys of a ``verb`` record (see the module docstring), in a fixed order;
     the measure adds its body after them. ``inputs`` items become strings, ``options`` plain
-    JSON values (:func:`plain`)."""
+    JSON values (:func:`plain`) without ``seed`` (its own key)."""
     return {"tool": TOOL, "version": version(), "verb": verb,
-            "inputs": [str(p) for p in inputs], "options": plain(dict(options)), "seed": seed,
+            "inputs": [str(p) for p in inputs],
+            "options": plain({k: v for k, v in options.items() if k != "seed"}), "seed": seed,
             "units": {"logit": LOGIT, **units} if evaluates_d else dict(units),
             "probe_contract": dict(PROBE_CONTRACT) if evaluates_d else None}
 
