@@ -16,8 +16,9 @@ io        I/O edges: checkpoints and their facts, data and probe inputs         
 adapters  other libraries: foolbox, captum, the FID Inception, the digit        core, io
           classifier
 measures  one function per measurement a user can ask for (attack, gradients,   core, io,
-          saliency, coverage, quality, evolution), defaults in one place,       adapters
-          returning the JSON-able record
+          saliency, coverage, quality, evolution, fidelity, info), defaults     adapters
+          in one place, returning the verb's JSON record (one envelope:
+          measures/envelope.py), the same the CLI writes
 viz       figures as ``matplotlib.figure.Figure`` objects (the global backend   core, io
           is never touched; palette and atomic saves from the base)
 study     ``asgan-study``: plans, runs, arms and metrics (through ``measures``), the       all above

@@ -57,7 +57,7 @@ def test_two_checkpoints_give_one_json_one_table_one_figure(ckpts, tmp_path, cap
     assert all(r["reals"] for r in recs if r["population"] == "real")
     assert all(r["bn_group"] is None for r in recs)  # no batch-mode grouping
     assert all(r["flip_rate"] in (0, None) for r in recs if r["eps"] == 0)
-    assert res["settings"]["eps"] == pytest.approx([0, 1 / 255, 4 / 255])
+    assert res["eps"] == pytest.approx([0, 1 / 255, 4 / 255])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the human table on stderr names both runs
     assert "baseline" in err and "asgan" in err and "flip" in err
@@ -217,7 +217,7 @@ def test_a_ring8_checkpoint_takes_eps_in_a_modes_std(tmp_path, capsys):
                      "--bisect-steps", "3", "--out", str(out_json))
     res = json.loads(out_json.read_text())
     recs = res["records"]
-    assert res["settings"]["eps"] == [0.0, 0.5, 1.5]
+    assert res["eps"] == [0.0, 0.5, 1.5]
     assert {r["eps_unit"]["name"] for r in recs} == {"mode-std"}
     assert {r["eps_unit"]["scale"] for r in recs} == {0.01}
     assert [r["eps_label"] for r in recs if r["population"] == "real"] == [

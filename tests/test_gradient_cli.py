@@ -53,6 +53,8 @@ def test_gradients_two_checkpoints_json_and_figures(runs, tmp_path, capsys):
     assert "hoyer" in err and "wrote" in err
     res = json.loads(out.read_text())
     assert [c["trainer"] for c in res["checkpoints"]] == ["baseline", "asgan", None]
+    # the envelope's inputs are what was given (the random-init reference is no input)
+    assert res["inputs"] == [str(runs["baseline"]), str(runs["asgan"])]
     assert res["checkpoints"][2]["reference"] == "random-init D"
     for c in res["checkpoints"]:
         # BN D: per-sample, against a reference group of one training batch
@@ -155,5 +157,5 @@ def test_evolution_defaults_and_envelope_are_the_library_s():
     lib = inspect.signature(measure.evolution).parameters
     assert args.n == lib["n"].default == measure.N and args.boot == lib["n_boot"].default
     rec = measure.evolution_record([], population="fake", wrt="g_loss", n=8, seed=3, n_boot=0)
-    assert rec["probe"] == "evolution" and rec["runs"] == [] and "hoyer" in rec["definitions"]
+    assert rec["verb"] == "evolution" and rec["runs"] == [] and "hoyer" in rec["definitions"]
     assert (rec["population"], rec["wrt"], rec["n"], rec["seed"]) == ("fake", "g_loss", 8, 3)

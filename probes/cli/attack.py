@@ -150,7 +150,8 @@ def _options(args) -> dict:
         label=args.label, fakes=args.fakes, arch=args.arch,
         arch_kwargs=json_obj(args.arch_kwargs, "--arch-kwargs") or None,
         foreign_range=_pixel_range(args.pixel_range),
-        foolbox_kwargs=json_obj(args.foolbox_kwargs, "--foolbox-kwargs"), device=args.device)
+        foolbox_kwargs=json_obj(args.foolbox_kwargs, "--foolbox-kwargs") or None,
+        device=args.device)
 
 
 def _table(records: list[dict]) -> None:

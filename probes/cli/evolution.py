@@ -52,7 +52,9 @@ def run(args) -> int:
             log(f"{evo['label']:<40} step {s['step']:>7}  L1 {m['l1']['mean']:.4g}  hoyer "
                 f"{m['hoyer']['mean']:.3f}  gini_hr {m['gini_hr']['mean']:.3f}")
     write_json(evolution_record(evos, population=args.population, wrt=args.wrt, n=args.n,
-                                seed=args.seed, n_boot=args.boot), args.out)
+                                seed=args.seed, n_boot=args.boot, mode=args.mode,
+                                batch_size=args.batch_size,
+                                with_structure=not args.no_structure), args.out)
     if args.plot:
         from probes.viz.gradients import plot_evolution
 

@@ -31,9 +31,11 @@ other one, bootstrap CI over images) are reported when the inputs are the same.
 
 
 def add_arguments(p) -> None:
+    from probes.measures import gradients as measure
+
     p.add_argument("checkpoints", nargs="+", metavar="CKPT")
     p.add_argument("--population", choices=("real", "fake"), default="real")
-    p.add_argument("--n", type=int, default=512, help="samples (default 512)")
+    p.add_argument("--n", type=int, default=measure.N, help=f"samples (default {measure.N})")
     p.add_argument("--wrt", choices=("logit", "g_loss", "d_loss"), default="logit",
                    help="differentiate D's raw logit, the non-saturating G loss, or D's loss")
     add_mode(p)
@@ -44,17 +46,20 @@ def add_arguments(p) -> None:
                    help="probe batch (default: D's training batch in batch mode, else 256)")
     p.add_argument("--fakes-from", choices=("own", "first"), default="own",
                    help="with --population fake: each checkpoint's G, or the first one's")
-    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (0 = no CI)")
+    p.add_argument("--boot", type=int, default=measure.N_BOOT,
+                   help=f"bootstrap resamples (0 = no CI; default {measure.N_BOOT})")
     p.add_argument("--random-reference", action="store_true",
                    help="also measure a randomly initialised D of the first checkpoint's "
                         "architecture (a sanity-check baseline, Adebayo et al. 2018)")
     p.add_argument("--hist", default=None, metavar="PNG", help="write a histogram figure")
     p.add_argument("--hist-scale", choices=("raw", "rms"), default="raw",
                    help="raw gradient values, or each image divided by its RMS")
-    p.add_argument("--hist-bins", type=int, default=101)
+    p.add_argument("--hist-bins", type=int, default=measure.HIST_BINS,
+                   help=f"histogram bins (default {measure.HIST_BINS})")
     p.add_argument("--linear-density", action="store_true", help="linear, not log, density")
     p.add_argument("--maps", default=None, metavar="PNG", help="write a gradient-map grid")
-    p.add_argument("--n-maps", type=int, default=8, help="images in the map grid")
+    p.add_argument("--n-maps", type=int, default=measure.N_MAPS,
+                   help=f"images in the map grid (default {measure.N_MAPS})")
     add_common(p)
 
 

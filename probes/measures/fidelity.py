@@ -20,12 +20,17 @@ import torch
 
 from asgan_base.errors import UserError
 from probes.io.checkpoints import facts
+from probes.measures.envelope import envelope
 
 DEFAULT_N = 1000  # probed fakes per checkpoint
 DEFAULT_N_KDE = 20_000  # G samples in the KDE of p_g
 DEFAULT_N_HELD = 2_000  # G samples scoring the bandwidth grid
 KDE_STREAM = 2 ** 31  # offset of the KDE's latent stream from the probe seed
 MIXTURES = ("ring8", "grid25")
+NOT_OPTIONS = ("paths", "device")  # fidelity_sweep()'s arguments that are no option
+UNITS = {"data": "data units of the mixture; bandwidth in data units",
+         "cos": "cosine of D's input gradient with the ideal direction, in [-1, 1]",
+         "noise": "share of the gradient's squared norm orthogonal to it, in [0, 1]"}
 
 
 def _latents(n: int, z_dim: int, seed: int) -> torch.Tensor:
@@ -88,7 +93,10 @@ def fidelity_one(G, D, meta: dict[str, Any], *, n: int = DEFAULT_N, n_kde: int =
 def fidelity_sweep(paths: list[str], *, n: int = DEFAULT_N, n_kde: int = DEFAULT_N_KDE,
                    seed: int = 0, bandwidth: float | None = None, mode: str = "auto",
                    device: str = "cpu", keep: bool = False) -> dict[str, Any]:
-    """:func:`fidelity_one` for every checkpoint in ``paths`` (2-D mixtures only)."""
+    """:func:`fidelity_one` for every checkpoint in ``paths`` (2-D mixtures only): the
+    ``asgan-probe fidelity`` JSON (:func:`probes.measures.envelope.envelope` keys, ``wrt``,
+    one ``checkpoints`` row each)."""
+    options = {k: v for k, v in locals().items() if k not in NOT_OPTIONS}  # the call's, as given
     from probes.io import sources
 
     for name, value, least in (("n", n, 2), ("n-kde", n_kde, 100)):
@@ -110,6 +118,5 @@ def fidelity_sweep(paths: list[str], *, n: int = DEFAULT_N, n_kde: int = DEFAULT
         rec = fidelity_one(G, D, meta, n=n, n_kde=n_kde, seed=seed, bandwidth=bandwidth,
                            mode=mode, device=dev, keep=keep)
         rows.append({**info, "path": str(path), **rec})
-    return {"measure": "gradient-fidelity", "seed": seed, "wrt": "logit",
-            "units": "data units of the mixture; bandwidth in data units",
-            "checkpoints": rows}
+    return {**envelope("fidelity", inputs=paths, options=options, seed=seed, units=UNITS),
+            "wrt": "logit", "checkpoints": rows}

@@ -17,9 +17,20 @@ from torch import nn
 
 from asgan_base.errors import UserError
 from probes.io.checkpoints import facts, group_size, is_image, pixel_range
+from probes.measures.envelope import envelope
 
 EVAL_BATCH = 256  # rows per pass in per-sample modes, where the batch size changes nothing
-HIST_BINS = 101
+HIST_BINS = 101  # bins of the Fig. 5a histograms
+N = 512  # samples per checkpoint
+N_BOOT = 1000  # bootstrap resamples of each per-image mean's CI (0 = no CI)
+N_MAPS = 8  # images in the gradient-map figure
+# gradients()'s arguments that are no option of the measurement (where, what is kept, figures)
+NOT_OPTIONS = ("paths", "device", "x", "keep", "check_maps")
+UNITS = {"gradient": "d wrt / dx per input coordinate, wrt in logit (or loss, nats) units and "
+                     "x in D's pixel range (its pixel_range)",
+         "l1": "sum of |gradient| over one sample's coordinates",
+         "sparsity": "hoyer, gini, gini_hr, ...: unitless, in [0, 1] (definitions)",
+         "structure": "fg_share, hf_share, ...: shares in [0, 1] (definitions)"}
 
 
 def batch_size_for(meta: dict[str, Any], D: nn.Module, mode: str,
@@ -163,9 +174,83 @@ def load_entries(paths: Sequence[Any], *, population: str, n: int, seed: int, de
     return entries
 
 
-def gradients(paths: Sequence[Any], *, population: str = "real", n: int = 512,
+def _checkpoint_row(e: dict[str, Any], res: dict[str, Any], o: dict[str, Any],
+                    with_histogram: bool) -> dict[str, Any]:
+    """One checkpoint's entry of the ``gradients`` record: its facts, mode, reference size,
+    reals used, contract and coupling, mean logit, summaries with bootstrap CIs."""
+    from probes.core.sparsity import summarize
+    from probes.io.sources import real_split
+    from probes.measures.contract import contract_record
+
+    population, fakes = o["population"], o["fakes"]
+    return {**e["info"], "mode": res["mode"], "batch_size": res["batch_size"],
+            "batch_sizes": res["batch_sizes"],
+            "reference_n": int(e["reference"].shape[0]) if res["mode"] == "frozen" else None,
+            "reals": (real_split(e["meta"], o["reals"], data=o["data"]) if o["x"] is None else
+                      "given by the caller") if population == "real" else None,
+            **({"fakes": str(fakes)} if population == "fake" and fakes else {}),
+            "contract": contract_record(e["meta"], e["D"]), "coupling": e["coupling"],
+            "logit_mean": float(res["logits"].double().mean()),
+            "measures": summarize(res["per_image"], n_boot=o["boot"], seed=o["seed"]),
+            **({"histogram": histogram_record(res)} if with_histogram else {})}
+
+
+def _measure_entries(entries: list[dict[str, Any]], o: dict[str, Any]) -> tuple[list, Any]:
+    """``(rows, edges)``: :func:`per_image` of every entry (kept in ``e["res"]``) and its
+    record row; ``edges`` the shared histogram edges (None without ``hist``)."""
+    from probes.core.gradients import histogram_reducer
+
+    probe = dict(wrt=o["wrt"], population=o["population"], mode=o["mode"],
+                 batch_size=o["batch_size"])
+    edges = pilot_edges(entries, scale=o["hist_scale"], bins=o["hist_bins"],
+                        **probe) if o["hist"] else None
+    rows = []
+    for e in entries:
+        acc = None if edges is None else [histogram_reducer(edges, scale=o["hist_scale"])]
+        e["res"] = per_image(e["D"], e["x"], e["meta"], reference=e["reference"],
+                             keep=o["keep"] or False, accumulate=acc, **probe)
+        rows.append(_checkpoint_row(e, e["res"], o, edges is not None))
+    return rows, edges
+
+
+def _record(entries, rows, edges, o: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The ``asgan-probe gradients`` JSON around the rows: envelope, settings, definitions,
+    paired comparisons (shared inputs only), the HF reference and the histogram edges."""
+    from probes.core.sparsity import DEFINITIONS as SPARSITY_DEFS
+    from probes.core.sparsity import compare
+    from probes.core.structure import CONFOUND_CHECKS, EVIDENCE, hf_reference
+    from probes.core.structure import DEFINITIONS as STRUCTURE_DEFS
+
+    first, boot, seed, x = entries[0], o["boot"], o["seed"], o["x"]
+    shared = o["population"] == "real" or o["fakes_from"] == "first" or x is not None
+    comparisons = [{"a": first["label"], "b": e["label"], "paired": True,
+                    "measures": compare(first["res"]["per_image"], e["res"]["per_image"],
+                                        n_boot=boot, seed=seed)}
+                   for e in entries[1:]] if shared else []
+    inputs = [e["info"]["checkpoint"] for e in entries if not e["info"].get("reference")]
+    out = {**envelope("gradients", inputs=inputs,
+                      options=options, seed=seed, units=UNITS),
+           "population": o["population"], "wrt": o["wrt"], "n": o["n"], "seed": seed,
+           "n_boot": boot, "ci_level": 0.95,
+           "inputs_are": ("the caller's samples (x) for every checkpoint" if x is not None else
+                          "the same seeded samples for every checkpoint" if shared else
+                          "each checkpoint's own G on the same seeded latents"),
+           "definitions": {**SPARSITY_DEFS, **STRUCTURE_DEFS},
+           "evidence": list(EVIDENCE), "confound_checks": list(CONFOUND_CHECKS),
+           "checkpoints": rows, "comparisons": comparisons}
+    if is_image(first["meta"]):
+        h, w = first["meta"]["data"]["shape"][-2:]
+        out["hf_reference"] = hf_reference(h, w)
+    if edges is not None:
+        out["histogram"] = {"edges": edges.tolist(), "scale": o["hist_scale"],
+                            "edges_from": "+- max |value| over every D's first batch; values "
+                                          "outside are counted in under/over"}
+    return out
+
+
+def gradients(paths: Sequence[Any], *, population: str = "real", n: int = N,
               wrt: str = "logit", mode: str = "auto", batch_size: int | None = None,
-              fakes_from: str = "own", boot: int = 1000, random_reference: bool = False,
+              fakes_from: str = "own", boot: int = N_BOOT, random_reference: bool = False,
               hist: bool = False, hist_scale: str = "raw", hist_bins: int = HIST_BINS,
               keep: int = 0, seed: int = 0, device: str = "cpu", check_maps: bool = False,
               reals: str | None = None, data: str | None = None, data_root: str | None = None,
@@ -186,63 +271,17 @@ def gradients(paths: Sequence[Any], *, population: str = "real", n: int = 512,
     :func:`load_entries` (a discriminator file: reals from ``data``, fakes from ``fakes``).
 
     Returns:
-        ``(result, entries)``: the JSON-able result (per checkpoint: facts, mode, reference
+        ``(result, entries)``: the ``asgan-probe gradients`` JSON (the envelope of
+        :func:`probes.measures.envelope.envelope`; per checkpoint: facts, mode, reference
         size, reals used, summaries with bootstrap CIs; paired comparisons of the first
         checkpoint with each other one when the inputs are shared; histograms on request),
         and the loaded entries with their results (``res``: kept gradients for figures).
     """
-    from probes.core.sparsity import DEFINITIONS as SPARSITY_DEFS
-    from probes.core.sparsity import compare, summarize
-    from probes.core.structure import CONFOUND_CHECKS, EVIDENCE, hf_reference
-    from probes.core.structure import DEFINITIONS as STRUCTURE_DEFS
-    from probes.io.sources import real_split
-    from probes.measures.contract import contract_record
-
+    options = {k: v for k, v in locals().items() if k not in NOT_OPTIONS}  # the call's, as given
     entries = load_entries(paths, population=population, n=n, seed=seed, device=device,
                            fakes_from=fakes_from, random_reference=random_reference,
                            reals=reals, data=data, data_root=data_root, format=format,
                            label=label, fakes=fakes, x=x, mode=mode)
-    from probes.core.gradients import histogram_reducer
-
-    first = entries[0]
-    edges = pilot_edges(entries, wrt=wrt, population=population, mode=mode, scale=hist_scale,
-                        bins=hist_bins, batch_size=batch_size) if hist else None
-    results = []
-    for e in entries:
-        acc = None if edges is None else [histogram_reducer(edges, scale=hist_scale)]
-        e["res"] = res = per_image(e["D"], e["x"], e["meta"], reference=e["reference"],
-                                   wrt=wrt, population=population, mode=mode,
-                                   batch_size=batch_size, keep=keep or False, accumulate=acc)
-        results.append({**e["info"], "mode": res["mode"], "batch_size": res["batch_size"],
-                        "batch_sizes": res["batch_sizes"],
-                        "reference_n": int(e["reference"].shape[0])
-                        if res["mode"] == "frozen" else None,
-                        "reals": (real_split(e["meta"], reals, data=data) if x is None else
-                                  "given by the caller") if population == "real" else None,
-                        **({"fakes": str(fakes)} if population == "fake" and fakes else {}),
-                        "contract": contract_record(e["meta"], e["D"]),
-                        "coupling": e["coupling"],
-                        "logit_mean": float(res["logits"].double().mean()),
-                        "measures": summarize(res["per_image"], n_boot=boot, seed=seed),
-                        **({"histogram": histogram_record(res)} if edges is not None else {})})
-    shared = population == "real" or fakes_from == "first" or x is not None
-    comparisons = [{"a": first["label"], "b": e["label"], "paired": True,
-                    "measures": compare(first["res"]["per_image"], e["res"]["per_image"],
-                                        n_boot=boot, seed=seed)}
-                   for e in entries[1:]] if shared else []
-    out = {"probe": "gradients", "population": population, "wrt": wrt, "n": n, "seed": seed,
-           "n_boot": boot, "ci_level": 0.95,
-           "inputs": ("the caller's samples (x) for every checkpoint" if x is not None else
-                      "the same seeded samples for every checkpoint" if shared else
-                      "each checkpoint's own G on the same seeded latents"),
-           "definitions": {**SPARSITY_DEFS, **STRUCTURE_DEFS},
-           "evidence": list(EVIDENCE), "confound_checks": list(CONFOUND_CHECKS),
-           "checkpoints": results, "comparisons": comparisons}
-    if is_image(first["meta"]):
-        h, w = first["meta"]["data"]["shape"][-2:]
-        out["hf_reference"] = hf_reference(h, w)
-    if edges is not None:
-        out["histogram"] = {"edges": edges.tolist(), "scale": hist_scale,
-                            "edges_from": "+- max |value| over every D's first batch; values "
-                                          "outside are counted in under/over"}
-    return out, entries
+    o = {**options, "keep": keep, "x": x}
+    rows, edges = _measure_entries(entries, o)
+    return _record(entries, rows, edges, o, options), entries

@@ -32,10 +32,17 @@ import torch
 from asgan_base.errors import UserError
 from probes.io.checkpoints import facts
 from probes.io.outputs import log
+from probes.measures.envelope import envelope
 
-K = 5
-KID_SUBSETS = 100
-KID_SUBSET_SIZE = 1000
+N = 10_000  # real and generated samples per checkpoint
+K = 5  # PRDC nearest-neighbour k
+KID_SUBSETS = 100  # KID: random subset pairs (as torch-fidelity)
+KID_SUBSET_SIZE = 1000  # KID: samples per side in each subset (capped at n)
+NOT_OPTIONS = ("paths", "device")  # quality()'s arguments that are no option
+UNITS = {"frechet": "squared feature-space distance (FID's formula), features of each space",
+         "kid": "unbiased MMD^2 in the same features (mean and std over subsets)",
+         "prdc": "precision, recall, density, coverage: shares (density may exceed 1)",
+         "raw": "the 2-D mixtures' data units"}
 REALS = "all"  # quality compares with the data distribution, not only the held-out part
 PAPER_CLAIM = ("AS-GAN paper: Inception FID 10-50 % lower than the baseline (CIFAR-10, CelebA, "
                "LSUN; ImageNet 64 px AS-DCGAN 60.65 vs 65.78). Feature-space scores here are "
@@ -125,11 +132,14 @@ def scores(G, meta: dict[str, Any], spaces: Sequence[str], *, n: int, seed: int 
     return out
 
 
-def quality(paths: Sequence[str], *, n: int = 10_000, seed: int = 0, device: str = "cpu",
+def quality(paths: Sequence[str], *, n: int = N, seed: int = 0, device: str = "cpu",
             k: int = K, kid_subsets: int = KID_SUBSETS, kid_subset_size: int = KID_SUBSET_SIZE,
             inception: bool = False, inception_weights: str | None = None,
             inception_format: str = "auto", classifier: str | None = None) -> dict[str, Any]:
-    """Quality scores of every checkpoint in ``paths``; see the module docstring."""
+    """Quality scores of every checkpoint in ``paths``; see the module docstring. Returns the
+    ``asgan-probe quality`` JSON (:func:`probes.measures.envelope.envelope` keys, ``n``, one
+    ``results`` row per checkpoint, the paper's claim, the scores' definitions)."""
+    options = {k: v for k, v in locals().items() if k not in NOT_OPTIONS}  # the call's, as given
     from probes.adapters.inception import load_inception, resolve_weights
     from probes.io import sources
     from probes.measures.coverage import load_digit_classifier
@@ -165,7 +175,8 @@ def quality(paths: Sequence[str], *, n: int = 10_000, seed: int = 0, device: str
                                       clf=clf, incep=incep, k=k, kid_subsets=kid_subsets,
                                       kid_subset_size=kid_subset_size)})
     _relative(rows)
-    return {"probe": "quality", "seed": seed, "n": n, "results": rows,
+    return {**envelope("quality", inputs=paths, options=options, seed=seed, units=UNITS,
+                       evaluates_d=False), "n": n, "results": rows,
             "paper_claim": PAPER_CLAIM,
             "definitions": {"frechet": "|mu_r - mu_g|^2 + tr(S_r + S_g - 2 (S_r S_g)^(1/2)), "
                                        "ddof-1 covariances (FID's formula)",

@@ -10,14 +10,60 @@ import torch
 
 from asgan_base.errors import UserError
 from probes.io.checkpoints import facts, group_size, is_image, pixel_range
+from probes.measures.envelope import envelope
+
+N = 16  # images
+IG_STEPS = 50  # integrated-gradients steps
+NOISE = 0.15  # SmoothGrad noise std, [0, 1] pixel units
+NT_SAMPLES = 16  # SmoothGrad noisy copies
+NOT_OPTIONS = ("path", "device", "x", "figure")  # saliency()'s arguments that are no option
+UNITS = {"attribution": "captum's attribution of D's raw logit per input coordinate (logit "
+                        "units per unit of D's pixel range; ig: logit units)",
+         "noise": "SmoothGrad noise std in [0, 1] pixel units",
+         "ig_abs_delta_mean": "logit units (IG completeness error)"}
 
 
-def saliency(path: Any, *, methods: Sequence[str] = ("saliency",), n: int = 16,
+def _inputs(G, meta, o: dict[str, Any]):
+    """``(x, reference)``: the caller's reals (the first ``n``; the first group as the
+    reference) or seeded draws (:func:`probes.io.sources.probe_inputs`)."""
+    from probes.io.sources import probe_inputs
+
+    x = o["x"]
+    if x is not None:
+        if o["population"] != "real":
+            raise UserError("x gives reals: use population='real' with your samples")
+        return x[:o["n"]], x[:group_size(meta)]
+    return probe_inputs(meta, G, population=o["population"], n=o["n"], seed=o["seed"],
+                        device=o["device"], data=o["data"], data_root=o["data_root"],
+                        fakes_dir=o["fakes"])
+
+
+def _method_row(D, x, ref, meta, method: str, o: dict[str, Any]):
+    """``(row, attributions)`` of one captum method: mode, parameters, reference size,
+    sparsity summaries of the maps, IG's completeness error, guided ReLUs."""
+    from probes.adapters.captum import attribute
+    from probes.core.sparsity import sparsity, summarize
+
+    res = attribute(D, x, method=method, mode=o["mode"], pixel_range=pixel_range(meta),
+                    baseline=o["baseline"], steps=o["steps"], noise=o["noise"],
+                    nt_samples=o["nt_samples"], seed=o["seed"], reference=ref)
+    row = {"method": method, "mode": res["mode"], "params": res["params"],
+           "reference_n": int(ref.shape[0]) if res["mode"] == "frozen" else None,
+           "measures": summarize(sparsity(res["attr"]), n_boot=0)}
+    if "delta" in res:  # IG completeness error, logit units
+        row["ig_abs_delta_mean"] = float(res["delta"].abs().mean())
+        row["ig_delta_sum"] = float(res["delta"].sum())
+    if "guided_relus" in res:
+        row["guided_relus"] = res["guided_relus"]
+    return row, res["attr"]
+
+
+def saliency(path: Any, *, methods: Sequence[str] = ("saliency",), n: int = N,
              population: str = "real", mode: str = "auto", baseline: str = "black",
-             steps: int = 50, noise: float = 0.15, nt_samples: int = 16, seed: int = 0,
-             device: str = "cpu", data: str | None = None, data_root: str | None = None,
-             format: str = "auto", label: int | None = None, fakes: str | None = None,
-             x: torch.Tensor | None = None
+             steps: int = IG_STEPS, noise: float = NOISE, nt_samples: int = NT_SAMPLES,
+             seed: int = 0, device: str = "cpu", data: str | None = None,
+             data_root: str | None = None, format: str = "auto", label: int | None = None,
+             fakes: str | None = None, x: torch.Tensor | None = None, figure: str | None = None
              ) -> tuple[dict[str, Any], torch.Tensor, list]:
     """Attributions of D's raw logit on ``n`` seeded inputs, per method
     (:func:`probes.adapters.captum.attribute`, against the clean reference group of
@@ -28,51 +74,37 @@ def saliency(path: Any, *, methods: Sequence[str] = ("saliency",), n: int = 16,
     ``path``: a file, a ``(D, meta)`` pair from ``probes.discriminator(module, ...)`` or a
     module; ``x``: reals to attribute (in D's range; the first ``n``, and the first
     :func:`probes.io.checkpoints.group_size` as the reference group) instead of drawn ones.
+    ``figure``: where the caller draws the maps (recorded as the record's ``figure``).
 
     Returns:
-        ``(result, x, [(method, attributions (n, C, H, W))])``; ``result`` holds the
-        checkpoint's facts, its ``contract`` (reduction, dtype), the ``coupling`` check run
-        before the maps (a per-sample mode that cannot make D per-sample is a UserError)
-        and, per method, the mode, parameters, sparsity summaries of the maps and IG's
-        completeness error.
+        ``(result, x, [(method, attributions (n, C, H, W))])``; ``result`` is the
+        ``asgan-probe saliency`` JSON (:func:`probes.measures.envelope.envelope` keys, the
+        checkpoint's facts, its ``contract``, the ``coupling`` check run before the maps (a
+        per-sample mode that cannot make D per-sample is a UserError) and, per method, the
+        mode, parameters, sparsity summaries of the maps and IG's completeness error).
     """
-    from probes.adapters.captum import attribute
-    from probes.core.sparsity import sparsity, summarize
-    from probes.io.sources import load, probe_inputs, real_split
+    options = {k: v for k, v in locals().items() if k not in NOT_OPTIONS}  # the call's, as given
+    from probes.io.sources import load, real_split
     from probes.measures.contract import contract_record, coupling_record, resolve
 
     G, D, meta, path = resolve(path, lambda q: load(q, device=device, format=format,
                                                    label=label), x=x)
     if not is_image(meta):
         raise UserError("saliency maps need image data; this checkpoint's data are points")
-    given = x
-    if x is not None:
-        if population != "real":
-            raise UserError("x gives reals: use population='real' with your samples")
-        x, ref = x[:n], x[:group_size(meta)]
-    else:
-        x, ref = probe_inputs(meta, G, population=population, n=n, seed=seed, device=device,
-                              data=data, data_root=data_root, fakes_dir=fakes)
-    coupling = coupling_record(D, x, mode=mode, reference=ref, name=str(path))
+    o = {**options, "x": x, "device": device}
+    xs, ref = _inputs(G, meta, o)
+    coupling = coupling_record(D, xs, mode=mode, reference=ref, name=str(path))
     rows, attrs = [], []
     for m in methods:
-        res = attribute(D, x, method=m, mode=mode, pixel_range=pixel_range(meta),
-                        baseline=baseline, steps=steps, noise=noise, nt_samples=nt_samples,
-                        seed=seed, reference=ref)
-        row = {"method": m, "mode": res["mode"], "params": res["params"],
-               "reference_n": int(ref.shape[0]) if res["mode"] == "frozen" else None,
-               "measures": summarize(sparsity(res["attr"]), n_boot=0)}
-        if "delta" in res:  # IG completeness error, logit units
-            row["ig_abs_delta_mean"] = float(res["delta"].abs().mean())
-            row["ig_delta_sum"] = float(res["delta"].sum())
-        if "guided_relus" in res:
-            row["guided_relus"] = res["guided_relus"]
+        row, attr = _method_row(D, xs, ref, meta, m, o)
         rows.append(row)
-        attrs.append((m, res["attr"]))
-    result = {"probe": "saliency", **facts(meta, path), "pixel_range": list(pixel_range(meta)),
-              "population": population, "n": n,
-              "seed": seed, "reals": (real_split(meta, data=data) if given is None else
-                                      "given by the caller") if population == "real" else None,
+        attrs.append((m, attr))
+    result = {**envelope("saliency", inputs=[path], options=options, seed=seed, units=UNITS),
+              **facts(meta, path), "pixel_range": list(pixel_range(meta)),
+              "population": population, "n": n, "seed": seed,
+              "reals": (real_split(meta, data=data) if x is None else
+                        "given by the caller") if population == "real" else None,
               **({"fakes": str(fakes)} if population == "fake" and fakes else {}),
-              "contract": contract_record(meta, D), "coupling": coupling, "methods": rows}
-    return result, x, attrs
+              "contract": contract_record(meta, D), "coupling": coupling, "methods": rows,
+              "figure": figure}
+    return result, xs, attrs
