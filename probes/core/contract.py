@@ -317,6 +317,7 @@ def _resolve_reduction(y: Any, reduction: str) -> tuple[str, str]:
     reduce_output(y, reduction)
     return reduction, "declared"
 
+
 def _same(a: Any, b: Any) -> bool:
     if torch.is_tensor(a) and torch.is_tensor(b):
         return a.shape == b.shape and bool(torch.equal(a, b) or (

@@ -547,6 +547,7 @@ def _bisect(flips: Callable[[torch.Tensor], torch.Tensor], logits0: torch.Tensor
 
 
 def _finite_or_none(v: float) -> float | None:
+    """A JSON number: ``v`` as a float, None when it is inf or NaN."""
     return float(v) if np.isfinite(v) else None
 
 
