@@ -435,34 +435,15 @@ def load_inception(path: str | os.PathLike, *, fmt: str = "auto", sha256: str | 
         file, a pickle that is not plain tensors, or foreign weights.
     """
     path = Path(path)
-    if fmt not in ("auto", *FORMATS):
-        raise UserError(f"unknown --inception-format {fmt!r}; choose auto or one of "
-                        f"{', '.join(FORMATS)}")
-    if fmt == "auto":
-        fmt = "tf-fid-tensors" if detect_format(path) == "torchscript" else FORMATS[1]
+    fmt = _resolve_format(fmt, path)
     sha = _sha256(path)
     if sha256 is not None and sha != sha256:
         raise UserError(f"{path} has SHA-256 {sha[:16]}..., not {sha256[:16]}... as "
                         f"{PACKAGE} {PACKAGE_VERSION}'s {PACKAGED_FILE}: another release or a "
                         f"damaged install; reinstall with {INSTALL_HINT}")
-    info: dict[str, Any] = {"format": fmt, "file": str(path), "source": source or str(path),
-                            "sha256": sha, "sha256_verified": sha256 is not None,
-                            "resize": RESIZE}
-    named = re.search(r"-([0-9a-f]{8})\.pth?$", path.name)
-    if named:  # torch hub convention: the name carries the first 8 hex digits of the SHA-256
-        info["sha256_matches_name"] = sha.startswith(named.group(1))
+    info = _file_info(path, fmt, sha, verified=sha256 is not None, source=source)
     if fmt == "torchscript":
-        try:
-            net = torch.jit.load(str(path), map_location=device).eval()
-            arguments = [a.name for a in net.forward.schema.arguments]
-        except Exception as e:  # torch raises RuntimeError and friends for foreign archives
-            raise UserError(f"{path} is not a loadable TorchScript model "
-                            f"({type(e).__name__}); expected {EXPECTED}") from None
-        # NVlabs' module resizes and normalises [0, 255] itself; fid-helper's takes TF's range
-        nvlabs = "return_features" in arguments
-        info.update(interface="nvlabs" if nvlabs else PACKAGE,
-                    input_range=[0.0, 255.0] if nvlabs else list(TF_RANGE))
-        return InceptionModel(fmt, net, info)
+        return _load_torchscript(path, device, info)
     net = build_fid_inception()
     if fmt == "tf-fid-tensors":
         net.fc = nn.Identity()  # the TF pool3 graph carries no 1008-way head: nothing to load
@@ -471,15 +452,61 @@ def load_inception(path: str | os.PathLike, *, fmt: str = "auto", sha256: str | 
         info.update(input_range=list(TF_RANGE), **cached)
         return InceptionModel(fmt, net.to(device).eval(), info)
     info["input_range"] = list(PYTORCH_FID_RANGE)
+    state = _weights_only(path)
+    _check_state_dict(state, net, path)
+    net.load_state_dict(state, strict=False)  # strict up to num_batches_tracked (checked above)
+    return InceptionModel(fmt, net.to(device).eval(), info)
+
+
+def _resolve_format(fmt: str, path: Path) -> str:
+    """One of :data:`FORMATS` for ``fmt`` (``auto``: a TorchScript archive is
+    ``tf-fid-tensors``, anything else ``pytorch-fid-state-dict``); UserError when unknown."""
+    if fmt not in ("auto", *FORMATS):
+        raise UserError(f"unknown --inception-format {fmt!r}; choose auto or one of "
+                        f"{', '.join(FORMATS)}")
+    if fmt == "auto":
+        fmt = "tf-fid-tensors" if detect_format(path) == "torchscript" else FORMATS[1]
+    return fmt
+
+
+def _file_info(path: Path, fmt: str, sha: str, *, verified: bool, source: str | None
+               ) -> dict[str, Any]:
+    """The record of a weights file: format, file, source, SHA-256 (hex), whether it was
+    verified, the resize, and whether a hub-style name's hash prefix matches."""
+    info: dict[str, Any] = {"format": fmt, "file": str(path), "source": source or str(path),
+                            "sha256": sha, "sha256_verified": verified, "resize": RESIZE}
+    named = re.search(r"-([0-9a-f]{8})\.pth?$", path.name)
+    if named:  # torch hub convention: the name carries the first 8 hex digits of the SHA-256
+        info["sha256_matches_name"] = sha.startswith(named.group(1))
+    return info
+
+
+def _load_torchscript(path: Path, device: str | torch.device, info: dict[str, Any]
+                      ) -> InceptionModel:
+    """A TorchScript FID Inception (NVlabs' or fid-helper's), its interface and input range
+    (``[0, 255]`` or TF's) added to ``info``; UserError when the archive does not load."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        net = torch.jit.load(str(path), map_location=device).eval()
+        arguments = [a.name for a in net.forward.schema.arguments]
+    except Exception as e:  # torch raises RuntimeError and friends for foreign archives
+        raise UserError(f"{path} is not a loadable TorchScript model "
+                        f"({type(e).__name__}); expected {EXPECTED}") from None
+    # NVlabs' module resizes and normalises [0, 255] itself; fid-helper's takes TF's range
+    nvlabs = "return_features" in arguments
+    info.update(interface="nvlabs" if nvlabs else PACKAGE,
+                input_range=[0.0, 255.0] if nvlabs else list(TF_RANGE))
+    return InceptionModel("torchscript", net, info)
+
+
+def _weights_only(path: Path) -> Any:
+    """A pytorch-fid state dict read with ``weights_only`` (a pickle that would run code is
+    refused); UserError naming the first line of torch's complaint otherwise."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for code-bearing pickles, others for garbage
         first = (str(e).splitlines() or [type(e).__name__])[0][:120]
         raise UserError(f"{path} cannot be read as weights only ({first}); expected "
                         f"{EXPECTED}") from None
-    _check_state_dict(state, net, path)
-    net.load_state_dict(state, strict=False)  # strict up to num_batches_tracked (checked above)
-    return InceptionModel(fmt, net.to(device).eval(), info)
 
 
 @torch.no_grad()

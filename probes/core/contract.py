@@ -245,6 +245,40 @@ def wrap(module: nn.Module, *, shape: tuple[int, ...], pixel_range: tuple[float,
         ``num_classes``, ``randomness`` (``"none"`` or what is done about it), ``seed``
         (None unless used), ``pixel_range``, ``shape``.
     """
+    lo, hi, shape = _check_wrap_args(module, pixel_range, shape)
+    dtype = float_dtype(module)
+    net = module if dtype in (None, torch.float32) else copy.deepcopy(module).float()
+    call = bind_label(label, label_as, num_classes)
+    device = _device(net)
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(PROBE_N, *shape, generator=g) * (hi - lo) + lo).to(device)
+    probe = Contracted(net, "squeeze", call=call)
+    y1, y2 = _probe_twice(net, call, x, pixel_range)
+    random = not _same(y1, y2)
+    reduction, why = _resolve_reduction(y1, reduction)
+    probe.reduction = reduction
+    if random:
+        probe.seed = seed
+    conditional = label is not None or callable(label_as)
+    facts = {
+        "output": {"shape": shape_text(y1), "reduction": reduction, "why": why},
+        "dtype": str(dtype).replace("torch.", "") if dtype is not None else None,
+        "float32": "as is" if net is module else "a float32 copy",
+        "conditional": conditional,
+        "label": None if label is None else int(label),
+        "label_as": ("callable" if callable(label_as) else label_as) if conditional else None,
+        "num_classes": num_classes,
+        "randomness": (f"forward draws random numbers: every forward runs under a forked RNG "
+                       f"seeded with {seed}") if random else "none",
+        "seed": seed if random else None,
+        "pixel_range": [lo, hi], "shape": list(shape),
+    }
+    return probe, facts
+
+
+def _check_wrap_args(module: Any, pixel_range: tuple[float, float], shape: tuple[int, ...]
+                     ) -> tuple[float, float, tuple[int, ...]]:
+    """``(lo, hi, shape)`` as floats and ints after checking :func:`wrap`'s arguments."""
     if not isinstance(module, nn.Module):
         raise ValueError(f"a discriminator must be a torch.nn.Module, got {type(module).__name__}")
     lo, hi = (float(v) for v in pixel_range)
@@ -254,47 +288,34 @@ def wrap(module: nn.Module, *, shape: tuple[int, ...], pixel_range: tuple[float,
     if not shape or min(shape) < 1:
         raise ValueError(f"shape must be one sample's positive sizes, e.g. (3, 32, 32), got "
                          f"{shape}")
-    dtype = float_dtype(module)
-    net = module if dtype in (None, torch.float32) else copy.deepcopy(module).float()
-    call = bind_label(label, label_as, num_classes)
-    device = _device(net)
-    g = torch.Generator().manual_seed(seed)
-    x = (torch.rand(PROBE_N, *shape, generator=g) * (hi - lo) + lo).to(device)
-    probe = Contracted(net, "squeeze", call=call)
+    return lo, hi, shape
+
+
+def _probe_twice(net: nn.Module, call: Callable, x: torch.Tensor,
+                 pixel_range: tuple[float, float]) -> tuple[Any, Any]:
+    """Two forwards of ``net`` on the probe batch ``x`` ``(PROBE_N, ...)``, net entered and
+    restored, the global RNG forked (a differing pair = a forward that draws random numbers);
+    a failure of the user's module becomes a one-line ValueError."""
+    device = x.device
     with _entered(net), torch.no_grad(), torch.random.fork_rng(
             devices=[device] if device.type == "cuda" else []):
         try:
-            y1, y2 = call(net, x), call(net, x)
+            return call(net, x), call(net, x)
         except Exception as e:  # the user's module, the user's error: one line, its type
             msg = " ".join(str(e).split())[:200]
             raise ValueError(f"D failed on a probe batch of shape {tuple(x.shape)} in "
                              f"{pixel_range}: {type(e).__name__}: {msg} (check shape, label "
                              f"and label_as)") from None
-    random = not _same(y1, y2)
+
+
+def _resolve_reduction(y: Any, reduction: str) -> tuple[str, str]:
+    """``(reduction, why)`` for output ``y``: inferred when ``"auto"``, else checked now
+    (``why = "declared"``) so a bad one fails here, not in the middle of a probe."""
     if reduction == "auto":
-        reduction, why = infer_reduction(y1)
-    else:
-        check_reduction(reduction)
-        why = "declared"
-        reduce_output(y1, reduction)  # fails now, not in the middle of a probe
-    probe.reduction = reduction
-    if random:
-        probe.seed = seed
-    facts = {
-        "output": {"shape": shape_text(y1), "reduction": reduction, "why": why},
-        "dtype": str(dtype).replace("torch.", "") if dtype is not None else None,
-        "float32": "as is" if net is module else "a float32 copy",
-        "conditional": label is not None or callable(label_as),
-        "label": None if label is None else int(label),
-        "label_as": ("callable" if callable(label_as) else label_as) if (
-            label is not None or callable(label_as)) else None,
-        "num_classes": num_classes,
-        "randomness": (f"forward draws random numbers: every forward runs under a forked RNG "
-                       f"seeded with {seed}") if random else "none",
-        "seed": seed if random else None,
-        "pixel_range": [lo, hi], "shape": list(shape),
-    }
-    return probe, facts
+        return infer_reduction(y)
+    check_reduction(reduction)
+    reduce_output(y, reduction)
+    return reduction, "declared"
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -198,23 +198,12 @@ def check(D: nn.Module, x: torch.Tensor, *, mode: str = "auto",
 
     resolved = resolve_mode(D, mode)
     found = causes(D)
-    for c in found:
-        g = c.get("group_size")
-        if c["kind"] == "minibatch-stddev" and g and n % min(g, n):
-            n = 2 * g
-    xb = probe_batch(x, n).to(_device(D))
+    xb = probe_batch(x, _probe_rows(found, n)).to(_device(D))
     ref = reference_group(x, 64) if reference is None else reference
     with probe_model(D, resolved, ref if resolved == "frozen" else None) as (model, _):
         change, scale = cross_change(model, xb)
     tol = 1e-6 * max(1.0, scale)  # float32 round-off at the logits' size
-    if resolved == "batch":
-        view = change
-    else:
-        try:
-            with probe_model(D, "batch") as (model, _):
-                view = cross_change(model, xb)[0]
-        except (ValueError, RuntimeError):  # a layer that refuses this batch size
-            view = None
+    view = change if resolved == "batch" else _batch_view(D, xb)
     coupled_view = None if view is None else view > tol
     if (coupled_view or change > tol) and not found:
         found = [{"kind": "unknown"}]
@@ -225,6 +214,28 @@ def check(D: nn.Module, x: torch.Tensor, *, mode: str = "auto",
     if resolved in PER_SAMPLE and change > tol:
         raise CouplingError(_message(D, resolved, found, change))
     return out
+
+
+def _probe_rows(found: list[dict], n: int) -> int:
+    """Rows of the probe batch: ``n``, or twice the group size of a minibatch-stddev layer
+    whose group does not divide ``n`` (so ``batch`` mode can run)."""
+    for c in found:
+        g = c.get("group_size")
+        if c["kind"] == "minibatch-stddev" and g and n % min(g, n):
+            n = 2 * g
+    return n
+
+
+def _batch_view(D: nn.Module, xb: torch.Tensor) -> float | None:
+    """Largest cross-sample logit change of D on ``xb`` in ``batch`` mode (logit units), or
+    None when a layer refuses this batch size."""
+    from probes.core.modes import probe_model
+
+    try:
+        with probe_model(D, "batch") as (model, _):
+            return cross_change(model, xb)[0]
+    except (ValueError, RuntimeError):  # a layer that refuses this batch size
+        return None
 
 
 def _message(D: nn.Module, mode: str, found: list[dict], change: float) -> str:

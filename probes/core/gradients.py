@@ -143,17 +143,10 @@ def grad_sparsity(batch: Batch) -> dict[str, torch.Tensor]:
 
 
 def input_gradients(
-    D: nn.Module,
-    x: Source,
-    *,
-    wrt: str = "logit",
-    population: str = "real",
-    mode: str = "auto",
-    batch_size: int = 256,
-    reference: torch.Tensor | None = None,
+    D: nn.Module, x: Source, *, wrt: str = "logit", population: str = "real",
+    mode: str = "auto", batch_size: int = 256, reference: torch.Tensor | None = None,
     reduce: Reducer | Sequence[Reducer] | None = grad_sparsity,
-    accumulate: Reducer | Sequence[Reducer] | None = None,
-    keep: bool | int = False,
+    accumulate: Reducer | Sequence[Reducer] | None = None, keep: bool | int = False,
     after_batch: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Input gradients of D over a stream of samples, reduced on the fly.
@@ -171,10 +164,9 @@ def input_gradients(
         reference: the clean group ``frozen`` holds the BatchNorm statistics of (default:
             the first 64 samples); pass one for results independent of the order of ``x``.
         batch_size: rows per batch when ``x`` is a tensor (ignored for iterables).
-        reduce: function(s) ``batch -> {name: (n_b,) tensor}`` of per-image values; the
-            results are concatenated into ``per_image`` (O(N) scalars). Default
-            :func:`grad_sparsity`. ``batch`` holds ``x``, ``grad``, ``logits``, ``mode``,
-            ``start``.
+        reduce: function(s) ``batch -> {name: (n_b,) tensor}`` of per-image values,
+            concatenated into ``per_image`` (O(N) scalars; default :func:`grad_sparsity`);
+            ``batch`` holds ``x``, ``grad``, ``logits``, ``mode``, ``start``.
         accumulate: function(s) ``batch -> {name: tensor}`` whose results are *summed* over
             batches into ``totals`` (histogram counts, sums for means).
         keep: ``True`` keeps every gradient (and input) in ``grad``/``x``: O(N * dim) memory,
@@ -193,41 +185,59 @@ def input_gradients(
         >>> out["per_image"]["hoyer"].mean(), out["mode"]
         >>> g = input_gradients(D, x_real, reduce=None, keep=True)["grad"]  # all gradients
     """
-    reducers = _as_list(reduce)
-    accumulators = _as_list(accumulate)
+    reducers, accumulators = _as_list(reduce), _as_list(accumulate)
     limit = None if keep is True else int(keep)  # None: keep all
-    per_image: dict[str, list[torch.Tensor]] = {}
-    totals: dict[str, torch.Tensor] = {}
-    logits, kept_g, kept_x, sizes = [], [], [], set()
-    resolved, n = None, 0
+    acc = _new_stream()
     for b in iter_gradients(D, x, wrt=wrt, population=population, mode=mode,
                             batch_size=batch_size, reference=reference):
-        resolved, n_b = b["mode"], len(b["x"])
-        n += n_b
-        sizes.add(n_b)
-        logits.append(b["logits"].cpu())
-        for f in reducers:
-            for k, v in f(b).items():
-                per_image.setdefault(k, []).append(v.detach().double().cpu())
-        for f in accumulators:
-            for k, v in f(b).items():
-                v = v.detach().cpu()
-                totals[k] = totals[k] + v if k in totals else v
-        room = n_b if limit is None else max(0, limit - (n - n_b))
-        if room:
-            kept_g.append(b["grad"][:room].cpu())
-            kept_x.append(b["x"][:room].detach().cpu())
+        _take_batch(acc, b, reducers, accumulators, limit)
         del b  # drop this batch's gradients before the next one is computed
         if after_batch is not None:
             after_batch()
-    if resolved is None:
+    if acc["mode"] is None:
         raise ValueError("no samples: x gave no batches")
-    out = {"mode": resolved, "wrt": wrt, "population": population, "n": n,
-           "batch_size": batch_size if torch.is_tensor(x) else None,
-           "batch_sizes": sorted(sizes), "logits": torch.cat(logits),
-           "per_image": {k: torch.cat(v) for k, v in per_image.items()}, "totals": totals}
-    if keep and kept_g:
-        out["grad"], out["x"] = torch.cat(kept_g), torch.cat(kept_x)
+    return _stream_result(acc, wrt=wrt, population=population, keep=keep,
+                          batch_size=batch_size if torch.is_tensor(x) else None)
+
+
+def _new_stream() -> dict[str, Any]:
+    """Empty running state of :func:`input_gradients` (CPU lists of per-batch pieces)."""
+    return {"mode": None, "n": 0, "sizes": set(), "logits": [], "per_image": {},
+            "totals": {}, "grad": [], "x": []}
+
+
+def _take_batch(acc: dict[str, Any], b: Batch, reducers: list[Reducer],
+                accumulators: list[Reducer], limit: int | None) -> None:
+    """Fold one batch into ``acc``: its logits ``(n_b,)``, per-image reductions (float64),
+    summed totals, and its first gradients/inputs while fewer than ``limit`` are kept."""
+    acc["mode"], n_b = b["mode"], len(b["x"])
+    acc["n"] += n_b
+    acc["sizes"].add(n_b)
+    acc["logits"].append(b["logits"].cpu())
+    for f in reducers:
+        for k, v in f(b).items():
+            acc["per_image"].setdefault(k, []).append(v.detach().double().cpu())
+    totals = acc["totals"]
+    for f in accumulators:
+        for k, v in f(b).items():
+            v = v.detach().cpu()
+            totals[k] = totals[k] + v if k in totals else v
+    room = n_b if limit is None else max(0, limit - (acc["n"] - n_b))
+    if room:
+        acc["grad"].append(b["grad"][:room].cpu())
+        acc["x"].append(b["x"][:room].detach().cpu())
+
+
+def _stream_result(acc: dict[str, Any], *, wrt: str, population: str, keep: bool | int,
+                   batch_size: int | None) -> dict[str, Any]:
+    """:func:`input_gradients`' result from its running state (pieces concatenated)."""
+    out = {"mode": acc["mode"], "wrt": wrt, "population": population, "n": acc["n"],
+           "batch_size": batch_size, "batch_sizes": sorted(acc["sizes"]),
+           "logits": torch.cat(acc["logits"]),
+           "per_image": {k: torch.cat(v) for k, v in acc["per_image"].items()},
+           "totals": acc["totals"]}
+    if keep and acc["grad"]:
+        out["grad"], out["x"] = torch.cat(acc["grad"]), torch.cat(acc["x"])
     return out
 
 

@@ -88,10 +88,22 @@ def frozen_copy(D: nn.Module, reference: torch.Tensor) -> nn.Module:
         ``batch``-mode logits of D on that group (to float round-off); on any other input
         each logit depends on its own sample.
     """
-    m_ref = reference.shape[0]
     Df = copy.deepcopy(D).eval()
     bns = [m for m in Df.modules() if isinstance(m, _BN)]
     mbstds = [m for m in Df.modules() if isinstance(m, MinibatchStd)]
+    _check_reference(reference.shape[0], bns, mbstds)
+    stats = _reference_forward(Df, reference, bns, mbstds)
+    with torch.no_grad():
+        for bn in bns:
+            _hold_stats(bn, *stats[id(bn)])
+    for p in Df.parameters():
+        p.requires_grad_(False)  # input gradients only; a copy never trains
+    return Df
+
+
+def _check_reference(m_ref: int, bns: list[nn.Module], mbstds: list[nn.Module]) -> None:
+    """ValueError unless ``m_ref`` reference samples can give BatchNorm statistics (>= 2) and
+    complete every minibatch-stddev group (>= group size - 1)."""
     if bns and m_ref < 2:
         raise ValueError("frozen mode needs a reference group of at least 2 clean samples "
                          f"for BatchNorm statistics, got {m_ref}")
@@ -100,6 +112,15 @@ def frozen_copy(D: nn.Module, reference: torch.Tensor) -> nn.Module:
             raise ValueError(f"frozen mode needs at least {mb.group_size - 1} clean reference "
                              f"samples to complete minibatch-stddev groups of {mb.group_size}, "
                              f"got {m_ref}")
+
+
+def _reference_forward(Df: nn.Module, reference: torch.Tensor, bns: list[nn.Module],
+                       mbstds: list[nn.Module]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """One clean forward of ``Df`` on ``reference`` ``(m, ...)`` with its BatchNorm layers in
+    train mode: sets each minibatch-stddev layer's ``reference`` (its first ``G - 1`` input
+    features) and returns ``{id(bn): (mean (C,), biased var (C,))}`` of each BatchNorm's input.
+    Leaves the BatchNorm layers in train mode."""
+    m_ref = reference.shape[0]
     stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def complete(mb: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
@@ -126,20 +147,19 @@ def frozen_copy(D: nn.Module, reference: torch.Tensor) -> nn.Module:
     finally:
         for h in hooks:
             h.remove()
-    with torch.no_grad():
-        for bn in bns:
-            mean, var = stats[id(bn)]
-            if bn.running_mean is None:  # track_running_stats=False: give it buffers to use
-                bn.register_buffer("running_mean", mean.clone())
-                bn.register_buffer("running_var", var.clone())
-                bn.track_running_stats = True
-            else:
-                bn.running_mean.copy_(mean)
-                bn.running_var.copy_(var)
-            bn.eval()
-    for p in Df.parameters():
-        p.requires_grad_(False)  # input gradients only; a copy never trains
-    return Df
+    return stats
+
+
+def _hold_stats(bn: nn.Module, mean: torch.Tensor, var: torch.Tensor) -> None:
+    """Make ``bn`` normalise with ``mean``/``var`` ``(C,)`` for good: running stats, eval mode."""
+    if bn.running_mean is None:  # track_running_stats=False: give it buffers to use
+        bn.register_buffer("running_mean", mean.clone())
+        bn.register_buffer("running_var", var.clone())
+        bn.track_running_stats = True
+    else:
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var)
+    bn.eval()
 
 
 @contextlib.contextmanager

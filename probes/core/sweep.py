@@ -261,73 +261,70 @@ def _summaries(clean: np.ndarray, adv: np.ndarray, linf: np.ndarray, l2: np.ndar
 
 # ----------------------------------------------------------------------------- the sweep
 def attack_sweep(
-    D: nn.Module,
-    x: torch.Tensor,
-    *,
-    eps: Sequence[float],
-    population: str = "real",
-    method: str | Crafter = "fgsm",
-    steps: int = 10,
-    step_size: float | None = None,
-    random_start: bool = False,
-    seed: int = 0,
-    mode: str = "auto",
-    pixel_range: tuple[float, float] = (-1.0, 1.0),
-    batch_size: int = 256,
-    bn_group: int = 64,
-    reference: torch.Tensor | None = None,
-    transfer_to: Mapping[str, nn.Module] | None = None,
-    eps_scale: float | None = None,
-    progress: Callable[[int], None] | None = None,
+    D: nn.Module, x: torch.Tensor, *, eps: Sequence[float], population: str = "real",
+    method: str | Crafter = "fgsm", steps: int = 10, step_size: float | None = None,
+    random_start: bool = False, seed: int = 0, mode: str = "auto",
+    pixel_range: tuple[float, float] = (-1.0, 1.0), batch_size: int = 256, bn_group: int = 64,
+    reference: torch.Tensor | None = None, transfer_to: Mapping[str, nn.Module] | None = None,
+    eps_scale: float | None = None, progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Attack ``x`` at every eps and score the result on D (and on ``transfer_to``).
 
     Args:
         D: discriminator, ``D(x)`` -> raw logits ``(N,)``; left exactly as it was.
-        x: samples ``(N, ...)`` of one population, in ``pixel_range`` (any device; moved to
-            D's device one group at a time); not modified.
-        eps: perturbation sizes in [0, 1] pixel units (``1/255`` = one grey level); 0 allowed.
+        x: samples ``(N, ...)`` of one population in ``pixel_range``, any device; not modified.
+        eps: radii in the method's norm, in eps units ([0, 1] pixel units for images:
+            ``1/255`` = one grey level; else ``eps_scale``); 0 allowed.
         population: ``"real"`` (attacked toward "fake") or ``"fake"`` (toward "real").
-        method: a name in :data:`ATTACKS` (``"fgsm"``, ``"bim"``, ``"pgd-l2"``) or a crafter
-            ``f(D, x, eps, *, toward, pixel_range, steps, step_size, noise, stack) -> (clean
-            logits or None, [x_adv per eps])`` such as
-            :func:`probes.adapters.foolbox.foolbox_crafter`. eps is a radius in the method's
-            norm (``norm`` in the records): for ``pgd-l2`` the L2 norm of the whole
-            perturbation in eps units, so ``mean_l2 <= eps``.
+        method: a name in :data:`ATTACKS` or a crafter (:data:`Attack` ``.crafter`` signature)
+            such as :func:`probes.adapters.foolbox.foolbox_crafter`. For ``pgd-l2`` eps bounds
+            the L2 norm of the whole perturbation, so ``mean_l2 <= eps``.
         steps, step_size: iterations and step length of an iterative method (eps units, in
             its norm; default :func:`probes.core.attacks.default_step_size` of each eps).
-        random_start: an iterative method starts from a uniform point of its eps ball, drawn
-            per sample from ``seed`` on the CPU (the same relative point for every eps).
-        seed: seed of the random start.
-        mode: ``"auto" | "frozen" | "batch" | "eval"`` (:mod:`probes.core.modes`), resolved
-            per discriminator (``auto``: ``frozen`` with BatchNorm, else ``eval``).
-        pixel_range: ``(lo, hi)`` of the data.
-        batch_size: samples per pass in per-sample modes (memory only: results do not depend
-            on it).
+        random_start, seed: an iterative method starts from a uniform point of its eps ball,
+            drawn per sample from ``seed`` on the CPU (the same relative point for every eps).
+        mode: ``auto | frozen | batch | eval`` (:mod:`probes.core.modes`), resolved per net.
+        pixel_range, batch_size: ``(lo, hi)`` of the data; samples per pass (memory only).
         bn_group: the training batch size: samples per BatchNorm batch in ``batch`` mode, and
             the size of the default reference group in ``frozen`` mode.
-        reference: clean samples of the same population whose BatchNorm statistics
-            ``frozen`` holds fixed, for D and every ``transfer_to`` net (default: the first
-            ``bn_group`` samples of ``x``; pass one to make results independent of the order
-            of ``x``).
+        reference: clean samples whose BatchNorm statistics ``frozen`` holds fixed, for every
+            net (default: the first ``bn_group`` of ``x``; pass one for order independence).
         transfer_to: ``{name: D2}``: score the perturbations crafted on D on these too.
-        eps_scale: the absolute size of eps = 1 when eps is not in pixel units (a 2-D
-            mixture's mode std, ``trainers.data.eps_units_of(meta)["scale"]``); None = pixels.
+        eps_scale: absolute size of eps = 1 (a 2-D mixture's mode std); None = pixel units.
         progress: called with the number of samples finished after each group.
 
     Returns:
-        One record per (evaluated discriminator, eps), D's own first: ``evaluated_on``
-        (``"self"`` or the ``transfer_to`` name), ``population, method, norm`` (``"linf"``,
-        ``"l2"``; a crafter's ``.norm`` or None), ``eps, eps_255, n, mode,
-        craft_mode, clean_accuracy, adv_accuracy, n_correct, flip_rate, mean_logit_shift,
-        median_logit_shift, mean_loss_increase, mean_linf, mean_l2, steps, step_size,
-        random_start, seed, bn_group, reference_n, pixel_range, warning`` (module docstring for
-        meanings; ``reference_n`` is the reference group's size in ``frozen`` mode, else None).
+        One record per (evaluated net, eps), D's own first (meanings: module docstring):
+        ``evaluated_on, population, method, norm, eps, eps_255, n, mode, craft_mode,
+        clean_accuracy, adv_accuracy, n_correct, flip_rate, mean_logit_shift, median_logit_shift,
+        mean_loss_increase, mean_linf, mean_l2, steps, step_size, random_start, seed, bn_group,
+        reference_n, pixel_range, warning``.
 
     Examples:
-        >>> recs = attack_sweep(D, x_real, eps=[0, 1 / 255, 2 / 255, 4 / 255])
-        >>> [r["flip_rate"] for r in recs]
+        >>> [r["flip_rate"] for r in attack_sweep(D, x_real, eps=[0, 1 / 255, 2 / 255])]
     """
+    eps = _sweep_eps(x, eps, steps, pixel_range, eps_scale)
+    toward, sign = _population(population)
+    craft, method_name, rec = _crafter(method)
+    targets = {"self": D, **dict(transfer_to or {})}
+    modes = {name: resolve_mode(T, mode) for name, T in targets.items()}
+    ref = reference_group(x, bn_group) if reference is None else reference
+    noise = _start_noise(x, seed, rec) if random_start else None
+    clean, adv, linf, l2 = _sweep_pass(
+        craft, targets, modes, x, eps, noise, mode=mode, ref=ref,
+        group=bn_group if "batch" in modes.values() else batch_size, toward=toward,
+        pixel_range=pixel_range, steps=steps, step_size=step_size, eps_scale=eps_scale,
+        progress=progress)
+    return _sweep_records(
+        clean, adv, linf, l2, eps, sign=sign, population=population, method=method, rec=rec,
+        method_name=method_name, modes=modes, steps=steps, step_size=step_size, seed=seed,
+        random_start=random_start, bn_group=bn_group, ref=ref, pixel_range=pixel_range,
+        eps_scale=eps_scale)
+
+
+def _sweep_eps(x: torch.Tensor, eps: Sequence[float], steps: int,
+               pixel_range: tuple[float, float], eps_scale: float | None) -> list[float]:
+    """The sweep's eps as floats (eps units) after checking x, eps and steps (ValueError)."""
     eps = [float(e) for e in eps]
     if x.shape[0] == 0 or not eps:
         raise ValueError("attack_sweep needs at least one sample and one eps")
@@ -335,49 +332,84 @@ def attack_sweep(
         eps_to_abs(e, pixel_range, scale=eps_scale)  # validates units and range
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    toward, sign = _population(population)
-    craft, method_name, rec = _crafter(method)
-    iterative = rec is not None and rec.iterative
-    targets = {"self": D, **dict(transfer_to or {})}
-    modes = {name: resolve_mode(T, mode) for name, T in targets.items()}
-    any_batch = "batch" in modes.values()
-    ref = reference_group(x, bn_group) if reference is None else reference
-    n, dev = x.shape[0], _device(D)
-    lo, hi = pixel_range
-    noise = None
-    if random_start:  # a point of the unit ball per sample, on the CPU
-        g = torch.Generator().manual_seed(seed)
-        noise = NORMS[rec.norm if rec else "linf"].noise(x.shape, g, x.dtype)
+    return eps
+
+
+def _start_noise(x: torch.Tensor, seed: int, rec: Attack | None) -> torch.Tensor:
+    """A point of the attack norm's unit ball per sample, shape of ``x``, drawn on the CPU
+    from ``seed`` (L-inf for a crafter outside the registry)."""
+    g = torch.Generator().manual_seed(seed)
+    return NORMS[rec.norm if rec else "linf"].noise(x.shape, g, x.dtype)
+
+
+def _sweep_pass(craft: Crafter, targets: dict[str, nn.Module], modes: dict[str, str],
+                x: torch.Tensor, eps: list[float], noise: torch.Tensor | None, *, mode: str,
+                ref: torch.Tensor, group: int, toward: str, pixel_range: tuple[float, float],
+                steps: int, step_size: float | None, eps_scale: float | None,
+                progress: Callable[[int], None] | None):
+    """Craft on ``targets["self"]`` and score on every target, ``group`` samples at a time.
+
+    Returns device tensors ``(clean logits {name: (N,)}, adv logits {name: (E, N)}, L-inf
+    (E, N), L2 (E, N))``, norms of ``x_adv - x`` in eps units.
+    """
+    n, dev, E = x.shape[0], _device(targets["self"]), len(eps)
     clean = {k: torch.empty(n, device=dev) for k in targets}
-    adv = {k: torch.empty(len(eps), n, device=dev) for k in targets}
-    linf = torch.empty(len(eps), n, device=dev)
-    l2 = torch.empty(len(eps), n, device=dev)
+    adv = {k: torch.empty(E, n, device=dev) for k in targets}
+    linf = torch.empty(E, n, device=dev)
+    l2 = torch.empty(E, n, device=dev)
     with contextlib.ExitStack() as stack:
         models = {id(T): stack.enter_context(probe_model(T, mode, ref))[0]
                   for T in _unique(targets)}
         nets = {name: models[id(T)] for name, T in targets.items()}
-        for sl in groups(n, bn_group if any_batch else batch_size):
+        for sl in groups(n, group):
             xc = x[sl].to(dev, non_blocking=True)
             logits0, xs = craft(nets["self"], xc, eps, toward=toward, pixel_range=pixel_range,
                                 steps=steps, step_size=step_size,
                                 stack=modes["self"] != "batch", eps_scale=eps_scale,
                                 noise=None if noise is None else noise[sl].to(dev))
-            with torch.no_grad():
-                for name, T in nets.items():
-                    c = logits0 if name == "self" and logits0 is not None else T(xc)
-                    clean[name][sl] = c
-                    adv[name][:, sl] = _score(T, xs, eps, c, modes[name] == "batch")
-                # (E, B, D) in eps units
-                d = torch.stack(xs).sub_(xc).flatten(2).div_(eps_scale or (hi - lo))
-                linf[:, sl] = d.abs().amax(2)
-                l2[:, sl] = d.norm(dim=2)
+            _score_group(nets, modes, xc, xs, eps, logits0, sl, clean, adv, linf, l2,
+                         scale=eps_scale or (pixel_range[1] - pixel_range[0]))
             if progress is not None:
                 progress(sl.stop - sl.start)
+    return clean, adv, linf, l2
+
+
+@torch.no_grad()
+def _score_group(nets: dict[str, nn.Module], modes: dict[str, str], xc: torch.Tensor,
+                 xs: list[torch.Tensor], eps: list[float], logits0: torch.Tensor | None,
+                 sl: slice, clean: dict[str, torch.Tensor], adv: dict[str, torch.Tensor],
+                 linf: torch.Tensor, l2: torch.Tensor, *, scale: float) -> None:
+    """Write one group's clean ``(B,)`` and adversarial ``(E, B)`` logits of every net, and the
+    perturbations' L-inf and L2 norms ``(E, B)`` divided by ``scale`` (eps units), at ``sl``."""
+    for name, T in nets.items():
+        # the crafter's clean logits come from the same forward as its first gradient
+        c = logits0 if name == "self" and logits0 is not None else T(xc)
+        clean[name][sl] = c
+        adv[name][:, sl] = _score(T, xs, eps, c, modes[name] == "batch")
+    d = torch.stack(xs).sub_(xc).flatten(2).div_(scale)  # (E, B, D) in eps units
+    linf[:, sl] = d.abs().amax(2)
+    l2[:, sl] = d.norm(dim=2)
+
+
+def _sweep_records(clean: dict[str, torch.Tensor], adv: dict[str, torch.Tensor],
+                   linf: torch.Tensor, l2: torch.Tensor, eps: list[float], *, sign: float,
+                   population: str, method: str | Crafter, method_name: str,
+                   rec: Attack | None, modes: dict[str, str], steps: int,
+                   step_size: float | None, random_start: bool, seed: int, bn_group: int,
+                   ref: torch.Tensor, pixel_range: tuple[float, float],
+                   eps_scale: float | None) -> list[dict[str, Any]]:
+    """The sweep's records, one per (evaluated net, eps): ``evaluated_on`` (``"self"`` or the
+    ``transfer_to`` name), ``population, method, norm`` (a crafter's ``.norm`` or None), the
+    :func:`_summaries` row, ``mode, craft_mode, steps, step_size, random_start, seed,
+    bn_group`` (``batch`` mode only), ``reference_n`` (the reference group's size, ``frozen``
+    mode only), ``pixel_range, warning``."""
+    iterative = rec is not None and rec.iterative
+    lo, hi = pixel_range
     # one device -> host copy for everything
-    host = {k: (clean[k].double().cpu().numpy(), adv[k].double().cpu().numpy()) for k in targets}
+    host = {k: (clean[k].double().cpu().numpy(), adv[k].double().cpu().numpy()) for k in clean}
     linf_h, l2_h = linf.double().cpu().numpy(), l2.double().cpu().numpy()
     records = []
-    for name in targets:
+    for name in clean:
         for e, row in zip(eps, _summaries(*host[name], linf_h, l2_h, eps, sign,
                                              pixels=eps_scale is None)):
             step = None
@@ -389,7 +421,7 @@ def attack_sweep(
                 **row, "mode": modes[name], "craft_mode": modes["self"],
                 "steps": steps if iterative else (rec.steps if rec else None),
                 "step_size": step, "random_start": bool(random_start and iterative),
-                "seed": seed, "bn_group": bn_group if any_batch else None,
+                "seed": seed, "bn_group": bn_group if "batch" in modes.values() else None,
                 "reference_n": int(ref.shape[0]) if "frozen" in modes.values() else None,
                 "pixel_range": [float(lo), float(hi)],
                 "warning": _warning(row["clean_accuracy"] or 0.0, population, modes[name]),
@@ -427,21 +459,11 @@ def _flip_fn(D: nn.Module, x: torch.Tensor, rec: Attack, *, toward: str, sign: f
 
 
 def min_flip_eps(
-    D: nn.Module,
-    x: torch.Tensor,
-    *,
-    population: str = "real",
-    method: str = "fgsm",
-    eps_max: float = 16 / 255,
-    iters: int = 10,
-    steps: int = 10,
-    step_size: float | None = None,
-    mode: str = "auto",
-    pixel_range: tuple[float, float] = (-1.0, 1.0),
-    batch_size: int = 256,
-    bn_group: int = 64,
-    reference: torch.Tensor | None = None,
-    eps_scale: float | None = None,
+    D: nn.Module, x: torch.Tensor, *, population: str = "real", method: str = "fgsm",
+    eps_max: float = 16 / 255, iters: int = 10, steps: int = 10,
+    step_size: float | None = None, mode: str = "auto",
+    pixel_range: tuple[float, float] = (-1.0, 1.0), batch_size: int = 256, bn_group: int = 64,
+    reference: torch.Tensor | None = None, eps_scale: float | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Per sample, the smallest eps that flips D's decision, by bisection on [0, eps_max].
@@ -453,17 +475,16 @@ def min_flip_eps(
 
     Args:
         D, x, population, mode, pixel_range, batch_size, bn_group, reference, eps_scale,
-            progress: as in
-            :func:`attack_sweep`. In the default (per-sample) modes each sample's bisection
-            sees only its own perturbation; in ``batch`` mode every sample of a group is
-            bisected at once and its answer depends on its neighbours' eps.
+            progress: as in :func:`attack_sweep`. In the default (per-sample) modes each
+            sample's bisection sees only its own perturbation; in ``batch`` mode every sample of
+            a group is bisected at once and its answer depends on its neighbours' eps.
         method: a name in :data:`ATTACKS` whose ``min_eps`` is set (fgsm, bim, pgd-l2).
         eps_max: upper end of the search, in eps units (a radius in the method's norm).
         iters: bisection steps.
         steps, step_size: settings of an iterative method.
 
     Returns:
-        ``per_sample``: float64 array ``(N,)`` in pixel units, NaN where D is wrong on the clean
+        ``per_sample``: float64 array ``(N,)`` in eps units, NaN where D is wrong on the clean
         sample, inf where eps_max does not flip it; and a JSON-able summary: ``population,
         method, mode, eps_max, iters, resolution, n, n_correct, flipped_share`` (of the correct
         ones, flipped within eps_max), ``median`` and ``quantiles`` (over the correct samples,
@@ -473,14 +494,7 @@ def min_flip_eps(
         >>> out = min_flip_eps(D, x_real, eps_max=8 / 255)
         >>> out["median"] * 255   # grey levels
     """
-    eps_to_abs(eps_max, pixel_range, scale=eps_scale)
-    bisectable = [k for k, a in ATTACKS.items() if a.min_eps]
-    if method not in bisectable:
-        raise ValueError(f"min_flip_eps supports methods {', '.join(bisectable)}, not "
-                         f"{method!r}")
-    rec = ATTACKS[method]
-    if iters < 0:
-        raise ValueError(f"iters must be >= 0, got {iters}")
+    rec = _bisectable(method, eps_max, iters, pixel_range, eps_scale)
     toward, sign = _population(population)
     n, dev = x.shape[0], _device(D)
     result = torch.empty(n, dtype=torch.float64, device=dev)
@@ -491,36 +505,68 @@ def min_flip_eps(
             logits0, flips = _flip_fn(model, xc, rec, toward=toward, sign=sign, steps=steps,
                                       step_size=step_size, pixel_range=pixel_range,
                                       eps_scale=eps_scale)
-            with torch.no_grad():
-                hi_eps = torch.full((xc.shape[0],), float(eps_max), device=dev)
-                lo_eps = torch.zeros_like(hi_eps)
-                ok = (sign * logits0 > 0) & flips(hi_eps)
-                for _ in range(iters):
-                    mid = (lo_eps + hi_eps) / 2
-                    f = flips(mid)
-                    hi_eps = torch.where(f, mid, hi_eps)
-                    lo_eps = torch.where(f, lo_eps, mid)
-                r = torch.where(ok, hi_eps.double(), torch.full_like(hi_eps, math.inf).double())
-                result[sl] = torch.where(sign * logits0 > 0, r, torch.full_like(r, math.nan))
+            result[sl] = _bisect(flips, logits0, sign=sign, eps_max=eps_max, iters=iters,
+                                 size=xc.shape[0], device=dev)
             if progress is not None:
                 progress(sl.stop - sl.start)
-    per = result.cpu().numpy()
+    return _min_eps_record(result.cpu().numpy(), rec, population=population, method=method,
+                           mode=resolved, eps_max=eps_max, iters=iters, steps=steps,
+                           bn_group=bn_group, reference_n=int(ref.shape[0]),
+                           pixel_range=pixel_range)
+
+
+def _bisectable(method: str, eps_max: float, iters: int, pixel_range: tuple[float, float],
+                eps_scale: float | None) -> Attack:
+    """The registered attack ``min_flip_eps`` bisects, after checking its arguments."""
+    eps_to_abs(eps_max, pixel_range, scale=eps_scale)
+    bisectable = [k for k, a in ATTACKS.items() if a.min_eps]
+    if method not in bisectable:
+        raise ValueError(f"min_flip_eps supports methods {', '.join(bisectable)}, not "
+                         f"{method!r}")
+    if iters < 0:
+        raise ValueError(f"iters must be >= 0, got {iters}")
+    return ATTACKS[method]
+
+
+@torch.no_grad()
+def _bisect(flips: Callable[[torch.Tensor], torch.Tensor], logits0: torch.Tensor, *,
+            sign: float, eps_max: float, iters: int, size: int,
+            device: torch.device) -> torch.Tensor:
+    """One group's minimal flipping eps, float64 ``(B,)`` in eps units: NaN where D is wrong
+    on the clean sample (``logits0`` ``(B,)``), inf where ``eps_max`` does not flip it."""
+    hi_eps = torch.full((size,), float(eps_max), device=device)
+    lo_eps = torch.zeros_like(hi_eps)
+    ok = (sign * logits0 > 0) & flips(hi_eps)
+    for _ in range(iters):
+        mid = (lo_eps + hi_eps) / 2
+        f = flips(mid)
+        hi_eps = torch.where(f, mid, hi_eps)
+        lo_eps = torch.where(f, lo_eps, mid)
+    r = torch.where(ok, hi_eps.double(), torch.full_like(hi_eps, math.inf).double())
+    return torch.where(sign * logits0 > 0, r, torch.full_like(r, math.nan))
+
+
+def _finite_or_none(v: float) -> float | None:
+    """A JSON number: ``v`` as a float, None when it is inf or NaN."""
+    return float(v) if np.isfinite(v) else None
+
+
+def _min_eps_record(per: np.ndarray, rec: Attack, *, population: str, method: str, mode: str,
+                    eps_max: float, iters: int, steps: int, bn_group: int, reference_n: int,
+                    pixel_range: tuple[float, float]) -> dict[str, Any]:
+    """:func:`min_flip_eps`'s result from the per-sample answers ``per`` (float64 ``(N,)``)."""
     valid = per[~np.isnan(per)]
     qs = (np.quantile(valid, QUANTILES, method="inverted_cdf") if valid.size
           else [math.nan] * len(QUANTILES))
-
-    def _json(v: float) -> float | None:
-        return float(v) if np.isfinite(v) else None
-
     return {
-        "per_sample": per, "population": population, "method": method, "mode": resolved,
+        "per_sample": per, "population": population, "method": method, "mode": mode,
         "eps_max": float(eps_max), "iters": iters, "resolution": float(eps_max) / 2 ** iters,
-        "norm": rec.norm, "steps": steps if rec.iterative else rec.steps, "n": n,
+        "norm": rec.norm, "steps": steps if rec.iterative else rec.steps, "n": per.shape[0],
         "n_correct": int(valid.size),
         "flipped_share": float(np.isfinite(valid).mean()) if valid.size else None,
-        "median": _json(qs[QUANTILES.index(0.5)]),
-        "quantiles": {str(q): _json(v) for q, v in zip(QUANTILES, qs)},
-        "bn_group": bn_group if resolved == "batch" else None,
-        "reference_n": int(ref.shape[0]) if resolved == "frozen" else None,
+        "median": _finite_or_none(qs[QUANTILES.index(0.5)]),
+        "quantiles": {str(q): _finite_or_none(v) for q, v in zip(QUANTILES, qs)},
+        "bn_group": bn_group if mode == "batch" else None,
+        "reference_n": reference_n if mode == "frozen" else None,
         "pixel_range": [float(pixel_range[0]), float(pixel_range[1])],
     }

@@ -61,47 +61,16 @@ def plot_flip_curves(records: list[dict[str, Any]], out: str | Path, *,
     Returns:
         The path written.
     """
-    from matplotlib.lines import Line2D
-
     unit = _unit(records)
     pops = [p for p in ("real", "fake") if any(r["population"] == p for r in records)]
     series = _series(records)
-    pairs = list(dict.fromkeys((s, t) for s, t, _ in series))
-    methods = list(dict.fromkeys(m for _, _, m in series))
     fig, axes = figure(1, len(pops), figsize=(4.6 * len(pops), 3.6), squeeze=False,
                        sharey=True)
     warned = False
     for ax, pop in zip(axes[0], pops):
-        for (source, target, method), rows in series.items():
-            rows = sorted((r for r in rows if r["population"] == pop), key=lambda r: r["eps"])
-            if not rows:
-                continue
-            color = PALETTE[pairs.index((source, target)) % len(PALETTE)]
-            style = STYLES[methods.index(method) % len(STYLES)]
-            xs = [unit.number(r["eps"]) for r in rows]
-            ys = [float("nan") if r["flip_rate"] is None else r["flip_rate"] for r in rows]
-            name = source if source == target else f"{source} \u2192 {target}"
-            ax.plot(xs, ys, style, color=color, marker="o", ms=4, lw=1.6,
-                    label=f"{name} \u00b7 {method}")
-            bad = [(x, y) for x, y, r in zip(xs, ys, rows) if r.get("warning")]
-            if bad:
-                warned = True
-                ax.plot(*zip(*bad), "x", color="black", ms=8, mew=1.6, zorder=5)
-        ax.set_title(TITLES[pop], fontsize=10)
-        ax.set_xlabel(unit.axis)
-        ax.set_ylim(-0.03, 1.03)
-        ax.grid(alpha=0.3)
+        warned = _draw_panel(ax, pop, series, unit) or warned
     axes[0][0].set_ylabel("flip rate (of samples D got right)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    for ax in axes[0][1:]:
-        h, lab = ax.get_legend_handles_labels()
-        for hh, ll in zip(h, lab):
-            if ll not in labels:
-                handles.append(hh)
-                labels.append(ll)
-    if warned:
-        handles.append(Line2D([], [], ls="", marker="x", color="black", ms=8, mew=1.6))
-        labels.append("clean accuracy < 0.5")
+    handles, labels = _legend_entries(axes[0], warned)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -110,3 +79,50 @@ def plot_flip_curves(records: list[dict[str, Any]], out: str | Path, *,
     fig.legend(handles, labels, loc="upper center", ncol=ncol, fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 0.0))
     return save_figure(fig, out, dpi=150, bbox_inches="tight")
+
+
+def _draw_panel(ax: Any, pop: str, series: dict[tuple[str, str, str], list[dict]],
+                unit: EpsUnit) -> bool:
+    """One population's panel: flip rate (0-1) against eps in ``unit``, a line per (source,
+    target, method); True when a point was crossed out (clean accuracy < 0.5)."""
+    # colours and styles index the whole series, so a checkpoint keeps its colour in both panels
+    pairs = list(dict.fromkeys((s, t) for s, t, _ in series))
+    methods = list(dict.fromkeys(m for _, _, m in series))
+    warned = False
+    for (source, target, method), rows in series.items():
+        rows = sorted((r for r in rows if r["population"] == pop), key=lambda r: r["eps"])
+        if not rows:
+            continue
+        color = PALETTE[pairs.index((source, target)) % len(PALETTE)]
+        style = STYLES[methods.index(method) % len(STYLES)]
+        xs = [unit.number(r["eps"]) for r in rows]
+        ys = [float("nan") if r["flip_rate"] is None else r["flip_rate"] for r in rows]
+        name = source if source == target else f"{source} \u2192 {target}"
+        ax.plot(xs, ys, style, color=color, marker="o", ms=4, lw=1.6,
+                label=f"{name} \u00b7 {method}")
+        bad = [(x, y) for x, y, r in zip(xs, ys, rows) if r.get("warning")]
+        if bad:
+            warned = True
+            ax.plot(*zip(*bad), "x", color="black", ms=8, mew=1.6, zorder=5)
+    ax.set_title(TITLES[pop], fontsize=10)
+    ax.set_xlabel(unit.axis)
+    ax.set_ylim(-0.03, 1.03)
+    ax.grid(alpha=0.3)
+    return warned
+
+
+def _legend_entries(axes: Any, warned: bool) -> tuple[list, list[str]]:
+    """The panels' legend handles and labels, each label once, plus the cross's entry."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:
+        h, lab = ax.get_legend_handles_labels()
+        for hh, ll in zip(h, lab):
+            if ll not in labels:
+                handles.append(hh)
+                labels.append(ll)
+    if warned:
+        handles.append(Line2D([], [], ls="", marker="x", color="black", ms=8, mew=1.6))
+        labels.append("clean accuracy < 0.5")
+    return handles, labels
