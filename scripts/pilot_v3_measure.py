@@ -66,6 +66,20 @@ def measure_run(run: Path, net, clf, cache) -> dict:
             "exit": int(exit_file.read_text()) if exit_file.exists() else 0}
 
 
+def print_table(rows: dict, ref: float, n_base: int, study: str) -> None:
+    """The pilot as a markdown table on stdout, one row a run."""
+    print(f"{study} baseline FD median {ref:.1f} ({n_base} seeds); collapse threshold "
+          f"{2 * ref:.1f}\n")
+    print("| setting | arm | seed | FD 500 / 1000 / ... / final | classes | exit | collapsed |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        s, a, k = name.split("/")
+        fds = " / ".join(f"{v:.0f}" for v in r["fd"].values())
+        ncls = r["classes"]["n_classes"] if r["classes"] else "-"
+        collapsed = {True: "yes", False: "no", None: "-"}[r["collapsed"]]
+        print(f"| {s} | {a} | {k[4:]} | {fds} | {ncls} | {r['exit']} | {collapsed} |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default="runs/pilot-v3")
@@ -117,16 +131,7 @@ def main() -> int:
     tmp = record.with_suffix(".tmp")
     tmp.write_text(json.dumps({**out, "runs": dict(sorted(kept.items()))}, indent=1) + "\n")
     tmp.replace(record)  # atomic
-    print(f"{plan.name} baseline FD median {ref:.1f} ({len(base)} seeds); collapse threshold "
-          f"{2 * ref:.1f}\n")
-    print("| setting | arm | seed | FD 500 / 1000 / ... / final | classes | exit | collapsed |")
-    print("|---|---|---|---|---|---|---|")
-    for name, r in rows.items():
-        s, a, k = name.split("/")
-        fds = " / ".join(f"{v:.0f}" for v in r["fd"].values())
-        ncls = r["classes"]["n_classes"] if r["classes"] else "-"
-        collapsed = {True: "yes", False: "no", None: "-"}[r["collapsed"]]
-        print(f"| {s} | {a} | {k[4:]} | {fds} | {ncls} | {r['exit']} | {collapsed} |")
+    print_table(rows, ref, len(base), plan.name)
     return 0
 
 

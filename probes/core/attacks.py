@@ -45,7 +45,6 @@ from probes.core.modes import probe_model, reference_group
 DEFAULT_GROUP = 64  # reference group when none is given: DCGAN's training batch size
 
 
-
 def default_step_size(eps: Eps, steps: int) -> Eps:
     """BIM's default step in pixel units: ``eps`` for one step (FGSM), else ``2.5 * eps / steps``
     capped at ``eps`` (Madry et al.'s rule). Works on a float or a per-sample tensor."""
