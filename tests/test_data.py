@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from asgan_base.errors import UserError
+from asgan_base.files import sha256_file
 from trainers import data
 from trainers.data import cifar, idx, load_dataset, mnist
 
@@ -134,7 +135,7 @@ def test_seed_fixes_the_data(name):
 
 def test_mnist10k_file_matches_its_checksum_and_record():
     record = json.loads(data.MNIST10K_PATH.with_suffix(".json").read_text())
-    assert data.sha256_file(data.MNIST10K_PATH) == data.MNIST10K_SHA256 == record["sha256"]
+    assert sha256_file(data.MNIST10K_PATH) == data.MNIST10K_SHA256 == record["sha256"]
     images, labels = data.read_mnist10k()
     assert images.shape == (10_000, 28, 28) and images.dtype == np.uint8
     assert np.bincount(labels).tolist() == record["class_counts"] == [
@@ -610,7 +611,7 @@ def test_builder_rebuilds_the_shipped_file(tmp_path, builder, monkeypatch):
     # the shipped npz must be reproducible from its own content with the same writer
     images, labels = data.read_mnist10k()
     builder.write_npz(tmp_path / "again.npz", {"images": images, "labels": labels})
-    assert data.sha256_file(tmp_path / "again.npz") == data.MNIST10K_SHA256
+    assert sha256_file(tmp_path / "again.npz") == data.MNIST10K_SHA256
     record = json.loads(data.MNIST10K_PATH.with_suffix(".json").read_text())
     assert builder.content_sha256(images, labels) == record["content_sha256"]
     shutil.copy(data.MNIST10K_PATH, tmp_path / "copy.npz")

@@ -125,3 +125,33 @@ def test_the_edge_check_would_catch_a_direct_import(tmp_path):
     f.write_text("def f():\n    from trainers.nets import build_net\n")
     assert "trainers" in _tops(f)
 
+
+
+MAX_FUNCTION_LINES = 60  # one screen: a longer function hides its steps (issue 24)
+SIZED = ("asgan_base", "trainers", "probes", "scripts", "tests")  # bench/ mains excluded
+
+
+def _long_functions(path: Path, root: Path = REPO) -> list[str]:
+    """``file:line name (n lines)`` for every function of ``path`` longer than the limit
+    (decorators excluded, docstring included)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n = node.end_lineno - node.lineno + 1
+            if n > MAX_FUNCTION_LINES:
+                out.append(f"{path.relative_to(root)}:{node.lineno} {node.name} ({n} lines)")
+    return out
+
+
+def test_no_function_is_longer_than_a_screen():
+    long = [row for top in SIZED for p in sorted((REPO / top).rglob("*.py"))
+            for row in _long_functions(p)]
+    assert not long, "split these into named steps:\n" + "\n".join(long)
+
+
+def test_the_length_check_would_catch_a_long_function(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n" + "    x = 1\n" * (MAX_FUNCTION_LINES - 1) + "\n"
+                 "def g():\n" + "    x = 1\n" * MAX_FUNCTION_LINES)
+    assert _long_functions(f, tmp_path) == [f"m.py:{MAX_FUNCTION_LINES + 2} g "
+                                           f"({MAX_FUNCTION_LINES + 1} lines)"]
