@@ -21,11 +21,6 @@ from pathlib import Path
 
 import pytest
 
-try:  # the neutral base package, where this branch has it
-    from asgan_base.errors import UserError
-except ImportError:
-    from trainers.errors import UserError
-
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SNIPPET = re.compile(r'^--8<-- "([^"]+)"\s*$', re.M)
@@ -107,7 +102,7 @@ def check_cli(prog: str, argv: list[str]) -> None:
         if arg.startswith("--"):
             assert arg.split("=")[0] in known, f"{prog}: option {arg} is not spelled as defined"
     if prog == "asgan-train" and "--resume" not in argv and "--help" not in argv:
-        from trainers.cli import config_fields, make_config
+        from trainers.cli import UserError, config_fields, make_config  # UserError: as asgan-train
 
         args = parser.parse_args(argv)  # the config resolved as a run would (values checked)
         try:
