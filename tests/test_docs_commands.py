@@ -200,3 +200,21 @@ def test_the_readme_is_short_and_starts_with_the_quick_start():
     assert "../" not in text, "the README links outside the repository"
     for target in re.findall(r"\]\(([^)#]+)\)", text):
         assert (ROOT / target).is_file(), f"README links to a missing file: {target}"
+
+
+def test_the_readme_info_and_dry_run_commands_run(tmp_path, monkeypatch, capsys):
+    """The cheap README commands run for real: ``info`` on a shipped checkpoint, and the
+    training command with ``--dry-run`` added (the config it would train, nothing written)."""
+    from probes.cli import main as probe
+    from trainers.cli import main as train
+
+    found = [c for p, c in all_commands() if p == "README.md"]
+    (info,) = [c for c in found if c[:2] == ["asgan-probe", "info"]]
+    monkeypatch.chdir(ROOT)
+    assert probe(info[1:]) == 0
+    assert "dcgan" in capsys.readouterr().out
+    fresh = [c for c in found if c[0] == "asgan-train" and "--resume" not in c][0]
+    out = tmp_path / "a1"
+    argv = [a if a != "runs/a1" else str(out) for a in fresh[1:]] + ["--dry-run"]
+    assert train(argv) == 0
+    assert '"trainer": "asgan"' in capsys.readouterr().out and not out.exists()
