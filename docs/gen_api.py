@@ -16,6 +16,20 @@ import mkdocs_gen_files
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("asgan_base", "trainers", "probes")
 
+
+def _members(folder: Path) -> list[tuple[str, str]]:
+    """(name, relative link) of the public modules and subpackages directly in ``folder``."""
+    out = []
+    for child in sorted(folder.iterdir()):
+        if child.name.startswith("_"):
+            continue
+        if child.suffix == ".py":
+            out.append((child.stem, f"{child.stem}.md"))
+        elif (child / "__init__.py").is_file():
+            out.append((child.name, f"{child.name}/index.md"))
+    return out
+
+
 nav = mkdocs_gen_files.Nav()
 for package in PACKAGES:
     if not (ROOT / package / "__init__.py").is_file():
@@ -36,6 +50,10 @@ for package in PACKAGES:
         nav[tuple(parts)] = doc.as_posix()
         with mkdocs_gen_files.open(page, "w") as f:
             f.write(f"# `{'.'.join(parts)}`\n\n::: {'.'.join(parts)}\n")
+            if index:  # a package's page lists its modules (some packages have no docstring)
+                f.write("\n## Modules\n\n" + "".join(
+                    f"- [`{'.'.join(parts)}.{name}`]({link})\n"
+                    for name, link in _members(path.parent)))
         mkdocs_gen_files.set_edit_path(page, path.relative_to(ROOT))
 
 with mkdocs_gen_files.open("api/SUMMARY.md", "w") as f:
