@@ -218,3 +218,8 @@ def test_the_readme_info_and_dry_run_commands_run(tmp_path, monkeypatch, capsys)
     argv = [a if a != "runs/a1" else str(out) for a in fresh[1:]] + ["--dry-run"]
     assert train(argv) == 0
     assert '"trainer": "asgan"' in capsys.readouterr().out and not out.exists()
+
+
+def test_no_page_points_outside_the_repository():
+    for page in PAGES:
+        assert "../shared" not in page.read_text() and "SPEC.md" not in page.read_text(), page
