@@ -60,8 +60,11 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium import webdriver  # the dev extra; chromium itself is Debian's
-    from selenium.webdriver.chrome.service import Service
+    try:  # the dev extra: with chromium installed, a missing selenium is a setup error
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.fail("selenium is not installed: pip install -e '.[dev]' (scripts/setup.sh)")
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
