@@ -235,8 +235,7 @@ def test_range_and_resize_are_documented_beside_pytorch_fid_and_clean_fid():
                   ("**pytorch-fid**", "2 x01 - 1"), ("**clean-fid**", "PIL bicubic"),
                   ("**TF FID**", "resize_bilinear")):
         assert all(w in doc for w in words), words
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Mode coverage and sample quality (offline)")[1].split("\n## ")[0]
+    section = (ROOT / "docs" / "quality.md").read_text()  # the quality and coverage page
     assert "INCEPTION=1 bash scripts/setup.sh" in section and "--inception" in section
     assert "clean-fid" in section and "pytorch-fid" in section
 

@@ -26,12 +26,19 @@ IMPORT_NAME = {"scikit-image": "skimage", "scikit-learn": "sklearn", "pillow": "
                "ipython": "IPython", "pytest-xdist": "xdist", "pyyaml": "yaml"}
 # distributions used without an import: (file, text that shows the use)
 TOOLS = {
-    "jupyterlab": ("README.md", "jupyter lab"),  # how the README opens the notebooks
+    "jupyterlab": ("docs/study.md", "jupyter lab"),  # how the docs open the notebooks
     "tensorboard": ("trainers/loop.py", "from torch.utils.tensorboard import"),
     "ipykernel": ("tests/test_notebooks.py", 'kernel_name="python3"'),  # the kernel nbclient runs
     "pytest-xdist": ("README.md", "pytest -n 2"),
     "ruff": (".ci/run", "ruff check"),
     "nbstripout": ("tests/test_notebooks.py", "run nbstripout"),  # the fix that test names
+    # the documentation site: mkdocs runs the plugins mkdocs.yml names
+    "mkdocs": ("scripts/build_docs.sh", "-m mkdocs build --strict"),
+    "mkdocs-material": ("mkdocs.yml", "name: material"),
+    "mkdocstrings": ("mkdocs.yml", "- mkdocstrings:"),
+    "mkdocstrings-python": ("mkdocs.yml", "default_handler: python"),
+    "mkdocs-gen-files": ("mkdocs.yml", "- gen-files:"),
+    "mkdocs-literate-nav": ("mkdocs.yml", "- literate-nav:"),
 }
 # calls that import a module named by a string: always, or only if it is there
 HARD_BY_NAME = {"import_module"}

@@ -51,11 +51,12 @@ def test_every_family_module_has_the_interface():
         families.module_for("onnx")
 
 
-def test_the_table_is_in_the_docstring_and_the_readme():
+def test_the_table_is_in_the_docstring_and_the_docs():
     table = families.table()
     assert len(table.splitlines()) == 2 + len(families.MODULES)
     assert table in families.__doc__, "regenerate the table in probes/io/families/__init__.py"
-    assert table in (ROOT / "README.md").read_text(), "regenerate the README's family table"
+    assert table in (ROOT / "docs" / "formats.md").read_text(), \
+        "regenerate the family table in docs/formats.md"
 
 
 # ------------------------------------------------------------------------- auto
