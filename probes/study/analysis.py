@@ -50,8 +50,9 @@ import numpy as np
 DERIVED = ("fd_final", "classes_final", "fd_auc", "iters_to_fd", "collapsed", "fd_spread")
 # bounded metrics: the range of one run's value (a paired difference lies in +-width)
 BOUNDS = {"classes_final": (0.0, 10.0), "collapsed": (0.0, 1.0)}
-TESTS = ("sign-flip", "mcnemar", "tost")
-FAMILIES = ("one-sided", "two-sided")
+# gradient fidelity of a 2-D group (probes.measures.fidelity: mean cosine to the ideal
+# direction, mean share of the gradient's energy orthogonal to it), a registered claim's metric
+FIDELITY = ("fidelity_cos", "fidelity_noise")
 
 
 def _curve(numbers: Mapping[str, Mapping[str, Any]], metric: str) -> dict[int, float | None]:
