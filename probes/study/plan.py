@@ -561,10 +561,10 @@ def _check_analysis(ck: _Checker, a: Any, groups: dict) -> None:
         raise ck.fail(("analysis", "fd_fill"), f"fd_fill {a['fd_fill']} must be at least "
                       f"collapse.fd_max {col['fd_max']} (a missing FD is never a good one)")
     longest = max((int(g["options"]["steps"]) for g in groups.values()
-                   if "measure_every" in g), default=0)
+                   if "measure_every" in g and g["measure"] == "image"), default=0)
     if a["iters_ceiling"] <= longest:
         raise ck.fail(("analysis", "iters_ceiling"), f"iters_ceiling {a['iters_ceiling']} "
-                      f"must exceed every measured group's steps ({longest}): it stands for "
+                      f"must exceed every measured image group's steps ({longest}): it stands for "
                       "'never reached'")
     if a.get("spread", "range") not in SPREADS:
         raise ck.fail(("analysis", "spread"), f"spread must be one of {', '.join(SPREADS)}, "
