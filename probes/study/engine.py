@@ -254,7 +254,9 @@ def registration_state(plan: Plan, entries: list[Mapping]) -> dict[str, Any]:
     claims = plan.claims()
     if claims["registration"] == "git":
         return registration(claims["path"], entries, claims=claims)
-    judged_pairs = {(c["group"], arm) for c in claims["claims"] for arm in (c["a"], c["b"])}
+    judged_pairs = {(g, arm) for c in claims["claims"] for g in (c.get("groups") or
+                                                                  [c["group"]])
+                    for arm in (c["a"], c["b"])}
     judged = [e for e in entries if (e.get("group"), e.get("arm")) in judged_pairs]
     out = {"claims_commit": "unknown", "code_commits": sorted(
         {str(e.get("code_commit") or "unknown") for e in judged}), "checkpoints": len(judged),
@@ -717,6 +719,10 @@ def write_report(plan: Plan, out: str | Path, **measure_kwargs: Any) -> Path:
     (:func:`probes.study.report.write_study_report`, what ``asgan-probe report`` writes)."""
     from trainers.checkpoint import atomic_write_bytes
 
+    if "analysis" in plan.data:  # study v3's report: derived metrics from results files
+        from probes.study.report import write_analysis_report
+
+        return write_analysis_report(out, plan)
     if plan.data.get("report"):
         from probes.study.report import write_study_report
 

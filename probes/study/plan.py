@@ -342,11 +342,30 @@ def _line_of(text: str, keys: tuple[str, ...]) -> int:
     lines, at = text.splitlines(), 0
     for key in keys:
         pat = re.compile(r'(^|[\[.{,]\s*)"?' + re.escape(str(key)) + r'"?\s*(=|\]|\.)')
+        if isinstance(key, _Value):  # the line that sets key = value (a claim's id)
+            pat = re.compile(r'^\s*' + re.escape(key.key) + r'\s*=\s*"' + re.escape(key.value)
+                             + '"')
         for i in range(at, len(lines)):
             if pat.search(lines[i].split("#")[0]):
                 at = i
                 break
     return at + 1
+
+
+@dataclass(frozen=True)
+class _Value:
+    """A key of :func:`_line_of` found by its value: ``id = "P1"`` of one [[claim]]."""
+
+    key: str
+    value: str
+
+    def __str__(self) -> str:  # as messages name it: claim.id.P1
+        return f"{self.key}.{self.value}"
+
+
+def _claim_at(cid: str) -> tuple:
+    """Keys of :func:`_line_of` that find claim ``cid``'s table (then a key after it)."""
+    return ("claim", _Value("id", str(cid)))
 
 
 class _Checker:
@@ -658,7 +677,7 @@ def _check_inline_claims(ck: _Checker, plan: Plan, c: dict) -> list:
     for cl in rows:
         cid = cl.get("id", "?") if isinstance(cl, dict) else "?"
         if cid in seen:
-            raise ck.fail(("claim", "id", cid), f"claim id {cid!r} is used twice")
+            raise ck.fail(_claim_at(cid), f"claim id {cid!r} is used twice")
         seen.add(cid)
         _check_claim_row(ck, cl, cid, "analysis" in plan.data)
     if sum(cl["kind"] == "primary" for cl in rows) > MAX_PRIMARY:
@@ -669,7 +688,7 @@ def _check_inline_claims(ck: _Checker, plan: Plan, c: dict) -> list:
 
 def _check_claim_row(ck: _Checker, cl: Any, cid: str, v3: bool) -> None:
     """One inline claim's own keys (not yet whether its group, arms and seeds exist)."""
-    where = ("claim", "id", cid)
+    where = _claim_at(cid)
     ck.table(cl, where, CLAIM_KEYS + (CLAIM_V3_KEYS if v3 else ()), required=CLAIM_KEYS)
     for k in CLAIM_KEYS:
         if k != "seeds":
@@ -722,7 +741,7 @@ def _claim_metrics(plan: Plan, group: str) -> tuple[str, ...]:
 def _check_claim_target(ck: _Checker, plan: Plan, cl: dict, seeded: dict, *,
                         inline: bool) -> None:
     """A claim's groups, metric, arms and seeds against the plan."""
-    where = ("claim", "id", cl["id"])
+    where = _claim_at(cl["id"])
     groups = list(cl.get("groups") or [cl["group"]])
     for g in groups:
         if g not in plan.groups:
