@@ -228,6 +228,12 @@ def report_spec(plan: Plan) -> dict[str, Any]:
         for k in ("baseline", "main"):
             if spec[k] not in plan.arms(g):
                 raise fail(k, f"{k} = {spec[k]!r} is not an arm of group {g!r}")
+    return dict(spec, eps=_sweep_eps(plan, spec))
+
+
+def _sweep_eps(plan: Plan, spec: dict) -> dict[str, dict[str, tuple[float, str]]]:
+    """``{group: {arm: (eps, unit)}}`` of the ``curve`` and ``ablation`` arms of
+    :func:`report_spec` in the sweep and image groups, as their options train them."""
     from probes.study.plan import Run
     from trainers.data import resolve_eps_unit
 
@@ -241,7 +247,7 @@ def report_spec(plan: Plan) -> dict[str, Any]:
                 unit = resolve_eps_unit(cfg.data, cfg.eps_unit)
                 eps.setdefault(g, {})[arm] = (cfg.eps * 255 if unit == "pixel" else cfg.eps,
                                               unit)
-    return dict(spec, eps=eps)
+    return eps
 
 
 def protocol_lines(tables: dict, *, n_quality: int, basis: dict) -> list[str]:
@@ -416,31 +422,50 @@ def _build_study_report(out: Path, plan: Plan, tables: dict, *, n_quality: int,
     import json
 
     from probes.measures.references import side_by_side
-    from probes.study.claims import claims_markdown, evaluate_claims
+    from probes.study.claims import evaluate_claims
     from probes.study.engine import registration_state
     from trainers.checkpoint import atomic_write_bytes
 
     t0 = time.time()
     spec = report_spec(plan)
-    img = spec["image"]
     judged = claims_basis(tables, plan)
     reg = registration_state(plan, judged["entries"])
     # each claim judged on exactly its registered seeds (``seeds``), never on others present
     claims = evaluate_claims(judged["tables"], judged["claims"], reg, None)
     if figures:
         _figures(out, plan, spec, tables, seed=seed)
+    lines = _report_head(plan, spec, tables, judged, reg, n_quality=n_quality)
+    for g in [g for g in spec["mixtures"] if g in tables]:
+        lines += [*arms_markdown(tables[g], ["modes", "high_quality_pct", "reverse_kl"],
+                                 list(plan.arms(g))), "",
+                  side_by_side(_data_of(plan, g), _ours(tables, g)), ""]
+    lines += _report_tail(plan, spec, tables, n_stacked=n_stacked)
+    atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
+    _log(f"report written in {time.time() - t0:.0f} s")
+    atomic_write_bytes(out / "study.json", json.dumps(
+        {"tables": tables, "study": plan.name, "claims": claims, "registration": reg},
+        indent=1, default=float).encode())
 
-    def ours(group):
-        def mean(metric, arm):
-            return round(study.arm_summary(tables[group], metric)[arm]["mean"], 2)
 
-        return [{"label": f"ours: {arm} ({len(tables[group][arm])} seeds)",
-                 "modes_captured": mean("modes", arm),
-                 "high_quality_pct": mean("high_quality_pct", arm),
-                 "reverse_kl": mean("reverse_kl", arm)} for arm in tables[group]]
+def _ours(tables: dict, group: str) -> list[dict]:
+    """Our arms' mean coverage numbers in the rows of
+    :func:`probes.measures.references.side_by_side`."""
+    def mean(metric, arm):
+        return round(study.arm_summary(tables[group], metric)[arm]["mean"], 2)
 
-    mixtures = [g for g in spec["mixtures"] if g in tables]
-    lines = [
+    return [{"label": f"ours: {arm} ({len(tables[group][arm])} seeds)",
+             "modes_captured": mean("modes", arm),
+             "high_quality_pct": mean("high_quality_pct", arm),
+             "reverse_kl": mean("reverse_kl", arm)} for arm in tables[group]]
+
+
+def _report_head(plan: Plan, spec: dict, tables: dict, judged: dict, reg: dict, *,
+                 n_quality: int) -> list[str]:
+    """The study report from its title to the mode-coverage heading."""
+    from probes.study.claims import claims_markdown
+
+    img = spec["image"]
+    return [
         "# asgan-probe study report", "",
         "Every number below is computed by `asgan-probe report` from the checkpoints shipped "
         f"in `checkpoints/shipped/` (made by `asgan-study run {_shown_plan(plan)}`, commands "
@@ -468,11 +493,11 @@ def _build_study_report(out: Path, plan: Plan, tables: dict, *, n_quality: int,
         "## Mode coverage", "",
         *[f"- {g}: read from study {plan.name}; eps in units of a mode's std per coordinate."
           for g in spec["mixtures"]], ""]
-    for g in mixtures:
-        lines += [*arms_markdown(tables[g], ["modes", "high_quality_pct", "reverse_kl"],
-                                 list(plan.arms(g))), "",
-                  side_by_side(_data_of(plan, g), ours(g)), ""]
-    lines += [
+
+
+def _report_tail(plan: Plan, spec: dict, tables: dict, *, n_stacked: int) -> list[str]:
+    """The study report from the 2-D coverage figure to the end."""
+    return [
         "![coverage](coverage-2d.png)", "",
         f"Stacked MNIST (1000 modes, {n_stacked} samples per checkpoint, each channel read by our "
         f"digit classifier, held-out accuracy {_classifier_accuracy():.1%}). The data is "
@@ -483,11 +508,6 @@ def _build_study_report(out: Path, plan: Plan, tables: dict, *, n_quality: int,
                        list(plan.arms(spec["stacked"]))), "",
         "## eps sweep (paper Fig. 3 analogue)", "", "![eps sweep](eps-sweep.png)", "",
         "## Training curves (seed 0)", "", "![curves](training-curves.png)", ""]
-    atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
-    _log(f"report written in {time.time() - t0:.0f} s")
-    atomic_write_bytes(out / "study.json", json.dumps(
-        {"tables": tables, "study": plan.name, "claims": claims, "registration": reg},
-        indent=1, default=float).encode())
 
 
 def _data_of(plan: Plan, group: str) -> str:
@@ -703,8 +723,10 @@ def _figure_sections(out: Path, plan: Plan, inp: dict, ev: dict, spec: dict, bas
         lines += ["## FD against iteration", "", "![FD against iteration](fd_curves.png)", "",
                   "*FD (2,000 fakes of the raw snapshot against 2,000 held-out reals, seed 0, "
                   "every measured snapshot) against iteration; thin lines: single runs, bold: "
-                  "median over seeds; bottom: paired difference to the baseline, mean and 95% "
-                  f"t band over the seeds both arms have. Runs shown: {seeds}.*", ""]
+                  "median over the runs with a number at that step, a cross where a run stopped "
+                  "(non-finite); bottom: paired difference to the baseline, mean and 95% t "
+                  "band over the seeds both arms have a number for at that step. Runs shown: "
+                  f"{seeds}.*", ""]
     lines += _claim_figures(out, plan, inp, ev)
     return lines + _samples_section(out, plan, spec, seed=seed)
 
@@ -722,11 +744,11 @@ def _claim_figures(out: Path, plan: Plan, inp: dict, ev: dict) -> list[str]:
         b = unit_values(inp["tables"], r, r["b"], plan.data["analysis"])
         name = f"claim-{r['id']}.png"
         plot_claim(a, b, out / name, label=r["metric"], names=(r["a"], r["b"]),
-                   title=f"{r['id']} ({r['verdict']})")
+                   title=f"{r['id']} ({r['verdict']})", interval=(r["lo"], r["hi"]))
         units = sorted(set(a) & set(b), key=str)
         lines += [f"![{r['id']}]({name})", "", f"*{r['id']}: {_claim_text(r)}; left each "
                   f"unit's value under both arms, right the paired differences with their "
-                  f"mean and 95% t-interval. Units ({len(units)}): "
+                  f"mean and the table's 95% interval. Units ({len(units)}): "
                   + ", ".join("/".join(map(str, u)) if isinstance(u, tuple) else str(u)
                               for u in units) + ".*", ""]
     return (["## The primary claims' own metrics", ""] + lines) if lines else []

@@ -212,15 +212,12 @@ def plot_sample_grids(grids: Sequence[tuple[str, torch.Tensor]], path: str | Pat
 
 
 def _band(diffs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and 95% t-interval over seeds (axis 0) of paired differences ``(seeds, steps)``."""
-    from probes.core.stats import t_quantile
+    """Per step (axis 1): mean and 95% t-interval over the seeds (axis 0) with a number there
+    (NaN: a run with no number at that step is left out; NaN band below 2 seeds)."""
+    from probes.core.stats import mean_ci
 
-    n = diffs.shape[0]
-    mean = diffs.mean(axis=0)
-    if n < 2:
-        return mean, mean * np.nan, mean * np.nan
-    half = t_quantile(n - 1) * diffs.std(axis=0, ddof=1) / math.sqrt(n)
-    return mean, mean - half, mean + half
+    cis = [mean_ci(col[np.isfinite(col)]) for col in diffs.T]
+    return tuple(np.asarray([c[k] for c in cis]) for k in ("mean", "lo", "hi"))
 
 
 def _curve_array(by_seed: Mapping[int, Mapping[int, float | None]], seeds: Sequence[int],
@@ -236,7 +233,8 @@ def plot_fd_curves(curves: Mapping[str, Mapping[str, Mapping[int, Mapping[int, f
     """FD against iteration (the paper's Fig. 4 analogue), one column per setting.
 
     ``curves``: ``{setting: {arm: {seed: {step: value or None}}}}``. Top row: every seed of
-    every arm as a thin line, the arm's median over seeds bold. Bottom row: the paired
+    every arm as a thin line (a cross where a run stopped early), the arm's median over the
+    runs with a number at that step bold. Bottom row: the paired
     difference ``arm - baseline`` on the seeds both have, mean with its 95% t band over
     seeds (seeds with a missing value at a step are left out at that step)."""
     groups = list(curves)
@@ -251,8 +249,13 @@ def plot_fd_curves(curves: Mapping[str, Mapping[str, Mapping[int, Mapping[int, f
             seeds = sorted(curves[g][arm])
             y = _curve_array(curves[g][arm], seeds, steps)
             top.plot(steps, y.T, color=colour, lw=0.5, alpha=0.35)
-            top.plot(steps, np.nanmedian(y, axis=0), color=colour, lw=2,
-                     label=f"{arm} (median of {len(seeds)})")
+            with np.errstate(all="ignore"):
+                top.plot(steps, np.nanmedian(y, axis=0), color=colour, lw=2,
+                         label=f"{arm} ({len(seeds)} runs)")
+            stop = [(steps[int(np.flatnonzero(np.isfinite(r))[-1])], r[np.isfinite(r)][-1])
+                    for r in y if np.isfinite(r).any() and not np.isfinite(r[-1])]
+            if stop:  # runs that stopped (non-finite) end with a cross
+                top.scatter(*zip(*stop), marker="x", color=colour, s=25, zorder=3)
             if arm == baseline or baseline not in curves[g]:
                 continue
             both = sorted(set(seeds) & set(curves[g][baseline]))
@@ -276,10 +279,11 @@ def plot_fd_curves(curves: Mapping[str, Mapping[str, Mapping[int, Mapping[int, f
 
 
 def plot_claim(a: Mapping, b: Mapping, path: str | Path, *, label: str, names: tuple[str, str],
-               title: str = "") -> Path:
+               title: str = "", interval: tuple[float, float] | None = None) -> Path:
     """A claim's own metric: left, each unit's value under arm ``a`` and arm ``b`` joined by a
     line (the pairing); right, the paired differences ``a - b`` as dots with their mean and
-    95% t-interval. ``a``, ``b``: ``{unit: value}`` (a unit is a seed, or a (setting, seed))."""
+    95% interval: ``interval`` (the claims table's, e.g. a bootstrap one that stays in range)
+    or a t-interval. ``a``, ``b``: ``{unit: value}`` (a unit is a seed, or (setting, seed))."""
     units = sorted(set(a) & set(b), key=str)
     x, y = np.asarray([a[u] for u in units]), np.asarray([b[u] for u in units])
     fig, (left, right) = _row(2, 3.4, 3.4)
@@ -292,6 +296,8 @@ def plot_claim(a: Mapping, b: Mapping, path: str | Path, *, label: str, names: t
     rng = np.random.default_rng(0)  # fixed jitter: the same figure every time
     right.scatter(rng.uniform(-0.08, 0.08, d.size), d, s=10, color=PALETTE[1])
     c = _ci(list(d))
+    if interval is not None:
+        c.update(lo=interval[0], hi=interval[1])
     err = None if math.isnan(c["lo"]) else [[c["mean"] - c["lo"]], [c["hi"] - c["mean"]]]
     right.errorbar([0.25], [c["mean"]], yerr=err, fmt="D", color="black", capsize=3,
                    label="mean, 95% CI")
