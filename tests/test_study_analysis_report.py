@@ -278,3 +278,16 @@ def test_a_bad_v3_key_is_one_line_naming_its_plan_line(tmp_path, old, new, msg, 
     assert msg in str(e.value) and "\n" not in str(e.value)
     line = int(str(e.value).split(":")[1])
     assert at in text.splitlines()[line - 1]
+
+
+def test_a_bad_v3_report_key_is_one_line_naming_its_plan_line(tmp_path):
+    from probes.study.plan import load_plan
+    from probes.study.report import analysis_spec
+
+    text = PLAN.replace('curves = ["s0", "s1"]', 'curves = ["s0", "s9"]')
+    (tmp_path / "plan.toml").write_text(text)
+    with pytest.raises(UserError) as e:
+        analysis_spec(load_plan(tmp_path / "plan.toml", check_configs=False))
+    line = int(str(e.value).split(":")[1])
+    assert "curves = ['s0', 's9']: name groups" in str(e.value)
+    assert text.splitlines()[line - 1].startswith("curves")

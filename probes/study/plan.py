@@ -55,6 +55,26 @@ A plan names everything about a study, and nothing about a study lives in code:
   ``id``, ``kind`` (primary/exploratory), ``group``, ``metric``, ``a``, ``b``, ``expect``
   (lower/higher: the sign of a - b), ``seeds`` (the exact seed list it is judged on) and
   ``rationale``; registered by ``asgan-study register`` (:mod:`probes.study.engine`).
+- ``[analysis]`` (optional; study v3, :mod:`probes.study.analysis`): the thresholds of the
+  metrics derived from each run's results file, all registered with the claims:
+  ``fd_fill`` (the FD counted for a step with no number, >= ``collapse.fd_max``),
+  ``fd_threshold`` (``iters_to_fd``: first measured iteration with FD <= it),
+  ``iters_ceiling`` ('never reached': above every measured image group's steps), ``collapse =
+  {fd_max, min_classes, nonfinite}`` (the collapse rule), ``spread`` (``range`` or ``sd``
+  of a seed's final FD across settings), ``bootstrap_seed``, ``about``. With it, a claim on
+  an image group with ``measure_every`` may name a derived metric (``fd_final``,
+  ``classes_final``, ``fd_auc``, ``iters_to_fd``, ``collapsed``, ``fd_spread``), a claim on
+  a mixture group ``fidelity_cos`` / ``fidelity_noise``, and inline claims take the optional
+  keys ``test`` (``sign-flip``, default; ``mcnemar`` on a binary metric; ``tost``, with a
+  registered ``margin`` > 0 and ``expect = "equivalent"``: equivalence is stated only so),
+  ``groups`` (the settings a claim pools: units are (setting, seed); for ``fd_spread`` the
+  settings the spread is taken across) and ``kind = "secondary"`` (registered, reported
+  apart from the primary family, no verdict); ``[claims] family`` is ``one-sided`` (default:
+  v2's rule, a one-sided Holm family and its reverse) or ``two-sided`` (one two-sided Holm
+  family over the primary claims). ``asgan-study report`` then writes the v3 report
+  (:func:`probes.study.report.write_analysis_report`), whose ``[report]`` keys are
+  ``baseline``, ``main``, ``curves`` (groups of the FD figure), ``collapse`` (groups of the
+  collapse table), ``samples`` (the group of the sample grid).
 - ``[report]`` (optional): the figures and prose of the full study report
   (:func:`probes.study.report.report_spec` says what each key means); a plan without it gets
   the plain report of :func:`probes.study.engine.report_markdown`. Groups and arms are shown

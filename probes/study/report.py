@@ -684,7 +684,7 @@ def write_analysis_report(out: str | Path, plan: Plan, *, seed: int = 0) -> Path
     claims = plan.claims()
     reg = registration_state(plan, inp["entries"])
     ev = evaluate(inp["tables"], claims, plan.data["analysis"], reg)
-    spec = plan.data.get("report", {})
+    spec = analysis_spec(plan)
     base = spec.get("baseline", "baseline")
     lines = [f"# {plan.name}: study report", "",
              f"Plan `{_shown_plan(plan)}`; every number is computed by `asgan-study report` "
@@ -696,6 +696,31 @@ def write_analysis_report(out: str | Path, plan: Plan, *, seed: int = 0) -> Path
                                                        default=float).encode())
     atomic_write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())
     return out / "report.md"
+
+
+ANALYSIS_REPORT_KEYS = ("baseline", "main", "curves", "collapse", "samples")
+
+
+def analysis_spec(plan: Plan) -> dict[str, Any]:
+    """The ``[report]`` table of an ``[analysis]`` plan (:mod:`probes.study.plan`), checked:
+    known keys, ``curves`` / ``collapse`` lists of groups, ``samples`` a group.
+
+    Raises:
+        trainers.errors.UserError: ``<plan>:<line>: [report] what is wrong``.
+    """
+    from trainers.errors import UserError
+
+    spec = dict(plan.data.get("report") or {})
+    for k, v in spec.items():
+        where = f"{plan.path}:{plan.line_of('report', k)}: [report]"
+        if k not in ANALYSIS_REPORT_KEYS:
+            raise UserError(f"{where} unknown key {k!r}; known: "
+                            f"{', '.join(ANALYSIS_REPORT_KEYS)}")
+        groups = v if k in ("curves", "collapse") else [v] if k == "samples" else []
+        if not isinstance(groups, list) or any(g not in plan.groups for g in groups):
+            raise UserError(f"{where} {k} = {v!r}: name groups of the plan "
+                            f"({', '.join(plan.groups)})")
+    return spec
 
 
 def _seeds_text(seeds: Sequence[int]) -> str:
