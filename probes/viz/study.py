@@ -263,7 +263,7 @@ def plot_fd_curves(curves: Mapping[str, Mapping[str, Mapping[int, Mapping[int, f
                 curves[g][baseline], both, steps)
             mean, lo, hi = _band(d)
             bottom.plot(steps, mean, color=colour, lw=1.5, label=f"{arm} - {baseline} "
-                        f"({len(both)} pairs)")
+                        f"(up to {len(both)} pairs)")
             bottom.fill_between(steps, lo, hi, color=colour, alpha=0.2)
         top.set_title(g, fontsize=9)
         top.set_yscale("log")
