@@ -291,3 +291,16 @@ def test_a_bad_v3_report_key_is_one_line_naming_its_plan_line(tmp_path):
     line = int(str(e.value).split(":")[1])
     assert "curves = ['s0', 's9']: name groups" in str(e.value)
     assert text.splitlines()[line - 1].startswith("curves")
+
+
+def test_a_primary_equivalence_claim_needs_the_two_sided_family(tmp_path):
+    from probes.study.plan import load_plan
+
+    text = PLAN.replace('family = "two-sided"\n', "").replace(
+        'id = "E1"\nkind = "exploratory"', 'id = "E1"\nkind = "primary"')
+    (tmp_path / "plan.toml").write_text(text)
+    with pytest.raises(UserError) as e:
+        load_plan(tmp_path / "plan.toml", check_configs=False)
+    line = int(str(e.value).split(":")[1])
+    assert "claim E1: a primary TOST claim needs" in str(e.value)
+    assert text.splitlines()[line - 1] == 'test = "tost"'

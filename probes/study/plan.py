@@ -700,6 +700,11 @@ def _check_inline_claims(ck: _Checker, plan: Plan, c: dict) -> list:
             raise ck.fail(_claim_at(cid), f"claim id {cid!r} is used twice")
         seen.add(cid)
         _check_claim_row(ck, cl, cid, "analysis" in plan.data)
+        if cl.get("test") == "tost" and cl["kind"] == "primary" and \
+                c.get("family", "one-sided") == "one-sided":
+            raise ck.fail((*_claim_at(cid), "test"), f"claim {cid}: a primary TOST claim needs "
+                          '[claims] family = "two-sided" (the one-sided family has no '
+                          "equivalence verdict)")
     if sum(cl["kind"] == "primary" for cl in rows) > MAX_PRIMARY:
         raise ck.fail(("claim",), f"more than {MAX_PRIMARY} primary claims; make the "
                       "rest exploratory")
