@@ -633,7 +633,7 @@ def claims_tables_v3(ev: dict, claims: dict, reg: dict) -> list[str]:
              f"{claims['alpha']:g}. p: two-sided exact (sign-flip, McNemar), or the TOST p "
              "of a registered equivalence margin."]
     if not reg.get("primary_allowed"):
-        lines.append(f"**No claim is judged**: {reg.get('reason')}.")
+        lines += ["", f"**No claim is judged**: {reg.get('reason')}."]
     lines += ["", cols + " Holm p | verdict |", "|---" * 10 + "|"]
     lines += [_claim_row(r, True) for r in ev["primary"]]
     for kind in ("secondary", "exploratory"):
