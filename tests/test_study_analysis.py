@@ -148,3 +148,24 @@ def test_run_metrics_of_a_results_file():
                                    steps=2000, every=500)
     assert stopped["collapsed"] == 1.0 and stopped["fd_final"] == 1000.0
     assert stopped["iters_to_fd"] == 4000.0
+
+
+def test_one_sided_family_of_derived_metrics_is_v2s_rule():
+    """``family = "one-sided"`` gives the Holm p and verdicts of v2's
+    probes.core.stats.primary_verdicts on the same differences."""
+    rng = np.random.default_rng(1)
+    tables = {"g": {arm: {s: {"fd_final": float(v), "fd_auc": float(w)}
+                          for s, v, w in zip(range(10), rng.normal(mu, 3, 10),
+                                             rng.normal(mu * 2, 5, 10))}
+                    for arm, mu in (("a", 32.0), ("b", 40.0))}}
+    claims = {"alpha": 0.05, "claims": [
+        {"id": f"P{i}", "kind": "primary", "group": "g", "metric": m, "a": "a", "b": "b",
+         "expect": e, "seeds": list(range(10))}
+        for i, (m, e) in enumerate([("fd_final", "lower"), ("fd_auc", "higher")])]}
+    ev = analysis.evaluate(tables, claims, ANALYSIS, {"primary_allowed": True})
+    diffs = [[tables["g"]["a"][s][m] - tables["g"]["b"][s][m] for s in range(10)]
+             for m in ("fd_final", "fd_auc")]
+    want = stats.primary_verdicts(diffs, ["lower", "higher"])
+    assert [r["p_holm"] for r in ev["primary"]] == pytest.approx([w["p_holm"] for w in want])
+    assert [r["verdict"] for r in ev["primary"]] == [w["verdict"] for w in want]
+    assert {w["verdict"] for w in want} == {"held", "opposite"}
