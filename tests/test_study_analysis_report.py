@@ -304,3 +304,15 @@ def test_a_primary_equivalence_claim_needs_the_two_sided_family(tmp_path):
     line = int(str(e.value).split(":")[1])
     assert "claim E1: a primary TOST claim needs" in str(e.value)
     assert text.splitlines()[line - 1] == 'test = "tost"'
+
+
+def test_registration_freezes_the_analysis_thresholds(tmp_path):
+    from probes.study.plan import load_plan
+
+    hashes = []
+    for text in (PLAN, PLAN.replace("fd_threshold = 60.0", "fd_threshold = 50.0"),
+                 PLAN.replace('family = "two-sided"', 'family = "one-sided"')):
+        (tmp_path / "plan.toml").write_text(text)
+        hashes.append(load_plan(tmp_path / "plan.toml", check_configs=False)
+                      .claim_hashes()["*"])
+    assert len(set(hashes)) == 3

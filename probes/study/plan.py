@@ -332,12 +332,15 @@ class Plan:
 
     def claim_hashes(self) -> dict[str, str]:
         """SHA-256 of each inline claim's canonical JSON, and ``"*"`` of all of them with
-        ``alpha`` (what ``asgan-study register`` freezes)."""
+        ``alpha`` (and, where the plan has them, ``family`` and the ``[analysis]`` table:
+        what ``asgan-study register`` freezes)."""
         claims = self.claims()
         one = {c["id"]: _sha(c) for c in claims["claims"]}
         frozen = {"alpha": claims["alpha"], "claims": claims["claims"]}
         if "family" in claims:  # absent (v2, the example): the hash they registered
             frozen["family"] = claims["family"]
+        if "analysis" in self.data:  # the derived metrics' thresholds are registered too
+            frozen["analysis"] = self.data["analysis"]
         return {**one, "*": _sha(frozen)}
 
     def line_of(self, *keys: str) -> int:
