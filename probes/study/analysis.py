@@ -16,10 +16,12 @@ value}}`` and ``outcome`` of its results file:
   run that stops early is never rewarded for its short curve.
 - ``iters_to_fd``: the first measured iteration with ``FD <= fd_threshold``; a run that never
   gets there is right-censored and set to ``iters_ceiling`` (registered, larger than any
-  planned step). The paired sign-flip test of the differences stays exact: a censored pair
-  enters with the smallest difference the data allow for it (the ceiling is a lower bound on
-  its true time), which can only shrink a real gain, so the test is conservative for a claim
-  that the arm converges sooner.
+  planned step). The paired sign-flip test of the differences stays exact: the same rule
+  (``min(true time, ceiling)``) is applied to both arms, so under "no effect" (the arms
+  exchangeable within a seed) the recorded differences are still symmetric about 0. A pair
+  with one censored run keeps the true sign of its difference with a magnitude no larger
+  than the truth; a pair with both censored is a 0 (no information). Censoring thus shrinks
+  differences toward 0 in both directions: it costs power, it never manufactures a sign.
 - ``collapsed`` (1 or 0): the run stopped on a non-finite loss (``collapse.nonfinite``), or
   its final FD exceeds ``collapse.fd_max``, or fewer than ``collapse.min_classes`` classes
   hold at least the snapshot rule's 1 % share among its 2,000 fakes (``classes_final``).
