@@ -322,3 +322,108 @@ def pairs_for_power(effect: float, sd: float, *, power: float = 0.8, alpha: floa
         if pw >= power:
             return {"n": n, "power": pw, "normal_n": float(normal)}
     return {"n": math.nan, "power": pw, "normal_n": float(normal)}
+
+
+# ---- v3: paired binary outcomes, equivalence, one two-sided family, bounded intervals
+
+
+def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> dict[str, float]:
+    """Exact two-sided McNemar test of paired binary outcomes ``a_s``, ``b_s`` (e.g.
+    "collapsed" of arm A and arm B on the same seed and setting).
+
+    Only the discordant pairs inform: ``n10`` (A yes, B no) and ``n01`` (A no, B yes). Under
+    "no effect" each discordant pair is ``n10`` with probability 1/2, so the p-value is the
+    exact two-sided binomial p of ``n10`` in ``n10 + n01`` trials at 1/2 (as
+    ``scipy.stats.binomtest(n10, n10 + n01, 0.5).pvalue``: ``min(1, 2 P(X <= min))`` for this
+    symmetric null); 1 with no discordant pair. The effect is ``(n10 - n01) / n``: the
+    difference of the two proportions (A's rate minus B's), in [-1, 1].
+
+    Returns ``{"n", "n10", "n01", "rate_a", "rate_b", "diff", "p"}``.
+    """
+    if len(a) != len(b) or not len(a):
+        raise ValueError(f"need paired outcomes of equal length >= 1, got {len(a)}, {len(b)}")
+    x, y = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    n10, n01, n = int((x & ~y).sum()), int((~x & y).sum()), int(x.size)
+    k, m = min(n10, n01), n10 + n01
+    p = 1.0 if m == 0 else min(1.0, 2 * math.fsum(math.comb(m, i) for i in range(k + 1))
+                                 / 2.0 ** m)
+    return {"n": n, "n10": n10, "n01": n01, "rate_a": float(x.mean()),
+            "rate_b": float(y.mean()), "diff": (n10 - n01) / n, "p": p}
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of a proportion ``k / n``: always inside [0, 1],
+    ``lo = 0`` at ``k = 0`` and ``hi = 1`` at ``k = n``; coverage at least ``level``.
+
+    ``lo`` is the ``(1 - level) / 2`` quantile of Beta(k, n - k + 1), ``hi`` the
+    ``(1 + level) / 2`` quantile of Beta(k + 1, n - k) (scipy, imported lazily); ``(nan,
+    nan)`` for ``n = 0``.
+    """
+    from scipy.stats import beta
+
+    if n == 0:
+        return math.nan, math.nan
+    if not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    tail = (1 - level) / 2
+    lo = 0.0 if k == 0 else float(beta.ppf(tail, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - tail, k + 1, n - k))
+    return lo, hi
+
+
+def paired_bootstrap_ci(diffs: Sequence[float], *, level: float = 0.95, lo_bound: float =
+                        -math.inf, hi_bound: float = math.inf, resamples: int = 10_000,
+                        seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of paired differences (seeds resampled with
+    replacement, numpy generator ``seed``: reproducible). A mean of values in ``[lo_bound,
+    hi_bound]`` stays there, so the interval of a bounded metric (a difference of shares,
+    a class count) stays in range, unlike a t-interval."""
+    d = np.asarray(diffs, dtype=np.float64).reshape(-1)
+    if d.size < 2:
+        return math.nan, math.nan
+    idx = np.random.default_rng(seed).integers(0, d.size, size=(resamples, d.size))
+    means = d[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(max(lo, lo_bound)), float(min(hi, hi_bound))
+
+
+def tost_sign_flip(diffs: Sequence[float], margin: float) -> dict[str, float]:
+    """Equivalence of two paired arms within ``+-margin`` (TOST, two one-sided tests), each
+    an exact sign-flip test (:func:`sign_flip_p`) of the shifted differences: ``d + margin``
+    greater than 0 and ``d - margin`` less than 0. ``p = max`` of the two: equivalence is
+    shown at level alpha when ``p <= alpha`` (the ``1 - 2 alpha`` interval lies inside the
+    margin). The margin is registered in advance; no equivalence is stated without it.
+
+    Returns ``{"p_lower", "p_upper", "p"}``."""
+    if not margin > 0:
+        raise ValueError(f"an equivalence margin must be > 0, got {margin!r}")
+    d = np.asarray(diffs, dtype=np.float64).reshape(-1)
+    lower = float(sign_flip_p(d + margin, "greater"))
+    upper = float(sign_flip_p(d - margin, "less"))
+    return {"p_lower": lower, "p_upper": upper, "p": max(lower, upper)}
+
+
+def two_sided_verdicts(pvalues: Sequence[float], signs: Sequence[float], expects:
+                       Sequence[str], *, alpha: float = 0.05) -> list[dict]:
+    """Verdicts of ONE two-sided Holm family (study v3's rule; v2 keeps
+    :func:`primary_verdicts`' one-sided "held" family plus its reverse family).
+
+    Each claim brings its two-sided p (NaN: not measured, counted as p = 1) and the sign of
+    its estimate (A - B). All are Holm-adjusted together (:func:`holm`); a claim whose Holm p
+    is ``<= alpha`` is ``held`` when its sign is the registered one and ``opposite`` when it is
+    not, else ``inconclusive``. Holm on two-sided p with the direction read from the sign
+    keeps the chance of any false rejection, in either direction, at most ``alpha`` for
+    these tests (Holm's directional extension; Shaffer 1980 for independent tests).
+
+    Returns per claim ``{"p", "p_holm", "verdict"}``."""
+    if not len(pvalues) == len(signs) == len(expects):
+        raise ValueError("one p-value, sign and expectation per claim")
+    adj = holm([1.0 if math.isnan(p) else p for p in pvalues])
+    rows = []
+    for p, s, e, q in zip(pvalues, signs, expects, adj):
+        _check_expect(e)
+        v = "not measured" if math.isnan(p) else "inconclusive"
+        if not math.isnan(p) and q <= alpha and s != 0:
+            v = "held" if (s < 0) == (e == "lower") else "opposite"
+        rows.append({"p": p, "p_holm": math.nan if math.isnan(p) else float(q), "verdict": v})
+    return rows

@@ -78,43 +78,49 @@ def load_claims(path: str | Path = CLAIMS_FILE) -> dict[str, Any]:
     arms, metrics = raw["arms"], raw["metrics"]
     claims, seen = [], set()
     for i, c in enumerate(raw["claims"]):
-        where = f"claim {i + 1}" + (f" ({c.get('id')})" if isinstance(c, dict) else "")
-        if not isinstance(c, dict):
-            raise _fail(path, f"{where} must be an object")
-        missing = [k for k in _CLAIM_KEYS if not isinstance(c.get(k), str) or not c[k].strip()]
-        if missing:
-            raise _fail(path, f"{where} needs non-empty text for {', '.join(missing)}")
-        extra = sorted(set(c) - set(_CLAIM_KEYS))
-        if extra:
-            raise _fail(path, f"{where}: unknown key(s) {', '.join(extra)}; known: "
-                        f"{', '.join(_CLAIM_KEYS)}")
-        if c["id"] in seen:
-            raise _fail(path, f"{where}: id {c['id']!r} is used twice")
-        seen.add(c["id"])
-        if c["kind"] not in KINDS:
-            raise _fail(path, f"{where}: kind must be one of {', '.join(KINDS)}, got "
-                        f"{c['kind']!r}")
-        if c["expect"] not in EXPECTS:
-            raise _fail(path, f"{where}: expect must be one of {', '.join(EXPECTS)}, got "
-                        f"{c['expect']!r}")
-        if c["group"] not in metrics:
-            raise _fail(path, f"{where}: group {c['group']!r} has no entry in 'metrics' "
-                        f"(groups: {', '.join(metrics)})")
-        if c["metric"] not in metrics[c["group"]]:
-            raise _fail(path, f"{where}: metric {c['metric']!r} is not listed for group "
-                        f"{c['group']!r} (listed: {', '.join(metrics[c['group']])})")
-        for side in ("a", "b"):
-            if c[side] not in arms:
-                raise _fail(path, f"{where}: arm {c[side]!r} is not described in 'arms'")
-        if c["a"] == c["b"]:
-            raise _fail(path, f"{where}: compares arm {c['a']!r} with itself")
-        claims.append({k: c[k] for k in _CLAIM_KEYS})
+        claims.append(_claim_entry(path, i, c, arms, metrics, seen))
     n_primary = sum(c["kind"] == "primary" for c in claims)
     if n_primary > MAX_PRIMARY:
         raise _fail(path, f"{n_primary} primary claims; at most {MAX_PRIMARY} (make the rest "
                     "exploratory)")
     return {"path": path, "alpha": float(alpha), "min_pairs_primary": min_pairs, "arms": arms,
             "metrics": metrics, "claims": claims}
+
+
+def _claim_entry(path: Path, i: int, c: Any, arms: Mapping, metrics: Mapping,
+                 seen: set) -> dict[str, str]:
+    """Claim ``i`` of a claims file, checked (:func:`load_claims`); adds its id to ``seen``."""
+    where = f"claim {i + 1}" + (f" ({c.get('id')})" if isinstance(c, dict) else "")
+    if not isinstance(c, dict):
+        raise _fail(path, f"{where} must be an object")
+    missing = [k for k in _CLAIM_KEYS if not isinstance(c.get(k), str) or not c[k].strip()]
+    if missing:
+        raise _fail(path, f"{where} needs non-empty text for {', '.join(missing)}")
+    extra = sorted(set(c) - set(_CLAIM_KEYS))
+    if extra:
+        raise _fail(path, f"{where}: unknown key(s) {', '.join(extra)}; known: "
+                    f"{', '.join(_CLAIM_KEYS)}")
+    if c["id"] in seen:
+        raise _fail(path, f"{where}: id {c['id']!r} is used twice")
+    seen.add(c["id"])
+    if c["kind"] not in KINDS:
+        raise _fail(path, f"{where}: kind must be one of {', '.join(KINDS)}, got "
+                    f"{c['kind']!r}")
+    if c["expect"] not in EXPECTS:
+        raise _fail(path, f"{where}: expect must be one of {', '.join(EXPECTS)}, got "
+                    f"{c['expect']!r}")
+    if c["group"] not in metrics:
+        raise _fail(path, f"{where}: group {c['group']!r} has no entry in 'metrics' "
+                    f"(groups: {', '.join(metrics)})")
+    if c["metric"] not in metrics[c["group"]]:
+        raise _fail(path, f"{where}: metric {c['metric']!r} is not listed for group "
+                    f"{c['group']!r} (listed: {', '.join(metrics[c['group']])})")
+    for side in ("a", "b"):
+        if c[side] not in arms:
+            raise _fail(path, f"{where}: arm {c[side]!r} is not described in 'arms'")
+    if c["a"] == c["b"]:
+        raise _fail(path, f"{where}: compares arm {c['a']!r} with itself")
+    return {k: c[k] for k in _CLAIM_KEYS}
 
 
 def _git(cwd: Path, *args: str) -> str | None:
@@ -174,34 +180,39 @@ def registration(path: str | Path, entries: Mapping[str, Mapping] | Iterable[Map
     blob = _git(where, "hash-object", "--", path.name)
     at_commit: dict[str, str | None] = {}
     for e in judged:
-        k = e.get("code_commit")
-        if not k:
-            out["reason"] = f"{e.get('path')}: the manifest records no code_commit"
-            return out
-        if k not in at_commit:
-            if _git(where, "rev-parse", "--verify", "-q", f"{k}^{{commit}}") is None:
-                out["reason"] = (f"{e.get('path')}: its code commit {k} is not in this "
-                                 "repository (registration cannot be checked)")
-                return out
-            at_commit[k] = _git(where, "rev-parse", "--verify", "-q", f"{k}:./{path.name}")
-        if at_commit[k] is None:
-            out["reason"] = (f"{e.get('path')}: {path.name} did not exist in its code commit "
-                             f"{k}: the claims came after the checkpoints")
-            return out
-        if at_commit[k] != blob:
-            out["reason"] = (f"{e.get('path')}: {path.name} differs from the version in its "
-                             f"code commit {k}: the claims were edited after the checkpoints")
-            return out
-        started = _utc(e["started_utc"]) if e.get("started_utc") else None
-        if e.get("started_utc") and started is None:
-            out["reason"] = f"{e.get('path')}: started_utc {e['started_utc']!r} is not ISO 8601"
-            return out
-        if started is not None and committed_at > started:
-            out["reason"] = (f"{e.get('path')}: {path.name} was committed after the run "
-                             f"started ({e['started_utc']})")
+        out["reason"] = _entry_reason(where, path, e, blob, committed_at, at_commit)
+        if out["reason"]:
             return out
     out["primary_allowed"] = True
     return out
+
+
+def _entry_reason(where: Path, path: Path, e: Mapping, blob: str | None, committed_at: int,
+                  at_commit: dict[str, str | None]) -> str:
+    """Why checkpoint entry ``e`` breaks :func:`registration`'s rule for the claims file
+    ``path`` (git blob ``blob``, last committed at ``committed_at``), or ""; ``at_commit``
+    caches the file's blob per code commit."""
+    k = e.get("code_commit")
+    if not k:
+        return f"{e.get('path')}: the manifest records no code_commit"
+    if k not in at_commit:
+        if _git(where, "rev-parse", "--verify", "-q", f"{k}^{{commit}}") is None:
+            return (f"{e.get('path')}: its code commit {k} is not in this repository "
+                    "(registration cannot be checked)")
+        at_commit[k] = _git(where, "rev-parse", "--verify", "-q", f"{k}:./{path.name}")
+    if at_commit[k] is None:
+        return (f"{e.get('path')}: {path.name} did not exist in its code commit {k}: the "
+                "claims came after the checkpoints")
+    if at_commit[k] != blob:
+        return (f"{e.get('path')}: {path.name} differs from the version in its code commit "
+                f"{k}: the claims were edited after the checkpoints")
+    started = _utc(e["started_utc"]) if e.get("started_utc") else None
+    if e.get("started_utc") and started is None:
+        return f"{e.get('path')}: started_utc {e['started_utc']!r} is not ISO 8601"
+    if started is not None and committed_at > started:
+        return (f"{e.get('path')}: {path.name} was committed after the run started "
+                f"({e['started_utc']})")
+    return ""
 
 
 def _values(tables: Mapping, group: str, arm: str, metric: str) -> dict[int, float] | None:
@@ -251,29 +262,7 @@ def evaluate_claims(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
         for primary rows, ``p_holm`` and ``verdict``. A claim whose group, arm or metric was
         not measured has ``n = 0`` and NaN numbers.
     """
-    rows = []
-    for c in claims["claims"]:
-        va = _values(tables, c["group"], c["a"], c["metric"])
-        vb = _values(tables, c["group"], c["b"], c["metric"])
-        n_planned = planned_pairs(c, planned)
-        if c.get("seeds") is not None:  # judged on exactly its registered seeds, no others
-            keep = set(c["seeds"])
-            va = {s: v for s, v in va.items() if s in keep} if va else va
-            vb = {s: v for s, v in vb.items() if s in keep} if vb else vb
-            n_planned = len(keep)
-        row = dict(c, n=0, n_planned=n_planned, mean_a=math.nan,
-                   mean_b=math.nan, diff=math.nan, lo=math.nan, hi=math.nan, d_z=math.nan,
-                   p=math.nan, agree=0, diffs=None)
-        common = sorted(set(va) & set(vb)) if va and vb else []
-        if common:
-            d = paired(va, vb)
-            row.update(n=len(common), mean_a=sum(va[s] for s in common) / len(common),
-                       mean_b=sum(vb[s] for s in common) / len(common), diff=d["mean"],
-                       lo=d["lo"], hi=d["hi"], d_z=d["d_z"], diffs=list(d["diffs"].values()),
-                       p=d["p_less"] if c["expect"] == "lower" else d["p_greater"],
-                       agree=sum((x < 0) if c["expect"] == "lower" else (x > 0)
-                                 for x in d["diffs"].values()))
-        rows.append(row)
+    rows = [_claim_numbers(tables, c, planned) for c in claims["claims"]]
     primary = [r for r in rows if r["kind"] == "primary"]
     verdicts = primary_verdicts([r["diffs"] for r in primary], [r["expect"] for r in primary],
                                 alpha=claims["alpha"])
@@ -286,6 +275,32 @@ def evaluate_claims(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
         del r["diffs"]
         r.pop("seeds", None)
     return {"primary": primary, "exploratory": [r for r in rows if r["kind"] != "primary"]}
+
+
+def _claim_numbers(tables: Mapping, c: Mapping[str, Any],
+                   planned: Mapping[tuple[str, str], Iterable[int]] | None) -> dict[str, Any]:
+    """One claim's row of :func:`evaluate_claims` (with its ``diffs``, for the verdicts)."""
+    va = _values(tables, c["group"], c["a"], c["metric"])
+    vb = _values(tables, c["group"], c["b"], c["metric"])
+    n_planned = planned_pairs(c, planned)
+    if c.get("seeds") is not None:  # judged on exactly its registered seeds, no others
+        keep = set(c["seeds"])
+        va = {s: v for s, v in va.items() if s in keep} if va else va
+        vb = {s: v for s, v in vb.items() if s in keep} if vb else vb
+        n_planned = len(keep)
+    row = dict(c, n=0, n_planned=n_planned, mean_a=math.nan,
+               mean_b=math.nan, diff=math.nan, lo=math.nan, hi=math.nan, d_z=math.nan,
+               p=math.nan, agree=0, diffs=None)
+    common = sorted(set(va) & set(vb)) if va and vb else []
+    if common:
+        d = paired(va, vb)
+        row.update(n=len(common), mean_a=sum(va[s] for s in common) / len(common),
+                   mean_b=sum(vb[s] for s in common) / len(common), diff=d["mean"],
+                   lo=d["lo"], hi=d["hi"], d_z=d["d_z"], diffs=list(d["diffs"].values()),
+                   p=d["p_less"] if c["expect"] == "lower" else d["p_greater"],
+                   agree=sum((x < 0) if c["expect"] == "lower" else (x > 0)
+                             for x in d["diffs"].values()))
+    return row
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -323,6 +338,16 @@ def claims_markdown(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
     """
     ev = evaluate_claims(tables, claims, registration, planned)
     prim, expl, alpha = ev["primary"], ev["exploratory"], claims["alpha"]
+    lines = (_registration_lines(claims, registration, prim, alpha)
+             + _primary_lines(prim, measured, alpha) + _exploratory_lines(expl)
+             + _reading_lines(len(prim), alpha))
+    return "\n".join(lines) + "\n"
+
+
+def _registration_lines(claims: Mapping, registration: Mapping, prim: list,
+                        alpha: float) -> list[str]:
+    """The lines above the primary table: the claims file, the judged checkpoints' code,
+    and whether the verdicts stand."""
     m = len(prim)
     lines = [f"Claims: `{_shown(claims['path'])}` at commit "
              f"`{registration['claims_commit']}`; the {registration['checkpoints']} "
@@ -351,9 +376,16 @@ def claims_markdown(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
     else:
         lines.append(f"**No claim is judged as primary**: {registration['reason']}. The "
                      "registered primary claims are shown with their numbers only.")
-    lines += ["", "| id | group: metric (expected) | A vs B | n | mean A | mean B | "
-              "A - B [95% CI] | d_z | exact p | Holm p | verdict |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    return lines
+
+
+def _primary_lines(prim: list, measured: Mapping[str, str] | None, alpha: float) -> list[str]:
+    """The primary table, each claim's rationale, and which claims cannot be held at their
+    number of pairs."""
+    m = len(prim)
+    lines = ["", "| id | group: metric (expected) | A vs B | n | mean A | mean B | "
+             "A - B [95% CI] | d_z | exact p | Holm p | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in prim:
         lines.append(f"| {r['id']} | {r['group']}: {r['metric']} ({r['expect']}) | {r['a']} vs "
                      f"{r['b']} | {_n_cell(r)} | {_f(r['mean_a'])} | {_f(r['mean_b'])} | "
@@ -371,17 +403,27 @@ def claims_markdown(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
         lines.append("- Too few seeds to be held whatever the data: "
                      + ", ".join(f"{r['id']} ({k} pairs: floor {2.0 ** -k:.3g} > "
                                  f"{alpha:g}/{m})" for r, k in short) + ".")
-    lines += ["", "Exploratory claims (registered with the primary ones; numbers only, no "
-              "verdict, p not adjusted for the many comparisons):", "",
-              "| id | group: metric (expected) | A vs B | n | mean A | mean B | "
-              "A - B [95% CI] | d_z | exact p | pairs agree |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    return lines
+
+
+def _exploratory_lines(expl: list) -> list[str]:
+    """The exploratory table."""
+    lines = ["", "Exploratory claims (registered with the primary ones; numbers only, no "
+             "verdict, p not adjusted for the many comparisons):", "",
+             "| id | group: metric (expected) | A vs B | n | mean A | mean B | "
+             "A - B [95% CI] | d_z | exact p | pairs agree |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in expl:
         lines.append(f"| {r['id']} | {r['group']}: {r['metric']} ({r['expect']}) | {r['a']} vs "
                      f"{r['b']} | {_n_cell(r)} | {_f(r['mean_a'])} | {_f(r['mean_b'])} | "
                      f"{_diff_cell(r)} | {_f(r['d_z'], 2)} | {_f(r['p'], 2)} | "
                      + (f"{r['agree']}/{r['n']} |" if r["n"] else "– |"))
-    lines += [
+    return lines
+
+
+def _reading_lines(m: int, alpha: float) -> list[str]:
+    """How to read the tables (the tests, Holm, the verdicts)."""
+    lines = [
         "", "How to read these tables:",
         "- Arms are paired by seed; A - B is the mean of the per-seed differences, with a "
         "Student-t 95% interval and d_z = mean / sd of the differences. These describe; they "
@@ -402,4 +444,4 @@ def claims_markdown(tables: Mapping[str, Mapping[str, Mapping[int, Mapping[str, 
         "- Exploratory p-values are unadjusted and many: about one in twenty would fall below "
         "0.05 with no effect at all. Seeds vary initialisation, data order and latents only; "
         "every verdict is about this scale of model and training, not about the paper's."]
-    return "\n".join(lines) + "\n"
+    return lines

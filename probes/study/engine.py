@@ -254,7 +254,9 @@ def registration_state(plan: Plan, entries: list[Mapping]) -> dict[str, Any]:
     claims = plan.claims()
     if claims["registration"] == "git":
         return registration(claims["path"], entries, claims=claims)
-    judged_pairs = {(c["group"], arm) for c in claims["claims"] for arm in (c["a"], c["b"])}
+    judged_pairs = {(g, arm) for c in claims["claims"] for g in (c.get("groups") or
+                                                                  [c["group"]])
+                    for arm in (c["a"], c["b"])}
     judged = [e for e in entries if (e.get("group"), e.get("arm")) in judged_pairs]
     out = {"claims_commit": "unknown", "code_commits": sorted(
         {str(e.get("code_commit") or "unknown") for e in judged}), "checkpoints": len(judged),
@@ -306,11 +308,9 @@ def ship(plan: Plan, run: Run, *, outcome: str = "finished", stopped: str = "",
     from asgan_base.manifest import record
     from probes.io.edge import (
         export_snapshot,
-        list_snapshots,
         read_checkpoint,
         snapshot_name,
     )
-    from probes.study import snapshots
 
     raw = plan.root / plan.raw_dir(run)
     if not (raw / "started.json").is_file():
@@ -329,26 +329,7 @@ def ship(plan: Plan, run: Run, *, outcome: str = "finished", stopped: str = "",
     extra = {"claims_sha256": facts["claims_sha256"]} if "claims_sha256" in facts else {}
     res_rel = results_rel(plan, run)
     if res_rel is not None:
-        snaps = {int(p.stem[5:]): p for p in list_snapshots(raw)}
-        if not snaps:
-            raise UserError(f"{raw}: no snapshot to record (the run stopped before its first "
-                            "snapshot); delete the folder to train it again")
-        last = max(snaps)
-        kind, metrics = plan.groups[run.group]["measure"], plan.measure_metrics(run)
-        nums = {}
-        for s in snapshots.measured_steps(list(snaps), plan.measure_every(run), last):
-            say(f"measuring {run.name} step {s}")
-            nums[str(s)] = snapshots.numbers(snaps[s], kind, metrics)
-        _, last_meta = read_checkpoint(snaps[last])
-        body = {"run": run.name, "study": plan.name, "outcome": outcome,
-                "planned_steps": plan.steps(run), "final_step": last,
-                "weights_sha256": snapshots.weights_sha256(snaps[last]),
-                "weights_sha256_of": "trainers.checkpoint.tensor_digest of the G.* and D.* "
-                                     "float32 tensors of the final (or last good) raw snapshot",
-                "weights_shipped": [Path(w).name for w in written],
-                "stopped": stopped or None, "measure_every": plan.measure_every(run),
-                "measure": dict(snapshots.settings(kind), kind=kind, metrics=metrics),
-                "numbers": nums}
+        body, snaps, last_meta = _results_body(plan, run, raw, outcome, stopped, written, say)
     for out in written:  # the final snapshot is last: its entry marks the run as shipped
         _, meta = read_checkpoint(out)
         record(out, command=facts["command"], path=plan.manifest, root=plan.root,
@@ -361,22 +342,62 @@ def ship(plan: Plan, run: Run, *, outcome: str = "finished", stopped: str = "",
                shipped_utc=utc_now(), threads=1, stored_dtype=meta["stored_dtype"],
                torch=meta.get("torch"))
     if res_rel is not None:  # the results file is last of all: its entry marks the run done
-        atomic_write_bytes(plan.root / res_rel, (json.dumps(body, indent=1) + "\n").encode())
-        record(plan.root / res_rel, command=facts["command"], path=plan.manifest,
-               root=plan.root, seed=run.seed, steps=last, group=run.group, arm=run.arm,
-               study=plan.name, tier=run.tier,
-               wall_time_s=round(float(last_meta.get("wall_time_s", 0.0)), 1),
-               code_commit=facts["code_commit"], started_utc=facts["started_utc"],
-               code_dirty=facts["code_dirty"], resumed=facts["resumed"], **extra,
-               machine=facts.get("machine"),
-               shipped_utc=utc_now(), threads=1, torch=last_meta.get("torch"),
-               outcome=outcome, weights_sha256=body["weights_sha256"],
-               weights_shipped=bool(written))
+        _ship_results(plan, run, res_rel, body, facts, extra, last_meta, bool(written))
         for s, p in snaps.items():  # measured: the raw run keeps its last snapshot only
-            if s != last:
+            if s != body["final_step"]:
                 p.unlink(missing_ok=True)
     return [p.relative_to(plan.root).as_posix() for p in written] + (
         [res_rel] if res_rel else [])
+
+
+def _results_body(plan: Plan, run: Run, raw: Path, outcome: str, stopped: str,
+                  written: list, say) -> tuple[dict, dict, dict]:
+    """The results file of ``run`` (module docstring of :mod:`probes.study.plan`): its
+    measured snapshots' numbers, outcome and final weights' digest. Returns the body, the
+    raw snapshots ``{step: path}`` and the last one's metadata."""
+    from probes.io.edge import list_snapshots, read_checkpoint
+    from probes.study import snapshots
+
+    snaps = {int(p.stem[5:]): p for p in list_snapshots(raw)}
+    if not snaps:
+        raise UserError(f"{raw}: no snapshot to record (the run stopped before its first "
+                        "snapshot); delete the folder to train it again")
+    last = max(snaps)
+    kind, metrics = plan.groups[run.group]["measure"], plan.measure_metrics(run)
+    nums = {}
+    for s in snapshots.measured_steps(list(snaps), plan.measure_every(run), last):
+        say(f"measuring {run.name} step {s}")
+        nums[str(s)] = snapshots.numbers(snaps[s], kind, metrics)
+    _, last_meta = read_checkpoint(snaps[last])
+    body = {"run": run.name, "study": plan.name, "outcome": outcome,
+            "planned_steps": plan.steps(run), "final_step": last,
+            "weights_sha256": snapshots.weights_sha256(snaps[last]),
+            "weights_sha256_of": "trainers.checkpoint.tensor_digest of the G.* and D.* "
+                                 "float32 tensors of the final (or last good) raw snapshot",
+            "weights_shipped": [Path(w).name for w in written],
+            "stopped": stopped or None, "measure_every": plan.measure_every(run),
+            "measure": dict(snapshots.settings(kind), kind=kind, metrics=metrics),
+            "numbers": nums}
+    return body, snaps, last_meta
+
+
+def _ship_results(plan: Plan, run: Run, res_rel: str, body: dict, facts: dict, extra: dict,
+                  last_meta: dict, weights: bool) -> None:
+    """Write the results file and its manifest entry (the entry that marks the run done)."""
+    from asgan_base.files import atomic_write_bytes
+    from asgan_base.manifest import record
+
+    atomic_write_bytes(plan.root / res_rel, (json.dumps(body, indent=1) + "\n").encode())
+    record(plan.root / res_rel, command=facts["command"], path=plan.manifest,
+           root=plan.root, seed=run.seed, steps=body["final_step"], group=run.group,
+           arm=run.arm, study=plan.name, tier=run.tier,
+           wall_time_s=round(float(last_meta.get("wall_time_s", 0.0)), 1),
+           code_commit=facts["code_commit"], started_utc=facts["started_utc"],
+           code_dirty=facts["code_dirty"], resumed=facts["resumed"], **extra,
+           machine=facts.get("machine"),
+           shipped_utc=utc_now(), threads=1, torch=last_meta.get("torch"),
+           outcome=body["outcome"], weights_sha256=body["weights_sha256"],
+           weights_shipped=weights)
 
 
 def write_plan(plan: Plan) -> Path:
@@ -715,6 +736,10 @@ def write_report(plan: Plan, out: str | Path, **measure_kwargs: Any) -> Path:
     (:func:`probes.study.report.write_study_report`, what ``asgan-probe report`` writes)."""
     from asgan_base.files import atomic_write_bytes
 
+    if "analysis" in plan.data:  # study v3's report: derived metrics from results files
+        from probes.study.report import write_analysis_report
+
+        return write_analysis_report(out, plan)
     if plan.data.get("report"):
         from probes.study.report import write_study_report
 
@@ -797,15 +822,37 @@ def verify(plan: Plan, run: Run, *, any_commit: bool = False, keep: str | Path |
     way). Returns ``{"run", "identical", "recorded", "retrained", "compared", "notes"}``."""
     import tempfile
 
-    from probes.io.edge import export_snapshot, list_snapshots, read_checkpoint
-    from probes.study import snapshots
-
     entry, recorded, compared = _recorded(plan, run)
     outcome = entry.get("outcome", "finished")
     argv = shlex.split(entry["command"])
     if argv[:1] != ["asgan-train"] or "--out" not in argv:
         raise UserError(f"{run.name}: the recorded command is not an asgan-train run: "
                         f"{entry['command'][:100]}")
+    notes = _verify_notes(entry)
+    work = Path(keep) if keep is not None else Path(tempfile.mkdtemp(prefix="asgan-verify-"))
+    if keep is not None and work.exists() and any(work.iterdir()):
+        raise UserError(f"--keep {work}: not empty; name a new folder")
+    try:
+        code = _code_tree(str(entry.get("code_commit", "unknown")), work / "code", any_commit,
+                          notes)
+        for n in notes:
+            say(n)
+        ended, tail = _retrain(plan, run, argv, code, work, say)
+        retrained = _retrained_digest(plan, run, entry, work, ended, tail, compared, notes,
+                                      say)
+    finally:
+        if keep is None:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+    return {"run": run.name, "identical": bool(retrained) and retrained == recorded,
+            "recorded": recorded, "retrained": retrained, "compared": compared,
+            "outcome": outcome, "notes": notes}
+
+
+def _verify_notes(entry: Mapping) -> list[str]:
+    """What :func:`verify` says before retraining: an uncommitted or resumed run, and
+    whether the run's machine is this one."""
     notes: list[str] = []
     if entry.get("code_dirty"):
         notes.append(f"WARNING the run started with uncommitted training code "
@@ -821,49 +868,50 @@ def verify(plan: Plan, run: Run, *, any_commit: bool = False, keep: str | Path |
     elif there != here:
         notes.append(f"WARNING another machine: recorded {there}, here {here}; a difference "
                      "may be the machine's, not the code's")
-    work = Path(keep) if keep is not None else Path(tempfile.mkdtemp(prefix="asgan-verify-"))
-    if keep is not None and work.exists() and any(work.iterdir()):
-        raise UserError(f"--keep {work}: not empty; name a new folder")
-    try:
-        code = _code_tree(str(entry.get("code_commit", "unknown")), work / "code", any_commit,
-                          notes)
-        for n in notes:
-            say(n)
-        out = work / "run"
-        argv[argv.index("--out") + 1] = str(out)
-        say(f"retraining {run.name}: {shlex.join(argv)}")
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               "PYTHONPATH": str(code)}
-        with open(work / "train.log", "w") as log:
-            # the code tree first on sys.path: `python -m` would put the study's root (cwd)
-            # first, whose own trainers/ (the repository's, at HEAD) would then train
-            boot = (f"import runpy, sys; sys.path.insert(0, {str(code)!r}); "
-                    "runpy.run_module('trainers', run_name='__main__', alter_sys=True)")
-            rc = subprocess.run([sys.executable, "-c", boot, *argv[1:]], cwd=plan.root,
-                                env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-        tail = (work / "train.log").read_text().strip().splitlines()[-1:]
-        ended = "nonfinite" if rc == 2 and tail and NONFINITE_MARK in tail[0] else (
-            "finished" if rc == 0 else f"exit {rc}")
-        snaps = list_snapshots(out)
-        retrained = ""
-        if ended == outcome and snaps and int(snaps[-1].stem[5:]) == int(entry["steps"]):
-            if compared.startswith("weights_sha256"):
-                retrained = snapshots.weights_sha256(snaps[-1])
-            else:
-                half = read_checkpoint(plan.root / weight_rels(plan, run)[-1])[1][
-                    "stored_dtype"] == "float16"
-                exp = export_snapshot(snaps[-1], work / "export.safetensors", half=half)
-                retrained = read_checkpoint(exp)[1]["sha256"]
-        else:
-            notes.append(f"the retrain ended {ended} at step "
-                         f"{snaps[-1].stem[5:] if snaps else 'none'}; the record says "
-                         f"{outcome} at step {entry['steps']} ({' '.join(tail)[:200]})")
-            say(notes[-1])
-    finally:
-        if keep is None:
-            import shutil
+    return notes
 
-            shutil.rmtree(work, ignore_errors=True)
-    return {"run": run.name, "identical": bool(retrained) and retrained == recorded,
-            "recorded": recorded, "retrained": retrained, "compared": compared,
-            "outcome": outcome, "notes": notes}
+
+def _retrain(plan: Plan, run: Run, argv: list[str], code: Path, work: Path, say
+             ) -> tuple[str, list[str]]:
+    """Train ``argv`` into ``work/run`` with the code tree ``code``, one thread; returns how
+    it ended (``finished``, ``nonfinite`` or ``exit N``) and its log's last line."""
+    out = work / "run"
+    argv = list(argv)
+    argv[argv.index("--out") + 1] = str(out)
+    say(f"retraining {run.name}: {shlex.join(argv)}")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": str(code)}
+    with open(work / "train.log", "w") as log:
+        # the code tree first on sys.path: `python -m` would put the study's root (cwd)
+        # first, whose own trainers/ (the repository's, at HEAD) would then train
+        boot = (f"import runpy, sys; sys.path.insert(0, {str(code)!r}); "
+                "runpy.run_module('trainers', run_name='__main__', alter_sys=True)")
+        rc = subprocess.run([sys.executable, "-c", boot, *argv[1:]], cwd=plan.root,
+                            env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    tail = (work / "train.log").read_text().strip().splitlines()[-1:]
+    ended = "nonfinite" if rc == 2 and tail and NONFINITE_MARK in tail[0] else (
+        "finished" if rc == 0 else f"exit {rc}")
+    return ended, tail
+
+
+def _retrained_digest(plan: Plan, run: Run, entry: Mapping, work: Path, ended: str,
+                      tail: list[str], compared: str, notes: list[str], say) -> str:
+    """The retrained run's digest, comparable with the recorded one ("" when the retrain
+    did not end as the record says; a note says how it ended)."""
+    from probes.io.edge import export_snapshot, list_snapshots, read_checkpoint
+    from probes.study import snapshots
+
+    outcome = entry.get("outcome", "finished")
+    snaps = list_snapshots(work / "run")
+    if ended == outcome and snaps and int(snaps[-1].stem[5:]) == int(entry["steps"]):
+        if compared.startswith("weights_sha256"):
+            return snapshots.weights_sha256(snaps[-1])
+        half = read_checkpoint(plan.root / weight_rels(plan, run)[-1])[1][
+            "stored_dtype"] == "float16"
+        exp = export_snapshot(snaps[-1], work / "export.safetensors", half=half)
+        return read_checkpoint(exp)[1]["sha256"]
+    notes.append(f"the retrain ended {ended} at step "
+                 f"{snaps[-1].stem[5:] if snaps else 'none'}; the record says "
+                 f"{outcome} at step {entry['steps']} ({' '.join(tail)[:200]})")
+    say(notes[-1])
+    return ""

@@ -55,6 +55,26 @@ A plan names everything about a study, and nothing about a study lives in code:
   ``id``, ``kind`` (primary/exploratory), ``group``, ``metric``, ``a``, ``b``, ``expect``
   (lower/higher: the sign of a - b), ``seeds`` (the exact seed list it is judged on) and
   ``rationale``; registered by ``asgan-study register`` (:mod:`probes.study.engine`).
+- ``[analysis]`` (optional; study v3, :mod:`probes.study.analysis`): the thresholds of the
+  metrics derived from each run's results file, all registered with the claims:
+  ``fd_fill`` (the FD counted for a step with no number, >= ``collapse.fd_max``),
+  ``fd_threshold`` (``iters_to_fd``: first measured iteration with FD <= it),
+  ``iters_ceiling`` ('never reached': above every measured image group's steps), ``collapse =
+  {fd_max, min_classes, nonfinite}`` (the collapse rule), ``spread`` (``range`` or ``sd``
+  of a seed's final FD across settings), ``bootstrap_seed``, ``about``. With it, a claim on
+  an image group with ``measure_every`` may name a derived metric (``fd_final``,
+  ``classes_final``, ``fd_auc``, ``iters_to_fd``, ``collapsed``, ``fd_spread``), a claim on
+  a mixture group ``fidelity_cos`` / ``fidelity_noise``, and inline claims take the optional
+  keys ``test`` (``sign-flip``, default; ``mcnemar`` on a binary metric; ``tost``, with a
+  registered ``margin`` > 0 and ``expect = "equivalent"``: equivalence is stated only so),
+  ``groups`` (the settings a claim pools: units are (setting, seed); for ``fd_spread`` the
+  settings the spread is taken across) and ``kind = "secondary"`` (registered, reported
+  apart from the primary family, no verdict); ``[claims] family`` is ``one-sided`` (default:
+  v2's rule, a one-sided Holm family and its reverse) or ``two-sided`` (one two-sided Holm
+  family over the primary claims). ``asgan-study report`` then writes the v3 report
+  (:func:`probes.study.report.write_analysis_report`), whose ``[report]`` keys are
+  ``baseline``, ``main``, ``curves`` (groups of the FD figure), ``collapse`` (groups of the
+  collapse table), ``samples`` (the group of the sample grid).
 - ``[report]`` (optional): the figures and prose of the full study report
   (:func:`probes.study.report.report_spec` says what each key means); a plan without it gets
   the plain report of :func:`probes.study.engine.report_markdown`. Groups and arms are shown
@@ -93,7 +113,16 @@ KINDS = ("primary", "exploratory")
 EXPECTS = ("lower", "higher")
 MAX_PRIMARY = 6
 CLAIM_KEYS = ("id", "kind", "group", "metric", "a", "b", "expect", "seeds", "rationale")
-_TOP = ("study", "groups", "evolution", "tiers", "dropped", "claims", "claim", "report")
+# optional keys of a claim in a plan with an [analysis] table (probes.study.analysis)
+CLAIM_V3_KEYS = ("test", "margin", "groups")
+TESTS = ("sign-flip", "mcnemar", "tost")
+FAMILIES = ("one-sided", "two-sided")
+SPREADS = ("range", "sd")
+_ANALYSIS = ("fd_fill", "fd_threshold", "iters_ceiling", "collapse", "spread",
+             "bootstrap_seed", "about")
+_COLLAPSE = ("fd_max", "min_classes", "nonfinite")
+_TOP = ("study", "groups", "evolution", "tiers", "dropped", "claims", "claim", "report",
+        "analysis")
 _STUDY = ("name", "raw", "ship", "manifest", "budget_mb", "jobs", "about", "root")
 _GROUP = ("preset", "measure", "s_per_it", "options", "arms", "about", "measure_every",
           "measure_metrics", "ship_weights_seeds", "nonfinite")
@@ -296,15 +325,23 @@ class Plan:
                 "min_pairs_primary": 2, "registration": "asgan-study",
                 "arms": {a: d.get("about", "") for g in self.groups.values()
                          for a, d in g["arms"].items()},
-                "claims": [{k: (list(cl[k]) if k == "seeds" else cl[k]) for k in CLAIM_KEYS}
+                **({"family": c["family"]} if "family" in c else {}),
+                "claims": [{k: (list(cl[k]) if isinstance(cl[k], list) else cl[k])
+                            for k in CLAIM_KEYS + CLAIM_V3_KEYS if k in cl}
                            for cl in self.data.get("claim", [])]}
 
     def claim_hashes(self) -> dict[str, str]:
         """SHA-256 of each inline claim's canonical JSON, and ``"*"`` of all of them with
-        ``alpha`` (what ``asgan-study register`` freezes)."""
+        ``alpha`` (and, where the plan has them, ``family`` and the ``[analysis]`` table:
+        what ``asgan-study register`` freezes)."""
         claims = self.claims()
         one = {c["id"]: _sha(c) for c in claims["claims"]}
-        return {**one, "*": _sha({"alpha": claims["alpha"], "claims": claims["claims"]})}
+        frozen = {"alpha": claims["alpha"], "claims": claims["claims"]}
+        if "family" in claims:  # absent (v2, the example): the hash they registered
+            frozen["family"] = claims["family"]
+        if "analysis" in self.data:  # the derived metrics' thresholds are registered too
+            frozen["analysis"] = self.data["analysis"]
+        return {**one, "*": _sha(frozen)}
 
     def line_of(self, *keys: str) -> int:
         return _line_of(self.path.read_text(encoding="utf-8"), keys)
@@ -328,11 +365,30 @@ def _line_of(text: str, keys: tuple[str, ...]) -> int:
     lines, at = text.splitlines(), 0
     for key in keys:
         pat = re.compile(r'(^|[\[.{,]\s*)"?' + re.escape(str(key)) + r'"?\s*(=|\]|\.)')
+        if isinstance(key, _Value):  # the line that sets key = value (a claim's id)
+            pat = re.compile(r'^\s*' + re.escape(key.key) + r'\s*=\s*"' + re.escape(key.value)
+                             + '"')
         for i in range(at, len(lines)):
             if pat.search(lines[i].split("#")[0]):
                 at = i
                 break
     return at + 1
+
+
+@dataclass(frozen=True)
+class _Value:
+    """A key of :func:`_line_of` found by its value: ``id = "P1"`` of one [[claim]]."""
+
+    key: str
+    value: str
+
+    def __str__(self) -> str:  # as messages name it: claim.id.P1
+        return f"{self.key}.{self.value}"
+
+
+def _claim_at(cid: str) -> tuple:
+    """Keys of :func:`_line_of` that find claim ``cid``'s table (then a key after it)."""
+    return ("claim", _Value("id", str(cid)))
 
 
 class _Checker:
@@ -376,6 +432,31 @@ def load_plan(path: str | Path, root: str | Path | None = None, *,
         asgan_base.errors.UserError: ``<plan>:<line>: what is wrong``.
     """
     path = Path(path).resolve()
+    text, data = _read_toml(path)
+    ck = _Checker(path, text)
+    ck.table(data, (), _TOP, required=("study", "groups", "tiers"))
+    study = _check_study(ck, data)
+    groups = _check_groups(ck, data)
+    seeded = _check_tiers(ck, data, groups)
+    dropped = ck.table(data.get("dropped", {}), ("dropped",), tuple(data.get("dropped", {})))
+    for gname, g in groups.items():
+        for aname in g["arms"]:
+            if (gname, aname) not in seeded and f"{gname}/{aname}" not in dropped:
+                raise ck.fail(("groups", gname, "arms", aname), f"arm {gname}/{aname} has no "
+                              "seeds: no tier runs it (add it to a tier, or to [dropped])")
+    for e in data.get("evolution", []):
+        _check_evolution(ck, e, groups, seeded)
+    plan = Plan(path, Path(root).resolve() if root is not None
+                else (path.parent / study.get("root", ".")).resolve(), data)
+    if "analysis" in data:
+        _check_analysis(ck, data["analysis"], groups)
+    _check_claims(ck, plan, seeded)
+    if check_configs:
+        _check_configs(ck, plan, seeded)
+    return plan
+
+
+def _read_toml(path: Path) -> tuple[str, dict]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -383,12 +464,13 @@ def load_plan(path: str | Path, root: str | Path | None = None, *,
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read: {e}") from None
     try:
-        data = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+)", str(e))
         raise UserError(f"{path}:{m[1] if m else 1}: not TOML: {e}") from None
-    ck = _Checker(path, text)
-    ck.table(data, (), _TOP, required=("study", "groups", "tiers"))
+
+
+def _check_study(ck: _Checker, data: dict) -> dict:
     study = ck.table(data["study"], ("study",), _STUDY, required=("name", "raw", "ship"))
     for k in ("name", "raw", "ship"):
         ck.text_value(study[k], ("study", k))
@@ -396,6 +478,10 @@ def load_plan(path: str | Path, root: str | Path | None = None, *,
         raise ck.fail(("study", "name"), f"name {study['name']!r}: letters, digits, . _ - only")
     if "budget_mb" in study:
         ck.number(study["budget_mb"], ("study", "budget_mb"))
+    return study
+
+
+def _check_groups(ck: _Checker, data: dict) -> dict:
     groups = ck.table(data["groups"], ("groups",), tuple(data["groups"]))
     if not groups:
         raise ck.fail(("groups",), "the plan needs at least one group")
@@ -420,6 +506,11 @@ def load_plan(path: str | Path, root: str | Path | None = None, *,
             if "ship_weights_seeds" in a:
                 _seed_values(ck, a["ship_weights_seeds"], (*ak, "ship_weights_seeds"))
         _check_results_keys(ck, g, gk)
+    return groups
+
+
+def _check_tiers(ck: _Checker, data: dict, groups: dict) -> dict[tuple[str, str], list[int]]:
+    """The tiers; returns ``{(group, arm): seeds}`` they plan."""
     seeded: dict[tuple[str, str], list[int]] = {}
     tiers = data["tiers"]
     if not isinstance(tiers, list) or not tiers:
@@ -430,70 +521,96 @@ def load_plan(path: str | Path, root: str | Path | None = None, *,
         if not isinstance(t["runs"], list) or not t["runs"]:
             raise ck.fail(("tiers", t["name"]), f"tier {t['name']!r} needs runs")
         for r in t["runs"]:
-            where = ("tiers", t["name"])
-            ck.table(r, where, ("group", "arms", "seeds"), required=("group", "arms", "seeds"))
-            if r["group"] not in groups:
-                raise ck.fail((*where, "group"), f"tier {t['name']!r}: unknown group "
-                              f"{r['group']!r} (groups: {', '.join(groups)})")
-            if not isinstance(r["arms"], list) or not r["arms"]:
-                raise ck.fail((*where, "arms"), f"tier {t['name']!r}: arms must be a list")
-            for arm in r["arms"]:
-                if arm not in groups[r["group"]]["arms"]:
-                    raise ck.fail((*where, "arms"), f"tier {t['name']!r}: arm {arm!r} is not "
-                                  f"an arm of group {r['group']!r}")
-            s = r["seeds"]
-            ok = (isinstance(s, int) and not isinstance(s, bool) and s > 0) or (
-                isinstance(s, list) and s and all(isinstance(x, int) and x >= 0 for x in s)
-                and len(set(s)) == len(s))
-            if not ok:
-                raise ck.fail((*where, "seeds"), f"tier {t['name']!r}: seeds must be a count "
-                              f">= 1 or a list of distinct seeds >= 0, got {s!r}")
+            _check_tier_row(ck, t["name"], r, groups)
             for arm in r["arms"]:
                 have = seeded.setdefault((r["group"], arm), [])
-                twice = set(have) & set(_seed_list(s))
+                twice = set(have) & set(_seed_list(r["seeds"]))
                 if twice:
-                    raise ck.fail((*where, "seeds"), f"{r['group']}/{arm} seed(s) "
-                                  f"{sorted(twice)} planned twice")
-                have += _seed_list(s)
-    dropped = ck.table(data.get("dropped", {}), ("dropped",), tuple(data.get("dropped", {})))
-    for gname, g in groups.items():
-        for aname in g["arms"]:
-            if (gname, aname) not in seeded and f"{gname}/{aname}" not in dropped:
-                raise ck.fail(("groups", gname, "arms", aname), f"arm {gname}/{aname} has no "
-                              "seeds: no tier runs it (add it to a tier, or to [dropped])")
-    for e in data.get("evolution", []):
-        ck.table(e, ("evolution",), ("group", "arm", "seed", "every"),
-                 required=("group", "arm", "seed", "every"))
-        if (e["group"], e["arm"]) not in seeded or e["seed"] not in seeded[(e["group"],
-                                                                             e["arm"])]:
-            raise ck.fail(("evolution",), f"evolution run {e['group']}/{e['arm']}/seed"
-                          f"{e['seed']} is not in the plan")
-        if isinstance(e["every"], bool) or not isinstance(e["every"], int) or e["every"] < 1:
-            raise ck.fail(("evolution", "every"), "every must be an integer >= 1")
-        g = groups[e["group"]]
-        if g.get("measure_every", e["every"]) % e["every"]:
-            raise ck.fail(("evolution", "every"), f"every {e['every']} must divide group "
-                          f"{e['group']!r}'s measure_every {g['measure_every']}")
-        ship = g["arms"][e["arm"]].get("ship_weights_seeds", g.get("ship_weights_seeds"))
-        if ship is not None and e["seed"] not in ship:
-            raise ck.fail(("evolution",), f"evolution run {e['group']}/{e['arm']}/seed"
-                          f"{e['seed']} ships snapshots: add seed {e['seed']} to its "
-                          "ship_weights_seeds")
-    plan = Plan(path, Path(root).resolve() if root is not None
-                else (path.parent / study.get("root", ".")).resolve(), data)
-    _check_claims(ck, plan, seeded)
-    if check_configs:
-        for (gname, aname), seeds in seeded.items():
-            try:
-                plan.config(Run("", gname, aname, seeds[0]))
-            except UserError as e:
-                bad = re.search(r"'([^']+)'", str(e))
-                key = bad[1].replace("_", "-") if bad else "options"
-                a_opts = groups[gname]["arms"][aname].get("options", {})
-                keys = (("groups", gname, "arms", aname, key) if key in a_opts
-                        else ("groups", gname, "options", key))
-                raise ck.fail(keys, f"{gname}/{aname}: {e}") from None
-    return plan
+                    raise ck.fail(("tiers", t["name"], "seeds"), f"{r['group']}/{arm} "
+                                  f"seed(s) {sorted(twice)} planned twice")
+                have += _seed_list(r["seeds"])
+    return seeded
+
+
+def _check_tier_row(ck: _Checker, tier: str, r: Any, groups: dict) -> None:
+    where = ("tiers", tier)
+    ck.table(r, where, ("group", "arms", "seeds"), required=("group", "arms", "seeds"))
+    if r["group"] not in groups:
+        raise ck.fail((*where, "group"), f"tier {tier!r}: unknown group "
+                      f"{r['group']!r} (groups: {', '.join(groups)})")
+    if not isinstance(r["arms"], list) or not r["arms"]:
+        raise ck.fail((*where, "arms"), f"tier {tier!r}: arms must be a list")
+    for arm in r["arms"]:
+        if arm not in groups[r["group"]]["arms"]:
+            raise ck.fail((*where, "arms"), f"tier {tier!r}: arm {arm!r} is not "
+                          f"an arm of group {r['group']!r}")
+    s = r["seeds"]
+    ok = (isinstance(s, int) and not isinstance(s, bool) and s > 0) or (
+        isinstance(s, list) and s and all(isinstance(x, int) and x >= 0 for x in s)
+        and len(set(s)) == len(s))
+    if not ok:
+        raise ck.fail((*where, "seeds"), f"tier {tier!r}: seeds must be a count "
+                      f">= 1 or a list of distinct seeds >= 0, got {s!r}")
+
+
+def _check_evolution(ck: _Checker, e: Any, groups: dict, seeded: dict) -> None:
+    ck.table(e, ("evolution",), ("group", "arm", "seed", "every"),
+             required=("group", "arm", "seed", "every"))
+    if (e["group"], e["arm"]) not in seeded or e["seed"] not in seeded[(e["group"],
+                                                                         e["arm"])]:
+        raise ck.fail(("evolution",), f"evolution run {e['group']}/{e['arm']}/seed"
+                      f"{e['seed']} is not in the plan")
+    if isinstance(e["every"], bool) or not isinstance(e["every"], int) or e["every"] < 1:
+        raise ck.fail(("evolution", "every"), "every must be an integer >= 1")
+    g = groups[e["group"]]
+    if g.get("measure_every", e["every"]) % e["every"]:
+        raise ck.fail(("evolution", "every"), f"every {e['every']} must divide group "
+                      f"{e['group']!r}'s measure_every {g['measure_every']}")
+    ship = g["arms"][e["arm"]].get("ship_weights_seeds", g.get("ship_weights_seeds"))
+    if ship is not None and e["seed"] not in ship:
+        raise ck.fail(("evolution",), f"evolution run {e['group']}/{e['arm']}/seed"
+                      f"{e['seed']} ships snapshots: add seed {e['seed']} to its "
+                      "ship_weights_seeds")
+
+
+def _check_configs(ck: _Checker, plan: Plan, seeded: dict) -> None:
+    """Build each (group, arm)'s training config: a bad option fails at its line."""
+    for (gname, aname), seeds in seeded.items():
+        try:
+            plan.config(Run("", gname, aname, seeds[0]))
+        except UserError as e:
+            bad = re.search(r"'([^']+)'", str(e))
+            key = bad[1].replace("_", "-") if bad else "options"
+            a_opts = plan.groups[gname]["arms"][aname].get("options", {})
+            keys = (("groups", gname, "arms", aname, key) if key in a_opts
+                    else ("groups", gname, "options", key))
+            raise ck.fail(keys, f"{gname}/{aname}: {e}") from None
+
+
+def _check_analysis(ck: _Checker, a: Any, groups: dict) -> None:
+    """The ``[analysis]`` table (:mod:`probes.study.analysis`): every threshold a number."""
+    ck.table(a, ("analysis",), _ANALYSIS, required=("fd_fill", "fd_threshold",
+                                                     "iters_ceiling", "collapse"))
+    for k in ("fd_fill", "fd_threshold", "iters_ceiling"):
+        ck.number(a[k], ("analysis", k))
+    col = ck.table(a["collapse"], ("analysis", "collapse"), _COLLAPSE,
+                   required=("fd_max", "min_classes"))
+    ck.number(col["fd_max"], ("analysis", "collapse", "fd_max"))
+    ck.number(col["min_classes"], ("analysis", "collapse", "min_classes"))
+    if not isinstance(col.get("nonfinite", True), bool):
+        raise ck.fail(("analysis", "collapse", "nonfinite"), "nonfinite must be true or false")
+    if a["fd_fill"] < col["fd_max"]:
+        raise ck.fail(("analysis", "fd_fill"), f"fd_fill {a['fd_fill']} must be at least "
+                      f"collapse.fd_max {col['fd_max']} (a missing FD is never a good one)")
+    longest = max((int(g["options"]["steps"]) for g in groups.values()
+                   if "measure_every" in g and g["measure"] == "image"), default=0)
+    if a["iters_ceiling"] <= longest:
+        raise ck.fail(("analysis", "iters_ceiling"), f"iters_ceiling {a['iters_ceiling']} "
+                      f"must exceed every measured image group's steps ({longest}): it stands for "
+                      "'never reached'")
+    if a.get("spread", "range") not in SPREADS:
+        raise ck.fail(("analysis", "spread"), f"spread must be one of {', '.join(SPREADS)}, "
+                      f"got {a['spread']!r}")
 
 
 def _seed_values(ck: _Checker, s: Any, keys: tuple) -> list[int]:
@@ -549,72 +666,134 @@ def _options(ck: _Checker, opts: Any, keys: tuple) -> None:
 
 
 def _check_claims(ck: _Checker, plan: Plan, seeded: dict) -> None:
+    """The ``[claims]`` table and the claims, from a file or inline (module docstring)."""
     data = plan.data
     c = data.get("claims", {})
-    ck.table(c, ("claims",), ("file", "alpha"))
+    ck.table(c, ("claims",), ("file", "alpha", "family"))
     if "file" in c:
         if data.get("claim"):
             raise ck.fail(("claim",), "claims come from [claims] file or from [[claim]] "
                           "tables, not both")
+        if "family" in c:
+            raise ck.fail(("claims", "family"), "family is a key of inline claims; a claims "
+                          "file keeps its registered one-sided rule")
         try:
-            claims = plan.claims()
+            rows = plan.claims()["claims"]
         except UserError as e:
             raise ck.fail(("claims", "file"), str(e)) from None
-        rows = claims["claims"]
     else:
-        if "alpha" in c and not 0 < ck.number(c["alpha"], ("claims", "alpha")) < 1:
-            raise ck.fail(("claims", "alpha"), "alpha must be in (0, 1)")
-        rows = data.get("claim", [])
-        if not isinstance(rows, list):
-            raise ck.fail(("claim",), "claims are [[claim]] tables")
-        seen = set()
-        for cl in rows:
-            cid = cl.get("id", "?") if isinstance(cl, dict) else "?"
-            where = ("claim", "id", cid)
-            ck.table(cl, where, CLAIM_KEYS, required=CLAIM_KEYS)
-            for k in CLAIM_KEYS:
-                if k != "seeds":
-                    ck.text_value(cl[k], (*where, k))
-            if cid in seen:
-                raise ck.fail(where, f"claim id {cid!r} is used twice")
-            seen.add(cid)
-            if cl["kind"] not in KINDS:
-                raise ck.fail((*where, "kind"), f"claim {cid}: kind must be one of "
-                              f"{', '.join(KINDS)}, got {cl['kind']!r}")
-            if cl["expect"] not in EXPECTS:
-                raise ck.fail((*where, "expect"), f"claim {cid}: expect must be one of "
-                              f"{', '.join(EXPECTS)}, got {cl['expect']!r}")
-            s = cl["seeds"]
-            if not (isinstance(s, list) and len(s) >= 2 and len(set(s)) == len(s)
-                    and all(isinstance(x, int) and not isinstance(x, bool) for x in s)):
-                raise ck.fail((*where, "seeds"), f"claim {cid}: seeds must list at least 2 "
-                              f"distinct seeds, got {s!r}")
-        if sum(cl["kind"] == "primary" for cl in rows) > MAX_PRIMARY:
-            raise ck.fail(("claim",), f"more than {MAX_PRIMARY} primary claims; make the "
-                          "rest exploratory")
+        rows = _check_inline_claims(ck, plan, c)
+    for cl in rows:
+        _check_claim_target(ck, plan, cl, seeded, inline="file" not in c)
+
+
+def _check_inline_claims(ck: _Checker, plan: Plan, c: dict) -> list:
+    if "alpha" in c and not 0 < ck.number(c["alpha"], ("claims", "alpha")) < 1:
+        raise ck.fail(("claims", "alpha"), "alpha must be in (0, 1)")
+    if c.get("family", "one-sided") not in FAMILIES:
+        raise ck.fail(("claims", "family"), f"family must be one of {', '.join(FAMILIES)}, "
+                      f"got {c['family']!r}")
+    rows = plan.data.get("claim", [])
+    if not isinstance(rows, list):
+        raise ck.fail(("claim",), "claims are [[claim]] tables")
+    seen: set = set()
+    for cl in rows:
+        cid = cl.get("id", "?") if isinstance(cl, dict) else "?"
+        if cid in seen:
+            raise ck.fail(_claim_at(cid), f"claim id {cid!r} is used twice")
+        seen.add(cid)
+        _check_claim_row(ck, cl, cid, "analysis" in plan.data)
+        if cl.get("test") == "tost" and cl["kind"] == "primary" and \
+                c.get("family", "one-sided") == "one-sided":
+            raise ck.fail((*_claim_at(cid), "test"), f"claim {cid}: a primary TOST claim needs "
+                          '[claims] family = "two-sided" (the one-sided family has no '
+                          "equivalence verdict)")
+    if sum(cl["kind"] == "primary" for cl in rows) > MAX_PRIMARY:
+        raise ck.fail(("claim",), f"more than {MAX_PRIMARY} primary claims; make the "
+                      "rest exploratory")
+    return rows
+
+
+def _check_claim_row(ck: _Checker, cl: Any, cid: str, v3: bool) -> None:
+    """One inline claim's own keys (not yet whether its group, arms and seeds exist)."""
+    where = _claim_at(cid)
+    ck.table(cl, where, CLAIM_KEYS + (CLAIM_V3_KEYS if v3 else ()), required=CLAIM_KEYS)
+    for k in CLAIM_KEYS:
+        if k != "seeds":
+            ck.text_value(cl[k], (*where, k))
+    kinds = KINDS + (("secondary",) if v3 else ())
+    if cl["kind"] not in kinds:
+        raise ck.fail((*where, "kind"), f"claim {cid}: kind must be one of "
+                      f"{', '.join(kinds)}, got {cl['kind']!r}")
+    test = cl.get("test", "sign-flip")
+    if test not in TESTS:
+        raise ck.fail((*where, "test"), f"claim {cid}: test must be one of {', '.join(TESTS)}, "
+                      f"got {test!r}")
+    expects = ("equivalent",) if test == "tost" else EXPECTS
+    if cl["expect"] not in expects:
+        raise ck.fail((*where, "expect"), f"claim {cid}: expect must be one of "
+                      f"{', '.join(expects)} for test {test}, got {cl['expect']!r}")
+    if (test == "tost") != ("margin" in cl):
+        raise ck.fail((*where, "margin" if "margin" in cl else "test"), f"claim {cid}: a "
+                      "margin (> 0, registered) goes with test = \"tost\" and only with it")
+    if "margin" in cl:
+        ck.number(cl["margin"], (*where, "margin"))
+    s = cl["seeds"]
+    if not (isinstance(s, list) and len(s) >= 2 and len(set(s)) == len(s)
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in s)):
+        raise ck.fail((*where, "seeds"), f"claim {cid}: seeds must list at least 2 "
+                      f"distinct seeds, got {s!r}")
+    g = cl.get("groups")
+    if g is not None and not (isinstance(g, list) and len(g) >= 2 and len(set(g)) == len(g)
+                              and all(isinstance(x, str) for x in g)):
+        raise ck.fail((*where, "groups"), f"claim {cid}: groups must list at least 2 "
+                      f"distinct groups (the settings it pools), got {g!r}")
+
+
+def _claim_metrics(plan: Plan, group: str) -> tuple[str, ...]:
+    """The metrics a claim on ``group`` may name: the report's measures, and with an
+    ``[analysis]`` table the derived ones of a measured image group (and gradient fidelity
+    of a mixture group)."""
+    from probes.study.analysis import DERIVED, FIDELITY
     from probes.study.arms import METRIC_NAMES
 
-    for cl in rows:
-        where = ("claim", "id", cl["id"])
-        if cl["group"] not in plan.groups:
-            raise ck.fail((*where, "group"), f"claim {cl['id']}: unknown group "
-                          f"{cl['group']!r} (groups: {', '.join(plan.groups)})")
-        names = METRIC_NAMES[plan.groups[cl["group"]]["measure"]]
+    g = plan.groups[group]
+    names = METRIC_NAMES[g["measure"]]
+    if "analysis" in plan.data and g["measure"] == "image" and "measure_every" in g:
+        names += DERIVED
+    if "analysis" in plan.data and g["measure"] == "mixture":
+        names += FIDELITY
+    return names
+
+
+def _check_claim_target(ck: _Checker, plan: Plan, cl: dict, seeded: dict, *,
+                        inline: bool) -> None:
+    """A claim's groups, metric, arms and seeds against the plan."""
+    where = _claim_at(cl["id"])
+    groups = list(cl.get("groups") or [cl["group"]])
+    for g in groups:
+        if g not in plan.groups:
+            raise ck.fail((*where, "groups" if cl.get("groups") else "group"), f"claim "
+                          f"{cl['id']}: unknown group {g!r} (groups: {', '.join(plan.groups)})")
+        names = _claim_metrics(plan, g)
         if cl["metric"] not in names:
             raise ck.fail((*where, "metric"), f"claim {cl['id']}: metric {cl['metric']!r} is "
-                          f"not measured for group {cl['group']!r} (measured: "
-                          f"{', '.join(names)})")
-        if cl["a"] == cl["b"]:
-            raise ck.fail((*where, "b"), f"claim {cl['id']}: compares {cl['a']!r} with itself")
+                          f"not measured for group {g!r} (measured: {', '.join(names)})")
+    if cl["metric"] == "fd_spread" and not cl.get("groups"):
+        raise ck.fail((*where, "metric"), f"claim {cl['id']}: fd_spread is a spread across "
+                      "settings: name them in groups = [...]")
+    if cl["a"] == cl["b"]:
+        raise ck.fail((*where, "b"), f"claim {cl['id']}: compares {cl['a']!r} with itself")
+    for g in groups:
         for side in ("a", "b"):
-            have = seeded.get((cl["group"], cl[side]))
+            have = seeded.get((g, cl[side]))
             if have is None:
                 raise ck.fail((*where, side), f"claim {cl['id']}: arm {cl[side]!r} is not "
-                              f"planned in group {cl['group']!r}")
-            if "file" not in c and not set(cl["seeds"]) <= set(have):
+                              f"planned in group {g!r}")
+            if inline and not set(cl["seeds"]) <= set(have):
                 raise ck.fail((*where, "seeds"), f"claim {cl['id']}: seeds "
                               f"{sorted(set(cl['seeds']) - set(have))} are not planned for "
-                              f"{cl['group']}/{cl[side]}")
+                              f"{g}/{cl[side]}")
 
 
 def shell_command(plan: Plan, run: Run) -> str:

@@ -228,6 +228,12 @@ def report_spec(plan: Plan) -> dict[str, Any]:
         for k in ("baseline", "main"):
             if spec[k] not in plan.arms(g):
                 raise fail(k, f"{k} = {spec[k]!r} is not an arm of group {g!r}")
+    return dict(spec, eps=_sweep_eps(plan, spec))
+
+
+def _sweep_eps(plan: Plan, spec: dict) -> dict[str, dict[str, tuple[float, str]]]:
+    """``{group: {arm: (eps, unit)}}`` of the ``curve`` and ``ablation`` arms of
+    :func:`report_spec` in the sweep and image groups, as their options train them."""
     from probes.io.edge import resolve_eps_unit
     from probes.study.plan import Run
 
@@ -241,7 +247,7 @@ def report_spec(plan: Plan) -> dict[str, Any]:
                 unit = resolve_eps_unit(cfg.data, cfg.eps_unit)
                 eps.setdefault(g, {})[arm] = (cfg.eps * 255 if unit == "pixel" else cfg.eps,
                                               unit)
-    return dict(spec, eps=eps)
+    return eps
 
 
 def protocol_lines(tables: dict, *, n_quality: int, basis: dict) -> list[str]:
@@ -417,30 +423,49 @@ def _build_study_report(out: Path, plan: Plan, tables: dict, *, n_quality: int,
 
     from asgan_base.files import atomic_write_bytes
     from probes.measures.references import side_by_side
-    from probes.study.claims import claims_markdown, evaluate_claims
+    from probes.study.claims import evaluate_claims
     from probes.study.engine import registration_state
 
     t0 = time.time()
     spec = report_spec(plan)
-    img = spec["image"]
     judged = claims_basis(tables, plan)
     reg = registration_state(plan, judged["entries"])
     # each claim judged on exactly its registered seeds (``seeds``), never on others present
     claims = evaluate_claims(judged["tables"], judged["claims"], reg, None)
     if figures:
         _figures(out, plan, spec, tables, seed=seed)
+    lines = _report_head(plan, spec, tables, judged, reg, n_quality=n_quality)
+    for g in [g for g in spec["mixtures"] if g in tables]:
+        lines += [*arms_markdown(tables[g], ["modes", "high_quality_pct", "reverse_kl"],
+                                 list(plan.arms(g))), "",
+                  side_by_side(_data_of(plan, g), _ours(tables, g)), ""]
+    lines += _report_tail(plan, spec, tables, n_stacked=n_stacked)
+    atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
+    _log(f"report written in {time.time() - t0:.0f} s")
+    atomic_write_bytes(out / "study.json", json.dumps(
+        {"tables": tables, "study": plan.name, "claims": claims, "registration": reg},
+        indent=1, default=float).encode())
 
-    def ours(group):
-        def mean(metric, arm):
-            return round(study.arm_summary(tables[group], metric)[arm]["mean"], 2)
 
-        return [{"label": f"ours: {arm} ({len(tables[group][arm])} seeds)",
-                 "modes_captured": mean("modes", arm),
-                 "high_quality_pct": mean("high_quality_pct", arm),
-                 "reverse_kl": mean("reverse_kl", arm)} for arm in tables[group]]
+def _ours(tables: dict, group: str) -> list[dict]:
+    """Our arms' mean coverage numbers in the rows of
+    :func:`probes.measures.references.side_by_side`."""
+    def mean(metric, arm):
+        return round(study.arm_summary(tables[group], metric)[arm]["mean"], 2)
 
-    mixtures = [g for g in spec["mixtures"] if g in tables]
-    lines = [
+    return [{"label": f"ours: {arm} ({len(tables[group][arm])} seeds)",
+             "modes_captured": mean("modes", arm),
+             "high_quality_pct": mean("high_quality_pct", arm),
+             "reverse_kl": mean("reverse_kl", arm)} for arm in tables[group]]
+
+
+def _report_head(plan: Plan, spec: dict, tables: dict, judged: dict, reg: dict, *,
+                 n_quality: int) -> list[str]:
+    """The study report from its title to the mode-coverage heading."""
+    from probes.study.claims import claims_markdown
+
+    img = spec["image"]
+    return [
         "# asgan-probe study report", "",
         "Every number below is computed by `asgan-probe report` from the checkpoints shipped "
         f"in `checkpoints/shipped/` (made by `asgan-study run {_shown_plan(plan)}`, commands "
@@ -468,11 +493,11 @@ def _build_study_report(out: Path, plan: Plan, tables: dict, *, n_quality: int,
         "## Mode coverage", "",
         *[f"- {g}: read from study {plan.name}; eps in units of a mode's std per coordinate."
           for g in spec["mixtures"]], ""]
-    for g in mixtures:
-        lines += [*arms_markdown(tables[g], ["modes", "high_quality_pct", "reverse_kl"],
-                                 list(plan.arms(g))), "",
-                  side_by_side(_data_of(plan, g), ours(g)), ""]
-    lines += [
+
+
+def _report_tail(plan: Plan, spec: dict, tables: dict, *, n_stacked: int) -> list[str]:
+    """The study report from the 2-D coverage figure to the end."""
+    return [
         "![coverage](coverage-2d.png)", "",
         f"Stacked MNIST (1000 modes, {n_stacked} samples per checkpoint, each channel read by our "
         f"digit classifier, held-out accuracy {_classifier_accuracy():.1%}). The data is "
@@ -483,11 +508,6 @@ def _build_study_report(out: Path, plan: Plan, tables: dict, *, n_quality: int,
                        list(plan.arms(spec["stacked"]))), "",
         "## eps sweep (paper Fig. 3 analogue)", "", "![eps sweep](eps-sweep.png)", "",
         "## Training curves (seed 0)", "", "![curves](training-curves.png)", ""]
-    atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
-    _log(f"report written in {time.time() - t0:.0f} s")
-    atomic_write_bytes(out / "study.json", json.dumps(
-        {"tables": tables, "study": plan.name, "claims": claims, "registration": reg},
-        indent=1, default=float).encode())
 
 
 def _data_of(plan: Plan, group: str) -> str:
@@ -548,3 +568,229 @@ def _figures(out: Path, plan: Plan, spec: dict, tables: dict, *, seed: int) -> N
     fig_samples([(a, mn[a][0]) for a in plan.arms(img) if 0 in mn.get(a, {})],
                 out / "samples.png")
     plot_curves([read_run(study.run_dir(p)) for _, p in pair], out / "training-curves.png")
+
+
+# ---- study v3: a plan with an [analysis] table (probes.study.analysis)
+
+
+def analysis_inputs(plan: Plan) -> dict[str, Any]:
+    """What the v3 report reads, from the shipped results files (SHA-256 checked):
+    ``tables`` ``{group: {arm: {seed: derived metrics}}}`` of the measured image groups,
+    ``curves`` ``{group: {arm: {seed: {step: FD or None}}}}``, ``entries`` (the manifest
+    entries of those results files, for the registration check)."""
+    from asgan_base.manifest import read_manifest
+    from probes.study.analysis import _curve, run_metrics
+    from probes.study.engine import read_results, results_rel
+
+    manifest = read_manifest(plan.manifest)
+    tables: dict = {}
+    curves: dict = {}
+    entries = []
+    for r in plan.runs():
+        g = plan.groups[r.group]
+        res = read_results(plan, r) if g["measure"] == "image" and "measure_every" in g \
+            else None
+        if res is None:
+            continue
+        entries.append(manifest[results_rel(plan, r)])
+        tables.setdefault(r.group, {}).setdefault(r.arm, {})[r.seed] = run_metrics(
+            res, plan.data["analysis"], steps=plan.steps(r), every=plan.measure_every(r))
+        curves.setdefault(r.group, {}).setdefault(r.arm, {})[r.seed] = _curve(
+            res["numbers"], "fd")
+    return {"tables": tables, "curves": curves, "entries": entries}
+
+
+def _claim_text(c: dict) -> str:
+    where = ", ".join(c["groups"]) if c.get("groups") else c["group"]
+    expect = {"lower": "lower", "higher": "higher"}.get(c["expect"], "within +-"
+                                                        f"{c.get('margin')}")
+    return f"{where}: {c['metric']} of {c['a']} vs {c['b']} ({expect})"
+
+
+def _ci_cell(r: dict) -> str:
+    if not r["n"]:
+        return "not measured"
+    return f"{_fmt(r['diff'])} [{_fmt(r['lo'])}, {_fmt(r['hi'])}]"
+
+
+RULES = {"two-sided": "one two-sided Holm family over the primary claims (a claim is held "
+                      "when its Holm p <= alpha and its estimate has the registered sign, "
+                      "opposite when it has the other)",
+         "one-sided": "v2's rule: a one-sided Holm family in the registered direction "
+                      "(held), and the same family in the reverse direction (opposite)"}
+
+
+def _claim_row(r: dict, primary: bool) -> str:
+    cells = (f"| {r['id']} | {_claim_text(r)} | {r['test']} | {r['n']} of {r['n_planned']} | "
+             f"{_fmt(r['mean_a'])} | {_fmt(r['mean_b'])} | {_ci_cell(r)} | {_fmt(r['p'], 2)} |")
+    return cells + (f" {_fmt(r['p_holm'], 2)} | **{r['verdict']}** |" if primary else "")
+
+
+def claims_tables_v3(ev: dict, claims: dict, reg: dict) -> list[str]:
+    """The primary table (first), then the secondary and exploratory ones, markdown lines."""
+    cols = "| id | claim | test | n | mean A | mean B | A - B [95% CI] | p |"
+    lines = [f"Multiplicity: {RULES[claims.get('family', 'one-sided')]}; alpha "
+             f"{claims['alpha']:g}. p: two-sided exact (sign-flip, McNemar), or the TOST p "
+             "of a registered equivalence margin."]
+    if not reg.get("primary_allowed"):
+        lines += ["", f"**No claim is judged**: {reg.get('reason')}."]
+    lines += ["", cols + " Holm p | verdict |", "|---" * 10 + "|"]
+    lines += [_claim_row(r, True) for r in ev["primary"]]
+    for kind in ("secondary", "exploratory"):
+        if ev[kind]:
+            lines += ["", f"{kind.capitalize()} claims (registered; numbers and unadjusted "
+                      "p only, no verdict):", "", cols, "|---" * 8 + "|"]
+            lines += [_claim_row(r, False) for r in ev[kind]]
+    return lines
+
+
+def collapse_lines(tables: dict, groups: Sequence[str], baseline: str) -> list[str]:
+    """Per setting and arm: collapsed runs of trained, the rate's exact (Clopper-Pearson)
+    95% interval, and against ``baseline`` on the seeds both have: the discordant pairs and
+    the exact McNemar p (two-sided, unadjusted: descriptive)."""
+    from probes.core.stats import clopper_pearson, mcnemar_exact
+
+    lines = ["| setting | arm | collapsed | rate [95% exact CI] | vs baseline: A only / "
+             "baseline only | McNemar p |", "|---|---|---|---|---|---|"]
+    for g in groups:
+        for arm, by_seed in tables.get(g, {}).items():
+            k, n = int(sum(m["collapsed"] for m in by_seed.values())), len(by_seed)
+            lo, hi = clopper_pearson(k, n)
+            cells = "– | –"
+            base = tables[g].get(baseline, {})
+            both = sorted(set(by_seed) & set(base))
+            if arm != baseline and both:
+                m = mcnemar_exact([by_seed[s]["collapsed"] > 0.5 for s in both],
+                                  [base[s]["collapsed"] > 0.5 for s in both])
+                cells = f"{m['n10']} / {m['n01']} ({len(both)} pairs) | {_fmt(m['p'], 2)}"
+            lines.append(f"| {g} | {arm} | {k} of {n} | {_fmt(k / n, 2)} [{_fmt(lo, 2)}, "
+                         f"{_fmt(hi, 2)}] | {cells} |")
+    return lines
+
+
+def write_analysis_report(out: str | Path, plan: Plan, *, seed: int = 0) -> Path:
+    """Study v3's report of ``plan`` (an ``[analysis]`` plan): ``out/report.md`` (the primary
+    claims table first, the collapse table, figures with captions naming their seeds and
+    samples, the secondary and exploratory claims) and ``out/claims.json``."""
+    import json
+
+    from asgan_base.files import atomic_write_bytes
+    from probes.study.analysis import evaluate
+    from probes.study.engine import registration_state
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    inp = analysis_inputs(plan)
+    claims = plan.claims()
+    reg = registration_state(plan, inp["entries"])
+    ev = evaluate(inp["tables"], claims, plan.data["analysis"], reg)
+    spec = analysis_spec(plan)
+    base = spec.get("baseline", "baseline")
+    lines = [f"# {plan.name}: study report", "",
+             f"Plan `{_shown_plan(plan)}`; every number is computed by `asgan-study report` "
+             f"from the shipped results files in `{plan.ship}` (probes/study/analysis.py "
+             "defines each derived metric).", "", "## Primary claims", "",
+             *claims_tables_v3(ev, claims, reg), ""]
+    lines += _figure_sections(out, plan, inp, ev, spec, base, seed=seed)
+    atomic_write_bytes(out / "claims.json", json.dumps(dict(ev, registration=reg), indent=1,
+                                                       default=float).encode())
+    atomic_write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())
+    return out / "report.md"
+
+
+ANALYSIS_REPORT_KEYS = ("baseline", "main", "curves", "collapse", "samples")
+
+
+def analysis_spec(plan: Plan) -> dict[str, Any]:
+    """The ``[report]`` table of an ``[analysis]`` plan (:mod:`probes.study.plan`), checked:
+    known keys, ``curves`` / ``collapse`` lists of groups, ``samples`` a group.
+
+    Raises:
+        asgan_base.errors.UserError: ``<plan>:<line>: [report] what is wrong``.
+    """
+    from asgan_base.errors import UserError
+
+    spec = dict(plan.data.get("report") or {})
+    for k, v in spec.items():
+        where = f"{plan.path}:{plan.line_of('report', k)}: [report]"
+        if k not in ANALYSIS_REPORT_KEYS:
+            raise UserError(f"{where} unknown key {k!r}; known: "
+                            f"{', '.join(ANALYSIS_REPORT_KEYS)}")
+        groups = v if k in ("curves", "collapse") else [v] if k == "samples" else []
+        if not isinstance(groups, list) or any(g not in plan.groups for g in groups):
+            raise UserError(f"{where} {k} = {v!r}: name groups of the plan "
+                            f"({', '.join(plan.groups)})")
+    return spec
+
+
+def _seeds_text(seeds: Sequence[int]) -> str:
+    s = sorted(seeds)
+    if s and s == list(range(s[0], s[-1] + 1)) and len(s) > 2:
+        return f"seeds {s[0]}-{s[-1]}"
+    return "seeds " + ", ".join(map(str, s))
+
+
+def _figure_sections(out: Path, plan: Plan, inp: dict, ev: dict, spec: dict, base: str, *,
+                     seed: int) -> list[str]:
+    """The collapse table, the FD curves, one figure per primary claim, the sample grid."""
+    from probes.viz.study import plot_fd_curves
+
+    tables, curves = inp["tables"], inp["curves"]
+    lines = ["## Collapses per setting", "", *collapse_lines(
+        tables, spec.get("collapse", list(tables)), base), ""]
+    shown = {g: curves[g] for g in spec.get("curves", list(curves)) if g in curves}
+    if shown:
+        arms = [a for g in shown for a in plan.arms(g)]
+        plot_fd_curves(shown, out / "fd_curves.png", baseline=base,
+                       arms=list(dict.fromkeys(arms)))
+        seeds = "; ".join(f"{g} {a}: {_seeds_text(by)}" for g in shown
+                          for a, by in shown[g].items())
+        lines += ["## FD against iteration", "", "![FD against iteration](fd_curves.png)", "",
+                  "*FD (2,000 fakes of the raw snapshot against 2,000 held-out reals, seed 0, "
+                  "every measured snapshot) against iteration; thin lines: single runs, bold: "
+                  "median over the runs with a number at that step, a cross where a run stopped "
+                  "(non-finite); bottom: paired difference to the baseline, mean and 95% t "
+                  "band over the seeds both arms have a number for at that step. Runs shown: "
+                  f"{seeds}.*", ""]
+    lines += _claim_figures(out, plan, inp, ev)
+    return lines + _samples_section(out, plan, spec, seed=seed)
+
+
+def _claim_figures(out: Path, plan: Plan, inp: dict, ev: dict) -> list[str]:
+    """Per primary claim with pairs: its own metric per arm and the paired differences."""
+    from probes.study.analysis import unit_values
+    from probes.viz.study import plot_claim
+
+    lines = []
+    for r in ev["primary"]:
+        if not r["n"]:
+            continue
+        a = unit_values(inp["tables"], r, r["a"], plan.data["analysis"])
+        b = unit_values(inp["tables"], r, r["b"], plan.data["analysis"])
+        name = f"claim-{r['id']}.png"
+        plot_claim(a, b, out / name, label=r["metric"], names=(r["a"], r["b"]),
+                   title=f"{r['id']} ({r['verdict']})", interval=(r["lo"], r["hi"]))
+        units = sorted(set(a) & set(b), key=str)
+        lines += [f"![{r['id']}]({name})", "", f"*{r['id']}: {_claim_text(r)}; left each "
+                  f"unit's value under both arms, right the paired differences with their "
+                  f"mean and the table's 95% interval. Units ({len(units)}): "
+                  + ", ".join("/".join(map(str, u)) if isinstance(u, tuple) else str(u)
+                              for u in units) + ".*", ""]
+    return (["## The primary claims' own metrics", ""] + lines) if lines else []
+
+
+def _samples_section(out: Path, plan: Plan, spec: dict, *, seed: int) -> list[str]:
+    """Samples of each arm's shipped seed-0 (lowest shipped) run of the ``samples`` group."""
+    from probes.study.engine import shipped_finals
+
+    group = spec.get("samples")
+    finals = shipped_finals(plan).get(group, {}) if group else {}
+    paths = [(f"{arm} seed {min(by)}", plan.root / by[min(by)])
+             for arm, by in finals.items() if by]
+    if not paths:
+        return []
+    fig_samples(paths, out / "samples.png", n=32, seed=seed)
+    return ["## Samples", "", "![samples](samples.png)", "",
+            f"*{group}: 32 samples (latents of probe seed {seed}, the first 32 of "
+            "`probes.io.sources.fakes`) of the final weights of "
+            + ", ".join(label for label, _ in paths) + ".*", ""]

@@ -118,11 +118,22 @@ def slurm(tasks: Iterable[Task], *, folder: str | Path, partition: str | None = 
     is told to snapshot and stop. ``poll_s``: seconds between ``sacct`` calls (a finished
     element's result file is seen within a second).
     """
-    from asgan_base.errors import UserError
-
     tasks = list(tasks)
     if not tasks:
         return
+    jobs = _submit(tasks, folder=folder, partition=partition, time_min=time_min,
+                   cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task,
+                   array_parallelism=array_parallelism, signal_delay_s=signal_delay_s,
+                   job_name=job_name)
+    yield from _watch(jobs, tasks, stop=stop, poll_s=poll_s)
+
+
+def _submit(tasks: list[Task], *, folder: str | Path, partition: str | None, time_min: int,
+            cpus_per_task: int, gpus_per_task: int, array_parallelism: int,
+            signal_delay_s: int, job_name: str) -> list:
+    """Submit ``tasks`` as one array job (:func:`slurm`'s arguments); its submitit jobs."""
+    from asgan_base.errors import UserError
+
     if min(time_min, cpus_per_task, array_parallelism) < 1 or gpus_per_task < 0:
         raise UserError(f"slurm launcher: time_min, cpus_per_task and array_parallelism must be "
                         f">= 1 and gpus_per_task >= 0, got {time_min}, {cpus_per_task}, "
@@ -140,46 +151,51 @@ def slurm(tasks: Iterable[Task], *, folder: str | Path, partition: str | None = 
         params["gpus_per_task"] = gpus_per_task
     executor.update_parameters(**params)
     try:
-        jobs = executor.map_array(run_task, tasks)
+        return executor.map_array(run_task, tasks)
     except Exception as e:  # sbatch refused the job (no such partition, no GPUs...)
         raise UserError(f"slurm launcher: sbatch refused the sitting: "
                         f"{' '.join(str(e).split())[-300:]}") from None
+
+
+def _scancel(*args: str) -> None:
+    subprocess.run(["scancel", *args], capture_output=True, check=False)
+
+
+def _stop_all(state: dict, waiting: dict, array_id: str) -> None:
+    """The contract's stop: nothing new starts, one SIGTERM each. Elements running now get
+    the warning (the trainer's one SIGTERM); the others are cancelled: removed while
+    pending, or, if one started since ``sacct`` looked, ended with SLURM's own SIGTERM, again
+    just one. ``state``: ``stopped``, ``last_poll`` of :func:`_watch`."""
+    if state["stopped"]:
+        return
+    state["stopped"] = True
+    # squeue asks slurmctld itself: sacct (the database) may not know yet that one started
+    running = set(_squeue("-r", "-t", "RUNNING", "-j", array_id))
+    running = [j.job_id for j in waiting if j.job_id in running]
+    rest = [j.job_id for j in waiting if j.job_id not in running]
+    if rest:
+        _scancel(*rest)
+    if running:
+        _scancel(f"--signal={WARN_SIGNAL.name.removeprefix('SIG')}", *running)
+    state["last_poll"] = 0.0
+
+
+def _watch(jobs: list, tasks: list[Task], *, stop: Callable[[], bool], poll_s: float
+           ) -> Iterator[tuple[Task, int]]:
+    """Yield ``(task, exit status)`` as each element of the array ends (:func:`slurm`)."""
     array_id = jobs[0].job_id.split("_")[0]
     watcher = jobs[0].watcher
     waiting = dict(zip(jobs, tasks))
     seen_done: dict[str, float] = {}  # job id -> when sacct first said it ended
-    stopped = False
-    last_poll = 0.0
-
-    def scancel(*args: str) -> None:
-        subprocess.run(["scancel", *args], capture_output=True, check=False)
-
-    def stop_all() -> None:  # the contract's stop: nothing new starts, one SIGTERM each
-        """Elements running now get the warning (the trainer's one SIGTERM); the others are
-        cancelled: removed while pending, or, if one started since ``sacct`` looked, ended
-        with SLURM's own SIGTERM, again just one."""
-        nonlocal stopped, last_poll
-        if stopped:
-            return
-        stopped = True
-        # squeue asks slurmctld itself: sacct (the database) may not know yet that one started
-        running = set(_squeue("-r", "-t", "RUNNING", "-j", array_id))
-        running = [j.job_id for j in waiting if j.job_id in running]
-        rest = [j.job_id for j in waiting if j.job_id not in running]
-        if rest:
-            scancel(*rest)
-        if running:
-            scancel(f"--signal={WARN_SIGNAL.name.removeprefix('SIG')}", *running)
-        last_poll = 0.0
-
+    state = {"stopped": False, "last_poll": 0.0}
     try:
         while waiting:
-            if not stopped and stop():
-                stop_all()
+            if not state["stopped"] and stop():
+                _stop_all(state, waiting, array_id)
             try:
-                if time.time() - last_poll >= poll_s:
+                if time.time() - state["last_poll"] >= poll_s:
                     watcher.update()  # one sacct call for the whole array
-                    last_poll = time.time()
+                    state["last_poll"] = time.time()
                 for job in list(waiting):
                     rc, note = _status(job, watcher, seen_done)
                     if rc is not None:
@@ -191,10 +207,10 @@ def slurm(tasks: Iterable[Task], *, folder: str | Path, partition: str | None = 
                             yield task, rc
                 time.sleep(min(1.0, poll_s) if waiting else 0)
             except KeyboardInterrupt:  # Ctrl-C, or SIGTERM mapped to it: stop as stop() does
-                stop_all()
+                _stop_all(state, waiting, array_id)
     finally:  # the consumer closed the generator early: leave no element behind
         if waiting:
-            scancel(array_id)
+            _scancel(array_id)
 
 
 def _status(job, watcher, seen_done: dict[str, float]) -> tuple[int | None, str | None]:

@@ -173,9 +173,27 @@ def plot_arms(table: Mapping[str, Mapping[int, Mapping]], metrics: Sequence[tupl
     return _save(fig, path)
 
 
+MAX_WIDTH_PX = 1600  # a figure readable at page width: panels wrap into rows beyond this
+
+
+def _grid(n: int, width: float, height: float, *, dpi: int = 130):
+    """``(fig, axes)``: ``n`` panels of ``width`` x ``height`` inches in rows of at most
+    ``MAX_WIDTH_PX // (width * dpi)`` columns (so the figure is at most 1,600 px wide);
+    ``axes`` is 1-D, unused panels switched off."""
+    ncols = max(1, min(n, int(MAX_WIDTH_PX // (width * dpi))))
+    nrows = math.ceil(n / ncols)
+    fig, axes = figure(nrows, ncols, figsize=(width * ncols, height * nrows), dpi=dpi,
+                       squeeze=False)
+    flat = list(axes.reshape(-1))
+    for ax in flat[n:]:
+        ax.axis("off")
+    return fig, flat[:n]
+
+
 def plot_sample_grids(grids: Sequence[tuple[str, torch.Tensor]], path: str | Path, *,
                       pixel_range: tuple[float, float] = (-1.0, 1.0), nrow: int = 8) -> Path:
-    """Side-by-side sample grids: ``(label, images (N, C, H, W) in pixel_range)``."""
+    """Sample grids of several generators, ``(label, images (N, C, H, W) in pixel_range)``,
+    wrapped into rows so the figure is at most :data:`MAX_WIDTH_PX` wide (4 panels a row)."""
     from torchvision.utils import make_grid
 
     lo, hi = pixel_range
@@ -183,10 +201,113 @@ def plot_sample_grids(grids: Sequence[tuple[str, torch.Tensor]], path: str | Pat
              for _, x in grids]
     width = 3.0  # inches per panel; the height follows the grid's aspect (no empty margins)
     height = width * tiles[0].shape[1] / tiles[0].shape[2] + 0.35
-    fig, axes = _row(len(grids), width, height)
+    fig, axes = _grid(len(grids), width, height)
     for ax, (label, _), g in zip(axes, grids, tiles):
         ax.imshow(g.permute(1, 2, 0).numpy())
         ax.set_title(label, fontsize=8)
         ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _band(diffs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per step (axis 1): mean and 95% t-interval over the seeds (axis 0) with a number there
+    (NaN: a run with no number at that step is left out; NaN band below 2 seeds)."""
+    from probes.core.stats import mean_ci
+
+    cis = [mean_ci(col[np.isfinite(col)]) for col in diffs.T]
+    return tuple(np.asarray([c[k] for c in cis]) for k in ("mean", "lo", "hi"))
+
+
+def _curve_array(by_seed: Mapping[int, Mapping[int, float | None]], seeds: Sequence[int],
+                 steps: Sequence[int]) -> np.ndarray:
+    """``(len(seeds), len(steps))`` FD values, NaN where a run has no number."""
+    return np.asarray([[np.nan if by_seed[s].get(t) is None else by_seed[s][t] for t in steps]
+                       for s in seeds], dtype=np.float64)
+
+
+def plot_fd_curves(curves: Mapping[str, Mapping[str, Mapping[int, Mapping[int, float]]]],
+                   path: str | Path, *, baseline: str, arms: Sequence[str],
+                   metric: str = "FD") -> Path:
+    """FD against iteration (the paper's Fig. 4 analogue), one column per setting.
+
+    ``curves``: ``{setting: {arm: {seed: {step: value or None}}}}``. Top row: every seed of
+    every arm as a thin line (a cross where a run stopped early), the arm's median over the
+    runs with a number at that step bold. Bottom row: the paired
+    difference ``arm - baseline`` on the seeds both have, mean with its 95% t band over
+    seeds (seeds with a missing value at a step are left out at that step)."""
+    groups = list(curves)
+    fig, axes = figure(2, len(groups), figsize=(3.6 * len(groups), 5.6), dpi=110,
+                       squeeze=False, sharex="col")
+    for j, g in enumerate(groups):
+        top, bottom = axes[0][j], axes[1][j]
+        steps = sorted({t for by_seed in curves[g].values() for c in by_seed.values()
+                        for t in c})
+        for k, arm in enumerate([a for a in arms if a in curves[g]]):
+            colour = PALETTE[k % len(PALETTE)]
+            seeds = sorted(curves[g][arm])
+            y = _curve_array(curves[g][arm], seeds, steps)
+            top.plot(steps, y.T, color=colour, lw=0.5, alpha=0.35)
+            with np.errstate(all="ignore"):
+                top.plot(steps, np.nanmedian(y, axis=0), color=colour, lw=2,
+                         label=f"{arm} ({len(seeds)} runs)")
+            stop = [(steps[int(np.flatnonzero(np.isfinite(r))[-1])], r[np.isfinite(r)][-1])
+                    for r in y if np.isfinite(r).any() and not np.isfinite(r[-1])]
+            if stop:  # runs that stopped (non-finite) end with a cross
+                top.scatter(*zip(*stop), marker="x", color=colour, s=25, zorder=3)
+            if arm == baseline or baseline not in curves[g]:
+                continue
+            both = sorted(set(seeds) & set(curves[g][baseline]))
+            d = _curve_array(curves[g][arm], both, steps) - _curve_array(
+                curves[g][baseline], both, steps)
+            mean, lo, hi = _band(d)
+            bottom.plot(steps, mean, color=colour, lw=1.5, label=f"{arm} - {baseline} "
+                        f"(up to {len(both)} pairs)")
+            bottom.fill_between(steps, lo, hi, color=colour, alpha=0.2)
+        top.set_title(g, fontsize=9)
+        top.set_yscale("log")
+        top.set_ylabel(metric, fontsize=8)
+        bottom.axhline(0, color="black", lw=0.7)
+        bottom.set_ylabel(f"paired {metric} difference", fontsize=8)
+        bottom.set_xlabel("iteration", fontsize=8)
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_claim(a: Mapping, b: Mapping, path: str | Path, *, label: str, names: tuple[str, str],
+               title: str = "", interval: tuple[float, float] | None = None) -> Path:
+    """A claim's own metric: left, each unit's value under arm ``a`` and arm ``b`` joined by a
+    line (the pairing); right, the paired differences ``a - b`` as dots with their mean and
+    95% interval: ``interval`` (the claims table's, e.g. a bootstrap one that stays in range)
+    or a t-interval. ``a``, ``b``: ``{unit: value}`` (a unit is a seed, or (setting, seed))."""
+    units = sorted(set(a) & set(b), key=str)
+    x, y = np.asarray([a[u] for u in units]), np.asarray([b[u] for u in units])
+    fig, (left, right) = _row(2, 3.4, 3.4)
+    for xi, yi in zip(x, y):
+        left.plot([0, 1], [yi, xi], color="0.6", lw=0.7, marker="o", ms=3)
+    left.set_xticks([0, 1], [names[1], names[0]], fontsize=8)
+    left.set_xlim(-0.4, 1.4)
+    left.set_ylabel(label, fontsize=8)
+    d = x - y
+    rng = np.random.default_rng(0)  # fixed jitter: the same figure every time
+    right.scatter(rng.uniform(-0.08, 0.08, d.size), d, s=10, color=PALETTE[1])
+    c = _ci(list(d))
+    if interval is not None:
+        c.update(lo=interval[0], hi=interval[1])
+    err = None if math.isnan(c["lo"]) else [[c["mean"] - c["lo"]], [c["hi"] - c["mean"]]]
+    right.errorbar([0.25], [c["mean"]], yerr=err, fmt="D", color="black", capsize=3,
+                   label="mean, 95% CI")
+    right.axhline(0, color="black", lw=0.7)
+    right.set_xticks([])
+    right.set_xlim(-0.4, 0.6)
+    right.set_ylabel(f"{names[0]} - {names[1]} ({len(units)} pairs)", fontsize=8)
+    right.legend(fontsize=7)
+    for ax in (left, right):
+        ax.grid(alpha=0.3, axis="y")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
