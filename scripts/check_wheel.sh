@@ -2,7 +2,8 @@
 # The package as a wheel user gets it (CI runs this; about a minute).
 #  1. build the wheel from a copy of what a clone holds (no stale build/ folder can leak in);
 #     any build warning fails;
-#  2. check its contents: every module of probes/ and trainers/, the embedded data, nothing else;
+#  2. check its contents: every module of asgan_base/, probes/ and trainers/, the embedded data,
+#     nothing else;
 #  3. install it into a fresh venv with the source tree off the path and run the tools from a
 #     temporary folder: --help, info on a shipped checkpoint, a smoke training run, an attack on
 #     it, and the classifier found through --checkpoints (and the error without it).
@@ -49,14 +50,14 @@ from pathlib import Path
 
 wheel, src = sys.argv[1], Path(sys.argv[2])
 names = set(zipfile.ZipFile(wheel).namelist())
-want = {p.relative_to(src).as_posix() for pkg in ("probes", "trainers")
+want = {p.relative_to(src).as_posix() for pkg in ("asgan_base", "probes", "trainers")
         for p in (src / pkg).rglob("*.py")}
 want |= {"trainers/data/mnist10k.npz", "trainers/data/mnist10k.json",
          "probes/study/claims.json"}
 missing = sorted(want - names)
 tops = sorted({n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")})
 extra = sorted(n for n in names - want if not n.split("/")[0].endswith(".dist-info"))
-if missing or tops != ["probes", "trainers"] or extra:
+if missing or tops != ["asgan_base", "probes", "trainers"] or extra:
     sys.exit(f"check_wheel: missing {missing[:5]}, top-level {tops}, unexpected {extra[:5]}")
 print(f"{os.path.basename(wheel)}: {len(names)} files, {os.path.getsize(wheel) / 1e6:.2f} MB")
 EOF
