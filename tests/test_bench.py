@@ -112,8 +112,11 @@ def _check_overhead(rec: dict, rc: int) -> None:
 def _check_tax(rec: dict, rc: int) -> None:
     assert rc == 0
     for clock in ("wall", "cpu"):
+        # these ratios divide a difference of two runs' times (long - short, 6 iterations
+        # apart in --quick): on a busy machine the difference can be <= 0, so only their
+        # presence and finiteness are the script's contract, not their sign
         for key in ("ratio", "bookkeeping_ratio", "bare_ratio"):
-            assert _finite_positive(rec["results"][clock][key]["median"])
+            assert math.isfinite(rec["results"][clock][key]["median"])
         assert _finite_positive(rec["results"][clock]["hand_s_per_iter"]["median"])
     assert "trainer tax <" in rec["targets"]
 

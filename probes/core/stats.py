@@ -405,8 +405,8 @@ def tost_sign_flip(diffs: Sequence[float], margin: float) -> dict[str, float]:
 
 def two_sided_verdicts(pvalues: Sequence[float], signs: Sequence[float], expects:
                        Sequence[str], *, alpha: float = 0.05) -> list[dict]:
-    """Verdicts of ONE two-sided Holm family (study v3's rule; v2 keeps
-    :func:`primary_verdicts`' one-sided "held" family plus its reverse family).
+    """Verdicts of ONE two-sided Holm family (a plan's ``family = "two-sided"``; the default
+    is :func:`primary_verdicts`' one-sided "held" family plus its reverse family).
 
     Each claim brings its two-sided p (NaN: not measured, counted as p = 1) and the sign of
     its estimate (A - B). All are Holm-adjusted together (:func:`holm`); a claim whose Holm p

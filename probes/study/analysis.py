@@ -35,7 +35,7 @@ sign-flip on ``a - b``), ``mcnemar`` (exact McNemar on a binary metric), ``tost`
 (equivalence within the claim's registered ``margin``: the only way an equivalence is
 stated). Family (``[claims] family``): ``two-sided`` (one Holm family over the two-sided p
 of every primary claim, direction from the estimate's sign; :func:`probes.core.stats.
-two_sided_verdicts`) or ``one-sided`` (v2's rule: a one-sided family in the registered
+two_sided_verdicts`) or ``one-sided`` (the default rule: a one-sided family in the registered
 direction and its reverse). Intervals: a t-interval for unbounded metrics (FD, FD-AUC,
 iterations); a seeded paired bootstrap clipped to the metric's range for bounded ones
 (classes, collapse rates); Clopper-Pearson for a single arm's collapse rate.
@@ -231,7 +231,7 @@ def family_verdicts(rows: list[dict], *, family: str, alpha: float) -> None:
     ``two-sided``: every primary's p (two-sided, or TOST's) in one Holm family; a sign-flip
     or McNemar claim is ``held`` / ``opposite`` by the sign of its estimate
     (:func:`probes.core.stats.two_sided_verdicts`), a TOST claim ``equivalent`` or ``not
-    shown``. ``one-sided``: v2's rule, Holm over the one-sided p in the registered
+    shown``. ``one-sided``: the default rule, Holm over the one-sided p in the registered
     direction (``held``), and separately the reverse direction (``opposite``)."""
     from probes.core.stats import holm, two_sided_verdicts
 

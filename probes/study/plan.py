@@ -70,7 +70,7 @@ A plan names everything about a study, and nothing about a study lives in code:
   ``groups`` (the settings a claim pools: units are (setting, seed); for ``fd_spread`` the
   settings the spread is taken across) and ``kind = "secondary"`` (registered, reported
   apart from the primary family, no verdict); ``[claims] family`` is ``one-sided`` (default:
-  v2's rule, a one-sided Holm family and its reverse) or ``two-sided`` (one two-sided Holm
+  the default rule, a one-sided Holm family and its reverse) or ``two-sided`` (one two-sided Holm
   family over the primary claims). ``asgan-study report`` then writes the v3 report
   (:func:`probes.study.report.write_analysis_report`), whose ``[report]`` keys are
   ``baseline``, ``main``, ``curves`` (groups of the FD figure), ``collapse`` (groups of the
@@ -337,7 +337,7 @@ class Plan:
         claims = self.claims()
         one = {c["id"]: _sha(c) for c in claims["claims"]}
         frozen = {"alpha": claims["alpha"], "claims": claims["claims"]}
-        if "family" in claims:  # absent (v2, the example): the hash they registered
+        if "family" in claims:  # absent (the shipped plan, the example): the hash they registered
             frozen["family"] = claims["family"]
         if "analysis" in self.data:  # the derived metrics' thresholds are registered too
             frozen["analysis"] = self.data["analysis"]

@@ -616,7 +616,7 @@ def _ci_cell(r: dict) -> str:
 RULES = {"two-sided": "one two-sided Holm family over the primary claims (a claim is held "
                       "when its Holm p <= alpha and its estimate has the registered sign, "
                       "opposite when it has the other)",
-         "one-sided": "v2's rule: a one-sided Holm family in the registered direction "
+         "one-sided": "the default rule: a one-sided Holm family in the registered direction "
                       "(held), and the same family in the reverse direction (opposite)"}
 
 
