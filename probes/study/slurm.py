@@ -230,8 +230,12 @@ def _status(job, watcher, seen_done: dict[str, float]) -> tuple[int | None, str 
     state = (info.get("State") or "UNKNOWN").split()[0].upper()
     if state in UNFINISHED:
         return None, None
-    if state == "CANCELLED" and info.get("NodeList", "None assigned") == "None assigned":
-        return -1, None  # cancelled while pending: it never ran
+    # cancelled while pending: it never ran. sacct's NodeList lags behind slurmctld (the
+    # database learns of a start late, seconds under load), so an element whose output file
+    # exists (SLURM opens it as the element starts) did run, whatever sacct says yet
+    if state == "CANCELLED" and info.get("NodeList", "None assigned") == "None assigned" \
+            and not job.paths.stdout.exists():
+        return -1, None
     # sacct says it ended, but no result file yet: a cancelled task still writing its snapshot
     # (in the queue, COMPLETING, until it exits or KillWait runs out), or a slow file system
     first = seen_done.setdefault(job.job_id, time.time())
