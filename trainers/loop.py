@@ -57,7 +57,7 @@ from trainers.faults import (
     nonfinite_names,
     remove_partial_files,
 )
-from trainers.nets import build_net, net_specs
+from trainers.nets import build_net, config_specs
 from trainers.steps import eps_in_force, train_step
 
 
@@ -151,8 +151,7 @@ def preflight(cfg: TrainConfig) -> None:
     resolve_device(cfg.device)
     data = load_dataset(cfg.data, root=cfg.data_root, resolution=cfg.resolution, seed=cfg.seed,
                         part=training_part(cfg.data, cfg.split))
-    net_specs(cfg.arch, shape=data.shape, z_dim=cfg.z_dim, width=cfg.width,
-              d_spectral_norm=cfg.d_spectral_norm, d_width=cfg.d_width)
+    config_specs(cfg, data.shape)
     BatchOrder(data.n, cfg.batch_size, cfg.seed)
 
 
@@ -163,8 +162,7 @@ def _nhwc(cfg: TrainConfig, data: Dataset) -> bool:
 
 def build_models(cfg: TrainConfig, data: Dataset, device: torch.device):
     """Seeded G, D and their Adam optimizers for ``cfg`` on ``data``."""
-    g_spec, d_spec = net_specs(cfg.arch, shape=data.shape, z_dim=cfg.z_dim, width=cfg.width,
-                               d_spectral_norm=cfg.d_spectral_norm, d_width=cfg.d_width)
+    g_spec, d_spec = config_specs(cfg, data.shape)
     torch.manual_seed(cfg.seed)
     G, D = build_net(g_spec).to(device), build_net(d_spec).to(device)
     if _nhwc(cfg, data):  # in place, before the optimizers see the parameters

@@ -303,6 +303,14 @@ def build_net(spec: dict) -> nn.Module:
     return factory(**kwargs)
 
 
+def config_specs(cfg, shape: tuple[int, ...]) -> tuple[dict, dict]:
+    """The (G spec, D spec) a training config builds on data of per-sample ``shape``: every
+    net option of the config in one call, so the trainer, its preflight and a study sizing a
+    run's weights cannot pass different subsets of them."""
+    return net_specs(cfg.arch, shape=tuple(shape), z_dim=cfg.z_dim, width=cfg.width,
+                     d_spectral_norm=cfg.d_spectral_norm, d_width=cfg.d_width)
+
+
 def net_specs(arch: str, *, shape: tuple[int, ...], z_dim: int, width: int | None = None,
               d_spectral_norm: bool = False, d_width: int | None = None) -> tuple[dict, dict]:
     """The (G spec, D spec) pair for data of per-sample ``shape``.

@@ -39,12 +39,12 @@ from trainers.data import (
     ring8_modes,
     split_of,
 )
-from trainers.nets import ARCHS, build_net, net_specs
+from trainers.nets import ARCHS, build_net, config_specs
 
 __all__ = [
     "ARCHS", "HALF_MIN_NUMEL", "MAX_HEADER", "MNIST10K_SPLIT", "build_net", "canonical_name",
-    "check_split", "eps_unit_of_config", "export_snapshot", "grid25_modes", "list_snapshots",
-    "load_checkpoint", "load_dataset", "make_config", "mnist10k_split", "net_specs",
+    "check_split", "config_specs", "eps_unit_of_config", "export_snapshot", "grid25_modes",
+    "list_snapshots", "load_checkpoint", "load_dataset", "make_config", "mnist10k_split",
     "read_checkpoint", "resolve_eps_unit", "ring8_modes", "snapshot_name", "split_of",
     "tensor_digest",
 ]

@@ -553,13 +553,12 @@ def est_bytes(plan: Plan, run: Run, header: int = 4608) -> int:
         return record
     import torch
 
-    from probes.io.edge import HALF_MIN_NUMEL, build_net, load_dataset, net_specs
+    from probes.io.edge import HALF_MIN_NUMEL, build_net, config_specs, load_dataset
 
     cfg = plan.config(run)
     ds = load_dataset(cfg.data, resolution=cfg.resolution, n=256)
     total = 0
-    for spec in net_specs(cfg.arch, shape=tuple(ds.shape), z_dim=cfg.z_dim, width=cfg.width,
-                          d_spectral_norm=cfg.d_spectral_norm, d_width=cfg.d_width):
+    for spec in config_specs(cfg, ds.shape):
         with torch.device("meta"):
             net = build_net(spec)
         for t in net.state_dict().values():
