@@ -73,7 +73,6 @@ kind = "primary"
 group = "s1"
 groups = ["s0", "s1"]
 metric = "collapsed"
-test = "mcnemar"
 a = "asgan"
 b = "baseline"
 expect = "lower"
@@ -115,6 +114,18 @@ margin = 30.0
 expect = "equivalent"
 seeds = [0, 1, 2, 3, 4, 5, 6, 7]
 rationale = "within 30 FD"
+
+[[claim]]
+id = "E2"
+kind = "exploratory"
+group = "s1"
+metric = "collapsed"
+test = "mcnemar"
+a = "asgan"
+b = "baseline"
+expect = "lower"
+seeds = [0, 1, 2, 3, 4, 5, 6, 7]
+rationale = "fewer collapses under s1"
 
 [report]
 baseline = "baseline"
@@ -184,15 +195,15 @@ def test_claims_are_judged_by_their_registered_tests(study):
     assert reg["primary_allowed"], reg["reason"]
     ev = evaluate(inp["tables"], plan.claims(), plan.data["analysis"], reg)
     p1, p2, p3 = ev["primary"]
-    # P1: McNemar over 16 (setting, seed) pairs = scipy's exact binomial on discordant pairs
-    units = [(g, s) for g in ("s0", "s1") for s in SEEDS]
-    a = [_collapsed(runs, g, "asgan", s) for g, s in units]
-    b = [_collapsed(runs, g, "baseline", s) for g, s in units]
-    n10 = sum(x and not y for x, y in zip(a, b))
-    n01 = sum(y and not x for x, y in zip(a, b))
-    assert p1["n"] == 16 and n01 >= 4
-    assert p1["p"] == pytest.approx(binomtest(n10, n10 + n01, 0.5).pvalue)
-    assert p1["diff"] == pytest.approx((sum(a) - sum(b)) / 16)
+    # P1 pools s0 and s1, but the unit stays the seed (its two runs share their initial
+    # weights): per seed the share of the settings collapsed, exact sign-flip over 8 seeds
+    def share(arm, s):
+        return np.mean([_collapsed(runs, g, arm, s) for g in ("s0", "s1")])
+
+    d1 = [share("asgan", s) - share("baseline", s) for s in SEEDS]
+    assert p1["n"] == p1["n_planned"] == len(SEEDS)
+    assert p1["diff"] == pytest.approx(np.mean(d1)) and p1["diff"] < 0
+    assert p1["p"] == pytest.approx(sign_flip_p(d1, "two-sided"))
     assert -1 <= p1["lo"] <= p1["diff"] <= p1["hi"] <= 1   # bootstrap interval stays in range
     # P2: FD-AUC by numpy's trapezoid over the planned steps (missing steps at fd_fill)
     steps = [500, 1000, 1500, 2000]
@@ -216,8 +227,16 @@ def test_claims_are_judged_by_their_registered_tests(study):
         assert r["verdict"] == ("inconclusive" if r["p_holm"] > 0.05 else
                                 "held" if r["diff"] < 0 else "opposite")
     assert p3["verdict"] == "held"   # the stressed baseline's FD moves by ~30 or to 1000
-    (e1,) = ev["exploratory"]
+    e1, e2 = ev["exploratory"]
     assert e1["test"] == "tost" and 0 < e1["p"] <= 1
+    # E2: McNemar on one setting's paired collapse outcomes = scipy's exact binomial on the
+    # discordant pairs
+    a = [_collapsed(runs, "s1", "asgan", s) for s in SEEDS]
+    b = [_collapsed(runs, "s1", "baseline", s) for s in SEEDS]
+    n10 = sum(x and not y for x, y in zip(a, b))
+    n01 = sum(y and not x for x, y in zip(a, b))
+    assert e2["n"] == 8 and n01 >= 4
+    assert e2["p"] == pytest.approx(binomtest(n10, n10 + n01, 0.5).pvalue)
 
 
 def test_report_leads_with_the_primary_claims_and_names_its_seeds(study, tmp_path):
@@ -233,7 +252,7 @@ def test_report_leads_with_the_primary_claims_and_names_its_seeds(study, tmp_pat
     assert "one two-sided Holm family" in text
     assert "| s1 | baseline | 4 of 8 |" in text      # the even seeds stopped non-finite
     assert "Runs shown: s0 baseline: seeds 0-7" in text
-    assert "Units (16): s0/0" in text
+    assert "Seeds (8, each the mean over s0, s1): 0, 1, 2" in text
     for name in ("fd_curves.png", "claim-P1.png", "claim-P2.png", "claim-P3.png"):
         assert Image.open(tmp_path / name).size[0] <= 1600
     ev = json.loads((tmp_path / "claims.json").read_text())
@@ -255,6 +274,8 @@ def test_sample_grids_wrap_to_page_width(tmp_path):
 @pytest.mark.parametrize("old,new,msg,at", [
     ('test = "mcnemar"', 'test = "wilcoxon"', "test must be one of sign-flip, mcnemar, tost",
      'test = "wilcoxon"'),
+    ('metric = "collapsed"\na = "asgan"', 'metric = "collapsed"\ntest = "mcnemar"\na = "asgan"',
+     "a claim pooling settings (groups) averages them per seed", 'test = "mcnemar"'),
     ('margin = 30.0\n', "", "a margin (> 0, registered) goes with test", 'test = "tost"'),
     ('expect = "equivalent"', 'expect = "lower"', "expect must be one of equivalent",
      'expect = "lower"'),

@@ -33,6 +33,7 @@ preset = "ring8-mlp"
 measure = "mixture"
 s_per_it = 0.005
 measure_every = 100
+final_metrics = ["fidelity_cos", "fidelity_noise"]
 ship_weights_seeds = [0]
 nonfinite = "outcome"
 options = {width = "64", steps = "300", split = "train", snapshot-every = "100", \
@@ -62,6 +63,7 @@ def test_the_plan_says_what_ships_and_lists_the_keys(tmp_path, capsys):
     assert all(plan.has_results(r) for r in (b0, b1, hot))
     assert plan.shipped_steps(b0) == [300] and plan.shipped_steps(b1) == []
     assert plan.measure_metrics(b0) == ["modes", "high_quality_pct", "reverse_kl"]
+    assert plan.final_metrics(b0) == ["fidelity_cos", "fidelity_noise"]  # at the end only
     assert engine.ship_rels(plan, b1) == ["checkpoints/shipped/smoke3/ring8/baseline/seed1/"
                                           "results.json"]
     assert engine.weight_rels(plan, b0) == ["checkpoints/shipped/smoke3/ring8/baseline/seed0/"
@@ -94,6 +96,9 @@ def test_the_plan_says_what_ships_and_lists_the_keys(tmp_path, capsys):
     ("measure_every = 100", "measure_every = 0", "measure_every", "integer >= 1"),
     ("measure_every = 100", 'measure_every = 100\nmeasure_metrics = ["fd"]', "measure_metrics",
      "measure_metrics must list distinct numbers of measure 'mixture'"),
+    ('final_metrics = ["fidelity_cos", "fidelity_noise"]', 'final_metrics = ["fd"]',
+     "final_metrics", "final_metrics must list distinct numbers of measure 'mixture'"),
+    ("measure_every = 100\n", "", "final_metrics", "final_metrics needs measure_every"),
     ('nonfinite = "outcome"', 'nonfinite = "ignore"', "nonfinite",
      "nonfinite must be one of error, outcome"),
     ("ship_weights_seeds = [0]", 'ship_weights_seeds = "all"', "ship_weights_seeds",
@@ -144,7 +149,15 @@ def test_a_sitting_records_numbers_ships_a_subset_and_keeps_a_nonfinite_outcome(
         from probes.study.arms import mixture_metrics
 
         want = mixture_metrics(final, n=2500, seed=0)
+        # and the final step only, asgan-probe fidelity's mean cosine and noise share
+        from probes.measures.fidelity import fidelity_sweep
+
+        (fid,) = fidelity_sweep([str(final)], seed=0)["checkpoints"]
+        want.update(fidelity_cos=fid["summary"]["cos"]["mean"],
+                    fidelity_noise=fid["summary"]["noise"]["mean"])
         assert res["numbers"]["300"] == {k: None if v != v else v for k, v in want.items()}
+        assert "fidelity_cos" not in res["numbers"]["200"]
+        assert -1 <= want["fidelity_cos"] <= 1 and 0 <= want["fidelity_noise"] <= 1
         hq.append(res["numbers"]["300"]["high_quality_pct"])
         assert sorted(res["numbers"]) == ["100", "200", "300"] and res["outcome"] == "finished"
         tensors, _ = read_checkpoint(final)

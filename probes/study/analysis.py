@@ -29,6 +29,16 @@ value}}`` and ``outcome`` of its results file:
   trained under each setting is one unit): ``max - min`` of ``fd_final`` (``spread =
   "range"``) or its sample sd (``"sd"``); a collapsed (non-finite) run's FD counts as
   ``fd_fill``.
+- A mixture group's final numbers (:func:`final_numbers`): its snapshot metrics
+  (``modes``, ``high_quality_pct``, ``reverse_kl``, ``fidelity_cos``, ``fidelity_noise``) at
+  the final step.
+
+**Pooled settings** (a claim's ``groups``): the unit is still the **seed**. The runs of one
+seed under two settings share their initial weights and data order, so they are not
+independent pairs; a claim pooling settings takes, per seed, the mean of the metric over the
+settings (for ``collapsed``: the share of the settings under which the run collapsed, in
+[0, 1]) on the seeds trained under every one of them, and tests those per-seed values (a
+McNemar test, one binary outcome per unit, cannot pool settings; the plan refuses it).
 
 **Tests** of a claim (``test`` key; :mod:`probes.core.stats`): ``sign-flip`` (exact paired
 sign-flip on ``a - b``), ``mcnemar`` (exact McNemar on a binary metric), ``tost``
@@ -136,6 +146,13 @@ def run_metrics(result: Mapping[str, Any], analysis: Mapping[str, Any], *, steps
     return out
 
 
+def final_numbers(result: Mapping[str, Any]) -> dict[str, float]:
+    """A (mixture) run's snapshot numbers at its final step, ``{metric: value}`` (NaN where
+    the measure gave none)."""
+    final = result["numbers"].get(str(result["final_step"]), {})
+    return {m: math.nan if v is None else float(v) for m, v in final.items()}
+
+
 # ---- claims on derived metrics
 
 
@@ -146,25 +163,22 @@ def claim_groups(claim: Mapping[str, Any]) -> list[str]:
 
 def unit_values(tables: Mapping, claim: Mapping[str, Any], arm: str,
                 analysis: Mapping[str, Any]) -> dict[Any, float]:
-    """``{unit: value}`` of ``arm`` for ``claim``, on the claim's registered seeds only.
+    """``{seed: value}`` of ``arm`` for ``claim``, on the claim's registered seeds only.
 
-    A unit is a seed for one group; ``(group, seed)`` when the claim pools several groups;
-    for ``fd_spread`` a seed, the value being its spread of ``fd_final`` across the claim's
-    groups (only seeds trained under every one of them)."""
-    groups, keep = claim_groups(claim), set(claim["seeds"])
-    by_group = {g: {s: m for s, m in tables.get(g, {}).get(arm, {}).items() if s in keep}
+    The unit is a seed (module docstring, pooled settings): for one group the seed's value;
+    for several, the mean of the metric over the claim's groups, and for ``fd_spread`` the
+    spread of ``fd_final`` across them, on the seeds with a value under every one of them."""
+    groups, keep, metric = claim_groups(claim), set(claim["seeds"]), claim["metric"]
+    if metric == "fd_spread":
+        metric = "fd_final"
+    by_group = {g: {s: float(m[metric]) for s, m in tables.get(g, {}).get(arm, {}).items()
+                    if s in keep and metric in m and not math.isnan(m[metric])}
                 for g in groups}
+    seeds = sorted(set.intersection(*(set(v) for v in by_group.values())))
     if claim["metric"] == "fd_spread":
-        seeds = set.intersection(*(set(v) for v in by_group.values()))
         how = analysis.get("spread", "range")
-        return {s: spread([by_group[g][s]["fd_final"] for g in groups], how)
-                for s in sorted(seeds)}
-    out: dict[Any, float] = {}
-    for g, rows in by_group.items():
-        for s, m in rows.items():
-            if claim["metric"] in m and not math.isnan(m[claim["metric"]]):
-                out[(g, s) if len(groups) > 1 else s] = float(m[claim["metric"]])
-    return out
+        return {s: spread([by_group[g][s] for g in groups], how) for s in seeds}
+    return {s: float(np.mean([by_group[g][s] for g in groups])) for s in seeds}
 
 
 def _interval(diffs: np.ndarray, metric: str, seed: int) -> tuple[float, float]:
@@ -268,8 +282,7 @@ def evaluate(tables: Mapping, claims: Mapping[str, Any], analysis: Mapping[str, 
         b = unit_values(tables, c, c["b"], analysis)
         r = dict(c, test=c.get("test", "sign-flip"),
                  **claim_numbers(a, b, c, seed=int(analysis.get("bootstrap_seed", 0))))
-        r["n_planned"] = len(c["seeds"]) * (len(claim_groups(c))
-                                            if c["metric"] != "fd_spread" else 1)
+        r["n_planned"] = len(c["seeds"])
         rows.append(r)
     prim = [r for r in rows if r["kind"] == "primary"]
     family_verdicts(prim, family=claims.get("family", "one-sided"), alpha=claims["alpha"])

@@ -364,10 +364,11 @@ def _results_body(plan: Plan, run: Run, raw: Path, outcome: str, stopped: str,
                         "snapshot); delete the folder to train it again")
     last = max(snaps)
     kind, metrics = plan.groups[run.group]["measure"], plan.measure_metrics(run)
+    final = plan.final_metrics(run)
     nums = {}
     for s in snapshots.measured_steps(list(snaps), plan.measure_every(run), last):
         say(f"measuring {run.name} step {s}")
-        nums[str(s)] = snapshots.numbers(snaps[s], kind, metrics)
+        nums[str(s)] = snapshots.numbers(snaps[s], kind, metrics + final * (s == last))
     _, last_meta = read_checkpoint(snaps[last])
     body = {"run": run.name, "study": plan.name, "outcome": outcome,
             "planned_steps": plan.steps(run), "final_step": last,
@@ -376,7 +377,8 @@ def _results_body(plan: Plan, run: Run, raw: Path, outcome: str, stopped: str,
                                  "float32 tensors of the final (or last good) raw snapshot",
             "weights_shipped": [Path(w).name for w in written],
             "stopped": stopped or None, "measure_every": plan.measure_every(run),
-            "measure": dict(snapshots.settings(kind), kind=kind, metrics=metrics),
+            "measure": dict(snapshots.settings(kind), kind=kind, metrics=metrics,
+                            final_metrics=final),
             "numbers": nums}
     return body, snaps, last_meta
 

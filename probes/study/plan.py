@@ -28,7 +28,10 @@ A plan names everything about a study, and nothing about a study lives in code:
     snapshots: the group's (and each arm's) ``snapshot-every`` must divide ``N`` and
     ``keep-snapshots`` must be ``"0"``; once the numbers are written the raw run keeps only
     its last snapshot, as a ``keep-snapshots = "1"`` run does. ``measure_metrics = [...]``:
-    which numbers (default: all of the group's ``measure`` kind, :data:`SNAPSHOT_METRICS`).
+    which numbers (default: the group's ``measure`` kind's :data:`DEFAULT_METRICS`; any of
+    :data:`SNAPSHOT_METRICS`). ``final_metrics = [...]``: numbers taken at the final (or last
+    good) snapshot only, in addition (a mixture's gradient fidelity, ~25 s a snapshot, is
+    too slow to take at every one).
   - ``ship_weights_seeds = [0, 1, 2]`` (on a group, or on an arm, which then wins): only
     these seeds ship weights; every other run ships its results file (per-snapshot numbers,
     the outcome, the SHA-256 of its final weights: :func:`trainers.checkpoint.tensor_digest`
@@ -65,10 +68,11 @@ A plan names everything about a study, and nothing about a study lives in code:
   an image group with ``measure_every`` may name a derived metric (``fd_final``,
   ``classes_final``, ``fd_auc``, ``iters_to_fd``, ``collapsed``, ``fd_spread``), a claim on
   a mixture group ``fidelity_cos`` / ``fidelity_noise``, and inline claims take the optional
-  keys ``test`` (``sign-flip``, default; ``mcnemar`` on a binary metric; ``tost``, with a
+  keys ``test`` (``sign-flip``, default; ``mcnemar`` on ``collapsed`` of one group; ``tost``, with a
   registered ``margin`` > 0 and ``expect = "equivalent"``: equivalence is stated only so),
-  ``groups`` (the settings a claim pools: units are (setting, seed); for ``fd_spread`` the
-  settings the spread is taken across) and ``kind = "secondary"`` (registered, reported
+  ``groups`` (the settings a claim pools: the unit stays the seed, its value the mean of the
+  metric over the settings; for ``fd_spread`` the settings the spread is taken across; not
+  with ``mcnemar``) and ``kind = "secondary"`` (registered, reported
   apart from the primary family, no verdict); ``[claims] family`` is ``one-sided`` (default:
   the default rule, a one-sided Holm family and its reverse) or ``two-sided`` (one two-sided Holm
   family over the primary claims). ``asgan-study report`` then writes the v3 report
@@ -106,8 +110,12 @@ MEASURES = ("image", "mixture", "stacked")
 # (probes.study.snapshots computes them)
 SNAPSHOT_METRICS = {"image": ("fd", "kid", "precision", "recall", "density", "coverage",
                               "classes"),
-                    "mixture": ("modes", "high_quality_pct", "reverse_kl"),
+                    "mixture": ("modes", "high_quality_pct", "reverse_kl", "fidelity_cos",
+                                "fidelity_noise"),
                     "stacked": ("modes", "kl")}
+# what ``measure_every`` takes when ``measure_metrics`` is not given: all but the slow ones
+DEFAULT_METRICS = {k: tuple(m for m in v if not m.startswith("fidelity_"))
+                   for k, v in SNAPSHOT_METRICS.items()}
 NONFINITE = ("error", "outcome")
 KINDS = ("primary", "exploratory")
 EXPECTS = ("lower", "higher")
@@ -125,9 +133,10 @@ _TOP = ("study", "groups", "evolution", "tiers", "dropped", "claims", "claim", "
         "analysis")
 _STUDY = ("name", "raw", "ship", "manifest", "budget_mb", "jobs", "about", "root")
 _GROUP = ("preset", "measure", "s_per_it", "options", "arms", "about", "measure_every",
-          "measure_metrics", "ship_weights_seeds", "nonfinite")
+          "measure_metrics", "final_metrics", "ship_weights_seeds", "nonfinite")
 _ARM = ("options", "cost", "about", "ship_weights_seeds")
-_RESULTS_KEYS = ("measure_every", "measure_metrics", "ship_weights_seeds", "nonfinite")
+_RESULTS_KEYS = ("measure_every", "measure_metrics", "final_metrics", "ship_weights_seeds",
+                 "nonfinite")
 
 
 @dataclass(frozen=True)
@@ -264,7 +273,15 @@ class Plan:
         g = self.groups[run.group]
         if self.measure_every(run) is None:
             return []
-        return list(g.get("measure_metrics", SNAPSHOT_METRICS[g["measure"]]))
+        return list(g.get("measure_metrics", DEFAULT_METRICS[g["measure"]]))
+
+    def final_metrics(self, run: Run) -> list[str]:
+        """The numbers taken at the final (or last good) snapshot of ``run`` only, beyond
+        :meth:`measure_metrics` ([] without ``measure_every``)."""
+        if self.measure_every(run) is None:
+            return []
+        return [m for m in self.groups[run.group].get("final_metrics", [])
+                if m not in self.measure_metrics(run)]
 
     def nonfinite_outcome(self, run: Run) -> bool:
         return self.groups[run.group].get("nonfinite", "error") == "outcome"
@@ -628,8 +645,9 @@ def _check_results_keys(ck: _Checker, g: dict, gk: tuple) -> None:
     if g.get("nonfinite", "error") not in NONFINITE:
         raise ck.fail((*gk, "nonfinite"), f"nonfinite must be one of {', '.join(NONFINITE)}, "
                       f"got {g['nonfinite']!r}")
-    if "measure_metrics" in g and "measure_every" not in g:
-        raise ck.fail((*gk, "measure_metrics"), "measure_metrics needs measure_every")
+    for key in ("measure_metrics", "final_metrics"):
+        if key in g and "measure_every" not in g:
+            raise ck.fail((*gk, key), f"{key} needs measure_every")
     if "measure_every" not in g:
         return
     every = g["measure_every"]
@@ -637,11 +655,12 @@ def _check_results_keys(ck: _Checker, g: dict, gk: tuple) -> None:
         raise ck.fail((*gk, "measure_every"), f"measure_every must be an integer >= 1, got "
                       f"{every!r}")
     known = SNAPSHOT_METRICS[g["measure"]]
-    metrics = g.get("measure_metrics", list(known))
-    if not (isinstance(metrics, list) and metrics and all(m in known for m in metrics)
-            and len(set(metrics)) == len(metrics)):
-        raise ck.fail((*gk, "measure_metrics"), f"measure_metrics must list distinct numbers "
-                      f"of measure {g['measure']!r} ({', '.join(known)}), got {metrics!r}")
+    for key in ("measure_metrics", "final_metrics"):
+        metrics = g.get(key, list(known))
+        if not (isinstance(metrics, list) and metrics and all(m in known for m in metrics)
+                and len(set(metrics)) == len(metrics)):
+            raise ck.fail((*gk, key), f"{key} must list distinct numbers of measure "
+                          f"{g['measure']!r} ({', '.join(known)}), got {metrics!r}")
     for where, opts in [((*gk, "options"), g["options"])] + [
             ((*gk, "arms", a, "options"), d.get("options", {})) for a, d in g["arms"].items()]:
         snap = opts.get("snapshot-every")
@@ -738,6 +757,11 @@ def _check_claim_row(ck: _Checker, cl: Any, cid: str, v3: bool) -> None:
                       "margin (> 0, registered) goes with test = \"tost\" and only with it")
     if "margin" in cl:
         ck.number(cl["margin"], (*where, "margin"))
+    if test == "mcnemar" and (cl.get("metric") != "collapsed" or "groups" in cl):
+        # one binary outcome per seed: runs of a seed under two settings are not independent
+        raise ck.fail((*where, "test"), f"claim {cid}: mcnemar tests one binary outcome "
+                      "(metric = \"collapsed\") of one group per seed; a claim pooling "
+                      "settings (groups) averages them per seed: use test = \"sign-flip\"")
     s = cl["seeds"]
     if not (isinstance(s, list) and len(s) >= 2 and len(set(s)) == len(s)
             and all(isinstance(x, int) and not isinstance(x, bool) for x in s)):

@@ -575,11 +575,13 @@ def _figures(out: Path, plan: Plan, spec: dict, tables: dict, *, seed: int) -> N
 
 def analysis_inputs(plan: Plan) -> dict[str, Any]:
     """What the v3 report reads, from the shipped results files (SHA-256 checked):
-    ``tables`` ``{group: {arm: {seed: derived metrics}}}`` of the measured image groups,
-    ``curves`` ``{group: {arm: {seed: {step: FD or None}}}}``, ``entries`` (the manifest
-    entries of those results files, for the registration check)."""
+    ``tables`` ``{group: {arm: {seed: metrics}}}``: derived metrics of the measured image
+    groups, the final step's numbers of the measured mixture groups
+    (:func:`probes.study.analysis.final_numbers`); ``curves`` ``{group: {arm: {seed: {step:
+    FD or None}}}}`` of the image groups; ``entries`` (the manifest entries of those results
+    files, for the registration check)."""
     from asgan_base.manifest import read_manifest
-    from probes.study.analysis import _curve, run_metrics
+    from probes.study.analysis import _curve, final_numbers, run_metrics
     from probes.study.engine import read_results, results_rel
 
     manifest = read_manifest(plan.manifest)
@@ -588,13 +590,17 @@ def analysis_inputs(plan: Plan) -> dict[str, Any]:
     entries = []
     for r in plan.runs():
         g = plan.groups[r.group]
-        res = read_results(plan, r) if g["measure"] == "image" and "measure_every" in g \
-            else None
+        res = read_results(plan, r) if g["measure"] in ("image", "mixture") \
+            and "measure_every" in g else None
         if res is None:
             continue
         entries.append(manifest[results_rel(plan, r)])
-        tables.setdefault(r.group, {}).setdefault(r.arm, {})[r.seed] = run_metrics(
-            res, plan.data["analysis"], steps=plan.steps(r), every=plan.measure_every(r))
+        row = tables.setdefault(r.group, {}).setdefault(r.arm, {})
+        if g["measure"] == "mixture":
+            row[r.seed] = final_numbers(res)
+            continue
+        row[r.seed] = run_metrics(res, plan.data["analysis"], steps=plan.steps(r),
+                                  every=plan.measure_every(r))
         curves.setdefault(r.group, {}).setdefault(r.arm, {})[r.seed] = _curve(
             res["numbers"], "fd")
     return {"tables": tables, "curves": curves, "entries": entries}
@@ -773,9 +779,9 @@ def _claim_figures(out: Path, plan: Plan, inp: dict, ev: dict) -> list[str]:
         units = sorted(set(a) & set(b), key=str)
         lines += [f"![{r['id']}]({name})", "", f"*{r['id']}: {_claim_text(r)}; left each "
                   f"unit's value under both arms, right the paired differences with their "
-                  f"mean and the table's 95% interval. Units ({len(units)}): "
-                  + ", ".join("/".join(map(str, u)) if isinstance(u, tuple) else str(u)
-                              for u in units) + ".*", ""]
+                  f"mean and the table's 95% interval. Seeds ({len(units)}"
+                  + (f", each the mean over {', '.join(r['groups'])}" if r.get("groups") else "")
+                  + "): " + ", ".join(map(str, units)) + ".*", ""]
     return (["## The primary claims' own metrics", ""] + lines) if lines else []
 
 

@@ -13,6 +13,10 @@ SNAPSHOT_METRICS`):
 - ``mixture``: ``modes`` (of 8 or 25), ``high_quality_pct`` (% within 3 std of a mode),
   ``reverse_kl``: :mod:`probes.measures.coverage` from :data:`N_MIXTURE` points, seed
   :data:`SEED` (``probes.study.arms.mixture_metrics``, the report's numbers);
+  ``fidelity_cos`` (mean cosine of D's input gradient with the ideal direction, in [-1, 1])
+  and ``fidelity_noise`` (mean share of its energy orthogonal to it, in [0, 1]) over the
+  probe's fakes: ``asgan-probe fidelity`` with its defaults and seed :data:`SEED`
+  (:func:`probes.measures.fidelity.fidelity_sweep`);
 - ``stacked``: ``modes`` (of 1000) and ``kl``: ``probes.study.arms.stacked_metrics``
   (26,000 samples).
 
@@ -64,10 +68,7 @@ def numbers(path: str | Path, kind: str, metrics: Sequence[str]) -> dict[str, fl
 
 def _numbers(path: str | Path, kind: str, metrics: Sequence[str]) -> dict[str, float]:
     if kind == "mixture":
-        from probes.study.arms import mixture_metrics
-
-        r = mixture_metrics(path, n=N_MIXTURE, seed=SEED)
-        return {m: r[m] for m in metrics}
+        return _mixture_numbers(path, metrics)
     if kind == "stacked":
         from probes.study.arms import stacked_metrics
 
@@ -92,6 +93,21 @@ def _numbers(path: str | Path, kind: str, metrics: Sequence[str]) -> dict[str, f
         counts = torch.bincount(predict(net, sources.fakes(G, meta, N_IMAGE, seed=SEED)),
                                 minlength=10)
         out["classes"] = int((counts >= CLASS_SHARE * N_IMAGE).sum())
+    return {m: out[m] for m in metrics}
+
+
+def _mixture_numbers(path: str | Path, metrics: Sequence[str]) -> dict[str, float]:
+    from probes.study.arms import mixture_metrics
+
+    out: dict[str, float] = {}
+    if any(not m.startswith("fidelity_") for m in metrics):
+        out.update(mixture_metrics(path, n=N_MIXTURE, seed=SEED))
+    if any(m.startswith("fidelity_") for m in metrics):
+        from probes.measures.fidelity import fidelity_sweep
+
+        (row,) = fidelity_sweep([str(path)], seed=SEED)["checkpoints"]
+        out.update(fidelity_cos=row["summary"]["cos"]["mean"],
+                   fidelity_noise=row["summary"]["noise"]["mean"])
     return {m: out[m] for m in metrics}
 
 
