@@ -8,6 +8,9 @@
 #   dlr4x    D lr 8e-4 (4x G's 2e-4)
 #   lr3e-3   lr 3e-3 for both nets (added after seed 0: lr 1e-3 helped both arms)
 #   dstrong  D width 48 against G 24, D lr 8e-4 (added after seed 0: dlr4x alone helped)
+#   lr1e-2   lr 1e-2 for both nets (added in the third sitting: nothing above makes the
+#            baseline collapse; a learning rate well past the stable range is the classic way)
+#   b0.9lr1e-3  Adam beta1 0.9 and lr 1e-3 for both nets (the DCGAN paper's reason for 0.5)
 # and Fashion-MNIST's plateau: baseline and AS-GAN, seed 0, 7,000 iterations at the default
 # setting on its official train split (fashion/<arm>/seed0), FD measured every 500.
 # Resumable: a finished run (ckpt-003500, or recorded as finished in studies/pilot-v3-results.json
@@ -30,6 +33,8 @@ declare -A SETTING=(
   [lr3e-3]="--lr-g 3e-3 --lr-d 3e-3"
   [dstrong]="--d-width 48 --lr-d 8e-4"
   [fashion]="--data fashion-mnist"
+  [lr1e-2]="--lr-g 1e-2 --lr-d 1e-2"
+  [b0.9lr1e-3]="--beta1 0.9 --lr-g 1e-3 --lr-d 1e-3"
 )
 declare -A ARM=(
   [baseline]="--trainer baseline"
@@ -65,7 +70,11 @@ sys.exit(0 if run and (run["final_step"] == int(sys.argv[2]) or run["exit"]) els
   echo "$(date -u +%FT%TZ) end $name rc=$rc"
 }
 export -f one; export OUT STEPS FASHION_STEPS
-{ for seed in 0 1; do for s in lr1e-3 beta0.9 dlr4x lr3e-3 dstrong; do for a in baseline asgan-eps0.5; do
+# the newest candidates' seed 0 first: they decide whether any setting stresses the baseline
+{ for s in lr1e-2 b0.9lr1e-3; do for a in baseline asgan-eps0.5; do
+  echo "$s $a 0 ${ARM[$a]} ${SETTING[$s]}"
+done; done
+for seed in 0 1; do for s in lr1e-3 beta0.9 dlr4x lr3e-3 dstrong lr1e-2 b0.9lr1e-3; do for a in baseline asgan-eps0.5; do
   echo "$s $a $seed ${ARM[$a]} ${SETTING[$s]}"
 done; done; done
 for a in baseline asgan-eps0.5; do echo "fashion $a 0 ${ARM[$a]} ${SETTING[fashion]}"; done

@@ -125,6 +125,38 @@ def test_an_evolution_run_must_ship_its_snapshots(tmp_path):
         load_plan(path)
 
 
+def _check_measured_run(plan, r, entries, ship) -> float:
+    """One finished run of the smoke sitting: its numbers, hashes and manifest entry;
+    returns its final high-quality share."""
+    res = json.loads((plan.root / engine.results_rel(plan, r)).read_text())
+    raw = plan.root / plan.raw_dir(r)
+    # measured, the raw run keeps its last snapshot only (as keep-snapshots 1 would)
+    assert [p.name for p in list_snapshots(raw)] == ["ckpt-000300.safetensors"]
+    final = raw / "ckpt-000300.safetensors"
+    # the numbers are probes.measures.coverage's (the report's mixture numbers; NaN: null)
+    from probes.study.arms import mixture_metrics
+
+    want = mixture_metrics(final, n=2500, seed=0)
+    # and the final step only, asgan-probe fidelity's mean cosine and noise share
+    from probes.measures.fidelity import fidelity_sweep
+
+    (fid,) = fidelity_sweep([str(final)], seed=0)["checkpoints"]
+    want.update(fidelity_cos=fid["summary"]["cos"]["mean"],
+                fidelity_noise=fid["summary"]["noise"]["mean"])
+    assert res["numbers"]["300"] == {k: None if v != v else v for k, v in want.items()}
+    assert "fidelity_cos" not in res["numbers"]["200"]
+    assert -1 <= want["fidelity_cos"] <= 1 and 0 <= want["fidelity_noise"] <= 1
+    assert sorted(res["numbers"]) == ["100", "200", "300"] and res["outcome"] == "finished"
+    tensors, _ = read_checkpoint(final)
+    digest = tensor_digest({k: v for k, v in tensors.items() if k[:2] in ("G.", "D.")})
+    e = entries[engine.results_rel(plan, r)]
+    assert res["weights_sha256"] == e["weights_sha256"] == digest
+    assert (e["outcome"], e["steps"], e["seed"], e["weights_shipped"]) == (
+        "finished", 300, r.seed, r.seed == 0)
+    assert (ship / r.name / "stats.jsonl").stat().st_size < 5000
+    return res["numbers"]["300"]["high_quality_pct"]
+
+
 @pytest.mark.slow
 def test_a_sitting_records_numbers_ships_a_subset_and_keeps_a_nonfinite_outcome(tmp_path,
                                                                                  capsys):
@@ -138,35 +170,7 @@ def test_a_sitting_records_numbers_ships_a_subset_and_keeps_a_nonfinite_outcome(
     ship = plan.root / plan.ship
     assert sorted(p.relative_to(ship).as_posix() for p in ship.rglob("*.safetensors")) == [
         "ring8/baseline/seed0/ckpt-000300.safetensors"]  # weights for seed 0 only
-    hq = []
-    for r in (b0, b1):
-        res = json.loads((plan.root / engine.results_rel(plan, r)).read_text())
-        raw = plan.root / plan.raw_dir(r)
-        # measured, the raw run keeps its last snapshot only (as keep-snapshots 1 would)
-        assert [p.name for p in list_snapshots(raw)] == ["ckpt-000300.safetensors"]
-        final = raw / "ckpt-000300.safetensors"
-        # the numbers are probes.measures.coverage's (the report's mixture numbers; NaN: null)
-        from probes.study.arms import mixture_metrics
-
-        want = mixture_metrics(final, n=2500, seed=0)
-        # and the final step only, asgan-probe fidelity's mean cosine and noise share
-        from probes.measures.fidelity import fidelity_sweep
-
-        (fid,) = fidelity_sweep([str(final)], seed=0)["checkpoints"]
-        want.update(fidelity_cos=fid["summary"]["cos"]["mean"],
-                    fidelity_noise=fid["summary"]["noise"]["mean"])
-        assert res["numbers"]["300"] == {k: None if v != v else v for k, v in want.items()}
-        assert "fidelity_cos" not in res["numbers"]["200"]
-        assert -1 <= want["fidelity_cos"] <= 1 and 0 <= want["fidelity_noise"] <= 1
-        hq.append(res["numbers"]["300"]["high_quality_pct"])
-        assert sorted(res["numbers"]) == ["100", "200", "300"] and res["outcome"] == "finished"
-        tensors, _ = read_checkpoint(final)
-        digest = tensor_digest({k: v for k, v in tensors.items() if k[:2] in ("G.", "D.")})
-        e = entries[engine.results_rel(plan, r)]
-        assert res["weights_sha256"] == e["weights_sha256"] == digest
-        assert (e["outcome"], e["steps"], e["seed"], e["weights_shipped"]) == (
-            "finished", 300, r.seed, r.seed == 0)
-        assert (ship / r.name / "stats.jsonl").stat().st_size < 5000
+    hq = [_check_measured_run(plan, r, entries, ship) for r in (b0, b1)]
     assert max(hq) > 0  # not only trivial zeros (seed 1: 1.0 % on the modes at step 300)
     # the diverged run: an outcome, its last good snapshot's numbers and hash, no weights
     res = json.loads((plan.root / engine.results_rel(plan, hot)).read_text())
