@@ -129,6 +129,7 @@ rationale = "fewer collapses under s1"
 
 [report]
 baseline = "baseline"
+fidelity = "fid.json"
 curves = ["s0", "s1"]
 collapse = ["s0", "s1"]
 """
@@ -253,6 +254,7 @@ def test_report_leads_with_the_primary_claims_and_names_its_seeds(study, tmp_pat
     assert "| s1 | baseline | 4 of 8 |" in text      # the even seeds stopped non-finite
     assert "Runs shown: s0 baseline: seeds 0-7" in text
     assert "Seeds (8, each the mean over s0, s1): 0, 1, 2" in text
+    assert "Not measured yet (`fid.json`" in text   # the fidelity file is not shipped
     for name in ("fd_curves.png", "claim-P1.png", "claim-P2.png", "claim-P3.png"):
         assert Image.open(tmp_path / name).size[0] <= 1600
     ev = json.loads((tmp_path / "claims.json").read_text())
@@ -337,3 +339,29 @@ def test_registration_freezes_the_analysis_thresholds(tmp_path):
         hashes.append(load_plan(tmp_path / "plan.toml", check_configs=False)
                       .claim_hashes()["*"])
     assert len(set(hashes)) == 3
+
+
+def test_the_fidelity_file_table_is_seed_paired_and_sha_checked(study):
+    from asgan_base.manifest import record
+    from probes.study.report import _fmt, fidelity_file_lines
+
+    plan, _ = study
+    rng = np.random.default_rng(3)
+    runs = {f"ring8/{arm}/seed{s}": {"fidelity_cos": float(rng.uniform(-1, 1)),
+                                     "fidelity_noise": float(rng.uniform(0, 1))}
+            for arm in ("baseline", "twice", "asgan") for s in range(6)}
+    f = plan.root / "fid-test.json"
+    f.write_text(json.dumps({"runs": runs}))
+    assert "Not measured yet" in "\n".join(fidelity_file_lines(plan, "fid-test.json", "baseline"))
+    record(f, command="test", path=plan.manifest, root=plan.root)
+    rows = [ln for ln in fidelity_file_lines(plan, "fid-test.json", "baseline")
+            if ln.startswith("| ring8 | fidelity_cos")]
+    (row,) = rows
+    d = [runs[f"ring8/twice/seed{s}"]["fidelity_cos"] - runs[f"ring8/baseline/seed{s}"]
+         ["fidelity_cos"] for s in range(6)]
+    assert f"| twice - baseline | {_fmt(float(np.mean(d)))} [" in row
+    assert row.endswith(f"| {_fmt(sign_flip_p(d, 'two-sided'), 2)} |")
+    text = "\n".join(fidelity_file_lines(plan, "fid-test.json", "baseline"))
+    assert "asgan - baseline" in text and "asgan - twice" in text   # the last arm vs the rest
+    f.write_text(json.dumps({"runs": {}}))   # changed after recording: not read
+    assert "Not measured yet" in "\n".join(fidelity_file_lines(plan, "fid-test.json", "baseline"))

@@ -704,7 +704,7 @@ def write_analysis_report(out: str | Path, plan: Plan, *, seed: int = 0) -> Path
     return out / "report.md"
 
 
-ANALYSIS_REPORT_KEYS = ("baseline", "main", "curves", "collapse", "samples")
+ANALYSIS_REPORT_KEYS = ("baseline", "main", "curves", "collapse", "samples", "fidelity")
 
 
 def analysis_spec(plan: Plan) -> dict[str, Any]:
@@ -722,6 +722,11 @@ def analysis_spec(plan: Plan) -> dict[str, Any]:
         if k not in ANALYSIS_REPORT_KEYS:
             raise UserError(f"{where} unknown key {k!r}; known: "
                             f"{', '.join(ANALYSIS_REPORT_KEYS)}")
+        if k == "fidelity":
+            if not (isinstance(v, str) and v.endswith(".json")):
+                raise UserError(f"{where} fidelity = {v!r}: name a .json file of "
+                                "scripts/fidelity_v2.py, relative to the study's root")
+            continue
         groups = v if k in ("curves", "collapse") else [v] if k == "samples" else []
         if not isinstance(groups, list) or any(g not in plan.groups for g in groups):
             raise UserError(f"{where} {k} = {v!r}: name groups of the plan "
@@ -759,7 +764,50 @@ def _figure_sections(out: Path, plan: Plan, inp: dict, ev: dict, spec: dict, bas
                   "band over the seeds both arms have a number for at that step. Runs shown: "
                   f"{seeds}.*", ""]
     lines += _claim_figures(out, plan, inp, ev)
+    if spec.get("fidelity"):
+        lines += fidelity_file_lines(plan, spec["fidelity"], base)
     return lines + _samples_section(out, plan, spec, seed=seed)
+
+
+def fidelity_file_lines(plan: Plan, rel: str, base: str) -> list[str]:
+    """A descriptive table of a gradient-fidelity file (``scripts/fidelity_v2.py``: ``runs``
+    ``{"<mixture>/<arm>/seed<k>": {fidelity_cos, fidelity_noise}}``), SHA-256 checked: per
+    mixture, metric and arm the mean over seeds; then seed-paired differences (mean, 95%
+    t-interval, exact two-sided sign-flip p, unadjusted) of every arm against ``base`` and of
+    the file's last arm against the others; "not measured yet" while it is not shipped."""
+    import json
+
+    import numpy as np
+
+    from asgan_base.manifest import read_manifest
+    from probes.study.analysis import claim_numbers
+    from probes.study.engine import _sha_ok
+
+    head = ["## Gradient fidelity of the shipped study's 2-D checkpoints (descriptive)", ""]
+    if not _sha_ok(plan.root, rel, read_manifest(plan.manifest)):
+        return head + [f"Not measured yet (`{rel}`: `python scripts/fidelity_v2.py`).", ""]
+    table: dict = {}
+    for name, row in json.loads((plan.root / rel).read_text())["runs"].items():
+        mix, arm, seed = name.rsplit("/", 2)
+        table.setdefault(mix, {}).setdefault(arm, {})[int(seed[4:])] = row
+    lines = head + ["| mixture | metric | arm (seeds): mean | A - B | diff [95% CI] | p |",
+                    "|---|---|---|---|---|---|"]
+    for mix, arms in table.items():
+        names, last = list(arms), list(arms)[-1]
+        pairs = [(a, base) for a in names if a != base and base in arms] + \
+            [(last, b) for b in names if b not in (base, last)]
+        for metric in ("fidelity_cos", "fidelity_noise"):
+            vals = {a: {s: r[metric] for s, r in arms[a].items()} for a in names}
+            means = "; ".join(f"{a} ({len(v)}): {_fmt(float(np.mean(list(v.values()))))}"
+                              for a, v in vals.items())
+            for i, (a, b) in enumerate(pairs):
+                c = claim_numbers(vals[a], vals[b], {"metric": metric, "expect": "higher"})
+                lines.append(f"| {mix if i == 0 else ''} | {metric if i == 0 else ''} | "
+                             f"{means if i == 0 else ''} | {a} - {b} | {_ci_cell(c)} | "
+                             f"{_fmt(c['p'], 2)} |")
+    return lines + ["", f"*`asgan-probe fidelity` (defaults, probe seed 0) on each final "
+                    f"snapshot (`{rel}`); differences are seed-paired. Registered with the "
+                    "claims as descriptive: no verdict, p unadjusted.*", ""]
 
 
 def _claim_figures(out: Path, plan: Plan, inp: dict, ev: dict) -> list[str]:
