@@ -148,6 +148,10 @@ def test_run_metrics_of_a_results_file():
                                    steps=2000, every=500)
     assert stopped["collapsed"] == 1.0 and stopped["fd_final"] == 1000.0
     assert stopped["iters_to_fd"] == 4000.0
+    # a run as long as the ceiling has no iters_to_fd ('never reached' would be ambiguous)
+    long = analysis.run_metrics(_result({2000: 70.0, 4000: 50.0}), ANALYSIS, steps=4000,
+                                every=2000)
+    assert np.isnan(long["iters_to_fd"]) and long["fd_final"] == 50.0
 
 
 def test_one_sided_family_of_derived_metrics_is_v2s_rule():

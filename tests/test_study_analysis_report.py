@@ -127,6 +127,17 @@ expect = "lower"
 seeds = [0, 1, 2, 3, 4, 5, 6, 7]
 rationale = "fewer collapses under s1"
 
+[[claim]]
+id = "E3"
+kind = "exploratory"
+group = "s0"
+metric = "iters_to_fd"
+a = "asgan"
+b = "baseline"
+expect = "lower"
+seeds = [0, 1, 2, 3, 4, 5, 6, 7]
+rationale = "sooner under FD 60"
+
 [report]
 baseline = "baseline"
 fidelity = "fid.json"
@@ -228,7 +239,8 @@ def test_claims_are_judged_by_their_registered_tests(study):
         assert r["verdict"] == ("inconclusive" if r["p_holm"] > 0.05 else
                                 "held" if r["diff"] < 0 else "opposite")
     assert p3["verdict"] == "held"   # the stressed baseline's FD moves by ~30 or to 1000
-    e1, e2 = ev["exploratory"]
+    e1, e2, e3 = ev["exploratory"]
+    assert e3["n"] == 8 and e3["mean_a"] <= 2500   # reached or censored at iters_ceiling
     assert e1["test"] == "tost" and 0 < e1["p"] <= 1
     # E2: McNemar on one setting's paired collapse outcomes = scipy's exact binomial on the
     # discordant pairs
@@ -286,8 +298,8 @@ def test_sample_grids_wrap_to_page_width(tmp_path):
     ('metric = "fd_auc"', 'metric = "fd_aux"', "metric 'fd_aux' is not measured",
      'metric = "fd_aux"'),
     ('family = "two-sided"', 'family = "both"', "family must be one of", "family"),
-    ("iters_ceiling = 2500", "iters_ceiling = 2000", "iters_ceiling 2000 must exceed",
-     "iters_ceiling"),
+    ("iters_ceiling = 2500", "iters_ceiling = 2000", "iters_ceiling 2000 must exceed the steps "
+     "of every group an iters_to_fd claim names (2000, claim E3)", "iters_ceiling"),
     ("fd_fill = 1000.0", "fd_fill = 50.0", "fd_fill 50.0 must be at least", "fd_fill"),
     ("min_classes = 9", "min_classes = 9, minimum = 3", "unknown key 'minimum'", "minimum")])
 def test_a_bad_v3_key_is_one_line_naming_its_plan_line(tmp_path, old, new, msg, at):

@@ -15,8 +15,9 @@ value}}`` and ``outcome`` of its results file:
   finite) counts as ``fd_fill`` (registered, at least the largest FD any run may show), so a
   run that stops early is never rewarded for its short curve.
 - ``iters_to_fd``: the first measured iteration with ``FD <= fd_threshold``; a run that never
-  gets there is right-censored and set to ``iters_ceiling`` (registered, larger than any
-  planned step). The paired sign-flip test of the differences stays exact: the same rule
+  gets there is right-censored and set to ``iters_ceiling`` (registered, larger than the
+  planned steps of the groups it is claimed on; a run of ``steps >= iters_ceiling`` has
+  none: NaN). The paired sign-flip test of the differences stays exact: the same rule
   (``min(true time, ceiling)``) is applied to both arms, so under "no effect" (the arms
   exchangeable within a seed) the recorded differences are still symmetric about 0. A pair
   with one censored run keeps the true sign of its difference with a magnitude no larger
@@ -140,7 +141,8 @@ def run_metrics(result: Mapping[str, Any], analysis: Mapping[str, Any], *, steps
            "classes_final": math.nan if classes is None else float(classes),
            "fd_auc": fd_auc(fd, planned_steps(steps, every), fill),
            "iters_to_fd": float(iters_to(fd, float(analysis["fd_threshold"]),
-                                         int(analysis["iters_ceiling"]))),
+                                         int(analysis["iters_ceiling"])))
+           if steps < int(analysis["iters_ceiling"]) else math.nan,
            "collapsed": float(is_collapsed(result.get("outcome", "finished"), fd_final,
                                            classes, analysis["collapse"]))}
     return out

@@ -62,7 +62,8 @@ A plan names everything about a study, and nothing about a study lives in code:
   metrics derived from each run's results file, all registered with the claims:
   ``fd_fill`` (the FD counted for a step with no number, >= ``collapse.fd_max``),
   ``fd_threshold`` (``iters_to_fd``: first measured iteration with FD <= it),
-  ``iters_ceiling`` ('never reached': above every measured image group's steps), ``collapse =
+  ``iters_ceiling`` ('never reached': above the steps of every group an ``iters_to_fd``
+  claim names; a run of a group as long or longer has no ``iters_to_fd``), ``collapse =
   {fd_max, min_classes, nonfinite}`` (the collapse rule), ``spread`` (``range`` or ``sd``
   of a seed's final FD across settings), ``bootstrap_seed``, ``about``. With it, a claim on
   an image group with ``measure_every`` may name a derived metric (``fd_final``,
@@ -619,12 +620,6 @@ def _check_analysis(ck: _Checker, a: Any, groups: dict) -> None:
     if a["fd_fill"] < col["fd_max"]:
         raise ck.fail(("analysis", "fd_fill"), f"fd_fill {a['fd_fill']} must be at least "
                       f"collapse.fd_max {col['fd_max']} (a missing FD is never a good one)")
-    longest = max((int(g["options"]["steps"]) for g in groups.values()
-                   if "measure_every" in g and g["measure"] == "image"), default=0)
-    if a["iters_ceiling"] <= longest:
-        raise ck.fail(("analysis", "iters_ceiling"), f"iters_ceiling {a['iters_ceiling']} "
-                      f"must exceed every measured image group's steps ({longest}): it stands for "
-                      "'never reached'")
     if a.get("spread", "range") not in SPREADS:
         raise ck.fail(("analysis", "spread"), f"spread must be one of {', '.join(SPREADS)}, "
                       f"got {a['spread']!r}")
@@ -803,6 +798,13 @@ def _check_claim_target(ck: _Checker, plan: Plan, cl: dict, seeded: dict, *,
         if cl["metric"] not in names:
             raise ck.fail((*where, "metric"), f"claim {cl['id']}: metric {cl['metric']!r} is "
                           f"not measured for group {g!r} (measured: {', '.join(names)})")
+    if cl["metric"] == "iters_to_fd":
+        ceiling = plan.data["analysis"]["iters_ceiling"]
+        longest = max(int(plan.groups[g]["options"]["steps"]) for g in groups)
+        if ceiling <= longest:
+            raise ck.fail(("analysis", "iters_ceiling"), f"iters_ceiling {ceiling} must exceed "
+                          f"the steps of every group an iters_to_fd claim names ({longest}, "
+                          f"claim {cl['id']}): it stands for 'never reached'")
     if cl["metric"] == "fd_spread" and not cl.get("groups"):
         raise ck.fail((*where, "metric"), f"claim {cl['id']}: fd_spread is a spread across "
                       "settings: name them in groups = [...]")
