@@ -27,7 +27,9 @@ commit() {  # commit the shipped runs and the manifest, if anything changed
   if ! git diff --cached --quiet -- "$SHIP_DIR" "$MANIFEST"; then
     local n
     n=$(git diff --cached --name-only -- "$SHIP_DIR" | grep -c 'results.json$')
-    git commit -q -m "$(basename "$PLAN" .toml): $n more run(s) shipped by a sitting (results, logs, manifest entries)" \
+    local what="$n more run(s) shipped by a sitting (results, logs, manifest entries)"
+    [ "$n" = 0 ] && what="the sitting's PLAN.json and partial shipments (no run complete yet)"
+    git commit -q -m "$(basename "$PLAN" .toml): $what" \
       -- "$SHIP_DIR" "$MANIFEST" && echo "$(date -u +%FT%TZ) committed $n run(s)"
   fi
 }
