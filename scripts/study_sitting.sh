@@ -17,7 +17,10 @@ cd "$(dirname "$0")/.."
 PLAN=${1:?usage: bash scripts/study_sitting.sh PLAN [asgan-study run options...]}
 shift
 COMMIT_EVERY=${COMMIT_EVERY:-300}
-PY=${PY:-.venv/bin/python}
+# the Python whose packages train (the code is this checkout's: PYTHONPATH below)
+if [ -z "${PY:-}" ]; then
+  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
 SHIP=$("$PY" -c 'import sys; from probes.study.plan import load_plan
 p = load_plan(sys.argv[1], check_configs=False); print((p.root / p.ship).as_posix(), p.manifest.as_posix())' "$PLAN") || exit 2
 read -r SHIP_DIR MANIFEST <<< "$SHIP"

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SNIPPET = re.compile(r'^--8<-- "([^"]+)"\s*$', re.M)
 # programs run as printed outside this package: (what is checked) the first argument
-EXTERNAL = {"pip": {"wheel", "install"}}
+EXTERNAL = {"pip": {"wheel", "install"}, "git": {"worktree"}, "pkill": {"-TERM"}}
 SHELL_OPS = {"&&", "||", ";", "|", "&"}
 REDIRECTS = {">", ">>", "<"}
 
@@ -143,6 +143,9 @@ def check(cmd: list[str]) -> None:
     if name == "bash":
         assert (ROOT / argv[0]).is_file(), f"no script {argv[0]}"
         return None
+    if name == "cd":
+        assert len(argv) == 1, f"cd {' '.join(argv)}: one folder"
+        return None
     if name in EXTERNAL:
         assert argv[0] in EXTERNAL[name], f"{name} {argv[0]}: not a use this test knows"
         return None
@@ -170,7 +173,8 @@ def test_a_wrong_command_fails_the_check():
                 ["asgan-study", "report", "studies/example.toml"],  # --out is required
                 ["asgan-train", "--steps", "many"],
                 ["python", "-m", "bench.asgan_overhead", "--fast"],
-                ["bash", "scripts/nothing.sh"], ["make", "docs"]):
+                ["bash", "scripts/nothing.sh"], ["make", "docs"], ["git", "push"],
+                ["cd", "a", "b"]):
         with pytest.raises(AssertionError):
             check(bad)
 
