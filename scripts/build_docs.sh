@@ -19,6 +19,14 @@ rm -rf docs/report
 mkdir -p docs/report
 cp "$REPORT/report.md" docs/report/
 find "$REPORT" -maxdepth 1 -type f \( -name '*.png' -o -name '*.svg' \) -exec cp {} docs/report/ \;
+# each further shipped study's report (studies/SHIPPED), in its folder
+for sub in "$REPORT"/*/; do
+  [ -f "$sub/report.md" ] || continue
+  name=$(basename "$sub")
+  mkdir -p "docs/report/$name"
+  cp "$sub/report.md" "docs/report/$name/"
+  find "$sub" -maxdepth 1 -type f \( -name '*.png' -o -name '*.svg' \) -exec cp {} "docs/report/$name/" \;
+done
 # the MkDocs 2 notice some plugins print is not a build problem; keep the log to our warnings
 export DISABLE_MKDOCS_2_WARNING=true NO_MKDOCS_2_WARNING=1
 "$PY" -m mkdocs build --strict --site-dir site

@@ -93,3 +93,21 @@ def test_cli_report_and_checkpoints_option(elsewhere, tmp_path, monkeypatch, cap
                                   "--checkpoints", str(elsewhere)], capsys)
     assert code == 2 and err.count("\n") == 1 and "studies/SHIPPED: missing" in err, err
     assert manifest.checkpoints_dir() == elsewhere.resolve()
+
+
+def test_studies_shipped_names_every_shipped_study_in_order(tmp_path, monkeypatch):
+    """The first plan is the main report's; each later one gets its own folder."""
+    from probes.study.arms import shipped_plan, shipped_plans
+
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    (ckpt / "MANIFEST.json").write_text('{"files": []}\n')
+    (tmp_path / "studies").mkdir()
+    for name in ("one", "two"):
+        text = (manifest.ROOT / "studies" / "example.toml").read_text()
+        (tmp_path / "studies" / f"{name}.toml").write_text(
+            text.replace('name = "example"', f'name = "{name}"', 1))
+    (tmp_path / "studies" / "SHIPPED").write_text("# the shipped studies\ntwo.toml\none.toml\n")
+    monkeypatch.setenv(manifest.ENV, str(ckpt))
+    assert [p.name for p in shipped_plans()] == ["two", "one"]
+    assert shipped_plan().name == "two" and shipped_plan().root == tmp_path.resolve()

@@ -30,12 +30,19 @@ def run(args) -> int:
 
         md = write_report(args.runs, args.out)
     else:
-        from probes.study.arms import shipped_plan
+        from pathlib import Path
+
+        from probes.study.arms import shipped_plans
+        from probes.study.engine import write_report
         from probes.study.report import write_study_report
 
-        # the shipped study's plan file (studies/SHIPPED names it): the same report as
-        # asgan-study report PLAN --root <checkout>
-        md = write_study_report(args.out, plan=shipped_plan(), n_quality=args.n_quality,
+        # the shipped studies' plan files (studies/SHIPPED names them): the same reports as
+        # asgan-study report PLAN --root <checkout>; the first in --out, each further one in
+        # --out/<study name>/
+        first, *more = shipped_plans()
+        md = write_study_report(args.out, plan=first, n_quality=args.n_quality,
                                 n_stacked=args.n_stacked, seed=args.seed)
+        for plan in more:
+            log(f"wrote {write_report(plan, Path(args.out) / plan.name)}")
     log(f"wrote {md}")
     return 0

@@ -28,11 +28,19 @@ SHIPPED = "studies/SHIPPED"  # beside checkpoints/: names the shipped study's pl
 def shipped_plan() -> Plan:
     """The plan of the study shipped in :func:`asgan_base.manifest.checkpoints_dir` (paths
     relative to the folder holding it: a checkout's root), from the plan file that
-    ``studies/SHIPPED`` there names (its first line that is not a comment).
+    ``studies/SHIPPED`` there names first (its first line that is not a comment); the
+    later lines name further shipped studies (:func:`shipped_plans`).
 
     Raises:
         asgan_base.errors.UserError: no ``studies/SHIPPED`` there, or a bad plan.
     """
+    return shipped_plans()[0]
+
+
+def shipped_plans() -> list[Plan]:
+    """Every plan ``studies/SHIPPED`` names, in its order (:func:`shipped_plan` is the
+    first): ``asgan-probe report`` writes the first study's report and each further one's
+    in a folder named after it."""
     from asgan_base.errors import UserError
     from asgan_base.manifest import checkpoints_dir
     from probes.study.engine import load
@@ -47,7 +55,7 @@ def shipped_plan() -> Plan:
                         "(a clone has it beside checkpoints/)") from None
     if not names:
         raise UserError(f"{pointer}: names no plan file")
-    return load(pointer.parent / names[0], root)
+    return [load(pointer.parent / name, root) for name in names]
 
 
 def plan_progress(plan: Plan, group: str, entries: Mapping[str, Mapping] | None = None
