@@ -1,51 +1,54 @@
-"""Gradient fidelity of the shipped study's 2-D checkpoints (study v3's registered secondary
-S1/S2 rationale: "also reported, descriptively, on v2's shipped ring8 and grid25
-checkpoints"; issue 23, item 3).
+"""Gradient fidelity of a shipped study's 2-D checkpoints, for a later study's report (study
+v3's registered secondary claims S1/S2 say they are also reported, descriptively, on the
+first study's shipped ring8 and grid25 checkpoints; issue 23, item 3).
 
-For every shipped v2 checkpoint of ring8 and grid25 in the arms ``baseline``, ``twice`` and
-``asgan-eps0.5`` (all their seeds; the final snapshot), ``asgan-probe fidelity`` with its
+For every shipped checkpoint of the plan's mixture groups (``measure = "mixture"``) in the
+arms ``--arms`` (all their seeds; the final snapshot), ``asgan-probe fidelity`` with its
 defaults and probe seed 0 (:func:`probes.measures.fidelity.fidelity_sweep`: 1,000 fakes, a
 KDE of p_g from 20,000 G samples, bandwidth by held-out likelihood): the mean cosine of D's
 input gradient with the ideal direction ``grad log(p_data / p_g)`` and the mean share of its
-energy orthogonal to it. The v3 report reads the file and shows, per mixture, each arm's
-mean over seeds and the seed-paired differences (AS-GAN - baseline, AS-GAN - twice) with an
-exact sign-flip p, unadjusted: descriptive, no verdict.
+energy orthogonal to it. A report whose ``[report] fidelity`` names the file shows, per
+mixture, each arm's mean over seeds and the seed-paired differences with an exact sign-flip
+p, unadjusted: descriptive, no verdict (:func:`probes.study.report.fidelity_file_lines`).
 
-    python scripts/fidelity_v2.py [--out checkpoints/shipped/v3/fidelity-v2.json]
+    python scripts/fidelity_v2.py --arms ARM,ARM,... --out FILE [--plan PLAN]
 
-The file is written atomically and recorded in the manifest; a finished checkpoint is not
-measured again (``--remeasure`` does), so an interrupted run resumes.
+(the command that made the shipped file is in its manifest entry and checkpoints/README.md).
+
+The file is written atomically after each checkpoint and recorded in the manifest at the end;
+a measured checkpoint is not measured again (``--remeasure`` does), so an interrupted run
+resumes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
 CODE_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(CODE_ROOT))
 
-MIXTURES = ("ring8", "grid25")
-ARMS = ("baseline", "twice", "asgan-eps0.5")
-SHIP = CODE_ROOT / "checkpoints" / "shipped" / "v2"
-OUT = CODE_ROOT / "checkpoints" / "shipped" / "v3" / "fidelity-v2.json"
 
+def checkpoints(plan, arms: list[str]) -> list[tuple[str, Path]]:
+    """``("<group>/<arm>/seed<k>", final snapshot)`` of every shipped run of ``plan``'s
+    mixture groups in ``arms`` (plan order, seeds ascending)."""
+    from probes.study.arms import shipped_runs
 
-def checkpoints() -> list[tuple[str, str, int, Path]]:
-    """``(mixture, arm, seed, final snapshot)`` of every shipped v2 2-D run in :data:`ARMS`."""
     out = []
-    for mix in MIXTURES:
-        for arm in ARMS:
-            for run in sorted((SHIP / mix / arm).glob("seed*"), key=lambda p: int(p.name[4:])):
-                final = max(run.glob("ckpt-*.safetensors"))
-                out.append((mix, arm, int(run.name[4:]), final))
+    for group, spec in plan.groups.items():
+        if spec["measure"] != "mixture":
+            continue
+        runs = shipped_runs(group, plan)
+        for arm in arms:
+            out += [(f"{group}/{arm}/seed{s}", path) for s, path in runs.get(arm, {}).items()]
     return out
 
 
 def measure(path: Path) -> dict:
-    """The fidelity row of one checkpoint: mean cosine, mean noise share, bandwidth."""
+    """The fidelity row of one checkpoint: mean cosine, mean noise share, bandwidth, n."""
     from probes.measures.fidelity import fidelity_sweep
 
     (row,) = fidelity_sweep([str(path)], seed=0)["checkpoints"]
@@ -57,24 +60,30 @@ def measure(path: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from asgan_base.files import atomic_write_bytes
     from asgan_base.manifest import record
+    from probes.study.arms import shipped_plan
+    from probes.study.engine import load
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--arms", required=True, help="comma-separated arms of the mixture groups")
+    ap.add_argument("--out", type=Path, required=True, help="the JSON file (in the checkout)")
+    ap.add_argument("--plan", default=None, help="the study's plan (default: the shipped one)")
     ap.add_argument("--remeasure", action="store_true")
     args = ap.parse_args(argv)
-    body = json.loads(args.out.read_text()) if args.out.is_file() and not args.remeasure \
-        else {"about": "asgan-probe fidelity (defaults, probe seed 0) on v2's shipped 2-D "
-              "checkpoints; made by scripts/fidelity_v2.py", "runs": {}}
-    for mix, arm, seed, path in checkpoints():
-        name = f"{mix}/{arm}/seed{seed}"
+    plan = shipped_plan() if args.plan is None else load(args.plan)
+    out = args.out.resolve()
+    body = json.loads(out.read_text()) if out.is_file() and not args.remeasure else {
+        "about": f"asgan-probe fidelity (defaults, probe seed 0) on {plan.name}'s shipped 2-D "
+                 "checkpoints; made by scripts/fidelity_v2.py", "runs": {}}
+    for name, path in checkpoints(plan, args.arms.split(",")):
         if name in body["runs"]:
             continue
-        body["runs"][name] = {"checkpoint": path.relative_to(CODE_ROOT).as_posix(),
+        body["runs"][name] = {"checkpoint": path.relative_to(plan.root).as_posix(),
                               **measure(path)}
         print(name, body["runs"][name], flush=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(args.out, (json.dumps(body, indent=1) + "\n").encode())
-    record(args.out, command="python scripts/fidelity_v2.py", study="v3")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, (json.dumps(body, indent=1) + "\n").encode())
+    record(out, command=shlex.join(["python", "scripts/fidelity_v2.py", *sys.argv[1:]]),
+           path=plan.manifest, root=plan.root)
     return 0
 
 

@@ -785,7 +785,7 @@ def fidelity_file_lines(plan: Plan, rel: str, base: str) -> list[str]:
 
     head = ["## Gradient fidelity of the shipped study's 2-D checkpoints (descriptive)", ""]
     if not _sha_ok(plan.root, rel, read_manifest(plan.manifest)):
-        return head + [f"Not measured yet (`{rel}`: `python scripts/fidelity_v2.py`).", ""]
+        return head + [f"Not measured yet (`{rel}`: `scripts/fidelity_v2.py` writes it).", ""]
     table: dict = {}
     for name, row in json.loads((plan.root / rel).read_text())["runs"].items():
         mix, arm, seed = name.rsplit("/", 2)
