@@ -33,7 +33,9 @@ def test_each_group_is_read_from_its_plan_with_paired_seeds(plan):
             for s, path in by_seed.items():
                 assert path.as_posix().endswith(f"{plan.ship}/{group}/{arm}/seed{s}/"
                                                 f"ckpt-{steps:06d}.safetensors")
-        rows = [e for e in entries.values() if e.get("group") == group]
+        # this study's entries (a later study may name a group the same: v3's mnist10k)
+        rows = [e for e in entries.values() if e.get("group") == group
+                and e.get("study") == plan.name]
         assert rows and all(e["command"].startswith("asgan-train ") and e["sha256"]
                             and e["study"] == plan.name for e in rows)
 
@@ -62,8 +64,8 @@ def test_nothing_names_the_study_in_code():
 def test_shipped_folder_is_small_and_verified():
     assert verify() == []
     total = sum(e["bytes"] for e in read_manifest().values())
-    # the cap issue 15 sets for everything shipped
-    assert total <= 60e6, f"shipped checkpoints are {total / 1e6:.1f} MB"
+    # the cap issue 23 sets for everything shipped (v2 58 MB, study v3 plans 27.6 MB more)
+    assert total <= 100e6, f"shipped checkpoints are {total / 1e6:.1f} MB"
 
 
 def test_evolution_pair_has_intermediate_snapshots(plan):
