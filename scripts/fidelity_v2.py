@@ -4,7 +4,7 @@ first study's shipped ring8 and grid25 checkpoints; issue 23, item 3).
 
 For every shipped checkpoint of the plan's mixture groups (``measure = "mixture"``) in the
 arms ``--arms`` (all their seeds; the final snapshot), ``asgan-probe fidelity`` with its
-defaults and probe seed 0 (:func:`probes.measures.fidelity.fidelity_sweep`: 1,000 fakes, a
+defaults and probe seed 0 (:func:`probes.study.arms.fidelity_metrics`: 1,000 fakes, a
 KDE of p_g from 20,000 G samples, bandwidth by held-out likelihood): the mean cosine of D's
 input gradient with the ideal direction ``grad log(p_data / p_g)`` and the mean share of its
 energy orthogonal to it. A report whose ``[report] fidelity`` names the file shows, per
@@ -47,20 +47,10 @@ def checkpoints(plan, arms: list[str]) -> list[tuple[str, Path]]:
     return out
 
 
-def measure(path: Path) -> dict:
-    """The fidelity row of one checkpoint: mean cosine, mean noise share, bandwidth, n."""
-    from probes.measures.fidelity import fidelity_sweep
-
-    (row,) = fidelity_sweep([str(path)], seed=0)["checkpoints"]
-    return {"fidelity_cos": row["summary"]["cos"]["mean"],
-            "fidelity_noise": row["summary"]["noise"]["mean"],
-            "bandwidth": row["bandwidth"], "n": row["n"]}
-
-
 def main(argv: list[str] | None = None) -> int:
     from asgan_base.files import atomic_write_bytes
     from asgan_base.manifest import record
-    from probes.study.arms import shipped_plan
+    from probes.study.arms import fidelity_metrics, shipped_plan
     from probes.study.engine import load
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -78,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         if name in body["runs"]:
             continue
         body["runs"][name] = {"checkpoint": path.relative_to(plan.root).as_posix(),
-                              **measure(path)}
+                              **fidelity_metrics(path, seed=0)}
         print(name, body["runs"][name], flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out, (json.dumps(body, indent=1) + "\n").encode())

@@ -172,6 +172,19 @@ def mixture_metrics(path: str | Path, *, n: int = 2500, seed: int = 0) -> dict[s
             "reverse_kl": r["reverse_kl"] if r["reverse_kl"] is not None else math.nan}
 
 
+def fidelity_metrics(path: str | Path, *, seed: int = 0) -> dict[str, float]:
+    """Gradient fidelity of one ring8/grid25 checkpoint (``asgan-probe fidelity`` with its
+    defaults): ``fidelity_cos`` (mean cosine of D's input gradient with the ideal direction,
+    [-1, 1]), ``fidelity_noise`` (mean share of its energy orthogonal to it, [0, 1]), the
+    KDE ``bandwidth`` (data units) and ``n`` probed fakes."""
+    from probes.measures.fidelity import fidelity_sweep
+
+    (row,) = fidelity_sweep([str(path)], seed=seed)["checkpoints"]
+    return {"fidelity_cos": row["summary"]["cos"]["mean"],
+            "fidelity_noise": row["summary"]["noise"]["mean"],
+            "bandwidth": row["bandwidth"], "n": row["n"]}
+
+
 def stacked_metrics(path: str | Path, *, n: int = 26_000, seed: int = 0) -> dict[str, float]:
     """Stacked-MNIST modes (of 1000) and KL(p_gen || uniform) from ``n`` samples, each channel
     read by the shipped digit classifier (``asgan-probe coverage --n n``; VEEGAN/PacGAN

@@ -16,7 +16,7 @@ SNAPSHOT_METRICS`):
   ``fidelity_cos`` (mean cosine of D's input gradient with the ideal direction, in [-1, 1])
   and ``fidelity_noise`` (mean share of its energy orthogonal to it, in [0, 1]) over the
   probe's fakes: ``asgan-probe fidelity`` with its defaults and seed :data:`SEED`
-  (:func:`probes.measures.fidelity.fidelity_sweep`);
+  (``probes.study.arms.fidelity_metrics``);
 - ``stacked``: ``modes`` (of 1000) and ``kl``: ``probes.study.arms.stacked_metrics``
   (26,000 samples).
 
@@ -97,17 +97,13 @@ def _numbers(path: str | Path, kind: str, metrics: Sequence[str]) -> dict[str, f
 
 
 def _mixture_numbers(path: str | Path, metrics: Sequence[str]) -> dict[str, float]:
-    from probes.study.arms import mixture_metrics
+    from probes.study.arms import fidelity_metrics, mixture_metrics
 
     out: dict[str, float] = {}
     if any(not m.startswith("fidelity_") for m in metrics):
         out.update(mixture_metrics(path, n=N_MIXTURE, seed=SEED))
     if any(m.startswith("fidelity_") for m in metrics):
-        from probes.measures.fidelity import fidelity_sweep
-
-        (row,) = fidelity_sweep([str(path)], seed=SEED)["checkpoints"]
-        out.update(fidelity_cos=row["summary"]["cos"]["mean"],
-                   fidelity_noise=row["summary"]["noise"]["mean"])
+        out.update(fidelity_metrics(path, seed=SEED))
     return {m: out[m] for m in metrics}
 
 
