@@ -322,14 +322,16 @@ def ship(plan: Plan, run: Run, *, outcome: str = "finished", stopped: str = "",
         if (raw / name).is_file() or outcome == "finished":
             atomic_write_bytes(dest / name, (raw / name).read_bytes())
     steps = [] if outcome == "nonfinite" else plan.shipped_steps(run)
+    extra = {"claims_sha256": facts["claims_sha256"]} if "claims_sha256" in facts else {}
+    res_rel = results_rel(plan, run)
+    if res_rel is not None:  # measured before any weights are shipped: measuring takes
+        # minutes, and a sitting stopped meanwhile must leave no weights without their entries
+        body, snaps, last_meta = _results_body(plan, run, raw, outcome, stopped,
+                                               [snapshot_name(s) for s in steps], say)
     written = [export_snapshot(raw / snapshot_name(s), dest / snapshot_name(s), half=True,
                                facts={"exported": "asgan-study: optimizer state dropped, "
                                                   "float16 weights"})
                for s in steps]
-    extra = {"claims_sha256": facts["claims_sha256"]} if "claims_sha256" in facts else {}
-    res_rel = results_rel(plan, run)
-    if res_rel is not None:
-        body, snaps, last_meta = _results_body(plan, run, raw, outcome, stopped, written, say)
     for out in written:  # the final snapshot is last: its entry marks the run as shipped
         _, meta = read_checkpoint(out)
         record(out, command=facts["command"], path=plan.manifest, root=plan.root,
@@ -351,10 +353,11 @@ def ship(plan: Plan, run: Run, *, outcome: str = "finished", stopped: str = "",
 
 
 def _results_body(plan: Plan, run: Run, raw: Path, outcome: str, stopped: str,
-                  written: list, say) -> tuple[dict, dict, dict]:
+                  shipped: list[str], say) -> tuple[dict, dict, dict]:
     """The results file of ``run`` (module docstring of :mod:`probes.study.plan`): its
-    measured snapshots' numbers, outcome and final weights' digest. Returns the body, the
-    raw snapshots ``{step: path}`` and the last one's metadata."""
+    measured snapshots' numbers, outcome and final weights' digest; ``shipped``: the file
+    names of the snapshots it ships. Returns the body, the raw snapshots ``{step: path}``
+    and the last one's metadata."""
     from probes.io.edge import list_snapshots, read_checkpoint
     from probes.study import snapshots
 
@@ -375,7 +378,7 @@ def _results_body(plan: Plan, run: Run, raw: Path, outcome: str, stopped: str,
             "weights_sha256": snapshots.weights_sha256(snaps[last]),
             "weights_sha256_of": "trainers.checkpoint.tensor_digest of the G.* and D.* "
                                  "float32 tensors of the final (or last good) raw snapshot",
-            "weights_shipped": [Path(w).name for w in written],
+            "weights_shipped": list(shipped),
             "stopped": stopped or None, "measure_every": plan.measure_every(run),
             "measure": dict(snapshots.settings(kind), kind=kind, metrics=metrics,
                             final_metrics=final),
