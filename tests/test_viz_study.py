@@ -109,3 +109,26 @@ def test_a_single_seed_draws_no_interval(tmp_path, drawn):
     one = {"baseline": {0: {"fd": 3.0}}, "asgan-eps2": {0: {"fd": 2.0}}}
     assert Path(V.plot_arms(one, [("fd", "FD")], tmp_path / "a.png")).is_file()
     assert all(len(bar.lines[2]) == 0 for bar in drawn[0].axes[0].containers)
+
+
+def test_fd_curves_pair_seeds_and_draw_a_setting_without_pairs_quietly(tmp_path, drawn):
+    """The bottom row is the seed-paired difference's mean over the seeds both arms have (seed
+    2 of the AS arm has no baseline partner and is left out); a setting with the baseline only
+    (a study still training) draws its runs, an empty difference panel and no warning."""
+    import warnings
+
+    base = {s: {100: 10.0 + s, 200: 8.0 + s} for s in range(2)}
+    arm = {s: {100: 9.0 + 2 * s, 200: 5.0} for s in range(3)}
+    curves = {"a": {"baseline": base, "asgan": arm}, "b": {"baseline": base}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        V.plot_fd_curves(curves, tmp_path / "fd.png", baseline="baseline",
+                         arms=["baseline", "asgan"])
+    (fig,) = drawn
+    top_a, top_b, bottom_a, bottom_b = fig.axes
+    (mean,) = [ln for ln in bottom_a.lines if ln.get_label().startswith("asgan - baseline")]
+    # pairs (seed 0, 1): step 100: (9-10, 11-11) -> -0.5; step 200: (5-8, 5-9) -> -3.5
+    assert np.allclose(mean.get_ydata(), [-0.5, -3.5])
+    assert "2 pairs" in mean.get_label()
+    assert bottom_b.get_legend() is None and not bottom_b.collections
+    assert len(top_b.lines) == 3  # two seeds and their median

@@ -258,6 +258,8 @@ def plot_fd_curves(curves: Mapping[str, Mapping[str, Mapping[int, Mapping[int, f
             if arm == baseline or baseline not in curves[g]:
                 continue
             both = sorted(set(seeds) & set(curves[g][baseline]))
+            if not both:  # no seed-paired runs yet (a study still training)
+                continue
             d = _curve_array(curves[g][arm], both, steps) - _curve_array(
                 curves[g][baseline], both, steps)
             mean, lo, hi = _band(d)
@@ -272,7 +274,8 @@ def plot_fd_curves(curves: Mapping[str, Mapping[str, Mapping[int, Mapping[int, f
         bottom.set_xlabel("iteration", fontsize=8)
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=6)
+            if ax.get_legend_handles_labels()[0]:  # an empty panel gets no (warning) legend
+                ax.legend(fontsize=6)
     fig.tight_layout()
     return _save(fig, path)
 
