@@ -186,3 +186,33 @@ def test_the_size_model_matches_a_real_export(tmp_path):
         half = export_snapshot(raw, tmp_path / "half.safetensors", half=True)
         header = 8 + int.from_bytes(half.read_bytes()[:8], "little")
         assert est_bytes(plan, run, header=0) == half.stat().st_size - header, run
+
+
+def test_the_measure_cache_holds_for_one_code_version(tmp_path, monkeypatch):
+    """``asgan-study measure``'s cache is reused while the code, classifiers and torch are
+    the same (a second call measures nothing) and dropped when the measuring code changes
+    (the fingerprint covers every source file: a copy of the trainers gives the same one, an
+    edit another)."""
+    import shutil
+
+    import probes.io.edge as edge
+    from probes.study import arms, engine
+
+    plan = load_plan(SHIPPED, ROOT)
+    (run,) = [r for r in plan.runs() if r.name == "ring8/baseline/seed0"]
+    said = []
+    first = engine.measure(plan, tmp_path, n_mixture=200, runs=[run], say=said.append)
+    assert said == ["measuring ring8/baseline/seed0"]
+    monkeypatch.setitem(arms.MEASURES, "mixture", lambda *a, **k: pytest.fail("re-measured"))
+    assert engine.measure(plan, tmp_path, n_mixture=200, runs=[run], say=said.append) == first
+
+    fp = engine.measure_fingerprint()
+    copy = tmp_path / "code" / "trainers"
+    shutil.copytree(edge.TRAINERS_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(edge, "TRAINERS_DIR", copy)
+    assert engine.measure_fingerprint() == fp
+    with (copy / "nets.py").open("a") as f:
+        f.write("\n# an edit\n")
+    assert engine.measure_fingerprint() != fp
+    with pytest.raises(pytest.fail.Exception, match="re-measured"):
+        engine.measure(plan, tmp_path, n_mixture=200, runs=[run], say=said.append)

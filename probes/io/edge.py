@@ -10,12 +10,17 @@ themselves is what only the trainers define, and it all comes through this modul
 - our data (:mod:`trainers.data`): the registry, the train / held-out split the probes take
   their reals from, the 2-D mixtures' modes, eps units per dataset;
 - the training config (:mod:`trainers.config`): a study plan checks its arms' options with the
-  trainer's own parser.
+  trainer's own parser;
+- where the trainers' source is (``TRAINERS_DIR``): a cached measurement is keyed by the code
+  that rebuilt and ran the nets.
 
 ``trainers`` never imports ``probes`` (``tests/test_layers.py`` checks both directions), so the
 dependency has one direction and one door.
 """
 
+from pathlib import Path
+
+import trainers
 from trainers.checkpoint import (
     HALF_MIN_NUMEL,
     MAX_HEADER,
@@ -41,10 +46,12 @@ from trainers.data import (
 )
 from trainers.nets import ARCHS, build_net, config_specs
 
+TRAINERS_DIR = Path(trainers.__file__).parent
+
 __all__ = [
     "ARCHS", "HALF_MIN_NUMEL", "MAX_HEADER", "MNIST10K_SPLIT", "build_net", "canonical_name",
     "check_split", "config_specs", "eps_unit_of_config", "export_snapshot", "grid25_modes",
     "list_snapshots", "load_checkpoint", "load_dataset", "make_config", "mnist10k_split",
     "read_checkpoint", "resolve_eps_unit", "ring8_modes", "snapshot_name", "split_of",
-    "tensor_digest",
+    "tensor_digest", "TRAINERS_DIR",
 ]

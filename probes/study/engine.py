@@ -660,13 +660,44 @@ def shipped_finals(plan: Plan, entries: Mapping | None = None
     return out
 
 
+def measure_fingerprint() -> str:
+    """SHA-256 of what a cached measurement depends on besides the checkpoint and settings:
+    the source of the packages that measure (every ``.py`` of asgan_base, probes and
+    trainers), the shipped classifiers that read the samples (FD, classes, Stacked-MNIST
+    modes) and torch's version. Over-inclusive on purpose: any code change re-measures, since
+    a stale number costs more than minutes of CPU."""
+    import hashlib
+
+    import torch
+
+    import asgan_base
+    import probes
+    from asgan_base.errors import UserError
+    from asgan_base.manifest import checkpoints_dir
+    from probes.io.edge import TRAINERS_DIR
+
+    h = hashlib.sha256(torch.__version__.encode())
+    for top in (Path(asgan_base.__file__).parent, Path(probes.__file__).parent, TRAINERS_DIR):
+        for f in sorted(top.rglob("*.py")):
+            h.update(f"{top.name}/{f.relative_to(top).as_posix()}".encode())
+            h.update(f.read_bytes())
+    try:
+        classifiers = sorted((checkpoints_dir() / "shipped" / "classifier").glob("*"))
+    except UserError:  # no checkpoints folder: nothing shipped to measure with
+        classifiers = []
+    for f in classifiers:
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
 def measure(plan: Plan, out: str | Path, *, n_quality: int = 2000, n_stacked: int = 26_000,
             n_mixture: int = 2500, seed: int = 0, runs: list[Run] | None = None,
             say=print) -> dict:
     """The metrics of every shipped run of ``plan`` (final snapshot) through the group's
     measurement (:data:`probes.study.arms.MEASURES`), kept in ``out/measures.json`` keyed by
-    the checkpoint's SHA-256 and settings, so a second call measures only new runs.
-    ``runs``: only these (default: every run of the plan).
+    the checkpoint's SHA-256 and settings, so a second call measures only new runs; the
+    cache holds for one :func:`measure_fingerprint` (code, classifiers, torch) and is
+    dropped when that changes. ``runs``: only these (default: every run of the plan).
 
     Returns ``{group: {arm: {seed: {metric: value}}}}``."""
     from asgan_base.files import atomic_write_bytes
@@ -675,7 +706,9 @@ def measure(plan: Plan, out: str | Path, *, n_quality: int = 2000, n_stacked: in
 
     out = Path(out)
     cache_file = out / "measures.json"
-    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    fingerprint = measure_fingerprint()
+    kept = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    cache = kept.get("measures", {}) if kept.get("fingerprint") == fingerprint else {}
     entries = read_manifest(plan.manifest)
     kwargs = {"image": {"n_quality": n_quality, "seed": seed},
               "stacked": {"n": n_stacked, "seed": seed},
@@ -692,7 +725,8 @@ def measure(plan: Plan, out: str | Path, *, n_quality: int = 2000, n_stacked: in
                 if key not in cache:
                     say(f"measuring {group}/{arm}/seed{s}")
                     cache[key] = MEASURES[kind](plan.root / rel, **kwargs[kind])
-                    atomic_write_bytes(cache_file, json.dumps(cache, indent=1).encode())
+                    atomic_write_bytes(cache_file, json.dumps(
+                        {"fingerprint": fingerprint, "measures": cache}, indent=1).encode())
                 tables.setdefault(group, {}).setdefault(arm, {})[s] = cache[key]
     return tables
 
