@@ -302,7 +302,8 @@ def test_stylegan_attack_numbers_do_not_depend_on_the_batch_size(folders, tmp_pa
             {k: v[k] for k in v if k not in continuous}
         for k in continuous:
             if k in u:
-                assert u[k] == pytest.approx(v[k], rel=1e-5, abs=1e-7), k
+                # 1.2e-5 apart on an AVX512 CPU (conv sums ordered by batch size)
+                assert u[k] == pytest.approx(v[k], rel=1e-4, abs=1e-6), k
     assert a["min_eps"] == b["min_eps"]
     assert len(a["min_eps"]) == 4  # real and fake, fgsm and bim
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -88,21 +89,71 @@ def new(old, tmp_path_factory) -> dict:
     return dict(stored, report_md=md.read_text(), figures=calls, out=out, runs=runs)
 
 
+# The fixture was measured on an AMD EPYC (AVX2); on another CPU the float32 kernels sum in
+# another order, so a measured number moves by round-off (up to 9e-5 relative on an Intel
+# AVX512: SSIM of a gradient map) and a claim's interval bound near zero by 1e-5 absolute.
+# A change of code moves them by far more.
+REL, ABS = 1e-3, 1e-4
+
+
 def _same(a, b) -> bool:
-    """Equal plain values, NaN equal to NaN."""
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
+    """Equal plain values, floats to round-off (``REL``, ``ABS``), NaN equal to NaN; text,
+    integers and booleans (verdicts, counts, p-value ranks) exactly."""
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=REL,
+                                                                 abs_tol=ABS)
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
+    return type(a) is type(b) and a == b
+
+
+def _keys_in_order(x):
+    """The nesting of dicts' keys in their order (the values left out)."""
+    if isinstance(x, dict):
+        return [[k, _keys_in_order(v)] for k, v in x.items()]
+    return [_keys_in_order(v) for v in x] if isinstance(x, list) else None
+
+
+# a number standing alone (not a digit inside a word or a hex digest, which compare as text)
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w.])")
+
+
+def _same_text(new: str, old: str) -> bool:
+    """The same text with every number as printed equal to round-off: integers exactly, a
+    decimal within one unit of its last printed digit plus ``REL`` / ``ABS`` (the report
+    prints 3 significant digits, so round-off can flip the last one)."""
+    if NUMBER.split(new) != NUMBER.split(old):
+        return False
+    for a, b in zip(NUMBER.findall(new), NUMBER.findall(old)):
+        if "." not in b and "e" not in b:
+            if a != b:
+                return False
+            continue
+        mant = b.split("e")[0]
+        last = 10.0 ** -(len(mant.split(".")[1]) if "." in mant else 0)
+        last *= 10.0 ** int(b.split("e")[1]) if "e" in b else 1.0
+        if abs(float(a) - float(b)) > last + REL * abs(float(b)) + ABS:
+            return False
+    return True
+
+
+def test_same_text_takes_round_off_and_nothing_else():
+    assert _same_text("| lo -0.000571, 8.7 | 2/2 |", "| lo -0.000578, 8.7 | 2/2 |")
+    assert _same_text("FD 61.7 (4.1e-05)", "FD 61.6 (4.2e-05)")
+    assert not _same_text("FD 62.0", "FD 61.6")
+    assert not _same_text("| 3/8 |", "| 2/8 |")
+    assert not _same_text("held", "did not hold")
+    assert not _same_text("sha 3e0985ab", "sha 3e0984ab") and _same_text("E04 x", "E04 x")
+    assert _same({"p": 0.25, "d": 8.7344}, {"p": 0.25, "d": 8.7315})
+    assert not _same({"verdict": True}, {"verdict": 1}) and not _same(0.5, 0.51)
 
 
 def test_every_number_is_the_old_reports(old, new):
     assert _same(new["tables"], old["tables"])
     # the same groups, arms and seeds in the same order
-    assert json.dumps(new["tables"], sort_keys=False) == json.dumps(old["tables"])
+    assert _keys_in_order(new["tables"]) == _keys_in_order(old["tables"])
 
 
 def test_every_claim_and_verdict_is_the_old_reports(old, new):
@@ -112,7 +163,7 @@ def test_every_claim_and_verdict_is_the_old_reports(old, new):
 
 
 def test_the_report_text_is_the_old_reports(old, new):
-    assert new["report_md"] == old["report_md"]
+    assert _same_text(new["report_md"], old["report_md"])
 
 
 def test_every_figure_is_drawn_from_the_old_checkpoints_and_labels(old, new):
@@ -142,7 +193,7 @@ def test_asgan_study_report_on_the_shipped_plan_is_the_same_report(old, new):
     md = engine.write_report(plan, new["out"], n_quality=old["n_quality"],
                              n_stacked=old["n_stacked"], n_mixture=old["n_mixture"],
                              seed=old["seed"], runs=new["runs"], figures=False)
-    assert md.read_text() == old["report_md"]
+    assert md.read_text() == new["report_md"]  # this machine's report, to the last digit
 
 
 def test_claims_are_judged_on_exactly_their_registered_seeds(new):

@@ -166,29 +166,49 @@ def test_smoke_preset_writes_a_loadable_checkpoint(tmp_path, trainer):
 
 # Tensor digests (``meta["sha256"]``: G, D and both Adam states) of the smoke preset's final
 # snapshot at 20 steps on CPU, written by main's code at commit 973eaee (before train_step was
-# extracted from the loop), torch 2.14.1, per torch thread count (CPU kernels split their
-# reductions by thread, so the last bits depend on it). The refactored loop must reproduce
-# them bit for bit; on_nonfinite=skip must too (its wrappers refuse nothing in a finite run).
+# extracted from the loop), torch 2.14.1, per machine and torch thread count: CPU kernels
+# split their reductions by thread and by vector ISA, so the last bits depend on both (the
+# CPU vendor is in the key too: the same ISA need not mean the same kernels). The refactored
+# loop must reproduce them bit for bit; on_nonfinite=skip must too (its wrappers refuse
+# nothing in a finite run). Another machine: run commit 973eaee's trainers on it (a `git
+# worktree` of that commit on PYTHONPATH; make_config("smoke", trainer, steps 20, cpu), train,
+# read_checkpoint's meta["sha256"] at 1 and 2 threads) and add its row.
 SMOKE_DIGESTS_973EAEE = {
-    1: {"baseline": "ebd3bfff84a266599486cbe25806a78421f92a5245ff15e4201029e3fe6a01db",
-        "asgan": "96ee4ffd521b74526d38205a14163ef01de136fab0cd34927bf1103ce88c538a"},
-    2: {"baseline": "9fa5dfd3dc515b6316c825f8cf61d7ba1c549cf0e579f7ffc1daf297309b52d4",
-        "asgan": "98944dd696985c40dc8c5b5b4ff171c4789b022dd75408b16d43b0223f8c6bc2"},
+    ("AMD", "AVX2"): {  # AMD EPYC
+        1: {"baseline": "ebd3bfff84a266599486cbe25806a78421f92a5245ff15e4201029e3fe6a01db",
+            "asgan": "96ee4ffd521b74526d38205a14163ef01de136fab0cd34927bf1103ce88c538a"},
+        2: {"baseline": "9fa5dfd3dc515b6316c825f8cf61d7ba1c549cf0e579f7ffc1daf297309b52d4",
+            "asgan": "98944dd696985c40dc8c5b5b4ff171c4789b022dd75408b16d43b0223f8c6bc2"}},
+    ("Intel", "AVX512"): {  # Intel Xeon Processor (recorded 2026-12-08)
+        1: {"baseline": "a7a3c22d37f59603417ac500f9e8d27ac10b411114be8243058c57afe2af5745",
+            "asgan": "f7e278ac94311949989f6c8ebfdf7b0ead59cf347cf48813de7d67efcd050a48"},
+        2: {"baseline": "e53989a1f9cfcb9128c972c03aed050e4fc41d51af9ce94a01d4aaf93586a886",
+            "asgan": "0b59a2f06be5f991af782b1e2fb432730851476a1c82d0d54798882ed680040d"}},
 }
+
+
+def _machine() -> tuple[str, str]:
+    from probes.study.engine import machine_facts
+
+    facts = machine_facts()
+    vendor = next((v for v in ("AMD", "Intel") if v in facts["cpu_model"]), facts["cpu_model"])
+    return vendor, facts["cpu_capability"]
 
 
 @pytest.mark.parametrize("trainer,on_nonfinite", [("baseline", "stop"), ("asgan", "stop"),
                                                   ("asgan", "skip")])
 def test_smoke_weights_are_bit_identical_to_the_recorded_run(tmp_path, trainer, on_nonfinite):
-    threads = torch.get_num_threads()
-    if torch.__version__.split("+")[0] != "2.14.1" or threads not in SMOKE_DIGESTS_973EAEE:
-        pytest.skip(f"digests recorded with torch 2.14.1 on 1 or 2 threads, not "
-                    f"{torch.__version__} on {threads}")
+    threads, machine = torch.get_num_threads(), _machine()
+    recorded = SMOKE_DIGESTS_973EAEE.get(machine, {})
+    if torch.__version__.split("+")[0] != "2.14.1" or threads not in recorded:
+        pytest.skip(f"digests recorded with torch 2.14.1 on 1 or 2 threads of "
+                    f"{sorted(SMOKE_DIGESTS_973EAEE)}, not {torch.__version__} on {threads} "
+                    f"of {machine} (the comment above says how to add a machine)")
     cfg = make_config("smoke", {"trainer": trainer, "steps": 20, "device": "cpu",
                                 "on_nonfinite": on_nonfinite})
     last = train(cfg, tmp_path / "run", progress=False)
     _, meta = read_checkpoint(last)
-    assert meta["sha256"] == SMOKE_DIGESTS_973EAEE[threads][trainer]
+    assert meta["sha256"] == recorded[threads][trainer]
 
 
 def _weights(path):
