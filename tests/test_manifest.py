@@ -50,7 +50,10 @@ def _is_snapshot(path: Path) -> bool:
         return "asgan_probe" in (f.metadata() or {})
 
 
-@pytest.mark.parametrize("rel", sorted(_entries()) or [None], ids=str)
+# safetensors entries only: results files, plans and logs are checked by manifest.verify, and
+# one skip line each would bury the summary (a study ships hundreds)
+@pytest.mark.parametrize("rel", sorted(r for r in _entries() if r.endswith(".safetensors"))
+                         or [None], ids=str)
 def test_listed_snapshots_load_and_pass_their_checksum(rel):
     if rel is None:
         pytest.skip("the manifest lists no files yet")
