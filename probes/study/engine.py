@@ -664,8 +664,9 @@ def measure_fingerprint() -> str:
     """SHA-256 of what a cached measurement depends on besides the checkpoint and settings:
     the source of the packages that measure (every ``.py`` of asgan_base, probes and
     trainers), the shipped classifiers that read the samples (FD, classes, Stacked-MNIST
-    modes) and torch's version. Over-inclusive on purpose: any code change re-measures, since
-    a stale number costs more than minutes of CPU."""
+    modes; by their manifest SHA-256, which ``load_classifier`` holds each file to) and
+    torch's version. Over-inclusive on purpose: any code change re-measures, since a stale
+    number costs more than minutes of CPU."""
     import hashlib
 
     import torch
@@ -673,7 +674,8 @@ def measure_fingerprint() -> str:
     import asgan_base
     import probes
     from asgan_base.errors import UserError
-    from asgan_base.manifest import checkpoints_dir
+    from asgan_base.manifest import read_manifest
+    from probes.adapters.classifier import SHIPPED_FOR
     from probes.io.edge import TRAINERS_DIR
 
     h = hashlib.sha256(torch.__version__.encode())
@@ -682,11 +684,11 @@ def measure_fingerprint() -> str:
             h.update(f"{top.name}/{f.relative_to(top).as_posix()}".encode())
             h.update(f.read_bytes())
     try:
-        classifiers = sorted((checkpoints_dir() / "shipped" / "classifier").glob("*"))
-    except UserError:  # no checkpoints folder: nothing shipped to measure with
-        classifiers = []
-    for f in classifiers:
-        h.update(f.name.encode() + f.read_bytes())
+        entries = read_manifest()
+    except UserError:  # no checkpoints folder: no shipped classifier to measure with
+        entries = {}
+    for rel in sorted(SHIPPED_FOR.values()):
+        h.update(f"{rel} {entries.get(rel, {}).get('sha256')}".encode())
     return h.hexdigest()
 
 
